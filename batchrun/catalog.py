@@ -1,0 +1,274 @@
+"""The model catalog: context windows, prices with effective dates, rate limits and speeds.
+
+The data lives in ``data/catalog.toml`` (with the source of every figure); a user's own TOML file
+of the same shape overrides it: scalar fields replace ours, price entries are added, and an entry
+with the same effective date as ours replaces it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from batchrun.exceptions import CatalogError, UnknownModelError
+
+ThinkingRule = Literal["always", "adaptive"]
+BUILTIN_NAME = "batchrun/data/catalog.toml"
+_MODEL_FIELDS = {
+    "context_window",
+    "thinking",
+    "content_kinds",
+    "default_top_p",
+    "speed_tps",
+    "speed_source",
+    "rpm",
+    "tpm",
+    "concurrency",
+    "count_tokens",
+    "prices",
+}
+_RATE_FIELDS = ("input", "output", "cache_read", "cache_write")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rates:
+    """USD per million tokens for each kind of token; None where no price is known."""
+
+    input: Decimal | None
+    output: Decimal | None
+    cache_read: Decimal | None
+    cache_write: Decimal | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongContextTier:
+    """Rates that apply to the whole request once its input passes ``above_input_tokens``."""
+
+    above_input_tokens: int
+    rates: Rates
+
+
+@dataclass(frozen=True, kw_only=True)
+class Price:
+    """One dated price list entry for a model."""
+
+    effective: date
+    rates: Rates
+    long_context: LongContextTier | None
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo:
+    """Everything batchrun knows about one model."""
+
+    name: str
+    context_window: int
+    thinking: ThinkingRule
+    content_kinds: frozenset[str]
+    default_top_p: float
+    speed_tps: float | None
+    speed_source: str
+    rpm: int | None
+    tpm: int | None
+    concurrency: int | None
+    count_tokens: str
+    prices: tuple[Price, ...]
+
+    def price_on(self, day: date) -> Price | None:
+        """The price in effect on ``day``, or None when no entry had started by then."""
+        current = None
+        for price in self.prices:
+            if price.effective <= day:
+                current = price
+        return current
+
+    def accepts(self, content_kind: str) -> bool:
+        """Whether messages to this model may contain blocks of this kind."""
+        return content_kind in self.content_kinds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Catalog:
+    """All models, looked up by exact name."""
+
+    models: Mapping[str, ModelInfo]
+    priority_multiplier: Decimal
+    sources: tuple[str, ...]
+
+    def get(self, name: str) -> ModelInfo:
+        """The model called ``name``; UnknownModelError names the known ones otherwise."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownModelError(name, self.names()) from None
+
+    def names(self) -> list[str]:
+        """Model names in catalog order."""
+        return list(self.models)
+
+    def __iter__(self) -> Iterator[ModelInfo]:
+        return iter(self.models.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models
+
+
+def load_catalog(override: Path | None = None) -> Catalog:
+    """The built-in catalog, with ``override`` (a user's TOML file) applied on top."""
+    text = resources.files("batchrun").joinpath("data/catalog.toml").read_text("utf-8")
+    raw = _parse(text, BUILTIN_NAME)
+    sources = [BUILTIN_NAME]
+    if override is not None:
+        raw = _merge(raw, _read_override(override))
+        sources.append(str(override))
+    return _build(raw, " + ".join(sources), tuple(sources))
+
+
+def _read_override(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise CatalogError(str(path), f"cannot read the catalog file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise CatalogError(str(path), "the catalog file is not UTF-8 text") from exc
+    return _parse(text, str(path))
+
+
+def _parse(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(where, f"not valid TOML: {exc}") from exc
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = {**base, "pricing": {**base.get("pricing", {}), **extra.get("pricing", {})}}
+    models = {name: dict(fields) for name, fields in base.get("models", {}).items()}
+    for name, fields in extra.get("models", {}).items():
+        target = models.setdefault(name, {})
+        for key, value in fields.items():
+            if key == "prices":
+                target["prices"] = _merge_prices(target.get("prices", []), value)
+            else:
+                target[key] = value
+    merged["models"] = models
+    return merged
+
+
+def _merge_prices(ours: list[Any], theirs: list[Any]) -> list[Any]:
+    by_date = {entry.get("effective"): entry for entry in ours if isinstance(entry, dict)}
+    for entry in theirs if isinstance(theirs, list) else [theirs]:
+        by_date[entry.get("effective") if isinstance(entry, dict) else None] = entry
+    return list(by_date.values())
+
+
+def _build(raw: dict[str, Any], where: str, sources: tuple[str, ...]) -> Catalog:
+    models_raw = raw.get("models")
+    if not isinstance(models_raw, dict) or not models_raw:
+        raise CatalogError(where, "no [models] table")
+    models = {name: _build_model(name, fields, where) for name, fields in models_raw.items()}
+    pricing = raw.get("pricing", {})
+    multiplier = _number(pricing, "priority_multiplier", f"{where}: pricing", required=False)
+    return Catalog(
+        models=models,
+        priority_multiplier=Decimal(multiplier) if multiplier is not None else Decimal("1.5"),
+        sources=sources,
+    )
+
+
+def _build_model(name: str, fields: Any, where: str) -> ModelInfo:
+    ctx = f"models.{name!r}"
+    if not isinstance(fields, dict):
+        raise CatalogError(where, f"{ctx} must be a table")
+    unknown = set(fields) - _MODEL_FIELDS
+    if unknown:
+        raise CatalogError(where, f"{ctx} has unknown field(s): {', '.join(sorted(unknown))}")
+    thinking = fields.get("thinking")
+    if thinking not in ("always", "adaptive"):
+        raise CatalogError(where, f'{ctx}.thinking must be "always" or "adaptive"')
+    kinds = fields.get("content_kinds")
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise CatalogError(where, f"{ctx}.content_kinds must be a list of block types")
+    prices = fields.get("prices", [])
+    if not isinstance(prices, list):
+        raise CatalogError(where, f"{ctx}.prices must be an array of tables")
+    speed = _number(fields, "speed_tps", f"{where}: {ctx}", required=False)
+    return ModelInfo(
+        name=name,
+        context_window=_positive_int(fields, "context_window", where, ctx, required=True) or 0,
+        thinking=cast(ThinkingRule, thinking),
+        content_kinds=frozenset(kinds),
+        default_top_p=float(_number(fields, "default_top_p", f"{where}: {ctx}") or 1),
+        speed_tps=float(speed) if speed is not None else None,
+        speed_source=str(fields.get("speed_source", "unknown")),
+        rpm=_positive_int(fields, "rpm", where, ctx),
+        tpm=_positive_int(fields, "tpm", where, ctx),
+        concurrency=_positive_int(fields, "concurrency", where, ctx),
+        count_tokens=str(fields.get("count_tokens", "undocumented")),
+        prices=tuple(
+            sorted(
+                (
+                    _build_price(entry, where, f"{ctx}.prices[{i}]")
+                    for i, entry in enumerate(prices)
+                ),
+                key=lambda p: p.effective,
+            )
+        ),
+    )
+
+
+def _build_price(entry: Any, where: str, ctx: str) -> Price:
+    if not isinstance(entry, dict):
+        raise CatalogError(where, f"{ctx} must be a table")
+    effective = entry.get("effective")
+    if not isinstance(effective, date):
+        raise CatalogError(where, f"{ctx}.effective must be a date such as 2026-11-22")
+    tier_raw = entry.get("long_context")
+    tier = None
+    if tier_raw is not None:
+        if not isinstance(tier_raw, dict):
+            raise CatalogError(where, f"{ctx}.long_context must be a table")
+        above = _positive_int(tier_raw, "above_input_tokens", where, f"{ctx}.long_context", True)
+        tier = LongContextTier(
+            above_input_tokens=above or 0, rates=_rates(tier_raw, where, f"{ctx}.long_context")
+        )
+    return Price(
+        effective=effective,
+        rates=_rates(entry, where, ctx),
+        long_context=tier,
+        source=str(entry.get("source", "user override")),
+    )
+
+
+def _rates(table: dict[str, Any], where: str, ctx: str) -> Rates:
+    values = {key: _number(table, key, f"{where}: {ctx}", required=False) for key in _RATE_FIELDS}
+    return Rates(**{key: Decimal(v) if v is not None else None for key, v in values.items()})
+
+
+def _number(table: Mapping[str, Any], key: str, ctx: str, required: bool = False) -> Any:
+    value = table.get(key)
+    if value is None:
+        if required:
+            raise CatalogError(ctx, f"{key} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal) or value < 0:
+        raise CatalogError(ctx, f"{key} must be a number >= 0, not {value!r}")
+    return value
+
+
+def _positive_int(
+    table: Mapping[str, Any], key: str, where: str, ctx: str, required: bool = False
+) -> int | None:
+    value = table.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise CatalogError(where, f"{ctx}.{key} must be a whole number > 0, not {value!r}")
+    return value

@@ -1,0 +1,24 @@
+"""The ``batchrun`` command line: a thin Typer layer over the library, one module per group."""
+
+from __future__ import annotations
+
+import typer
+
+from batchrun.cli import models, sim
+from batchrun.cli.errors import run_guarded
+
+app = typer.Typer(
+    name="batchrun",
+    help="Run JSONL batches against MiniMax's Anthropic-compatible API, compare models, "
+    "and watch token spend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("models")(models.models_command)
+app.command("sim")(sim.sim_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``batchrun`` console script."""
+    run_guarded(app, argv)

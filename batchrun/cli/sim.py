@@ -1,0 +1,116 @@
+"""``batchrun sim``: serve the MiniMax-compatible simulator on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from batchrun.sim.host import READY_PREFIX, serve
+from batchrun.sim.loop import run_fast
+from batchrun.sim.settings import (
+    SimSettings,
+    parse_faults,
+    parse_model_limits,
+    parse_quirks,
+)
+
+
+def sim_command(
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless you must.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 8765,
+    time_scale: Annotated[
+        float, typer.Option(help="Multiplies every latency: 0 = instant, 0.01 = 100x faster.")
+    ] = 1.0,
+    seed: Annotated[
+        int, typer.Option(help="Makes content, lengths, timings and faults repeat.")
+    ] = 0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Accept only this key (default: any non-empty key).", show_default=False),
+    ] = None,
+    no_limits: Annotated[bool, typer.Option("--no-limits", help="Turn rate limits off.")] = False,
+    rpm: Annotated[
+        str | None,
+        typer.Option(
+            help="Requests per minute: N for every model, or MODEL=N,MODEL=N. "
+            "Default: the catalog's limits."
+        ),
+    ] = None,
+    tpm: Annotated[
+        str | None, typer.Option(help="Tokens per minute, in the same form as --rpm.")
+    ] = None,
+    limit_window: Annotated[
+        float, typer.Option(help="Seconds of the sliding window the limits are measured over.")
+    ] = 60.0,
+    retry_after: Annotated[
+        float | None,
+        typer.Option(help="Send this retry-after (seconds) with every 429 (MiniMax sends none)."),
+    ] = None,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Injected faults, e.g. 529=0.2,500=0.05,balance=0.01,drop=0.05,"
+            "stall=0.02,401=0; MODEL:KIND=RATE for one model only."
+        ),
+    ] = "",
+    stall_seconds: Annotated[
+        float, typer.Option(help="How long a stalled response sends nothing.")
+    ] = 30.0,
+    quirks: Annotated[
+        str | None,
+        typer.Option(
+            help="MiniMax's reported stream quirks: 'all', or some of "
+            "start_without_signature, usage_on_stop, stream_cache_read_zero."
+        ),
+    ] = None,
+    count_tokens_models: Annotated[
+        str | None,
+        typer.Option(
+            help="Answer count_tokens only for these models (comma-separated); "
+            "others get a 400. Default: every model."
+        ),
+    ] = None,
+) -> None:
+    """Serve a MiniMax-compatible API on this machine, for tests and for running without a key."""
+    base, per_model = parse_faults(faults)
+    settings = SimSettings(
+        host=host,
+        port=port,
+        time_scale=time_scale,
+        seed=seed,
+        api_key=api_key,
+        limits=not no_limits,
+        rpm=parse_model_limits(rpm, "--rpm"),
+        tpm=parse_model_limits(tpm, "--tpm"),
+        limit_window=limit_window,
+        retry_after=retry_after,
+        faults=base,
+        model_faults=per_model,
+        stall_seconds=stall_seconds,
+        quirks=parse_quirks(quirks),
+        count_tokens_models=(
+            frozenset(m.strip() for m in count_tokens_models.split(",") if m.strip())
+            if count_tokens_models
+            else None
+        ),
+    )
+    run_fast(_serve_until_signal(settings))
+
+
+async def _serve_until_signal(settings: SimSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(settings) as running:
+        typer.echo(f"{READY_PREFIX}{running.base_url}")
+        typer.echo(
+            f"  base URL for the SDK: {running.base_url}/anthropic (any API key; stop with Ctrl-C)",
+            err=True,
+        )
+        await stop.wait()

@@ -1,0 +1,175 @@
+"""Ways to run the simulator: in the current event loop, in a background thread, or as a process.
+
+Each picks a free loopback port when ``settings.port`` is 0 and gives back the base URL, which
+the ``anthropic`` SDK takes as ``base_url`` (both ``http://host:port`` and
+``http://host:port/anthropic`` work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from batchrun.catalog import Catalog, load_catalog
+from batchrun.exceptions import SimulatorError
+from batchrun.sim.loop import loop_factory
+from batchrun.sim.server import CORE_KEY, build_app
+from batchrun.sim.settings import SimSettings, format_faults, format_model_limits
+from batchrun.sim.stats import SimStats
+
+READY_PREFIX = "batchrun simulator listening on "
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunningSimulator:
+    """A simulator that is serving: where it listens, and its live counters (in-process only)."""
+
+    base_url: str
+    stats: SimStats | None = None
+
+    def fetch_stats(self) -> dict[str, Any]:
+        """GET /_sim/stats over HTTP (works for every way of running the simulator)."""
+        return _http_json("GET", f"{self.base_url}/_sim/stats")
+
+    def reset_stats(self) -> None:
+        """POST /_sim/reset over HTTP."""
+        _http_json("POST", f"{self.base_url}/_sim/reset")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one)."""
+    try:
+        sock = socket.create_server((host, port), reuse_port=False, backlog=2048)
+    except OSError as exc:
+        raise SimulatorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    settings: SimSettings, catalog: Catalog | None = None
+) -> AsyncIterator[RunningSimulator]:
+    """Serve the simulator in the running event loop until the block exits."""
+    app = build_app(settings, catalog or load_catalog())
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    sock = bind_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    try:
+        await web.SockSite(runner, sock, shutdown_timeout=0.5).start()
+        yield RunningSimulator(base_url=f"http://{host}:{port}", stats=app[CORE_KEY].stats)
+    finally:
+        await runner.cleanup()
+        sock.close()
+
+
+@contextlib.contextmanager
+def simulator_thread(
+    settings: SimSettings, catalog: Catalog | None = None
+) -> Iterator[RunningSimulator]:
+    """Serve the simulator from a background thread with its own event loop."""
+    started = threading.Event()
+    stopping: asyncio.Event | None = None
+    loop = loop_factory()()
+    holder: list[RunningSimulator | BaseException] = []
+
+    async def main() -> None:
+        nonlocal stopping
+        stopping = asyncio.Event()
+        try:
+            async with serve(settings, catalog) as running:
+                holder.append(running)
+                started.set()
+                await stopping.wait()
+        except BaseException as exc:
+            holder.append(exc)
+            started.set()
+            raise
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    started.wait()
+    if isinstance(holder[0], BaseException):
+        thread.join()
+        raise holder[0]
+    try:
+        yield holder[0]
+    finally:
+        if stopping is not None:
+            loop.call_soon_threadsafe(stopping.set)
+        thread.join(timeout=10)
+        loop.close()
+
+
+@contextlib.contextmanager
+def simulator_process(settings: SimSettings, *extra_args: str) -> Iterator[RunningSimulator]:
+    """Run ``batchrun sim`` as a child process (its own core) until the block exits."""
+    command = [sys.executable, "-m", "batchrun.sim", *settings_to_args(settings), *extra_args]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        if not line.startswith(READY_PREFIX):
+            _, err = process.communicate(timeout=10)
+            raise SimulatorError(f"the simulator process did not start: {err.strip() or line}")
+        yield RunningSimulator(base_url=line[len(READY_PREFIX) :].strip())
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def settings_to_args(settings: SimSettings) -> list[str]:
+    """Command-line arguments of ``batchrun sim`` that reproduce these settings.
+
+    The distribution assumptions (TTFT, lengths, jitter) are not passed: a child process uses
+    their defaults.
+    """
+    args = [
+        f"--host={settings.host}",
+        f"--port={settings.port}",
+        f"--time-scale={settings.time_scale}",
+        f"--seed={settings.seed}",
+        f"--limit-window={settings.limit_window}",
+        f"--stall-seconds={settings.stall_seconds}",
+    ]
+    if settings.api_key is not None:
+        args.append(f"--api-key={settings.api_key}")
+    if not settings.limits:
+        args.append("--no-limits")
+    if settings.retry_after is not None:
+        args.append(f"--retry-after={settings.retry_after}")
+    if settings.rpm:
+        args.append(f"--rpm={format_model_limits(settings.rpm)}")
+    if settings.tpm:
+        args.append(f"--tpm={format_model_limits(settings.tpm)}")
+    faults = format_faults(settings.faults, settings.model_faults)
+    if faults:
+        args.append(f"--faults={faults}")
+    if settings.count_tokens_models is not None:
+        args.append(f"--count-tokens-models={','.join(sorted(settings.count_tokens_models))}")
+    if settings.quirks:
+        args.append(f"--quirks={','.join(sorted(settings.quirks))}")
+    return args
+
+
+def _http_json(method: str, url: str) -> dict[str, Any]:
+    request = urllib.request.Request(url, method=method)  # noqa: S310 - our own http:// URL
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        data: dict[str, Any] = orjson.loads(response.read())
+    return data

@@ -1,0 +1,78 @@
+"""Per-model request and token rate limits over a sliding window, as the simulator enforces them.
+
+MiniMax publishes limits per minute but not how it measures them. The simulator uses a sliding
+window (60 s by default, ``limit_window`` to shorten it for tests): a request is refused with 429
+when the requests, or the input and output tokens, admitted in the last window would pass the
+limit scaled to that window. Refused requests do not count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SlidingWindow:
+    """Amounts admitted over the last ``window`` seconds, against a ``limit`` per window."""
+
+    limit: float
+    window: float
+    clock: Callable[[], float] = time.monotonic
+    _events: deque[tuple[float, float]] = field(default_factory=deque)
+    _total: float = 0.0
+
+    def used(self) -> float:
+        """The amount admitted during the last window."""
+        cutoff = self.clock() - self.window
+        while self._events and self._events[0][0] <= cutoff:
+            self._total -= self._events.popleft()[1]
+        return self._total
+
+    def would_exceed(self, amount: float) -> bool:
+        """Whether admitting ``amount`` now would pass the limit."""
+        return self.used() + amount > self.limit
+
+    def add(self, amount: float) -> None:
+        """Record ``amount`` as admitted now."""
+        self._events.append((self.clock(), amount))
+        self._total += amount
+
+
+@dataclass
+class ModelLimits:
+    """The RPM and TPM windows of one model; either may be None (no limit)."""
+
+    requests: SlidingWindow | None
+    tokens: SlidingWindow | None
+
+    def refusal(self, input_tokens: int) -> str | None:
+        """Why a request with ``input_tokens`` would be refused now, or None to admit it."""
+        if self.requests is not None and self.requests.would_exceed(1):
+            return "requests per minute"
+        if self.tokens is not None and self.tokens.would_exceed(input_tokens):
+            return "tokens per minute"
+        return None
+
+    def admit(self, input_tokens: int) -> None:
+        """Count an admitted request and its input tokens."""
+        if self.requests is not None:
+            self.requests.add(1)
+        if self.tokens is not None:
+            self.tokens.add(input_tokens)
+
+    def add_output(self, output_tokens: int) -> None:
+        """Count a reply's output tokens once they are generated."""
+        if self.tokens is not None:
+            self.tokens.add(output_tokens)
+
+
+def model_limits(rpm: int | None, tpm: int | None, window: float) -> ModelLimits:
+    """Limits for one model, from per-minute figures scaled to ``window`` seconds."""
+    scale = window / 60.0
+    return ModelLimits(
+        requests=SlidingWindow(rpm * scale, window) if rpm else None,
+        tokens=SlidingWindow(tpm * scale, window) if tpm else None,
+    )
