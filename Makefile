@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/python -m batchrun.sim.demo jobs/demo.jsonl
+	$(BIN)/python -m batchrun.demo jobs/demo.jsonl
 
 # Every check: lint, format, types, then the whole test suite.
 test: setup lint typecheck pytest

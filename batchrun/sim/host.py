@@ -12,6 +12,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -62,12 +63,12 @@ async def serve(
 ) -> AsyncIterator[RunningSimulator]:
     """Serve the simulator in the running event loop until the block exits."""
     app = build_app(settings, catalog or load_catalog())
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     try:
-        await web.SockSite(runner, sock, shutdown_timeout=0.5).start()
+        await web.SockSite(runner, sock).start()
         yield RunningSimulator(base_url=f"http://{host}:{port}", stats=app[CORE_KEY].stats)
     finally:
         await runner.cleanup()
@@ -116,22 +117,31 @@ def simulator_thread(
 def simulator_process(settings: SimSettings, *extra_args: str) -> Iterator[RunningSimulator]:
     """Run ``batchrun sim`` as a child process (its own core) until the block exits."""
     command = [sys.executable, "-m", "batchrun.sim", *settings_to_args(settings), *extra_args]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        line = process.stdout.readline() if process.stdout else ""
-        if not line.startswith(READY_PREFIX):
-            _, err = process.communicate(timeout=10)
-            raise SimulatorError(f"the simulator process did not start: {err.strip() or line}")
-        yield RunningSimulator(base_url=line[len(READY_PREFIX) :].strip())
-    finally:
-        process.terminate()
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=subprocess.PIPE, stderr=errors, text=True
+        ) as process,
+    ):
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            line = process.stdout.readline() if process.stdout else ""
+            if not line.startswith(READY_PREFIX):
+                process.wait(timeout=10)
+                errors.seek(0)
+                said = errors.read().decode(errors="replace").strip() or line
+                raise SimulatorError(f"the simulator process did not start: {said}")
+            yield RunningSimulator(base_url=line[len(READY_PREFIX) :].strip())
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def settings_to_args(settings: SimSettings) -> list[str]:
