@@ -68,6 +68,13 @@ def sim_command(
             "start_without_signature, usage_on_stop, stream_cache_read_zero."
         ),
     ] = None,
+    ttft: Annotated[
+        float, typer.Option(help="Median time to first token in seconds, before --time-scale.")
+    ] = 0.8,
+    output_tokens: Annotated[
+        int,
+        typer.Option(help="Median length of an answer in tokens (capped by max_tokens)."),
+    ] = 300,
     count_tokens_models: Annotated[
         str | None,
         typer.Option(
@@ -93,6 +100,8 @@ def sim_command(
         model_faults=per_model,
         stall_seconds=stall_seconds,
         quirks=parse_quirks(quirks),
+        ttft_median=ttft,
+        output_median=output_tokens,
         count_tokens_models=(
             frozenset(m.strip() for m in count_tokens_models.split(",") if m.strip())
             if count_tokens_models

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchrun.catalog import Catalog
+from batchrun.exceptions import SimulatorError
 from batchrun.sim import errors
 from batchrun.sim.errors import ApiFailure
-from batchrun.sim.limits import ModelLimits, model_limits
+from batchrun.sim.limits import ModelLimits, model_limits, per_window
 from batchrun.sim.settings import SimSettings
 from batchrun.sim.stats import SimStats
 from batchrun.sim.tokens import cache_prefix
@@ -26,7 +27,10 @@ class SimulatorCore:
         self.stats = SimStats()
         self._faults = random.Random(settings.seed ^ _FAULT_SALT)
         self._limits: dict[str, ModelLimits] = {}
-        self._cache: set[str] = set()
+        self._cache: set[tuple[str, str]] = set()
+        if settings.limits:
+            for model in catalog.names():
+                _check_window(model, self._rpm(model), settings.limit_window)
 
     def authorize(self, headers: Mapping[str, str]) -> None:
         """Refuse a request without a key, or with another key than the configured one."""
@@ -78,15 +82,15 @@ class SimulatorCore:
         """Where in a response of ``length`` chunks a drop or stall happens."""
         return self._faults.randrange(max(1, length))
 
-    def cached_tokens(self, body: dict[str, Any]) -> tuple[int, int]:
-        """(tokens written to, tokens read from) the prompt cache for this request."""
+    def cached_tokens(self, model: str, body: dict[str, Any]) -> tuple[int, int]:
+        """(tokens written to, tokens read from) ``model``'s prompt cache for this request."""
         prefix = cache_prefix(body)
         if prefix is None:
             return 0, 0
         tokens, digest = prefix
-        if digest in self._cache:
+        if (model, digest) in self._cache:
             return 0, tokens
-        self._cache.add(digest)
+        self._cache.add((model, digest))
         return tokens, 0
 
     def count_tokens_allowed(self, model: str) -> bool:
@@ -97,11 +101,23 @@ class SimulatorCore:
     def _limits_for(self, model: str) -> ModelLimits:
         limits = self._limits.get(model)
         if limits is None:
-            info = self.catalog.get(model)
-            rpm = self.settings.rpm.get(model, self.settings.rpm.get("*", info.rpm))
-            tpm = self.settings.tpm.get(model, self.settings.tpm.get("*", info.tpm))
-            limits = self._limits[model] = model_limits(rpm, tpm, self.settings.limit_window)
+            limits = model_limits(self._rpm(model), self._tpm(model), self.settings.limit_window)
+            self._limits[model] = limits
         return limits
+
+    def _rpm(self, model: str) -> int | None:
+        return self.settings.rpm.get(model, self.settings.rpm.get("*", self.catalog.get(model).rpm))
+
+    def _tpm(self, model: str) -> int | None:
+        return self.settings.tpm.get(model, self.settings.tpm.get("*", self.catalog.get(model).tpm))
+
+
+def _check_window(model: str, rpm: int | None, window: float) -> None:
+    if rpm and per_window(rpm, window) < 1:
+        raise SimulatorError(
+            f"{model}: {rpm} requests per minute is less than one request per "
+            f"{window:g}-second window; use --limit-window {60 / rpm:g} or longer"
+        )
 
 
 def _refused_key() -> ApiFailure:

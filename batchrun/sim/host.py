@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
+import uvicorn
 
 from batchrun.catalog import Catalog, load_catalog
 from batchrun.exceptions import SimulatorError
 from batchrun.sim.loop import loop_factory
-from batchrun.sim.server import CORE_KEY, build_app
+from batchrun.sim.server import SimulatorApp
 from batchrun.sim.settings import SimSettings, format_faults, format_model_limits
 from batchrun.sim.stats import SimStats
 
@@ -38,6 +38,7 @@ class RunningSimulator:
 
     base_url: str
     stats: SimStats | None = None
+    pid: int | None = None  # the child process, when run as one
 
     def fetch_stats(self) -> dict[str, Any]:
         """GET /_sim/stats over HTTP (works for every way of running the simulator)."""
@@ -57,21 +58,45 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handling: whoever runs the simulator decides that."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def serve(
     settings: SimSettings, catalog: Catalog | None = None
 ) -> AsyncIterator[RunningSimulator]:
     """Serve the simulator in the running event loop until the block exits."""
-    app = build_app(settings, catalog or load_catalog())
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
+    app = SimulatorApp(settings, catalog or load_catalog())
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        log_config=None,
+        backlog=4096,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=1,
+    )
+    server = _Server(config)
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
-        await web.SockSite(runner, sock).start()
-        yield RunningSimulator(base_url=f"http://{host}:{port}", stats=app[CORE_KEY].stats)
+        while not server.started:
+            if task.done():
+                task.result()
+                raise SimulatorError("the simulator stopped while starting")
+            await asyncio.sleep(0.005)
+        yield RunningSimulator(base_url=f"http://{host}:{port}", stats=app.core.stats)
     finally:
-        await runner.cleanup()
+        server.should_exit = True
+        await task
         sock.close()
 
 
@@ -93,10 +118,9 @@ def simulator_thread(
                 holder.append(running)
                 started.set()
                 await stopping.wait()
-        except BaseException as exc:
+        except Exception as exc:  # handed to the caller's thread below
             holder.append(exc)
             started.set()
-            raise
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
@@ -130,7 +154,7 @@ def simulator_process(settings: SimSettings, *extra_args: str) -> Iterator[Runni
                 errors.seek(0)
                 said = errors.read().decode(errors="replace").strip() or line
                 raise SimulatorError(f"the simulator process did not start: {said}")
-            yield RunningSimulator(base_url=line[len(READY_PREFIX) :].strip())
+            yield RunningSimulator(base_url=line[len(READY_PREFIX) :].strip(), pid=process.pid)
         finally:
             _stop(process)
 
@@ -147,8 +171,8 @@ def _stop(process: subprocess.Popen[str]) -> None:
 def settings_to_args(settings: SimSettings) -> list[str]:
     """Command-line arguments of ``batchrun sim`` that reproduce these settings.
 
-    The distribution assumptions (TTFT, lengths, jitter) are not passed: a child process uses
-    their defaults.
+    Of the distribution assumptions only the medians of TTFT and of answer length are passed;
+    a child process uses the defaults for the others.
     """
     args = [
         f"--host={settings.host}",
@@ -157,6 +181,8 @@ def settings_to_args(settings: SimSettings) -> list[str]:
         f"--seed={settings.seed}",
         f"--limit-window={settings.limit_window}",
         f"--stall-seconds={settings.stall_seconds}",
+        f"--ttft={settings.ttft_median}",
+        f"--output-tokens={settings.output_median}",
     ]
     if settings.api_key is not None:
         args.append(f"--api-key={settings.api_key}")

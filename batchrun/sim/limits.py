@@ -71,8 +71,12 @@ class ModelLimits:
 
 def model_limits(rpm: int | None, tpm: int | None, window: float) -> ModelLimits:
     """Limits for one model, from per-minute figures scaled to ``window`` seconds."""
-    scale = window / 60.0
     return ModelLimits(
-        requests=SlidingWindow(rpm * scale, window) if rpm else None,
-        tokens=SlidingWindow(tpm * scale, window) if tpm else None,
+        requests=SlidingWindow(per_window(rpm, window), window) if rpm else None,
+        tokens=SlidingWindow(per_window(tpm, window), window) if tpm else None,
     )
+
+
+def per_window(per_minute: int, window: float) -> float:
+    """A per-minute limit scaled to ``window`` seconds, free of float noise (600 x 0.7 s = 7)."""
+    return round(per_minute * window / 60.0, 9)

@@ -22,6 +22,15 @@ class FaultRates:
     drop: float = 0.0  # connection closed mid-response
     stall: float = 0.0  # no bytes for stall_seconds, then the response goes on
 
+    def __post_init__(self) -> None:
+        for name, rate in vars(self).items():
+            if not 0.0 <= rate <= 1.0:
+                raise SimulatorError(f"fault rate {name}={rate} must be in [0, 1]")
+        if self.total_before_response() > 1.0:
+            raise SimulatorError("the 529, 500, balance and 401 rates add up to more than 1")
+        if self.drop + self.stall > 1.0:
+            raise SimulatorError("the drop and stall rates add up to more than 1")
+
     def total_before_response(self) -> float:
         """Probability that a request is refused outright by an injected error."""
         return self.overloaded + self.server_error + self.balance + self.auth
@@ -76,7 +85,10 @@ class SimSettings:
 
 
 def parse_faults(spec: str) -> tuple[FaultRates, dict[str, FaultRates]]:
-    """Parse ``529=0.2,500=0.05,MiniMax-M2:401=1`` into global and per-model fault rates."""
+    """Parse ``529=0.2,500=0.05,MiniMax-M2:401=1`` into global and per-model fault rates.
+
+    A model named in the spec gets only the rates given for it, not the global ones as well.
+    """
     plain: dict[str, float] = {}
     scoped: dict[str, dict[str, float]] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
@@ -90,7 +102,7 @@ def parse_faults(spec: str) -> tuple[FaultRates, dict[str, FaultRates]]:
         rate = _rate(item, value)
         (scoped.setdefault(model, {}) if colon else plain)[_FAULT_FIELDS[kind]] = rate
     base = _fault_rates(plain, spec)
-    per_model = {m: _fault_rates({**plain, **rates}, spec) for m, rates in scoped.items()}
+    per_model = {model: _fault_rates(rates, spec) for model, rates in scoped.items()}
     return base, per_model
 
 
@@ -105,10 +117,10 @@ def _rate(item: str, value: str) -> float:
 
 
 def _fault_rates(values: dict[str, float], spec: str) -> FaultRates:
-    rates = FaultRates(**values)
-    if rates.total_before_response() > 1.0:
-        raise SimulatorError(f"faults {spec!r}: 529, 500, balance and 401 add up to more than 1")
-    return rates
+    try:
+        return FaultRates(**values)
+    except SimulatorError as exc:
+        raise SimulatorError(f"faults {spec!r}: {exc}") from None
 
 
 def parse_quirks(spec: str | None) -> frozenset[str]:
@@ -144,19 +156,19 @@ def parse_model_limits(spec: str | None, what: str) -> dict[str, int]:
 
 
 def format_faults(base: FaultRates, per_model: Mapping[str, FaultRates]) -> str:
-    """The ``--faults`` text that parse_faults turns back into these rates."""
-    items = [
-        f"{kind}={getattr(base, name):g}"
-        for kind, name in _FAULT_FIELDS.items()
-        if getattr(base, name)
-    ]
+    """The ``--faults`` text that parse_faults turns back into exactly these rates."""
+    items = _fault_items("", base)
     for model, rates in per_model.items():
-        items += [
-            f"{model}:{kind}={getattr(rates, name):g}"
-            for kind, name in _FAULT_FIELDS.items()
-            if getattr(rates, name) != getattr(base, name)
-        ]
+        items += _fault_items(f"{model}:", rates) or [f"{model}:529=0"]
     return ",".join(items)
+
+
+def _fault_items(prefix: str, rates: FaultRates) -> list[str]:
+    return [
+        f"{prefix}{kind}={getattr(rates, name)!r}"
+        for kind, name in _FAULT_FIELDS.items()
+        if getattr(rates, name)
+    ]
 
 
 def format_model_limits(limits: Mapping[str, int]) -> str:
