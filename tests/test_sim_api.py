@@ -462,3 +462,32 @@ async def test_async_sdk_on_aiohttp_streams_concurrently(sim: RunningSimulator) 
     assert len(results) == 50
     assert all(results)
     assert counted.input_tokens == 1 + 3 + 3
+
+
+@pytest.mark.parametrize("model", ["MiniMax-M2.7", "MiniMax-M3"])
+def test_paced_streams_carry_the_same_reply(
+    sim_factory: Callable[..., RunningSimulator], model: str
+) -> None:
+    # At a non-zero time scale the events are spread over many writes; the reply must not change.
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 400,
+        "messages": user("Weather in Rome?"),
+        "tools": [WEATHER_TOOL],
+        "tool_choice": {"type": "any"},
+    }
+    with make_client(sim_factory(time_scale=0.002)) as sdk:
+        plain = sdk.messages.create(**kwargs)
+        with sdk.messages.stream(**kwargs) as stream:
+            streamed = stream.get_final_message()
+        text = sdk.messages.create(
+            **{**kwargs, "tools": anthropic.omit, "tool_choice": anthropic.omit}
+        )
+        with sdk.messages.stream(
+            **{**kwargs, "tools": anthropic.omit, "tool_choice": anthropic.omit}
+        ) as stream:
+            streamed_text = stream.get_final_message()
+    assert plain_blocks(streamed.content) == plain_blocks(plain.content)
+    assert plain.content[-1].type == "tool_use"
+    assert plain_blocks(streamed_text.content) == plain_blocks(text.content)
+    assert streamed_text.usage == text.usage

@@ -163,6 +163,8 @@ def _timing(
     speed = request.model.speed_tps or settings.fallback_speed_tps
     step = 1.0 / speed
     jitter = settings.speed_jitter
+    if not scale:
+        return {"start_offset": 0.0, "token_offsets": [0.0] * output}
     gaps = [step * (1.0 + jitter * (2.0 * rng.random() - 1.0)) for _ in range(max(0, output - 1))]
     offsets = [scale * t for t in accumulate(gaps, initial=ttft)] if output else []
     return {"start_offset": scale * ttft * 0.5, "token_offsets": offsets}

@@ -67,10 +67,9 @@ def stream_plan(reply: Reply, quirks: frozenset[str]) -> StreamPlan:
     ) + _event("ping", {"type": "ping"})
     chunks, offsets = [head], [reply.start_offset]
     token_times = iter(reply.token_offsets)
-    last = reply.start_offset
     for index, block in enumerate(reply.blocks):
         times = [next(token_times) for _ in range(_tokens_in(block))]
-        last = _attach(chunks, offsets, _block_parts(index, block, quirks), times, last)
+        _attach(chunks, offsets, _block_parts(index, block, quirks), times)
     delta_usage = {"output_tokens": 0 if on_stop else reply.output_tokens}
     stop: dict[str, Any] = {"type": "message_stop"}
     if on_stop:
@@ -92,29 +91,36 @@ def _attach(
     offsets: list[float],
     parts: tuple[bytes, list[bytes], bytes],
     times: list[float],
-    last: float,
-) -> float:
-    """Append a block's events at their due times and return the time of its last event.
+) -> None:
+    """Append a block's events grouped by due time: deltas that fall due together share a chunk.
 
     Delta ``i`` of ``n`` falls due with token ``(i + 1) * len(times) // n``, so a tool input's
-    few deltas spread over its many tokens, and deltas that fall due together share a chunk.
+    few deltas spread over its many tokens.
     """
     start, deltas, end = parts
     if not times or not deltas:
         chunks[-1] += start + b"".join(deltas) + end
-        return last
-    chunks.append(start)
-    offsets.append(times[0])
-    previous = times[0]
-    for i, delta in enumerate(deltas):
-        due = times[max(0, (i + 1) * len(times) // len(deltas) - 1)]
-        if due != previous and chunks[-1] != start:
-            chunks.append(b"")
-            offsets.append(due)
-        chunks[-1] += delta
-        previous = due
-    chunks[-1] += end
-    return offsets[-1]
+        return
+    if times[0] == times[-1]:  # all due at once (time scale 0): one chunk
+        chunks.append(start + b"".join(deltas) + end)
+        offsets.append(times[0])
+        return
+    count, spread = len(deltas), len(times)
+    dues = (
+        times
+        if spread == count
+        else [times[max(0, (i + 1) * spread // count - 1)] for i in range(count)]
+    )
+    groups: list[list[bytes]] = [[start]]
+    due_times = [times[0]]
+    for due, delta in zip(dues, deltas, strict=True):
+        if due != due_times[-1]:
+            groups.append([])
+            due_times.append(due)
+        groups[-1].append(delta)
+    groups[-1].append(end)
+    chunks.extend(b"".join(group) for group in groups)
+    offsets.extend(due_times)
 
 
 def _tokens_in(block: Block) -> int:
