@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/python -m batchrun.demo jobs/demo.jsonl
+	$(BIN)/batchrun run jobs/demo.jsonl --models MiniMax-M2.7,MiniMax-M2.7-highspeed,MiniMax-M3 --sim-time-scale 0.1
 
 # Every check: lint, format, types, then the whole test suite.
 test: setup lint typecheck pytest

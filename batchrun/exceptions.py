@@ -4,6 +4,11 @@
     ├── ConfigError               a setting, option or configuration file is unusable
     │   └── CatalogError          the model catalog (ours or the user's override) is invalid
     ├── UnknownModelError         a model name that is not in the catalog
+    ├── JobFileError              a job file that cannot be used at all (not JSONL, unreadable)
+    │   └── StrictModeError       --strict: the file has invalid lines, nothing was sent
+    ├── StoreError                the database cannot be opened, migrated, read or written
+    ├── BatchNotFoundError        no batch with that id or name
+    ├── ApiError                  an error answer from the API (status, type, MiniMax code)
     └── SimulatorError            the built-in simulator could not start or was misused
 
 Third-party errors are wrapped with ``raise ... from exc`` in the module that owns the dependency.
@@ -39,6 +44,62 @@ class UnknownModelError(BatchrunError):
             "Run `batchrun models` to list them."
         )
         self.name = name
+
+
+class JobFileError(BatchrunError):
+    """A job file that cannot be used at all: missing, a directory, empty, binary, not JSONL."""
+
+    def __init__(self, path: str, message: str, line_no: int | None = None) -> None:
+        where = f"{path}:{line_no}" if line_no is not None else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line_no = line_no
+
+
+class StrictModeError(JobFileError):
+    """--strict refused a file with invalid lines before sending anything."""
+
+    def __init__(self, path: str, count: int, first: str) -> None:
+        super().__init__(
+            path,
+            f"{count} invalid line(s); --strict sends nothing when any line is invalid. "
+            f"First: {first}",
+        )
+        self.count = count
+
+
+class StoreError(BatchrunError):
+    """The database cannot be opened, migrated, read or written."""
+
+
+class BatchNotFoundError(BatchrunError):
+    """No batch has that id or name."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no batch {ref!r} in this database; `batchrun batches` lists them")
+        self.ref = ref
+
+
+class ApiError(BatchrunError):
+    """An error answer from the API, with what a person needs to act on it."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        status: int | None,
+        error_type: str,
+        message: str,
+        *,
+        code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(f"{status or 'no status'} {error_type}: {message}")
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.code = code
+        self.request_id = request_id
 
 
 class SimulatorError(BatchrunError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from batchrun.cli import models, sim
+from batchrun.cli import batches, models, run, sim
 from batchrun.cli.errors import run_guarded
 
 app = typer.Typer(
@@ -15,6 +15,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("run")(run.run_command)
+app.command("resume")(run.resume_command)
+app.command("cancel")(batches.cancel_command)
+app.command("batches")(batches.batches_command)
+app.command("status")(batches.status_command)
+app.command("results")(batches.results_command)
+app.add_typer(batches.db_app, name="db")
 app.command("models")(models.models_command)
 app.command("sim")(sim.sim_command)
 

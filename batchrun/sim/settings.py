@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from batchrun.exceptions import SimulatorError
+from batchrun.config import parse_per_model
+from batchrun.exceptions import ConfigError, SimulatorError
 
 FAULT_KINDS = ("529", "500", "balance", "401", "drop", "stall")
 QUIRKS = ("start_without_signature", "usage_on_stop", "stream_cache_read_zero")
@@ -140,19 +141,10 @@ def parse_quirks(spec: str | None) -> frozenset[str]:
 
 def parse_model_limits(spec: str | None, what: str) -> dict[str, int]:
     """Parse ``MODEL=N,MODEL=N`` or a bare ``N`` (every model) for --rpm / --tpm."""
-    if not spec:
-        return {}
-    limits: dict[str, int] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        model, sep, value = item.rpartition("=")
-        try:
-            number = int(value)
-        except ValueError:
-            number = 0
-        if number <= 0:
-            raise SimulatorError(f"bad {what} {item!r}: use N or MODEL=N with N a whole number > 0")
-        limits[model if sep else "*"] = number
-    return limits
+    try:
+        return parse_per_model(spec, what)
+    except ConfigError as exc:
+        raise SimulatorError(str(exc)) from None
 
 
 def format_faults(base: FaultRates, per_model: Mapping[str, FaultRates]) -> str:

@@ -1,0 +1,148 @@
+"""``batchrun batches``, ``status``, ``results``, ``cancel`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from batchrun.analytics import model_summary, results_frame
+from batchrun.cli import options as opt
+from batchrun.cli.display import summary_table
+from batchrun.cli.output import console
+from batchrun.exceptions import ConfigError
+from batchrun.export import FORMATS, result_records, write_jsonl, write_table
+from batchrun.store import BatchInfo, Store, redact_url
+
+STATUSES = ("succeeded", "errored", "invalid", "pending", "canceled")
+
+
+def batches_command(db: opt.Db = None) -> None:
+    """List the batches in the database, newest first."""
+    store = opt.open_store(db)
+    table = Table(title="Batches")
+    for column in ("name", "id", "status", "created", "models", "jobs", "invalid lines", "data"):
+        table.add_column(column)
+    for batch in store.list_batches():
+        table.add_row(
+            batch.name,
+            batch.id,
+            batch.status,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(batch.created_at)),
+            ", ".join(store.batch_models(batch.id)),
+            f"{batch.jobs_total:,}",
+            f"{batch.lines_invalid:,}",
+            "simulated" if batch.simulated else "MiniMax",
+        )
+    console().print(table)
+
+
+def status_command(
+    batch_ref: Annotated[
+        str | None, typer.Argument(metavar="[BATCH]", help="Batch id or name (default: latest).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    db: opt.Db = None,
+) -> None:
+    """Requests per model and status, with latency, TTFT, tps, tokens and cost."""
+    store = opt.open_store(db)
+    batch = _batch(store, batch_ref)
+    counts = store.status_counts(batch.id)
+    summary = model_summary(results_frame(store.result_rows(batch.id)), counts)
+    if as_json:
+        document = {
+            "id": batch.id,
+            "name": batch.name,
+            "status": batch.status,
+            "simulated": batch.simulated,
+            "source_path": batch.source_path,
+            "jobs": batch.jobs_total,
+            "invalid_lines": batch.lines_invalid,
+            "requests": counts,
+            "models": summary.to_dicts(),
+        }
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    out = console()
+    out.print(
+        f"[bold]{batch.name}[/] ({batch.id}) {batch.status}"
+        f"{' - simulated' if batch.simulated else ''}: {batch.source_path}, "
+        f"{batch.jobs_total:,} jobs, {batch.lines_invalid:,} invalid lines"
+    )
+    table = Table()
+    table.add_column("model")
+    for status in STATUSES:
+        table.add_column(status, justify="right")
+    for model, by_status in counts.items():
+        table.add_row(model, *(f"{by_status.get(s, 0):,}" for s in STATUSES))
+    out.print(table)
+    out.print(summary_table(summary, "Metrics of the succeeded requests"))
+
+
+def results_command(
+    batch_ref: Annotated[str, typer.Argument(metavar="BATCH", help="Batch id or name.")],
+    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "jsonl",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="File to write (default: standard output, JSONL only).",
+            show_default=False,
+        ),
+    ] = None,
+    db: opt.Db = None,
+) -> None:
+    """Export a batch's results in input order, then model order."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt != "jsonl" and output is None:
+        raise ConfigError(f"--format {fmt} writes a file: give it with -o FILE")
+    store = opt.open_store(db)
+    batch = store.find_batch(batch_ref)
+    records = result_records(store, batch)
+    if output is None:
+        write_jsonl(records, sys.stdout.buffer)
+        return
+    if fmt == "jsonl":
+        with output.open("wb") as handle:
+            count = write_jsonl(records, handle)
+    else:
+        count = write_table(records, str(output), fmt)
+    console(stderr=True).print(f"{count:,} results written to {output}")
+
+
+def cancel_command(
+    batch_ref: Annotated[str, typer.Argument(metavar="BATCH", help="Batch id or name.")],
+    db: opt.Db = None,
+) -> None:
+    """Cancel a batch: its pending requests will not run (finished results are kept)."""
+    store = opt.open_store(db)
+    batch = store.find_batch(batch_ref)
+    canceled = store.cancel_pending(batch.id)
+    store.set_batch(batch.id, status="canceled", finished_at=time.time())
+    console().print(f"Batch {batch.name} canceled: {canceled:,} pending requests will not run.")
+
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade_command(db: opt.Db = None) -> None:
+    """Create the database or bring it to the current schema (also done on first use)."""
+    store = opt.open_store(db)
+    console().print(f"Database ready: {redact_url(store.url)}")
+
+
+def _batch(store: Store, ref: str | None) -> BatchInfo:
+    if ref is not None:
+        return store.find_batch(ref)
+    found = store.list_batches()
+    if not found:
+        raise ConfigError("no batches in this database yet: start one with `batchrun run FILE`")
+    return found[0]

@@ -1,0 +1,117 @@
+"""What a run shows while it runs and when it ends."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from batchrun.launch import eta_text
+from batchrun.pricing import usd
+from batchrun.progress import RunProgress
+
+PLAIN_EVERY = 5.0
+
+
+class ProgressDisplay:
+    """A live table per model on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live: Live | None = None
+        self._last_plain = 0.0
+        if sys.stdout.isatty():
+            self.live = Live(console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def __call__(self, progress: RunProgress) -> None:
+        if self.live is not None:
+            self.live.update(progress_table(progress))
+            return
+        now = time.monotonic()
+        if now - self._last_plain >= PLAIN_EVERY:
+            self._last_plain = now
+            self.console.print(progress_line(progress))
+
+
+def progress_table(progress: RunProgress) -> Table:
+    """Per model: done, failed, remaining, tokens, spend so far, current rate, ETA."""
+    table = Table(title=f"running for {eta_text(progress.elapsed())}")
+    for column in ("model", "done", "failed", "remaining", "tokens in/out", "spent", "rate", "ETA"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for model in progress.models.values():
+        spent = usd(model.spent_nanos) + (f" +{model.unpriced} unpriced" if model.unpriced else "")
+        table.add_row(
+            model.model + (" [red](stopped)[/]" if model.stopped else ""),
+            f"{model.succeeded:,}",
+            f"{model.errored + model.invalid:,}",
+            f"{model.remaining:,}",
+            f"{model.input_tokens:,}/{model.output_tokens:,}",
+            spent,
+            f"{model.rate():.1f}/s",
+            eta_text(model.eta()),
+        )
+    return table
+
+
+def progress_line(progress: RunProgress) -> str:
+    """One line for logs: totals over every model."""
+    models = progress.models.values()
+    done = sum(m.succeeded for m in models)
+    failed = sum(m.errored + m.invalid for m in models)
+    remaining = sum(m.remaining for m in models)
+    rate = sum(m.rate() for m in models)
+    spent = usd(sum(m.spent_nanos for m in models))
+    eta = eta_text(remaining / rate if rate else None)
+    return (
+        f"[{time.strftime('%H:%M:%S')}] {done:,} done, {failed:,} failed, {remaining:,} "
+        f"remaining, {rate:.1f} req/s, {spent} spent, ETA {eta}"
+    )
+
+
+def summary_table(summary: pl.DataFrame, title: str) -> Table:
+    """The end-of-run table: one row per model."""
+    table = Table(title=title)
+    columns = (
+        "model", "requests", "success", "latency p50", "latency p95", "TTFT p50",
+        "output tps p50", "tokens in/out", "cost",
+    )  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in summary.iter_rows(named=True):
+        table.add_row(*_summary_cells(row))
+    return table
+
+
+def _summary_cells(row: dict[str, Any]) -> list[str]:
+    cost = usd(row["cost_nanos"]) if row["cost_nanos"] is not None else "-"
+    if row["unpriced"]:
+        cost = f"{cost} + {row['unpriced']} unpriced"
+    return [
+        row["model"],
+        f"{row['requests']:,}",
+        f"{row['success_rate']:.1%}" if row["success_rate"] is not None else "-",
+        _seconds(row["latency_p50"]),
+        _seconds(row["latency_p95"]),
+        _seconds(row["ttft_p50"]),
+        f"{row['output_tps_p50']:.1f}" if row["output_tps_p50"] is not None else "-",
+        f"{row['input_tokens'] or 0:,}/{row['output_tokens'] or 0:,}",
+        cost,
+    ]
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.2f}s" if value is not None else "-"

@@ -1,0 +1,102 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from batchrun.catalog import Catalog, load_catalog
+from batchrun.config import read_environment
+from batchrun.store import Store, database_url
+
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database: a SQLite file path or a URL such as postgresql://user@host/db. "
+        "Default: $BATCHRUN_DB, else batchrun.db in this directory.",
+        show_default=False,
+    ),
+]
+CatalogFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalog",
+        help="Your own catalog TOML file (prices, limits) on top of the built-in one. "
+        "Default: $BATCHRUN_CATALOG.",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="API base URL. Default: $ANTHROPIC_BASE_URL, else https://api.minimax.io/anthropic.",
+        show_default=False,
+    ),
+]
+Concurrency = Annotated[
+    str | None,
+    typer.Option(
+        "--concurrency",
+        help="Requests in flight per model: N for every model, or MODEL=N,MODEL=N. "
+        "Default: enough to hold the model's RPM.",
+        show_default=False,
+    ),
+]
+Rpm = Annotated[
+    str | None,
+    typer.Option(
+        "--rpm",
+        help="Requests per minute per model: N or MODEL=N,... Default: the catalog's limits.",
+        show_default=False,
+    ),
+]
+Tpm = Annotated[
+    str | None,
+    typer.Option(
+        "--tpm",
+        help="Tokens per minute (input + max_tokens) per model: N or MODEL=N,... "
+        "Default: the catalog's limits.",
+        show_default=False,
+    ),
+]
+Simulate = Annotated[
+    bool,
+    typer.Option(
+        "--simulate", help="Use the built-in MiniMax simulator even when an API key is set."
+    ),
+]
+SimTimeScale = Annotated[
+    float,
+    typer.Option(
+        "--sim-time-scale",
+        help="Speed of the simulator: 1 is MiniMax's real pace, 0.1 ten times faster, 0 instant.",
+    ),
+]
+MaxAttempts = Annotated[
+    int, typer.Option("--max-attempts", min=1, help="Attempts per request before giving up.")
+]
+IdleTimeout = Annotated[
+    float,
+    typer.Option("--idle-timeout", help="Seconds without data before a stream counts as stalled."),
+]
+Timeout = Annotated[
+    float, typer.Option("--timeout", help="Seconds one call may take in all before it is retried.")
+]
+
+
+def open_store(db: str | None) -> Store:
+    """The store named by --db or $BATCHRUN_DB, migrated to the current schema."""
+    return Store(database_url(db or read_environment().db))
+
+
+def open_catalog(path: Path | None) -> Catalog:
+    """The catalog with the user's file from --catalog or $BATCHRUN_CATALOG applied."""
+    if path is None:
+        env_path = read_environment().catalog
+        path = Path(env_path) if env_path else None
+    return load_catalog(path)

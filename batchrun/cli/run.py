@@ -1,0 +1,308 @@
+"""``batchrun run`` and ``batchrun resume``: load a job file as a batch and run it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from batchrun.analytics import model_summary, results_frame
+from batchrun.catalog import Catalog
+from batchrun.cli import options as opt
+from batchrun.cli.display import ProgressDisplay, summary_table
+from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
+from batchrun.cli.output import console
+from batchrun.client import Deadlines, Endpoint
+from batchrun.config import parse_per_model, read_environment
+from batchrun.exceptions import ConfigError
+from batchrun.jobfile import check_file, format_line_errors
+from batchrun.launch import (
+    EndpointOptions,
+    LimitOptions,
+    limit_settings,
+    open_endpoint,
+    run_batch,
+)
+from batchrun.planner import PlanOptions, create_batch, file_digest
+from batchrun.progress import RunProgress
+from batchrun.retry import RetryPolicy
+from batchrun.runner import RunReport, RunSettings
+from batchrun.sim.loop import run_fast
+from batchrun.store import BatchInfo, Outcome, Store
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connection:
+    """Options shared by run and resume."""
+
+    db: str | None
+    catalog: Path | None
+    endpoint: EndpointOptions
+    limits: LimitOptions
+    deadlines: Deadlines
+    retry: RetryPolicy
+    precheck: bool
+
+
+def run_command(
+    file: Annotated[Path, typer.Argument(help="The JSONL job file.", show_default=False)],
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Comma-separated models: every job goes to each. "
+            "Without it, each line's own model is used.",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="A name for the batch (default: the file name and the time).", show_default=False
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", min=1, help="max_tokens for lines that give none.")
+    ] = 1024,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Send nothing if any line of the file is invalid.")
+    ] = False,
+    no_precheck: Annotated[
+        bool, typer.Option("--no-precheck", help="Skip count_tokens; estimate input tokens.")
+    ] = False,
+    db: opt.Db = None,
+    catalog: opt.CatalogFile = None,
+    base_url: opt.BaseUrl = None,
+    concurrency: opt.Concurrency = None,
+    rpm: opt.Rpm = None,
+    tpm: opt.Tpm = None,
+    simulate: opt.Simulate = False,
+    sim_time_scale: opt.SimTimeScale = 1.0,
+    max_attempts: opt.MaxAttempts = 8,
+    idle_timeout: opt.IdleTimeout = 60.0,
+    timeout: opt.Timeout = 900.0,
+) -> None:
+    """Run every line of FILE against MiniMax (or the simulator when no API key is set).
+
+    Running the same file with the same models again continues its unfinished batch.
+    """
+    connection = _connection(
+        db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
+        max_attempts, idle_timeout, timeout, not no_precheck,
+    )  # fmt: skip
+    out = console()
+    loaded = opt.open_catalog(connection.catalog)
+    fan_out = _models(models, loaded)
+    check_file(file)
+    store = opt.open_store(connection.db)
+    digest = file_digest(file)
+    with open_endpoint(read_environment(), connection.endpoint) as endpoint:
+        _announce(out, endpoint)
+        batch = store.find_resumable(digest, fan_out)
+        if batch is not None:
+            out.print(
+                f"Continuing batch [bold]{batch.name}[/] ({batch.id}) of {file}: "
+                "finished requests are not sent again."
+            )
+        else:
+            batch = _create(store, loaded, file, fan_out, name, max_tokens, strict, endpoint, out)
+        code = _execute(store, loaded, batch, endpoint, connection, out)
+    raise typer.Exit(code)
+
+
+def resume_command(
+    batch_ref: Annotated[str, typer.Argument(metavar="BATCH", help="Batch id or name.")],
+    retry_errored: Annotated[
+        bool, typer.Option("--retry-errored", help="Also send again the requests that failed.")
+    ] = False,
+    db: opt.Db = None,
+    catalog: opt.CatalogFile = None,
+    base_url: opt.BaseUrl = None,
+    concurrency: opt.Concurrency = None,
+    rpm: opt.Rpm = None,
+    tpm: opt.Tpm = None,
+    simulate: opt.Simulate = False,
+    sim_time_scale: opt.SimTimeScale = 1.0,
+    max_attempts: opt.MaxAttempts = 8,
+    idle_timeout: opt.IdleTimeout = 60.0,
+    timeout: opt.Timeout = 900.0,
+) -> None:
+    """Continue a batch: its pending requests run, finished ones are never sent again."""
+    connection = _connection(
+        db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
+        max_attempts, idle_timeout, timeout, True,
+    )  # fmt: skip
+    out = console()
+    loaded = opt.open_catalog(connection.catalog)
+    store = opt.open_store(connection.db)
+    batch = store.find_batch(batch_ref)
+    if batch.status == "canceled":
+        raise ConfigError(f"batch {batch.name} was canceled; run its file again for a new batch")
+    if retry_errored:
+        out.print(f"{store.reset_errored(batch.id):,} failed requests will be sent again.")
+    with open_endpoint(read_environment(), connection.endpoint) as endpoint:
+        _announce(out, endpoint)
+        if batch.simulated != endpoint.simulated:
+            out.print("[yellow]Note:[/] this batch mixes simulated and real results.")
+        store.set_batch(batch.id, status="running")
+        code = _execute(store, loaded, batch, endpoint, connection, out)
+    raise typer.Exit(code)
+
+
+def _connection(
+    db: str | None,
+    catalog: Path | None,
+    base_url: str | None,
+    concurrency: str | None,
+    rpm: str | None,
+    tpm: str | None,
+    simulate: bool,
+    sim_time_scale: float,
+    max_attempts: int,
+    idle_timeout: float,
+    timeout: float,
+    precheck: bool,
+) -> Connection:
+    if sim_time_scale < 0:
+        raise ConfigError("--sim-time-scale must be 0 or more")
+    return Connection(
+        db=db,
+        catalog=catalog,
+        endpoint=EndpointOptions(
+            base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale
+        ),
+        limits=LimitOptions(
+            rpm=parse_per_model(rpm, "--rpm"),
+            tpm=parse_per_model(tpm, "--tpm"),
+            concurrency=parse_per_model(concurrency, "--concurrency"),
+        ),
+        deadlines=Deadlines(idle=idle_timeout, total=timeout),
+        retry=RetryPolicy(max_attempts=max_attempts),
+        precheck=precheck,
+    )
+
+
+def _models(spec: str | None, catalog: Catalog) -> list[str]:
+    names = [name.strip() for name in (spec or "").split(",") if name.strip()]
+    for name in names:
+        catalog.get(name)  # UnknownModelError lists the known models
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--models names a model twice: {spec}")
+    return names
+
+
+def _announce(out: Console, endpoint: Endpoint) -> None:
+    if endpoint.simulated:
+        out.print(
+            "[bold yellow]No API key (MINIMAX_API_KEY or ANTHROPIC_API_KEY): running against "
+            "batchrun's built-in MiniMax simulator. Results are marked simulated.[/]"
+        )
+    else:
+        out.print(f"Sending to {endpoint.base_url}")
+
+
+def _create(
+    store: Store,
+    catalog: Catalog,
+    file: Path,
+    fan_out: list[str],
+    name: str | None,
+    max_tokens: int,
+    strict: bool,
+    endpoint: Endpoint,
+    out: Console,
+) -> BatchInfo:
+    settings: dict[str, Any] = {"default_max_tokens": max_tokens}
+    plan = create_batch(
+        store,
+        catalog,
+        file,
+        PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name),
+        digest=file_digest(file),
+        base_url=endpoint.base_url,
+        simulated=endpoint.simulated,
+        settings=settings,
+    )
+    out.print(
+        f"Batch [bold]{plan.batch.name}[/] ({plan.batch.id}): {plan.batch.jobs_total:,} jobs, "
+        f"{plan.requests:,} requests"
+        + (f", {plan.line_error_count:,} invalid lines" if plan.line_error_count else "")
+    )
+    if plan.line_errors:
+        out.print("[yellow]Invalid lines (they are not sent; the others are):[/]")
+        out.print(format_line_errors(plan.line_errors), markup=False)
+    return plan.batch
+
+
+def _execute(
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    connection: Connection,
+    out: Console,
+) -> int:
+    models = store.batch_models(batch.id)
+    settings = RunSettings(
+        limits=limit_settings(catalog, models, connection.limits),
+        retry=connection.retry,
+        precheck=connection.precheck,
+    )
+    with ProgressDisplay(out) as display:
+        report, progress = run_fast(
+            run_batch(
+                store=store,
+                catalog=catalog,
+                batch=batch,
+                endpoint=endpoint,
+                settings=settings,
+                deadlines=connection.deadlines,
+                display=display,
+            )
+        )
+    return _finish(store, batch, report, progress, out)
+
+
+def _finish(
+    store: Store, batch: BatchInfo, report: RunReport, progress: RunProgress, out: Console
+) -> int:
+    if report.unsaved:
+        _save_unsaved(batch, report.unsaved, out)
+    counts = store.status_counts(batch.id)
+    pending = sum(by.get("pending", 0) for by in counts.values())
+    if pending:
+        store.set_batch(batch.id, status="paused")
+    else:
+        store.set_batch(batch.id, status="completed", finished_at=time.time())
+    summary = model_summary(results_frame(store.result_rows(batch.id)), counts)
+    label = " (simulated)" if batch.simulated else ""
+    out.print(summary_table(summary, f"Batch {batch.name}{label}: {progress.elapsed():.1f}s"))
+    for model, reason in report.stopped_models.items():
+        out.print(f"[red]Stopped sending to {model}[/]: {reason}", markup=True, highlight=False)
+    if report.store_error:
+        out.print(f"[red]Could not save results:[/] {report.store_error}")
+    failed = sum(by.get("errored", 0) + by.get("invalid", 0) for by in counts.values())
+    if pending:
+        out.print(
+            f"{pending:,} requests are still pending. Continue with: "
+            f"[bold]batchrun resume {batch.name}[/]"
+        )
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURES if failed or pending or batch.lines_invalid else EXIT_OK
+
+
+def _save_unsaved(batch: BatchInfo, unsaved: list[Outcome], out: Console) -> None:
+    path = Path(f"batchrun-unsaved-{batch.id}.jsonl")
+    with path.open("ab") as handle:
+        for outcome in unsaved:
+            handle.write(orjson.dumps(outcome, default=vars) + b"\n")
+    out.print(
+        f"[red]{len(unsaved):,} finished requests could not be written to the database; "
+        f"they are in {path}.[/] They stay pending in the database and run again on resume."
+    )

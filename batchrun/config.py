@@ -1,0 +1,53 @@
+"""Settings from the environment and option strings: the only module that reads ``os.environ``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from batchrun.exceptions import ConfigError
+
+MINIMAX_BASE_URL = "https://api.minimax.io/anthropic"
+KEY_VARIABLES = ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    """What batchrun takes from the environment."""
+
+    api_key: str | None
+    key_variable: str | None
+    base_url: str | None
+    db: str | None
+    catalog: str | None
+
+
+def read_environment(env: Mapping[str, str] | None = None) -> Environment:
+    """The API key (MINIMAX_API_KEY, else ANTHROPIC_API_KEY), base URL, database and catalog."""
+    env = os.environ if env is None else env
+    variable = next((name for name in KEY_VARIABLES if env.get(name, "").strip()), None)
+    return Environment(
+        api_key=env[variable].strip() if variable else None,
+        key_variable=variable,
+        base_url=env.get("ANTHROPIC_BASE_URL") or None,
+        db=env.get("BATCHRUN_DB") or None,
+        catalog=env.get("BATCHRUN_CATALOG") or None,
+    )
+
+
+def parse_per_model(spec: str | None, what: str) -> dict[str, int]:
+    """Parse ``N`` (every model, key ``*``) or ``MODEL=N,MODEL=N`` for --rpm, --tpm and friends."""
+    if not spec:
+        return {}
+    limits: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        model, sep, value = item.rpartition("=")
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ConfigError(f"bad {what} {item!r}: use N or MODEL=N with N a whole number > 0")
+        limits[model if sep else "*"] = number
+    return limits

@@ -1,0 +1,114 @@
+"""Client-side limits per model: requests per minute, tokens per minute, concurrency, adaptation.
+
+Rates are paced, not burst: each request (and each token) gets a slot on a virtual clock that
+advances by 1 / rate (the generic cell rate algorithm), so any window of the server's holds no
+more than the limit. A headroom factor (default 0.98) keeps timing jitter from tipping a window
+over. On 429 the model's rate and concurrency halve (once per two seconds at most), on 529 they
+shrink by a tenth (once per second at most), and they recover by a tenth of the configured rate
+per second without such errors. A ``retry-after`` pauses the model's dispatch until it has passed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+MIN_FACTOR = 0.05
+RECOVERY_PER_SECOND = 0.1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelLimitSettings:
+    """Configured limits of one model; None means unlimited."""
+
+    rpm: float | None
+    tpm: float | None
+    concurrency: int
+    headroom: float = 0.98
+
+
+class Pacer:
+    """Hands out slots on a virtual clock: ``amount`` units take ``amount / rate`` seconds."""
+
+    def __init__(self, rate_per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate_per_s = rate_per_s
+        self._clock = clock
+        self._next = clock()
+
+    def reserve(self, amount: float, factor: float = 1.0) -> float:
+        """Reserve ``amount`` units; return the seconds to wait before using them."""
+        now = self._clock()
+        slot = max(now, self._next)
+        self._next = slot + amount / (self.rate_per_s * factor)
+        return slot - now
+
+    def refund(self, amount: float, factor: float = 1.0) -> None:
+        """Give back units reserved but not used (never moving the clock into the past)."""
+        self._next = max(self._clock(), self._next - amount / (self.rate_per_s * factor))
+
+
+class ModelLimiter:
+    """Everything that paces one model's requests; shared by all of that model's workers."""
+
+    def __init__(
+        self, settings: ModelLimitSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        headroom = settings.headroom
+        self.requests = Pacer(settings.rpm * headroom / 60.0, clock) if settings.rpm else None
+        self.tokens = Pacer(settings.tpm * headroom / 60.0, clock) if settings.tpm else None
+        self.slots = anyio.CapacityLimiter(settings.concurrency)
+        self.factor = 1.0
+        self._changed_at = clock()
+        self._paused_until = 0.0
+        self.throttled = 0  # 429s and 529s seen
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait until one more request of ``tokens`` (input plus max_tokens) may be sent.
+
+        The caller holds a concurrency slot (``self.slots``) around the whole request.
+        """
+        self._recover()
+        pause = self._paused_until - self._clock()
+        if pause > 0:
+            await anyio.sleep(pause)
+        wait = 0.0
+        if self.requests is not None:
+            wait = self.requests.reserve(1, self.factor)
+        if self.tokens is not None:
+            wait = max(wait, self.tokens.reserve(tokens, self.factor))
+        if wait > 0:
+            await anyio.sleep(wait)
+
+    def settle(self, reserved: int, used: int) -> None:
+        """Return the tokens reserved for a request but not used by it."""
+        if self.tokens is not None and used < reserved:
+            self.tokens.refund(reserved - used, self.factor)
+
+    def on_throttled(self, rate_limited: bool, retry_after: float | None) -> None:
+        """A 429 (``rate_limited``) or 529: slow this model down, and pause for retry-after."""
+        self.throttled += 1
+        now = self._clock()
+        if retry_after is not None:
+            self._paused_until = max(self._paused_until, now + retry_after)
+        shrink, spacing = (0.5, 2.0) if rate_limited else (0.9, 1.0)
+        if now - self._changed_at >= spacing or self.factor == 1.0:
+            self._set_factor(self.factor * shrink, now)
+
+    def _recover(self) -> None:
+        now = self._clock()
+        if self.factor < 1.0:
+            gained = (now - self._changed_at) * RECOVERY_PER_SECOND
+            if gained >= 0.01:
+                self._set_factor(self.factor + gained, now)
+
+    def _set_factor(self, factor: float, now: float) -> None:
+        self.factor = min(1.0, max(MIN_FACTOR, factor))
+        self._changed_at = now
+        total = max(1, math.ceil(self.settings.concurrency * self.factor))
+        self.slots.total_tokens = total

@@ -1,0 +1,162 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` evolve them.
+
+    batches      one per `batchrun run` / `submit`: file, models, settings, status, budget
+    jobs         one per valid line of the file: custom_id, params, line number
+    line_errors  one per invalid line: where and why (the good lines still run)
+    requests     one per (batch, custom_id, model): the unit of work and its status
+    attempts     one per HTTP call: status, error, MiniMax code, duration (retries show here)
+    results      at most one per request: usage, timings, content, cost
+
+Times are UTC epoch seconds (float). Money is integer nano-dollars (1e-9 USD), exact to sum;
+NULL cost means unpriced, never zero.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("source_path", Text, nullable=False),
+    Column("source_sha256", String(64), nullable=False),
+    Column("models", JSON, nullable=False),  # fan-out list, or [] when each line names its model
+    Column("status", String(20), nullable=False),  # running, paused, completed, canceled
+    Column("simulated", Boolean, nullable=False),
+    Column("base_url", Text, nullable=False),  # never the key
+    Column("settings", JSON, nullable=False),  # limits, retries, deadlines used
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("max_cost_nanos", BigInteger),
+    Column("jobs_total", Integer, nullable=False, default=0),
+    Column("lines_invalid", Integer, nullable=False, default=0),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(32), ForeignKey("batches.id"), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("custom_id", String(256), nullable=False),
+    Column("model", String(100)),  # the line's own model, if any
+    Column("params", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("expect", JSON),
+    UniqueConstraint("batch_id", "custom_id"),
+    Index(None, "batch_id", "line_no"),
+)
+
+line_errors = Table(
+    "line_errors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(32), ForeignKey("batches.id"), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("custom_id", String(256)),
+    Column("field", String(200)),
+    Column("message", Text, nullable=False),
+    Index(None, "batch_id", "line_no"),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(32), ForeignKey("batches.id"), nullable=False),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("custom_id", String(256), nullable=False),
+    Column("model", String(100), nullable=False),
+    # pending -> succeeded | errored | invalid | canceled
+    Column("status", String(20), nullable=False),
+    Column("input_tokens", Integer),  # from the pre-check
+    Column("input_estimated", Boolean),  # True: a local estimate, not count_tokens
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error_type", String(100)),
+    Column("error_message", Text),
+    Column("error_status", Integer),
+    Column("error_code", Integer),
+    Column("updated_at", Float, nullable=False),
+    Column("claimed_by", String(64)),  # worker that holds the request (PostgreSQL workers)
+    Column("lease_until", Float),
+    UniqueConstraint("batch_id", "custom_id", "model"),
+    Index(None, "batch_id", "model", "status", "id"),
+    Index(None, "job_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, ForeignKey("requests.id"), nullable=False),
+    Column("batch_id", String(32), nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("outcome", String(20), nullable=False),  # ok, retry, failed, stopped, interrupted
+    Column("status", Integer),
+    Column("error_type", String(100)),
+    Column("error_code", Integer),
+    Column("message", Text),
+    Column("request_uid", String(100)),  # the API's request id
+    Column("retry_after_s", Float),
+    Index(None, "request_id"),
+    Index(None, "batch_id", "model", "started_at"),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("request_id", Integer, ForeignKey("requests.id"), primary_key=True),
+    Column("batch_id", String(32), nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("custom_id", String(256), nullable=False),
+    Column("sent_at", Float, nullable=False),  # UTC epoch seconds
+    # seconds after sent_at
+    Column("first_event_s", Float),
+    Column("first_token_s", Float),  # first content delta of any kind
+    Column("first_thinking_s", Float),
+    Column("first_text_s", Float),
+    Column("last_token_s", Float),
+    Column("done_s", Float, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cache_read_tokens", Integer, nullable=False),
+    Column("cache_creation_tokens", Integer, nullable=False),
+    Column("stop_reason", String(40)),
+    Column("text", Text, nullable=False),
+    Column("thinking", Text, nullable=False),
+    Column("message", JSON, nullable=False),  # the final message, Anthropic's shape
+    Column("cost_nanos", BigInteger),  # NULL: unpriced
+    Column("price_date", String(10)),  # the effective date of the price used
+    Column("simulated", Boolean, nullable=False),
+    Index(None, "batch_id", "model"),
+    Index(None, "model", "sent_at"),
+)

@@ -1,0 +1,80 @@
+"""What a request costs: each kind of token at its own rate, at the price in effect that day.
+
+Money is integer nano-dollars (1e-9 USD) so sums are exact. None means unpriced: the model has
+no price on that day, or a token kind it used has none (for example cache writes on M3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from batchrun.catalog import ModelInfo, Price, Rates
+
+NANOS_PER_USD = 1_000_000_000
+_NANOS_PER_TOKEN_PER_RATE = Decimal(NANOS_PER_USD) / Decimal(1_000_000)  # rate is per million
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Usage:
+    """Token counts of one request, as the API reports them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token, cached or not: what the long-context threshold is measured on."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_creation_tokens
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cost:
+    """A priced request: nano-dollars and the effective date of the price used."""
+
+    nanos: int
+    price_date: date
+
+
+def rates_for(price: Price, usage: Usage) -> Rates:
+    """The rates that apply to a request: the long-context tier once its prompt passes it."""
+    tier = price.long_context
+    if tier is not None and usage.prompt_tokens > tier.above_input_tokens:
+        return tier.rates
+    return price.rates
+
+
+def cost_of(model: ModelInfo, usage: Usage, day: date) -> Cost | None:
+    """The cost of ``usage`` on ``model`` on ``day``; None when any part cannot be priced."""
+    price = model.price_on(day)
+    if price is None:
+        return None
+    rates = rates_for(price, usage)
+    total = Decimal(0)
+    for tokens, rate in (
+        (usage.input_tokens, rates.input),
+        (usage.output_tokens, rates.output),
+        (usage.cache_read_tokens, rates.cache_read),
+        (usage.cache_creation_tokens, rates.cache_write),
+    ):
+        if tokens:
+            if rate is None:
+                return None
+            total += tokens * rate * _NANOS_PER_TOKEN_PER_RATE
+    return Cost(nanos=int(total.quantize(Decimal(1), ROUND_HALF_UP)), price_date=price.effective)
+
+
+def day_of(epoch_seconds: float) -> date:
+    """The UTC calendar day of a timestamp: prices change by UTC day."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).date()
+
+
+def usd(nanos: int | None) -> str:
+    """Nano-dollars as a dollar amount for people; 'unpriced' for None, never $0."""
+    if nanos is None:
+        return "unpriced"
+    value = Decimal(nanos) / NANOS_PER_USD
+    return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"

@@ -1,0 +1,433 @@
+"""The worker pool: pending requests of each model flow from the store through the pre-check,
+the model's limits and the API, and their outcomes flow back to one writer task.
+
+    per model:  feeder ─► memory stream ─► N workers ─┐
+                                                      ├─► outcomes stream ─► writer ─► store
+    per model:  feeder ─► memory stream ─► N workers ─┘
+
+A request's result exists only once the writer has committed it; a request in flight when the
+process dies is simply pending on the next run. Stopping (Ctrl-C, SIGTERM, a model whose key or
+balance is refused, a store that cannot be written) ends dispatch first and then gives calls in
+flight a grace period before cancelling them, and the writer commits everything that finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from batchrun.catalog import Catalog, ModelInfo
+from batchrun.client import ApiClient, CallFailure, CallResult
+from batchrun.exceptions import StoreError
+from batchrun.limits import ModelLimiter, ModelLimitSettings
+from batchrun.pricing import Usage, cost_of, day_of
+from batchrun.progress import RunProgress
+from batchrun.retry import BACKS_OFF_MODEL, Action, FailureKind, RetryPolicy, decide
+from batchrun.store import AttemptRecord, BatchInfo, Outcome, Store, WorkItem
+from batchrun.stream import block_texts
+from batchrun.tokens import estimate_tokens
+
+log = logging.getLogger(__name__)
+PAGE = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """How one run behaves; the CLI builds it from options, the catalog and the environment."""
+
+    limits: Mapping[str, ModelLimitSettings]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    precheck: bool = True
+    precheck_concurrency: int = 16
+    grace_seconds: float = 5.0
+    commit_batch: int = 256
+
+
+@dataclass
+class RunReport:
+    """How a run ended."""
+
+    interrupted: bool = False
+    stopped_models: dict[str, str] = field(default_factory=dict)
+    store_error: str | None = None
+    unsaved: list[Outcome] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Try:
+    """One attempt at a request: what is sent, and when it started (wall clock and perf clock)."""
+
+    info: ModelInfo
+    item: WorkItem
+    outcome: Outcome
+    number: int  # 1-based within this run
+    started: float
+    clock: float
+
+    def record(self, outcome: str, **fields: Any) -> None:
+        """Add this attempt to the request's outcome."""
+        self.outcome.attempts.append(
+            AttemptRecord(
+                number=self.item.attempts + self.number,
+                started_at=self.started,
+                duration_s=time.perf_counter() - self.clock,
+                outcome=outcome,
+                **fields,
+            )
+        )
+
+
+class BatchRunner:
+    """Runs the pending requests of one batch until done, stopped or interrupted."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: ApiClient,
+        catalog: Catalog,
+        batch: BatchInfo,
+        models: list[str],
+        settings: RunSettings,
+        progress: RunProgress,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.catalog = catalog
+        self.batch = batch
+        self.models = models
+        self.settings = settings
+        self.progress = progress
+        self.report = RunReport()
+        self.limiters = {m: ModelLimiter(settings.limits[m]) for m in models}
+        self._counter = _TokenCounter(client, settings)
+        self._stopping = anyio.Event()
+        self._dispatch: anyio.CancelScope | None = None
+        send, receive = anyio.create_memory_object_stream[Outcome](settings.commit_batch * 4)
+        self._outcomes: MemoryObjectSendStream[Outcome] = send
+        self._outcomes_in: MemoryObjectReceiveStream[Outcome] = receive
+
+    async def run(self) -> RunReport:
+        """Run until every pending request is done, or dispatch stops."""
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self._writer)
+            async with self._outcomes:
+                with anyio.CancelScope() as dispatch:
+                    self._dispatch = dispatch
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(self._cancel_after_grace)
+                        async with anyio.create_task_group() as pipelines:
+                            for model in self.models:
+                                pipelines.start_soon(self._model_pipeline, model)
+                        group.cancel_scope.cancel()  # all done: no grace period to watch
+        return self.report
+
+    def stop(self, *, interrupted: bool) -> None:
+        """Stop dispatching; calls in flight get the grace period, then are cancelled."""
+        if self._stopping.is_set():
+            return
+        self.report.interrupted = self.report.interrupted or interrupted
+        self._stopping.set()
+
+    async def _cancel_after_grace(self) -> None:
+        """After a stop, wait the grace period and cancel whatever is still in flight."""
+        await self._stopping.wait()
+        await anyio.sleep(self.settings.grace_seconds)
+        if self._dispatch is not None:
+            self._dispatch.cancel()
+
+    # --- per model -----------------------------------------------------------------------------
+
+    async def _model_pipeline(self, model: str) -> None:
+        limiter = self.limiters[model]
+        workers = limiter.settings.concurrency
+        send, receive = anyio.create_memory_object_stream[WorkItem](workers * 2)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._feed, model, send)
+            async with receive:
+                for _ in range(workers):
+                    group.start_soon(self._work, model, receive.clone())
+
+    async def _feed(self, model: str, send: MemoryObjectSendStream[WorkItem]) -> None:
+        after = 0
+        async with send:
+            while not self._halted(model):
+                page = await anyio.to_thread.run_sync(
+                    self.store.pending, self.batch.id, model, after, PAGE
+                )
+                if not page:
+                    return
+                for item in page:
+                    if self._halted(model):
+                        return
+                    await send.send(item)
+                after = page[-1].request_id
+
+    async def _work(self, model: str, receive: MemoryObjectReceiveStream[WorkItem]) -> None:
+        info = self.catalog.get(model)
+        async with receive:
+            async for item in receive:
+                if self._halted(model):
+                    return
+                outcome = await self._process(info, item)
+                await self._outcomes.send(outcome)
+
+    def _halted(self, model: str) -> bool:
+        return self._stopping.is_set() or model in self.report.stopped_models
+
+    # --- one request ---------------------------------------------------------------------------
+
+    async def _process(self, info: ModelInfo, item: WorkItem) -> Outcome:
+        outcome = Outcome(
+            request_id=item.request_id,
+            batch_id=self.batch.id,
+            model=item.model,
+            custom_id=item.custom_id,
+            status="pending",
+        )
+        tokens, estimated = await self._counter.input_tokens(info, item)
+        outcome.input_tokens, outcome.input_estimated = tokens, estimated
+        max_tokens = int(item.params["max_tokens"])
+        if not estimated and tokens + max_tokens > info.context_window:
+            return self._invalid(outcome, _overflow_message(info, tokens, max_tokens))
+        await self._attempts(info, item, outcome, tokens + max_tokens)
+        return outcome
+
+    async def _attempts(
+        self, info: ModelInfo, item: WorkItem, outcome: Outcome, reserve: int
+    ) -> None:
+        limiter = self.limiters[info.name]
+        for number in range(1, self.settings.retry.max_attempts + 1):
+            if self._halted(info.name):
+                return
+            async with limiter.slots:
+                await limiter.acquire(reserve)
+                if self._halted(info.name):
+                    limiter.settle(reserve, 0)
+                    return
+                attempt = _Try(
+                    info=info,
+                    item=item,
+                    outcome=outcome,
+                    number=number,
+                    started=time.time(),
+                    clock=time.perf_counter(),
+                )
+                try:
+                    call = await self._call(attempt)
+                except CallFailure as failure:
+                    limiter.settle(reserve, 0)
+                    delay = self._after_failure(attempt, failure)
+                    if delay is None:
+                        return
+                else:
+                    used = int(call.message.get("usage", {}).get("output_tokens", 0))
+                    limiter.settle(reserve, (outcome.input_tokens or 0) + used)
+                    self._succeeded(attempt, call)
+                    return
+            self.progress.of(info.name).retries += 1
+            await self._sleep_unless_stopping(delay)
+
+    async def _call(self, attempt: _Try) -> CallResult:
+        try:
+            return await self.client.stream_message(attempt.info.name, attempt.item.params)
+        except anyio.get_cancelled_exc_class():
+            attempt.record("interrupted", message="cancelled when the grace period ran out")
+            with anyio.CancelScope(shield=True):
+                await self._outcomes.send(attempt.outcome)
+            raise
+
+    def _after_failure(self, attempt: _Try, failure: CallFailure) -> float | None:
+        """Record a failed attempt; return the delay before retrying, or None to stop trying."""
+        model = attempt.info.name
+        decision = decide(self.settings.retry, failure.kind, attempt.number, failure.retry_after)
+        if failure.kind in BACKS_OFF_MODEL:
+            rate_limited = failure.kind is FailureKind.RATE_LIMITED
+            self.limiters[model].on_throttled(rate_limited, failure.retry_after)
+            self.progress.of(model).throttled += 1
+        labels = {Action.RETRY: "retry", Action.GIVE_UP: "failed", Action.STOP_MODEL: "stopped"}
+        attempt.record(
+            labels[decision.action],
+            status=failure.status,
+            error_type=failure.error_type,
+            error_code=failure.code,
+            message=failure.message,
+            request_uid=failure.request_id,
+            retry_after_s=decision.delay if decision.action is Action.RETRY else None,
+        )
+        outcome = attempt.outcome
+        outcome.error_type, outcome.error_message = failure.error_type, failure.message
+        outcome.error_status, outcome.error_code = failure.status, failure.code
+        if decision.action is Action.STOP_MODEL:
+            self._stop_model(model, failure)
+        elif decision.action is Action.GIVE_UP:
+            outcome.status = "errored"
+            progress = self.progress.of(model)
+            progress.errored += 1
+            progress.finished()
+        return decision.delay if decision.action is Action.RETRY else None
+
+    def _stop_model(self, model: str, failure: CallFailure) -> None:
+        if model in self.report.stopped_models:
+            return
+        what = (
+            "the API key was refused"
+            if failure.kind is FailureKind.AUTH
+            else ("the account's balance is exhausted")
+        )
+        reason = f"{what}: {failure.status} {failure.error_type}: {failure.message}"
+        self.report.stopped_models[model] = reason
+        self.progress.of(model).stopped = reason
+        log.warning("stopped sending to %s: %s", model, reason)
+
+    def _succeeded(self, attempt: _Try, call: CallResult) -> None:
+        attempt.record("ok", status=200)
+        outcome = attempt.outcome
+        outcome.status = "succeeded"
+        outcome.error_type = outcome.error_message = None
+        outcome.error_status = outcome.error_code = None
+        result = outcome.result = self._result_row(attempt.info, call)
+        progress = self.progress.of(attempt.info.name)
+        progress.succeeded += 1
+        progress.input_tokens += result["input_tokens"]
+        progress.output_tokens += result["output_tokens"]
+        if result["cost_nanos"] is None:
+            progress.unpriced += 1
+        else:
+            progress.spent_nanos += result["cost_nanos"]
+        progress.finished()
+
+    def _result_row(self, info: ModelInfo, call: CallResult) -> dict[str, Any]:
+        message = call.message
+        raw = message.get("usage") or {}
+        usage = Usage(
+            input_tokens=int(raw.get("input_tokens") or 0),
+            output_tokens=int(raw.get("output_tokens") or 0),
+            cache_read_tokens=int(raw.get("cache_read_input_tokens") or 0),
+            cache_creation_tokens=int(raw.get("cache_creation_input_tokens") or 0),
+        )
+        cost = cost_of(info, usage, day_of(call.sent_at))
+        text, thinking = block_texts(message)
+        timings = call.timings
+        return {
+            "sent_at": call.sent_at,
+            "first_event_s": timings.first_event,
+            "first_token_s": timings.first_token,
+            "first_thinking_s": timings.first_thinking,
+            "first_text_s": timings.first_text,
+            "last_token_s": timings.last_token,
+            "done_s": timings.done if timings.done is not None else 0.0,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_creation_tokens": usage.cache_creation_tokens,
+            "stop_reason": message.get("stop_reason"),
+            "text": text,
+            "thinking": thinking,
+            "message": message,
+            "cost_nanos": cost.nanos if cost else None,
+            "price_date": cost.price_date.isoformat() if cost else None,
+            "simulated": self.client.endpoint.simulated,
+        }
+
+    def _invalid(self, outcome: Outcome, message: str) -> Outcome:
+        outcome.status = "invalid"
+        outcome.error_type = "invalid_request"
+        outcome.error_message = message
+        progress = self.progress.of(outcome.model)
+        progress.invalid += 1
+        progress.finished()
+        return outcome
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with anyio.move_on_after(seconds):
+            await self._stopping.wait()
+
+    # --- the writer ----------------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        async with self._outcomes_in:
+            while True:
+                try:
+                    first = await self._outcomes_in.receive()
+                except anyio.EndOfStream:
+                    return
+                batch = [first]
+                while len(batch) < self.settings.commit_batch:
+                    try:
+                        batch.append(self._outcomes_in.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                with anyio.CancelScope(shield=True):
+                    await self._commit(batch)
+
+    async def _commit(self, batch: list[Outcome]) -> None:
+        if self.report.store_error is not None:
+            self.report.unsaved.extend(batch)
+            return
+        try:
+            await anyio.to_thread.run_sync(self.store.record, batch)
+        except StoreError as exc:
+            self.report.store_error = str(exc)
+            self.report.unsaved.extend(batch)
+            self.stop(interrupted=False)
+
+
+class _TokenCounter:
+    """Input tokens per request: count_tokens where the API answers, else a local estimate.
+
+    Counts are cached by (model, hash of what counts), and count_tokens calls run under their
+    own concurrency limit so that a large batch's pre-check never floods the API.
+    """
+
+    def __init__(self, client: ApiClient, settings: RunSettings) -> None:
+        self._client = client
+        self._enabled = settings.precheck
+        self._slots = anyio.CapacityLimiter(settings.precheck_concurrency)
+        self._cache: dict[tuple[str, str], int] = {}
+        self._refused: set[str] = set()
+
+    async def input_tokens(self, info: ModelInfo, item: WorkItem) -> tuple[int, bool]:
+        """(input tokens, whether they are a local estimate) for one request."""
+        if item.input_tokens is not None and item.input_estimated is not None:
+            return item.input_tokens, item.input_estimated
+        if not self._enabled or info.name in self._refused:
+            return estimate_tokens(item.params), True
+        key = (info.name, item.content_hash)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached, False
+        async with self._slots:
+            try:
+                counted = await self._client.count_tokens(info.name, item.params)
+            except CallFailure:
+                return estimate_tokens(item.params), True
+        if counted is None:
+            self._refused.add(info.name)
+            return estimate_tokens(item.params), True
+        self._cache[key] = counted
+        return counted, False
+
+
+def _overflow_message(info: ModelInfo, tokens: int, max_tokens: int) -> str:
+    return (
+        f"input ({tokens:,} tokens) plus max_tokens ({max_tokens:,}) exceeds {info.name}'s "
+        f"context window of {info.context_window:,} tokens"
+    )
+
+
+def default_concurrency(rpm: float | None, expected_seconds: float = 20.0) -> int:
+    """Enough workers to hold ``rpm`` when each request takes ``expected_seconds``."""
+    if not rpm:
+        return 64
+    return max(8, min(1024, math.ceil(rpm / 60.0 * expected_seconds * 1.5)))

@@ -1,0 +1,555 @@
+"""The only module that writes SQL: batches, jobs, requests, attempts and results.
+
+SQLite by default (WAL, synchronous=NORMAL: a committed result survives a crash of the process),
+PostgreSQL from a URL. The store is synchronous; the runner calls it from one writer task through
+a worker thread and commits results in small batches. Opening a store applies any migration it
+lacks, so a store made by an older batchrun is upgraded in place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from batchrun.exceptions import BatchNotFoundError, StoreError
+from batchrun.jobfile import JobSpec, LineError
+from batchrun.models import attempts, batches, jobs, line_errors, metadata, requests, results
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+DEFAULT_DB = "batchrun.db"
+OPEN_STATUSES = ("pending",)
+
+
+def database_url(value: str | None) -> str:
+    """A SQLAlchemy URL from ``--db``: a URL as it is, anything else a SQLite file path."""
+    value = value or DEFAULT_DB
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchInfo:
+    """A batch as stored."""
+
+    id: str
+    name: str
+    source_path: str
+    source_sha256: str
+    models: list[str]
+    status: str
+    simulated: bool
+    base_url: str
+    settings: dict[str, Any]
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    max_cost_nanos: int | None
+    jobs_total: int
+    lines_invalid: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkItem:
+    """One pending request with what is needed to send it."""
+
+    request_id: int
+    custom_id: str
+    model: str
+    params: dict[str, Any]
+    content_hash: str
+    input_tokens: int | None
+    input_estimated: bool | None
+    attempts: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptRecord:
+    """One HTTP call of a request."""
+
+    number: int
+    started_at: float
+    duration_s: float
+    outcome: str  # ok, retry, failed, stopped, interrupted
+    status: int | None = None
+    error_type: str | None = None
+    error_code: int | None = None
+    message: str | None = None
+    request_uid: str | None = None
+    retry_after_s: float | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class Outcome:
+    """What happened to one request in this run, written in one transaction with others."""
+
+    request_id: int
+    batch_id: str
+    model: str
+    custom_id: str
+    status: str  # succeeded, errored, invalid, or pending (not finished: stays resumable)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    input_tokens: int | None = None
+    input_estimated: bool | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_status: int | None = None
+    error_code: int | None = None
+    result: dict[str, Any] | None = None  # a row of the results table, without the keys
+
+
+class Store:
+    """A batchrun database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = _engine(url)
+            with self.engine.begin() as connection:
+                _migrate(connection)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the database {redact_url(url)}: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.engine.dispose()
+
+    # --- batches -------------------------------------------------------------------------------
+
+    def create_batch(self, row: Mapping[str, Any]) -> None:
+        """Store a new batch."""
+        now = time.time()
+        with self._begin() as connection:
+            connection.execute(insert(batches).values(created_at=now, updated_at=now, **row))
+
+    def find_batch(self, ref: str) -> BatchInfo:
+        """The batch whose id or name is ``ref``."""
+        with self._connect() as connection:
+            row = connection.execute(
+                select(batches).where((batches.c.id == ref) | (batches.c.name == ref))
+            ).first()
+        if row is None:
+            raise BatchNotFoundError(ref)
+        return BatchInfo(**row._mapping)
+
+    def find_resumable(self, source_sha256: str, models: Sequence[str]) -> BatchInfo | None:
+        """The latest batch (not canceled) of the same file content and models, if any."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                select(batches)
+                .where(batches.c.source_sha256 == source_sha256)
+                .order_by(batches.c.created_at.desc())
+            ).all()
+        for row in rows:
+            info = BatchInfo(**row._mapping)
+            if info.models == list(models) and info.status != "canceled":
+                return info
+        return None
+
+    def list_batches(self) -> list[BatchInfo]:
+        """Every batch, newest first."""
+        with self._connect() as connection:
+            rows = connection.execute(select(batches).order_by(batches.c.created_at.desc())).all()
+        return [BatchInfo(**row._mapping) for row in rows]
+
+    def name_taken(self, name: str) -> bool:
+        """Whether a batch already has this name."""
+        with self._connect() as connection:
+            found = connection.execute(select(batches.c.id).where(batches.c.name == name)).first()
+        return found is not None
+
+    def set_batch(self, batch_id: str, **values: Any) -> None:
+        """Update a batch's status or other fields."""
+        with self._begin() as connection:
+            connection.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(updated_at=time.time(), **values)
+            )
+
+    # --- loading a file ------------------------------------------------------------------------
+
+    def add_jobs(self, batch_id: str, specs: Sequence[JobSpec], models: Sequence[str]) -> int:
+        """Store valid lines and their requests (one per model); return requests created."""
+        if not specs:
+            return 0
+        now = time.time()
+        job_rows = [
+            {
+                "batch_id": batch_id,
+                "line_no": spec.line_no,
+                "custom_id": spec.custom_id,
+                "model": spec.model,
+                "params": spec.params,
+                "content_hash": spec.content_hash,
+                "expect": spec.expect,
+            }
+            for spec in specs
+        ]
+        with self._begin() as connection:
+            ids = connection.execute(
+                insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), job_rows
+            ).scalars()
+            request_rows = [
+                _request_row(batch_id, job_id, spec, model, now)
+                for job_id, spec in zip(ids, specs, strict=True)
+                for model in (models or [spec.model or ""])
+            ]
+            connection.execute(insert(requests), request_rows)
+            connection.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(jobs_total=batches.c.jobs_total + len(specs))
+            )
+        return len(request_rows)
+
+    def add_line_errors(self, batch_id: str, errors: Sequence[LineError]) -> None:
+        """Store the invalid lines of a file."""
+        if not errors:
+            return
+        rows = [
+            {
+                "batch_id": batch_id,
+                "line_no": error.line_no,
+                "custom_id": error.custom_id,
+                "field": error.field,
+                "message": error.message,
+            }
+            for error in errors
+        ]
+        with self._begin() as connection:
+            connection.execute(insert(line_errors), rows)
+            connection.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(lines_invalid=batches.c.lines_invalid + len(errors))
+            )
+
+    # --- work ----------------------------------------------------------------------------------
+
+    def pending(self, batch_id: str, model: str, after_id: int, limit: int) -> list[WorkItem]:
+        """Up to ``limit`` pending requests of one model, in id order, after ``after_id``."""
+        query = (
+            select(
+                requests.c.id,
+                requests.c.custom_id,
+                requests.c.model,
+                requests.c.input_tokens,
+                requests.c.input_estimated,
+                requests.c.attempts,
+                jobs.c.params,
+                jobs.c.content_hash,
+            )
+            .join(jobs, jobs.c.id == requests.c.job_id)
+            .where(
+                requests.c.batch_id == batch_id,
+                requests.c.model == model,
+                requests.c.status == "pending",
+                requests.c.id > after_id,
+            )
+            .order_by(requests.c.id)
+            .limit(limit)
+        )
+        with self._connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            WorkItem(
+                request_id=row.id,
+                custom_id=row.custom_id,
+                model=row.model,
+                params=row.params,
+                content_hash=row.content_hash,
+                input_tokens=row.input_tokens,
+                input_estimated=row.input_estimated,
+                attempts=row.attempts,
+            )
+            for row in rows
+        ]
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Write what happened to these requests, all in one transaction."""
+        if not outcomes:
+            return
+        now = time.time()
+        attempt_rows = [
+            {"request_id": o.request_id, "batch_id": o.batch_id, "model": o.model, **vars_of(a)}
+            for o in outcomes
+            for a in o.attempts
+        ]
+        result_rows = [
+            {
+                "request_id": o.request_id,
+                "batch_id": o.batch_id,
+                "model": o.model,
+                "custom_id": o.custom_id,
+                **o.result,
+            }
+            for o in outcomes
+            if o.result is not None
+        ]
+        with self._begin() as connection:
+            if attempt_rows:
+                connection.execute(insert(attempts), attempt_rows)
+            if result_rows:
+                connection.execute(self._insert_ignore(results), result_rows)
+            connection.execute(_UPDATE_REQUEST, [_request_update(o, now) for o in outcomes])
+
+    def reset_errored(self, batch_id: str) -> int:
+        """Make errored requests pending again (``resume --retry-errored``); return how many."""
+        with self._begin() as connection:
+            done = connection.execute(
+                update(requests)
+                .where(requests.c.batch_id == batch_id, requests.c.status == "errored")
+                .values(status="pending", updated_at=time.time())
+            )
+        return int(done.rowcount)
+
+    def cancel_pending(self, batch_id: str) -> int:
+        """Mark every pending request canceled; return how many."""
+        with self._begin() as connection:
+            done = connection.execute(
+                update(requests)
+                .where(requests.c.batch_id == batch_id, requests.c.status == "pending")
+                .values(status="canceled", updated_at=time.time())
+            )
+        return int(done.rowcount)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def batch_models(self, batch_id: str) -> list[str]:
+        """The models a batch's requests go to, in the order they first appear."""
+        query = (
+            select(requests.c.model)
+            .where(requests.c.batch_id == batch_id)
+            .group_by(requests.c.model)
+            .order_by(func.min(requests.c.id))
+        )
+        with self._connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def status_counts(self, batch_id: str) -> dict[str, dict[str, int]]:
+        """Requests per model and status."""
+        query = (
+            select(requests.c.model, requests.c.status, func.count())
+            .where(requests.c.batch_id == batch_id)
+            .group_by(requests.c.model, requests.c.status)
+        )
+        counts: dict[str, dict[str, int]] = {}
+        with self._connect() as connection:
+            for model, status, count in connection.execute(query):
+                counts.setdefault(model, {})[status] = count
+        return counts
+
+    def result_rows(self, batch_id: str) -> list[dict[str, Any]]:
+        """Every result of a batch with its request's status (for summaries)."""
+        query = select(results).where(results.c.batch_id == batch_id)
+        with self._connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def export_rows(self, batch: BatchInfo, page: int = 2000) -> Iterator[dict[str, Any]]:
+        """Every request of a batch in input-file order, then model order, with its result."""
+        order = case(
+            {model: rank for rank, model in enumerate(batch.models)},
+            value=requests.c.model,
+            else_=len(batch.models),
+        )
+        query = (
+            select(
+                jobs.c.line_no,
+                requests.c.custom_id,
+                requests.c.model,
+                requests.c.status,
+                requests.c.attempts,
+                requests.c.error_type,
+                requests.c.error_message,
+                requests.c.error_status,
+                requests.c.error_code,
+                results,
+            )
+            .join(jobs, jobs.c.id == requests.c.job_id)
+            .outerjoin(results, results.c.request_id == requests.c.id)
+            .where(requests.c.batch_id == batch.id)
+            .order_by(jobs.c.line_no, order, requests.c.model)
+            .execution_options(yield_per=page)
+        )
+        with self._connect() as connection:
+            for row in connection.execute(query):
+                yield dict(row._mapping)
+
+    def line_error_rows(self, batch_id: str) -> list[dict[str, Any]]:
+        """The invalid lines of a batch's file, in line order."""
+        query = (
+            select(line_errors)
+            .where(line_errors.c.batch_id == batch_id)
+            .order_by(line_errors.c.line_no)
+        )
+        with self._connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _insert_ignore(self, table: Table) -> Insert:
+        """INSERT that skips rows whose key exists: a request never gets two results."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    def _connect(self) -> Any:
+        return _Guard(self, self.engine.connect())
+
+    def _begin(self) -> Any:
+        return _Guard(self, self.engine.begin())
+
+
+class _Guard:
+    """Turns database errors into StoreError with what failed, for the CLI to report."""
+
+    def __init__(self, store: Store, inner: Any) -> None:
+        self._store = store
+        self._inner = inner
+
+    def __enter__(self) -> Connection:
+        try:
+            connection: Connection = self._inner.__enter__()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database {redact_url(self._store.url)}: {_reason(exc)}") from exc
+        return connection
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self._inner.__exit__(*exc_info)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database {redact_url(self._store.url)}: {_reason(exc)}") from exc
+        if isinstance(exc_info[1], SQLAlchemyError):
+            reason = _reason(exc_info[1])
+            raise StoreError(f"database {redact_url(self._store.url)}: {reason}") from exc_info[1]
+
+
+def vars_of(record: AttemptRecord) -> dict[str, Any]:
+    """An attempt as a row."""
+    return {name: getattr(record, name) for name in AttemptRecord.__slots__}
+
+
+_UPDATE_REQUEST = (
+    update(requests)
+    .where(requests.c.id == bindparam("rid"), requests.c.status == "pending")
+    .values(
+        status=bindparam("new_status"),
+        attempts=requests.c.attempts + bindparam("new_attempts"),
+        input_tokens=func.coalesce(bindparam("new_input_tokens"), requests.c.input_tokens),
+        input_estimated=func.coalesce(bindparam("new_estimated"), requests.c.input_estimated),
+        error_type=bindparam("new_error_type"),
+        error_message=bindparam("new_error_message"),
+        error_status=bindparam("new_error_status"),
+        error_code=bindparam("new_error_code"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
+def _request_update(outcome: Outcome, now: float) -> dict[str, Any]:
+    return {
+        "rid": outcome.request_id,
+        "new_status": outcome.status,
+        "new_attempts": len(outcome.attempts),
+        "new_input_tokens": outcome.input_tokens,
+        "new_estimated": outcome.input_estimated,
+        "new_error_type": outcome.error_type,
+        "new_error_message": outcome.error_message,
+        "new_error_status": outcome.error_status,
+        "new_error_code": outcome.error_code,
+        "now": now,
+    }
+
+
+def _request_row(
+    batch_id: str, job_id: int, spec: JobSpec, model: str, now: float
+) -> dict[str, Any]:
+    why = spec.invalid_for.get(model)
+    return {
+        "batch_id": batch_id,
+        "job_id": job_id,
+        "custom_id": spec.custom_id,
+        "model": model,
+        "status": "invalid" if why else "pending",
+        "attempts": 0,
+        "error_type": "invalid_request" if why else None,
+        "error_message": why,
+        "updated_at": now,
+    }
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration for batchrun's migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _migrate(connection: Connection) -> None:
+    config = alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current == head:
+        return
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None)
+    return str(original or exc).splitlines()[0]
+
+
+__all__ = ["Outcome", "Store", "WorkItem", "database_url", "metadata"]

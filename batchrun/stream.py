@@ -1,0 +1,191 @@
+"""Server-sent events of a streamed Messages reply, assembled into the final message with timings.
+
+This is the hot path of every call, so it parses bytes itself (orjson, one pass, no per-event
+objects) instead of using the SDK's event classes. It follows Anthropic's event contract and
+tolerates MiniMax's reported quirks: a thinking block that starts without ``signature``, and usage
+spread over ``message_start``, ``message_delta`` and ``message_stop`` (each field is a running
+total, so the largest value seen wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+_DELTA_FIELDS = {
+    "text_delta": "text",
+    "thinking_delta": "thinking",
+    "input_json_delta": "partial_json",
+}
+_BLOCK_FIELDS = {"text": "text", "thinking": "thinking", "tool_use": "input"}
+
+
+class StreamError(Exception):
+    """An ``error`` event inside the stream, or a stream that breaks the event contract."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(kw_only=True, slots=True)
+class Timings:
+    """Seconds after the request was sent (perf_counter based) at which things happened."""
+
+    first_event: float | None = None
+    first_token: float | None = None  # first content delta of any kind
+    first_thinking: float | None = None
+    first_text: float | None = None
+    last_token: float | None = None
+    done: float | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class _Block:
+    data: dict[str, Any]
+    pieces: list[str] = field(default_factory=list)
+
+
+class StreamAssembler:
+    """Feed it the response bytes as they arrive; it builds the message and records timings."""
+
+    def __init__(self, started: float) -> None:
+        self._started = started
+        self._buffer = b""
+        self._message: dict[str, Any] | None = None
+        self._blocks: list[_Block] = []
+        self._usage: dict[str, Any] = {}
+        self.timings = Timings()
+        self.finished = False
+
+    def feed(self, chunk: bytes, now: float) -> None:
+        """Parse every complete event in what has arrived; ``now`` is when ``chunk`` came."""
+        data = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        elapsed = now - self._started
+        start = 0
+        end = data.find(b"\n\n")
+        while end >= 0:
+            self._event(data, start, end, elapsed)
+            start = end + 2
+            end = data.find(b"\n\n", start)
+        self._buffer = data[start:]
+
+    def _event(self, data: bytes, start: int, end: int, elapsed: float) -> None:
+        marker = data.find(b"data:", start, end)
+        if marker < 0:
+            return  # a comment or an event without data
+        newline = data.find(b"\n", marker, end)
+        payload = data[marker + 5 : newline if newline >= 0 else end]
+        event = orjson.loads(payload)
+        if self.timings.first_event is None:
+            self.timings.first_event = elapsed
+        handler = _HANDLERS.get(event.get("type"))
+        if handler is not None:
+            handler(self, event, elapsed)
+
+    def _on_message_start(self, event: dict[str, Any], elapsed: float) -> None:
+        self._message = dict(event["message"])
+        self._merge_usage(self._message.get("usage"))
+
+    def _on_block_start(self, event: dict[str, Any], elapsed: float) -> None:
+        index = event["index"]
+        while len(self._blocks) <= index:
+            self._blocks.append(_Block(data={}))
+        self._blocks[index] = _Block(data=dict(event["content_block"]))
+
+    def _on_block_delta(self, event: dict[str, Any], elapsed: float) -> None:
+        delta = event["delta"]
+        kind = delta.get("type")
+        block = self._blocks[event["index"]]
+        name = _DELTA_FIELDS.get(kind)
+        if name is not None:
+            block.pieces.append(delta[name])
+            timings = self.timings
+            if timings.first_token is None:
+                timings.first_token = elapsed
+            if kind == "text_delta" and timings.first_text is None:
+                timings.first_text = elapsed
+            elif kind == "thinking_delta" and timings.first_thinking is None:
+                timings.first_thinking = elapsed
+            timings.last_token = elapsed
+        elif kind == "signature_delta":
+            block.data["signature"] = delta["signature"]
+        elif kind == "citations_delta":
+            block.data.setdefault("citations", None)
+            block.data["citations"] = [*(block.data["citations"] or []), delta["citation"]]
+
+    def _on_message_delta(self, event: dict[str, Any], elapsed: float) -> None:
+        message = self._require_message()
+        for key, value in event.get("delta", {}).items():
+            message[key] = value
+        self._merge_usage(event.get("usage"))
+
+    def _on_message_stop(self, event: dict[str, Any], elapsed: float) -> None:
+        self._merge_usage(event.get("usage"))
+        self.timings.done = elapsed
+        self.finished = True
+
+    def _on_error(self, event: dict[str, Any], elapsed: float) -> None:
+        error = event.get("error") or {}
+        raise StreamError(str(error.get("type", "api_error")), str(error.get("message", "")))
+
+    def _merge_usage(self, usage: dict[str, Any] | None) -> None:
+        for key, value in (usage or {}).items():
+            current = self._usage.get(key)
+            if isinstance(value, int) and isinstance(current, int):
+                self._usage[key] = max(current, value)
+            elif value is not None or key not in self._usage:
+                self._usage[key] = value
+
+    def _require_message(self) -> dict[str, Any]:
+        if self._message is None:
+            raise StreamError("api_error", "the stream sent events before message_start")
+        return self._message
+
+    def message(self) -> dict[str, Any]:
+        """The final message in Anthropic's shape (call once the stream has finished)."""
+        message = dict(self._require_message())
+        message["content"] = [_finish(block) for block in self._blocks]
+        message["usage"] = dict(self._usage)
+        return message
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """Usage merged from every event so far."""
+        return self._usage
+
+
+def _finish(block: _Block) -> dict[str, Any]:
+    data = dict(block.data)
+    kind = data.get("type")
+    name = _BLOCK_FIELDS.get(str(kind))
+    if name == "input":
+        text = "".join(block.pieces)
+        data["input"] = orjson.loads(text) if text else data.get("input", {})
+    elif name is not None:
+        data[name] = data.get(name, "") + "".join(block.pieces)
+    return data
+
+
+_HANDLERS = {
+    "message_start": StreamAssembler._on_message_start,
+    "content_block_start": StreamAssembler._on_block_start,
+    "content_block_delta": StreamAssembler._on_block_delta,
+    "message_delta": StreamAssembler._on_message_delta,
+    "message_stop": StreamAssembler._on_message_stop,
+    "error": StreamAssembler._on_error,
+}
+
+
+def block_texts(message: dict[str, Any]) -> tuple[str, str]:
+    """(text, thinking) of a final message: every block of each kind, joined."""
+    text = "".join(b.get("text", "") for b in message.get("content", []) if b.get("type") == "text")
+    thinking = "".join(
+        b.get("thinking", "") for b in message.get("content", []) if b.get("type") == "thinking"
+    )
+    return text, thinking

@@ -1,0 +1,38 @@
+"""Alembic environment: batchrun runs migrations programmatically (``batchrun.store``).
+
+The caller passes an open SQLAlchemy connection in ``config.attributes["connection"]``; for
+the ``alembic`` command line, ``sqlalchemy.url`` in the config (or BATCHRUN_DB) is used instead.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, create_engine
+
+from batchrun.models import metadata
+
+
+def run_with(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run_with(connection)
+        return
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("set sqlalchemy.url, or run `batchrun db upgrade --db URL`")
+    with create_engine(url).connect() as fresh:
+        run_with(fresh)
+
+
+run()
