@@ -396,6 +396,7 @@ class _TokenCounter:
         self._slots = anyio.CapacityLimiter(settings.precheck_concurrency)
         self._cache: dict[tuple[str, str], int] = {}
         self._refused: set[str] = set()
+        self._counting: dict[tuple[str, str], anyio.Event] = {}
 
     async def input_tokens(self, info: ModelInfo, item: WorkItem) -> tuple[int, bool]:
         """(input tokens, whether they are a local estimate) for one request."""
@@ -404,19 +405,30 @@ class _TokenCounter:
         if not self._enabled or info.name in self._refused:
             return estimate_tokens(item.params), True
         key = (info.name, item.content_hash)
+        while key in self._counting:  # the same content is being counted: wait for it
+            await self._counting[key].wait()
         cached = self._cache.get(key)
         if cached is not None:
             return cached, False
-        async with self._slots:
-            try:
-                counted = await self._client.count_tokens(info.name, item.params)
-            except CallFailure:
-                return estimate_tokens(item.params), True
+        self._counting[key] = anyio.Event()
+        try:
+            counted = await self._count(info.name, item.params)
+        finally:
+            self._counting.pop(key).set()
         if counted is None:
-            self._refused.add(info.name)
             return estimate_tokens(item.params), True
         self._cache[key] = counted
         return counted, False
+
+    async def _count(self, model: str, params: dict[str, Any]) -> int | None:
+        async with self._slots:
+            try:
+                counted = await self._client.count_tokens(model, params)
+            except CallFailure:
+                return None  # counting failed this time: estimate, and let the call decide
+        if counted is None:
+            self._refused.add(model)
+        return counted
 
 
 def _overflow_message(info: ModelInfo, tokens: int, max_tokens: int) -> str:
