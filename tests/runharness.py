@@ -97,7 +97,14 @@ def run_jobs(
         settings={},
     )
     report, progress = resume_run(
-        store, plan, sim, limits=limits, deadlines=deadlines, retry=retry, precheck=precheck, key=key
+        store,
+        plan,
+        sim,
+        limits=limits,
+        deadlines=deadlines,
+        retry=retry,
+        precheck=precheck,
+        key=key,
     )
     return Run(store=store, plan=plan, report=report, progress=progress)
 

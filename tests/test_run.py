@@ -46,7 +46,7 @@ def test_every_job_goes_to_every_model_once(tmp_path: Path, sim: RunningSimulato
 
 
 def test_without_models_each_line_names_its_model(tmp_path: Path, sim: RunningSimulator) -> None:
-    jobs = prompts(4, M27) + [{"custom_id": "m3", "prompt": "Hi", "model": M3}]
+    jobs = [*prompts(4, M27), {"custom_id": "m3", "prompt": "Hi", "model": M3}]
     run = run_jobs(tmp_path, sim, jobs)
     assert sorted(row["model"] for row in run.results()) == [M27] * 4 + [M3]
 
@@ -171,7 +171,7 @@ def test_rate_limit_is_held_without_429(tmp_path: Path, sim_factory: SimFactory)
     # the runner is told the same limit and must pace itself under it.
     sim = sim_factory(rpm={M27: 600}, limit_window=3.0)
     started = time.monotonic()
-    run = run_jobs(
+    run_jobs(
         tmp_path,
         sim,
         prompts(50),
