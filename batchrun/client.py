@@ -17,33 +17,13 @@ import anthropic
 import anyio
 import httpx2
 
+from batchrun.endpoint import Deadlines, Endpoint
 from batchrun.retry import FailureKind
 from batchrun.stream import StreamAssembler, StreamError, Timings
 
 COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking")
 _REFUSED_COUNT_STATUSES = frozenset({400, 404, 405, 422, 501})
 _BALANCE_CODE = 1008
-
-
-@dataclass(frozen=True, kw_only=True)
-class Endpoint:
-    """Where requests go. ``simulated`` marks the built-in simulator."""
-
-    base_url: str
-    api_key: str
-    simulated: bool
-
-    def __repr__(self) -> str:  # never show the key
-        return f"Endpoint(base_url={self.base_url!r}, simulated={self.simulated})"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Deadlines:
-    """Seconds a call may take: to connect, between two reads, and in all."""
-
-    connect: float = 30.0
-    idle: float = 60.0
-    total: float = 900.0
 
 
 class CallFailure(Exception):

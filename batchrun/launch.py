@@ -1,25 +1,18 @@
-"""Running a stored batch: pick the endpoint (MiniMax, or the simulator when there is no key),
-set each model's limits, and run the worker pool under SIGINT / SIGTERM handling.
+"""Before a run: pick the endpoint (MiniMax, or the simulator when there is no key) and set each
+model's limits. Light to import: the commands that do not send requests never load the SDK.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import signal
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-import anyio
-
 from batchrun.catalog import Catalog
-from batchrun.client import ApiClient, Deadlines, Endpoint
 from batchrun.config import MINIMAX_BASE_URL, Environment
-from batchrun.limits import ModelLimitSettings
-from batchrun.progress import ModelProgress, RunProgress
-from batchrun.runner import BatchRunner, RunReport, RunSettings, default_concurrency
+from batchrun.endpoint import Endpoint
+from batchrun.limits import ModelLimitSettings, default_concurrency
 from batchrun.sim import SimSettings, simulator_process
-from batchrun.store import BatchInfo, Store
 
 SIMULATOR_KEY = "batchrun-simulator"
 
@@ -73,67 +66,3 @@ def limit_settings(
 
 def _pick(overrides: Mapping[str, int], model: str, default: int | None) -> int | None:
     return overrides.get(model, overrides.get("*", default))
-
-
-async def run_batch(
-    *,
-    store: Store,
-    catalog: Catalog,
-    batch: BatchInfo,
-    endpoint: Endpoint,
-    settings: RunSettings,
-    deadlines: Deadlines,
-    on_start: Callable[[BatchRunner], None] | None = None,
-    display: Callable[[RunProgress], object] | None = None,
-) -> tuple[RunReport, RunProgress]:
-    """Run the batch's pending requests until done, stopped, or interrupted by a signal."""
-    counts = await anyio.to_thread.run_sync(store.status_counts, batch.id)
-    models = [m for m in settings.limits if counts.get(m, {}).get("pending")]
-    progress = RunProgress(
-        models={m: ModelProgress(model=m, total=counts[m].get("pending", 0)) for m in models}
-    )
-    connections = sum(settings.limits[m].concurrency for m in models) or 1
-    client = ApiClient(endpoint, deadlines, max_connections=min(connections, 4096))
-    runner = BatchRunner(
-        store=store,
-        client=client,
-        catalog=catalog,
-        batch=batch,
-        models=models,
-        settings=settings,
-        progress=progress,
-    )
-    if on_start is not None:
-        on_start(runner)
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signals, runner)
-            if display is not None:
-                group.start_soon(_refresh, display, progress)
-            report = await runner.run()
-            group.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await client.aclose()
-    return report, progress
-
-
-async def _stop_on_signals(runner: BatchRunner) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            runner.stop(interrupted=True)
-
-
-async def _refresh(display: Callable[[RunProgress], object], progress: RunProgress) -> None:
-    while True:
-        display(progress)
-        await anyio.sleep(0.5)
-
-
-def eta_text(seconds: float | None) -> str:
-    """Seconds as a short duration, '?' when unknown."""
-    if seconds is None or math.isinf(seconds):
-        return "?"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -112,3 +112,10 @@ class ModelLimiter:
         self._changed_at = now
         total = max(1, math.ceil(self.settings.concurrency * self.factor))
         self.slots.total_tokens = total
+
+
+def default_concurrency(rpm: float | None, expected_seconds: float = 20.0) -> int:
+    """Enough workers to hold ``rpm`` when each request takes ``expected_seconds``."""
+    if not rpm:
+        return 64
+    return max(8, min(1024, math.ceil(rpm / 60.0 * expected_seconds * 1.5)))

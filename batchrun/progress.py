@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -67,3 +68,12 @@ class RunProgress:
     def elapsed(self) -> float:
         """Seconds since the run started."""
         return time.monotonic() - self.started
+
+
+def eta_text(seconds: float | None) -> str:
+    """Seconds as a short duration, '?' when unknown."""
+    if seconds is None or math.isinf(seconds):
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

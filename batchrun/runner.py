@@ -14,7 +14,6 @@ flight a grace period before cancelling them, and the writer commits everything 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -436,10 +435,3 @@ def _overflow_message(info: ModelInfo, tokens: int, max_tokens: int) -> str:
         f"input ({tokens:,} tokens) plus max_tokens ({max_tokens:,}) exceeds {info.name}'s "
         f"context window of {info.context_window:,} tokens"
     )
-
-
-def default_concurrency(rpm: float | None, expected_seconds: float = 20.0) -> int:
-    """Enough workers to hold ``rpm`` when each request takes ``expected_seconds``."""
-    if not rpm:
-        return 64
-    return max(8, min(1024, math.ceil(rpm / 60.0 * expected_seconds * 1.5)))

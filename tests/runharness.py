@@ -11,8 +11,9 @@ import orjson
 from sqlalchemy import select
 
 from batchrun.catalog import load_catalog
-from batchrun.client import Deadlines, Endpoint
-from batchrun.launch import LimitOptions, limit_settings, run_batch
+from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.execute import run_batch
+from batchrun.launch import LimitOptions, limit_settings
 from batchrun.models import attempts, requests, results
 from batchrun.planner import Plan, PlanOptions, create_batch, file_digest
 from batchrun.progress import RunProgress

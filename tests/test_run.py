@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from batchrun.client import Deadlines
+from batchrun.endpoint import Deadlines
 from batchrun.launch import LimitOptions
 from batchrun.retry import RetryPolicy
 from batchrun.sim import FaultRates, RunningSimulator

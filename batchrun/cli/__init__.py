@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from batchrun.cli import batches, models, run, sim
+from batchrun.cli import batches, models, run
 from batchrun.cli.errors import run_guarded
+from batchrun.sim import cli as sim_cli
 
 app = typer.Typer(
     name="batchrun",
@@ -23,7 +24,7 @@ app.command("status")(batches.status_command)
 app.command("results")(batches.results_command)
 app.add_typer(batches.db_app, name="db")
 app.command("models")(models.models_command)
-app.command("sim")(sim.sim_command)
+app.command("sim")(sim_cli.sim_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from batchrun.launch import eta_text
 from batchrun.pricing import usd
-from batchrun.progress import RunProgress
+from batchrun.progress import RunProgress, eta_text
 
 PLAIN_EVERY = 5.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -17,8 +17,8 @@ from batchrun.cli import options as opt
 from batchrun.cli.display import ProgressDisplay, summary_table
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
-from batchrun.client import Deadlines, Endpoint
 from batchrun.config import parse_per_model, read_environment
+from batchrun.endpoint import Deadlines, Endpoint
 from batchrun.exceptions import ConfigError
 from batchrun.jobfile import check_file, format_line_errors
 from batchrun.launch import (
@@ -26,12 +26,13 @@ from batchrun.launch import (
     LimitOptions,
     limit_settings,
     open_endpoint,
-    run_batch,
 )
 from batchrun.planner import PlanOptions, create_batch, file_digest
 from batchrun.progress import RunProgress
+
+if TYPE_CHECKING:
+    from batchrun.runner import RunReport
 from batchrun.retry import RetryPolicy
-from batchrun.runner import RunReport, RunSettings
 from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Outcome, Store
 
@@ -247,6 +248,10 @@ def _execute(
     connection: Connection,
     out: Console,
 ) -> int:
+    # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
+    from batchrun.execute import run_batch  # noqa: PLC0415
+    from batchrun.runner import RunSettings  # noqa: PLC0415
+
     models = store.batch_models(batch.id)
     settings = RunSettings(
         limits=limit_settings(catalog, models, connection.limits),
@@ -271,6 +276,7 @@ def _execute(
 def _finish(
     store: Store, batch: BatchInfo, report: RunReport, progress: RunProgress, out: Console
 ) -> int:
+    """Mark the batch, print the summary, and choose the exit code."""
     if report.unsaved:
         _save_unsaved(batch, report.unsaved, out)
     counts = store.status_counts(batch.id)

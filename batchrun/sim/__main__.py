@@ -1,7 +1,5 @@
 """``python -m batchrun.sim``: the same as ``batchrun sim``."""
 
-import sys
+from batchrun.sim.cli import main
 
-from batchrun.cli import main
-
-main(["sim", *sys.argv[1:]])
+main()

@@ -1,4 +1,8 @@
-"""``batchrun sim``: serve the MiniMax-compatible simulator on a loopback port."""
+"""``batchrun sim``: serve the MiniMax-compatible simulator on a loopback port.
+
+It lives beside the simulator, not in batchrun.cli, so that a simulator process imports only what
+it needs (not the SDK, the store or polars) and starts in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from batchrun.exceptions import SimulatorError
 from batchrun.sim.host import READY_PREFIX, serve
 from batchrun.sim.loop import run_fast
 from batchrun.sim.settings import (
@@ -123,3 +128,14 @@ async def _serve_until_signal(settings: SimSettings) -> None:
             err=True,
         )
         await stop.wait()
+
+
+def main() -> None:
+    """Entry point of ``python -m batchrun.sim``."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(sim_command)
+    try:
+        app()
+    except SimulatorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None

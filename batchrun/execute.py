@@ -1,0 +1,70 @@
+"""Run a stored batch's pending requests under SIGINT / SIGTERM handling, with a live display."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+import anyio
+
+from batchrun.catalog import Catalog
+from batchrun.client import ApiClient
+from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.progress import ModelProgress, RunProgress
+from batchrun.runner import BatchRunner, RunReport, RunSettings
+from batchrun.store import BatchInfo, Store
+
+
+async def run_batch(
+    *,
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    settings: RunSettings,
+    deadlines: Deadlines,
+    on_start: Callable[[BatchRunner], None] | None = None,
+    display: Callable[[RunProgress], object] | None = None,
+) -> tuple[RunReport, RunProgress]:
+    """Run the batch's pending requests until done, stopped, or interrupted by a signal."""
+    counts = await anyio.to_thread.run_sync(store.status_counts, batch.id)
+    models = [m for m in settings.limits if counts.get(m, {}).get("pending")]
+    progress = RunProgress(
+        models={m: ModelProgress(model=m, total=counts[m].get("pending", 0)) for m in models}
+    )
+    connections = sum(settings.limits[m].concurrency for m in models) or 1
+    client = ApiClient(endpoint, deadlines, max_connections=min(connections, 4096))
+    runner = BatchRunner(
+        store=store,
+        client=client,
+        catalog=catalog,
+        batch=batch,
+        models=models,
+        settings=settings,
+        progress=progress,
+    )
+    if on_start is not None:
+        on_start(runner)
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signals, runner)
+            if display is not None:
+                group.start_soon(_refresh, display, progress)
+            report = await runner.run()
+            group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.aclose()
+    return report, progress
+
+
+async def _stop_on_signals(runner: BatchRunner) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            runner.stop(interrupted=True)
+
+
+async def _refresh(display: Callable[[RunProgress], object], progress: RunProgress) -> None:
+    while True:
+        display(progress)
+        await anyio.sleep(0.5)
