@@ -8,6 +8,7 @@ lacks, so a store made by an older batchrun is upgraded in place.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from batchrun.exceptions import BatchNotFoundError, StoreError
 from batchrun.jobfile import JobSpec, LineError
 from batchrun.models import attempts, batches, jobs, line_errors, metadata, requests, results
 
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 DEFAULT_DB = "batchrun.db"
 OPEN_STATUSES = ("pending",)
@@ -53,13 +55,12 @@ def database_url(value: str | None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password (in the credentials or the query string), for messages."""
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        rest = f"{credentials.split(':', 1)[0]}:***@{host}"
+    return _PASSWORD_PARAM.sub(r"\1***", f"{scheme}{sep}{rest}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,7 +142,10 @@ class Store:
             self.engine = _engine(url)
             with self.engine.begin() as connection:
                 _migrate(connection)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            # ValueError: a malformed URL (a port that is not a number); ImportError: the
+            # database's driver is not installed (psycopg for PostgreSQL: `pip install
+            # 'batchrun[postgres]'`).
             raise StoreError(f"cannot open the database {redact_url(url)}: {_reason(exc)}") from exc
 
     def close(self) -> None:
@@ -382,11 +386,8 @@ class Store:
 
     def export_rows(self, batch: BatchInfo, page: int = 2000) -> Iterator[dict[str, Any]]:
         """Every request of a batch in input-file order, then model order, with its result."""
-        order = case(
-            {model: rank for rank, model in enumerate(batch.models)},
-            value=requests.c.model,
-            else_=len(batch.models),
-        )
+        rank = {model: n for n, model in enumerate(batch.models)}
+        order = case(rank, value=requests.c.model, else_=len(rank)) if rank else requests.c.model
         query = (
             select(
                 jobs.c.line_no,
@@ -549,7 +550,8 @@ def _migrate(connection: Connection) -> None:
 
 def _reason(exc: BaseException) -> str:
     original = getattr(exc, "orig", None)
-    return str(original or exc).splitlines()[0]
+    lines = str(original or exc).splitlines() or [type(exc).__name__]
+    return redact_url(lines[0]) if "://" in lines[0] else lines[0]
 
 
 __all__ = ["Outcome", "Store", "WorkItem", "database_url", "metadata"]

@@ -31,8 +31,12 @@ def run() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit("set sqlalchemy.url, or run `batchrun db upgrade --db URL`")
-    with create_engine(url).connect() as fresh:
-        run_with(fresh)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as fresh:
+            run_with(fresh)
+    finally:
+        engine.dispose()
 
 
 run()
