@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -161,11 +162,11 @@ class Store:
             connection.execute(insert(batches).values(created_at=now, updated_at=now, **row))
 
     def find_batch(self, ref: str) -> BatchInfo:
-        """The batch whose id or name is ``ref``."""
+        """The batch whose id, or else whose name, is ``ref``."""
         with self._connect() as connection:
-            row = connection.execute(
-                select(batches).where((batches.c.id == ref) | (batches.c.name == ref))
-            ).first()
+            row = connection.execute(select(batches).where(batches.c.id == ref)).first()
+            if row is None:
+                row = connection.execute(select(batches).where(batches.c.name == ref)).first()
         if row is None:
             raise BatchNotFoundError(ref)
         return BatchInfo(**row._mapping)
@@ -328,6 +329,18 @@ class Store:
         with self._begin() as connection:
             if attempt_rows:
                 connection.execute(insert(attempts), attempt_rows)
+            if result_rows:
+                # Only a request still pending takes a result: not one canceled meanwhile, nor
+                # one another worker finished first.
+                open_ids = set(
+                    connection.execute(
+                        select(requests.c.id).where(
+                            requests.c.id.in_([row["request_id"] for row in result_rows]),
+                            requests.c.status == "pending",
+                        )
+                    ).scalars()
+                )
+                result_rows = [row for row in result_rows if row["request_id"] in open_ids]
             if result_rows:
                 connection.execute(self._insert_ignore(results), result_rows)
             connection.execute(_UPDATE_REQUEST, [_request_update(o, now) for o in outcomes])
@@ -539,6 +552,9 @@ def alembic_config() -> Config:
 
 
 def _migrate(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Two processes opening a new database at once must not both create the tables.
+        connection.execute(text("SELECT pg_advisory_xact_lock(7219034451)"))
     config = alembic_config()
     head = ScriptDirectory.from_config(config).get_current_head()
     current = MigrationContext.configure(connection).get_current_revision()
