@@ -1,0 +1,66 @@
+"""What a run shows: the live table, the plain progress line, the end summary."""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+from rich.console import Console
+
+from batchrun.cli.display import progress_line, progress_table, summary_table
+from batchrun.progress import ModelProgress, RunProgress, eta_text
+
+
+def _render(renderable: object) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(renderable)
+    return buffer.getvalue()
+
+
+def _progress() -> RunProgress:
+    fast = ModelProgress(
+        model="MiniMax-M2.7", total=10, succeeded=4, errored=1, spent_nanos=2_500_000
+    )
+    slow = ModelProgress(model="MiniMax-M3", total=5, invalid=1, unpriced=2, stopped="key refused")
+    for t in (100.0, 101.0, 102.0, 103.0, 104.0):
+        fast.finished(now=t)
+    return RunProgress(models={"MiniMax-M2.7": fast, "MiniMax-M3": slow})
+
+
+def test_live_table_shows_each_model_with_spend_rate_and_eta() -> None:
+    text = _render(progress_table(_progress()))
+    assert "MiniMax-M2.7" in text
+    assert "MiniMax-M3 (stopped)" in text
+    assert "$0.0025" in text
+    assert "+2 unpriced" in text
+    assert "5" in text  # M2.7 remaining: 10 - 4 - 1
+
+
+def test_rate_and_eta_come_from_recent_completions() -> None:
+    model = _progress().of("MiniMax-M2.7")
+    assert model.rate(window=10.0, now=105.0) == 0.5
+    assert model.remaining == 5
+    assert eta_text(10.0) == "0m10s"
+    assert eta_text(3725.0) == "1h02m"
+    assert eta_text(None) == "?"
+
+
+def test_plain_line_totals_every_model() -> None:
+    line = progress_line(_progress())
+    assert "4 done, 2 failed, 9 remaining" in line
+    assert "$0.0025 spent" in line
+
+
+def test_summary_never_shows_unpriced_as_zero() -> None:
+    summary = pl.DataFrame(
+        [
+            {"model": "MiniMax-M2.7", "requests": 2, "success_rate": 1.0, "latency_p50": 1.5,
+             "latency_p95": 2.0, "ttft_p50": 0.5, "output_tps_p50": 60.0, "input_tokens": 10,
+             "output_tokens": 20, "cost_nanos": None, "unpriced": 2},
+        ]
+    )  # fmt: skip
+    text = _render(summary_table(summary, "t"))
+    assert "- + 2 unpriced" in text
+    assert "$0.0000" not in text
+    assert "1.50s" in text
+    assert "100.0%" in text
