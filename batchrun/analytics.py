@@ -19,6 +19,7 @@ import polars as pl
 RESULT_SCHEMA: dict[str, Any] = {
     "model": pl.String,
     "batch_id": pl.String,
+    "batch_name": pl.String,
     "sent_at": pl.Float64,
     "first_token_s": pl.Float64,
     "first_text_s": pl.Float64,
@@ -52,6 +53,12 @@ def with_metrics(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def priced_sum() -> pl.Expr:
+    """The sum of the priced costs, null (not 0) when none of them is priced."""
+    cost = pl.col("cost_nanos")
+    return pl.when(cost.is_not_null().any()).then(cost.sum()).alias("cost_nanos")
+
+
 def model_summary(results: pl.DataFrame, counts: Mapping[str, Mapping[str, int]]) -> pl.DataFrame:
     """One row per model: requests by status, latency, TTFT, tps, tokens and cost."""
     stats = results.group_by("model").agg(
@@ -61,7 +68,7 @@ def model_summary(results: pl.DataFrame, counts: Mapping[str, Mapping[str, int]]
         pl.col("output_tps").median().alias("output_tps_p50"),
         pl.col("input_tokens").sum(),
         pl.col("output_tokens").sum(),
-        pl.col("cost_nanos").sum().alias("cost_nanos"),
+        priced_sum(),
         pl.col("cost_nanos").is_null().sum().alias("unpriced"),
     )
     status = pl.DataFrame(
@@ -87,4 +94,33 @@ def model_summary(results: pl.DataFrame, counts: Mapping[str, Mapping[str, int]]
     )
     return status.join(stats, on="model", how="left").with_columns(
         success_rate=pl.when(pl.col("requests") > 0).then(pl.col("succeeded") / pl.col("requests"))
+    )
+
+
+SPEND_KEYS = {"model": "model", "batch": "batch_name", "day": "day"}
+
+
+def spend(results: pl.DataFrame, by: str) -> pl.DataFrame:
+    """Spend grouped by model, batch or UTC day: requests, tokens, priced cost, unpriced count.
+
+    ``cost_nanos`` sums only priced requests; ``unpriced`` counts the others, which are never
+    added as zero.
+    """
+    key = SPEND_KEYS[by]
+    frame = results.with_columns(
+        day=pl.from_epoch(pl.col("sent_at"), time_unit="s").dt.date().cast(pl.String)
+    )
+    return (
+        frame.group_by(key)
+        .agg(
+            pl.len().alias("requests"),
+            pl.col("input_tokens").sum(),
+            pl.col("output_tokens").sum(),
+            pl.col("cache_read_tokens").sum(),
+            pl.col("cache_creation_tokens").sum(),
+            priced_sum(),
+            pl.col("cost_nanos").is_null().sum().alias("unpriced"),
+        )
+        .sort(key)
+        .rename({key: by})
     )

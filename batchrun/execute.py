@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import anyio
 
+from batchrun.budget import Budget
 from batchrun.catalog import Catalog
 from batchrun.client import ApiClient
 from batchrun.endpoint import Deadlines, Endpoint
@@ -25,6 +26,7 @@ async def run_batch(
     deadlines: Deadlines,
     on_start: Callable[[BatchRunner], None] | None = None,
     display: Callable[[RunProgress], object] | None = None,
+    max_cost_nanos: int | None = None,
 ) -> tuple[RunReport, RunProgress]:
     """Run the batch's pending requests until done, stopped, or interrupted by a signal."""
     counts = await anyio.to_thread.run_sync(store.status_counts, batch.id)
@@ -34,7 +36,12 @@ async def run_batch(
     )
     connections = sum(settings.limits[m].concurrency for m in models) or 1
     client = ApiClient(endpoint, deadlines, max_connections=min(connections, 4096))
+    budget = None
+    if max_cost_nanos is not None:
+        spent = await anyio.to_thread.run_sync(store.batch_spend, batch.id)
+        budget = Budget(max_cost_nanos, spent)
     runner = BatchRunner(
+        budget=budget,
         store=store,
         client=client,
         catalog=catalog,

@@ -47,8 +47,13 @@ def rates_for(price: Price, usage: Usage) -> Rates:
     return price.rates
 
 
-def cost_of(model: ModelInfo, usage: Usage, day: date) -> Cost | None:
-    """The cost of ``usage`` on ``model`` on ``day``; None when any part cannot be priced."""
+def cost_of(
+    model: ModelInfo, usage: Usage, day: date, multiplier: Decimal = Decimal(1)
+) -> Cost | None:
+    """The cost of ``usage`` on ``model`` on ``day``; None when any part cannot be priced.
+
+    ``multiplier`` is 1.5 (the catalog's priority_multiplier) for ``service_tier: "priority"``.
+    """
     price = model.price_on(day)
     if price is None:
         return None
@@ -64,7 +69,13 @@ def cost_of(model: ModelInfo, usage: Usage, day: date) -> Cost | None:
             if rate is None:
                 return None
             total += tokens * rate * _NANOS_PER_TOKEN_PER_RATE
-    return Cost(nanos=int(total.quantize(Decimal(1), ROUND_HALF_UP)), price_date=price.effective)
+    nanos = (total * multiplier).quantize(Decimal(1), ROUND_HALF_UP)
+    return Cost(nanos=int(nanos), price_date=price.effective)
+
+
+def tier_multiplier(params: dict[str, object], priority_multiplier: Decimal) -> Decimal:
+    """The price multiplier a request's parameters ask for: priority costs more."""
+    return priority_multiplier if params.get("service_tier") == "priority" else Decimal(1)
 
 
 def day_of(epoch_seconds: float) -> date:
@@ -77,4 +88,5 @@ def usd(nanos: int | None) -> str:
     if nanos is None:
         return "unpriced"
     value = Decimal(nanos) / NANOS_PER_USD
-    return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+    places = 6 if value < 1 else 4 if value < 100 else 2  # sub-cent amounts stay visible
+    return f"${value:,.{places}f}"

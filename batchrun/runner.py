@@ -23,11 +23,12 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from batchrun.budget import Budget
 from batchrun.catalog import Catalog, ModelInfo
 from batchrun.client import ApiClient, CallFailure, CallResult
 from batchrun.exceptions import StoreError
 from batchrun.limits import ModelLimiter, ModelLimitSettings
-from batchrun.pricing import Usage, cost_of, day_of
+from batchrun.pricing import Usage, cost_of, day_of, tier_multiplier
 from batchrun.progress import RunProgress
 from batchrun.retry import BACKS_OFF_MODEL, Action, FailureKind, RetryPolicy, decide
 from batchrun.store import AttemptRecord, BatchInfo, Outcome, Store, WorkItem
@@ -56,6 +57,7 @@ class RunReport:
 
     interrupted: bool = False
     stopped_models: dict[str, str] = field(default_factory=dict)
+    budget_reached: bool = False
     store_error: str | None = None
     unsaved: list[Outcome] = field(default_factory=list)
 
@@ -97,7 +99,9 @@ class BatchRunner:
         models: list[str],
         settings: RunSettings,
         progress: RunProgress,
+        budget: Budget | None = None,
     ) -> None:
+        self.budget = budget
         self.store = store
         self.client = client
         self.catalog = catalog
@@ -203,37 +207,74 @@ class BatchRunner:
     async def _attempts(
         self, info: ModelInfo, item: WorkItem, outcome: Outcome, reserve: int
     ) -> None:
-        limiter = self.limiters[info.name]
         for number in range(1, self.settings.retry.max_attempts + 1):
             if self._halted(info.name):
                 return
-            async with limiter.slots:
-                await limiter.acquire(reserve)
-                if self._halted(info.name):
-                    limiter.settle(reserve, 0)
-                    return
-                attempt = _Try(
-                    info=info,
-                    item=item,
-                    outcome=outcome,
-                    number=number,
-                    started=time.time(),
-                    clock=time.perf_counter(),
-                )
-                try:
-                    call = await self._call(attempt)
-                except CallFailure as failure:
-                    limiter.settle(reserve, 0)
-                    delay = self._after_failure(attempt, failure)
-                    if delay is None:
-                        return
-                else:
-                    used = int(call.message.get("usage", {}).get("output_tokens", 0))
-                    limiter.settle(reserve, (outcome.input_tokens or 0) + used)
-                    self._succeeded(attempt, call)
-                    return
+            worst = await self._reserve_budget(info, item, outcome)
+            if worst is None:
+                return
+            try:
+                delay = await self._attempt(info, item, outcome, reserve, number)
+            finally:
+                if self.budget is not None:
+                    cost = (outcome.result or {}).get("cost_nanos") or 0
+                    self.budget.settle(worst, cost if outcome.status == "succeeded" else 0)
+            if delay is None:
+                return
             self.progress.of(info.name).retries += 1
             await self._sleep_unless_stopping(delay)
+
+    async def _attempt(
+        self, info: ModelInfo, item: WorkItem, outcome: Outcome, reserve: int, number: int
+    ) -> float | None:
+        """One call under the model's limits; the delay before a retry, or None when done."""
+        limiter = self.limiters[info.name]
+        async with limiter.slots:
+            await limiter.acquire(reserve)
+            if self._halted(info.name):
+                limiter.settle(reserve, 0)
+                return None
+            attempt = _Try(
+                info=info,
+                item=item,
+                outcome=outcome,
+                number=number,
+                started=time.time(),
+                clock=time.perf_counter(),
+            )
+            try:
+                call = await self._call(attempt)
+            except CallFailure as failure:
+                limiter.settle(reserve, 0)
+                return self._after_failure(attempt, failure)
+            used = int(call.message.get("usage", {}).get("output_tokens", 0))
+            limiter.settle(reserve, (outcome.input_tokens or 0) + used)
+            self._succeeded(attempt, call)
+            return None
+
+    async def _reserve_budget(
+        self, info: ModelInfo, item: WorkItem, outcome: Outcome
+    ) -> int | None:
+        """Reserve the attempt's worst-case cost; None when it must not be sent."""
+        if self.budget is None:
+            return 0
+        usage = Usage(
+            input_tokens=outcome.input_tokens or 0, output_tokens=item.params["max_tokens"]
+        )
+        multiplier = tier_multiplier(item.params, self.catalog.priority_multiplier)
+        worst = cost_of(info, usage, day_of(time.time()), multiplier)
+        if worst is None:
+            self._stop_model_reason(
+                info.name,
+                "it has no price today, so it cannot be held to --max-cost; add a price in "
+                "your catalog file (--catalog) or run it without --max-cost",
+            )
+            return None
+        if await self.budget.reserve(worst.nanos):
+            return worst.nanos
+        self.report.budget_reached = True
+        self.stop(interrupted=False)
+        return None
 
     async def _call(self, attempt: _Try) -> CallResult:
         try:
@@ -275,14 +316,17 @@ class BatchRunner:
         return decision.delay if decision.action is Action.RETRY else None
 
     def _stop_model(self, model: str, failure: CallFailure) -> None:
-        if model in self.report.stopped_models:
-            return
         what = (
             "the API key was refused"
             if failure.kind is FailureKind.AUTH
-            else ("the account's balance is exhausted")
+            else "the account's balance is exhausted"
         )
         reason = f"{what}: {failure.status} {failure.error_type}: {failure.message}"
+        self._stop_model_reason(model, reason)
+
+    def _stop_model_reason(self, model: str, reason: str) -> None:
+        if model in self.report.stopped_models:
+            return
         self.report.stopped_models[model] = reason
         self.progress.of(model).stopped = reason
         log.warning("stopped sending to %s: %s", model, reason)
@@ -293,7 +337,7 @@ class BatchRunner:
         outcome.status = "succeeded"
         outcome.error_type = outcome.error_message = None
         outcome.error_status = outcome.error_code = None
-        result = outcome.result = self._result_row(attempt.info, call)
+        result = outcome.result = self._result_row(attempt.info, call, attempt.item.params)
         progress = self.progress.of(attempt.info.name)
         progress.succeeded += 1
         progress.input_tokens += result["input_tokens"]
@@ -304,7 +348,9 @@ class BatchRunner:
             progress.spent_nanos += result["cost_nanos"]
         progress.finished()
 
-    def _result_row(self, info: ModelInfo, call: CallResult) -> dict[str, Any]:
+    def _result_row(
+        self, info: ModelInfo, call: CallResult, params: dict[str, Any]
+    ) -> dict[str, Any]:
         message = call.message
         raw = message.get("usage") or {}
         usage = Usage(
@@ -313,7 +359,8 @@ class BatchRunner:
             cache_read_tokens=int(raw.get("cache_read_input_tokens") or 0),
             cache_creation_tokens=int(raw.get("cache_creation_input_tokens") or 0),
         )
-        cost = cost_of(info, usage, day_of(call.sent_at))
+        multiplier = tier_multiplier(params, self.catalog.priority_multiplier)
+        cost = cost_of(info, usage, day_of(call.sent_at), multiplier)
         text, thinking = block_texts(message)
         timings = call.timings
         return {

@@ -367,6 +367,14 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------------
 
+    def batch_spend(self, batch_id: str) -> int:
+        """Nano-dollars spent on a batch's priced results so far."""
+        query = select(func.coalesce(func.sum(results.c.cost_nanos), 0)).where(
+            results.c.batch_id == batch_id
+        )
+        with self._connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def batch_models(self, batch_id: str) -> list[str]:
         """The models a batch's requests go to, in the order they first appear."""
         query = (
@@ -391,11 +399,55 @@ class Store:
                 counts.setdefault(model, {})[status] = count
         return counts
 
-    def result_rows(self, batch_id: str) -> list[dict[str, Any]]:
-        """Every result of a batch with its request's status (for summaries)."""
-        query = select(results).where(results.c.batch_id == batch_id)
+    def result_rows(
+        self, batch_id: str | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Results of one batch or of all, sent at or after ``since`` (epoch seconds)."""
+        query = select(results, batches.c.name.label("batch_name")).join(
+            batches, batches.c.id == results.c.batch_id
+        )
+        if batch_id is not None:
+            query = query.where(results.c.batch_id == batch_id)
+        if since is not None:
+            query = query.where(results.c.sent_at >= since)
         with self._connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    def pricing_rows(self, batch_id: str | None) -> list[dict[str, Any]]:
+        """What repricing needs of each result: usage, day, model, and the request's params."""
+        query = (
+            select(
+                results.c.request_id,
+                results.c.model,
+                results.c.sent_at,
+                results.c.input_tokens,
+                results.c.output_tokens,
+                results.c.cache_read_tokens,
+                results.c.cache_creation_tokens,
+                results.c.cost_nanos,
+                results.c.price_date,
+                jobs.c.params,
+            )
+            .join(requests, requests.c.id == results.c.request_id)
+            .join(jobs, jobs.c.id == requests.c.job_id)
+        )
+        if batch_id is not None:
+            query = query.where(results.c.batch_id == batch_id)
+        with self._connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def update_costs(self, updates: Sequence[tuple[int, int | None, str | None]]) -> None:
+        """Store recomputed costs: (request id, nano-dollars or None, price date)."""
+        if not updates:
+            return
+        statement = (
+            update(results)
+            .where(results.c.request_id == bindparam("rid"))
+            .values(cost_nanos=bindparam("new_cost"), price_date=bindparam("new_date"))
+        )
+        rows = [{"rid": rid, "new_cost": cost, "new_date": day} for rid, cost, day in updates]
+        with self._begin() as connection:
+            connection.execute(statement, rows)
 
     def export_rows(self, batch: BatchInfo, page: int = 2000) -> Iterator[dict[str, Any]]:
         """Every request of a batch in input-file order, then model order, with its result."""

@@ -82,6 +82,8 @@ def run_jobs(
     precheck: bool = True,
     db: Path | None = None,
     key: str = API_KEY,
+    max_cost_nanos: int | None = None,
+    catalog_file: Path | None = None,
 ) -> Run:
     """Load ``jobs`` as a batch in a SQLite store under tmp_path and run it on ``sim``."""
     store = Store(database_url(str(db or tmp_path / "batchrun.db")))
@@ -106,6 +108,8 @@ def run_jobs(
         retry=retry,
         precheck=precheck,
         key=key,
+        max_cost_nanos=max_cost_nanos,
+        catalog_file=catalog_file,
     )
     return Run(store=store, plan=plan, report=report, progress=progress)
 
@@ -120,9 +124,11 @@ def resume_run(
     retry: RetryPolicy | None = None,
     precheck: bool = True,
     key: str = API_KEY,
+    max_cost_nanos: int | None = None,
+    catalog_file: Path | None = None,
 ) -> tuple[RunReport, RunProgress]:
     """Run the batch's pending requests once more."""
-    catalog = load_catalog()
+    catalog = load_catalog(catalog_file)
     options = limits or LimitOptions(rpm={"*": 100_000}, tpm={"*": 10**12}, concurrency={"*": 16})
     settings = RunSettings(
         limits=limit_settings(catalog, store.batch_models(plan.batch.id), options),
@@ -138,5 +144,6 @@ def resume_run(
             endpoint=endpoint_for(sim, key),
             settings=settings,
             deadlines=deadlines or Deadlines(idle=10, total=30),
+            max_cost_nanos=max_cost_nanos,
         )
     )

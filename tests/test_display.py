@@ -31,7 +31,7 @@ def test_live_table_shows_each_model_with_spend_rate_and_eta() -> None:
     text = _render(progress_table(_progress()))
     assert "MiniMax-M2.7" in text
     assert "MiniMax-M3 (stopped)" in text
-    assert "$0.0025" in text
+    assert "$0.002500" in text
     assert "+2 unpriced" in text
     assert "5" in text  # M2.7 remaining: 10 - 4 - 1
 
@@ -48,7 +48,7 @@ def test_rate_and_eta_come_from_recent_completions() -> None:
 def test_plain_line_totals_every_model() -> None:
     line = progress_line(_progress())
     assert "4 done, 2 failed, 9 remaining" in line
-    assert "$0.0025 spent" in line
+    assert "$0.002500 spent" in line
 
 
 def test_summary_never_shows_unpriced_as_zero() -> None:
@@ -61,6 +61,6 @@ def test_summary_never_shows_unpriced_as_zero() -> None:
     )  # fmt: skip
     text = _render(summary_table(summary, "t"))
     assert "- + 2 unpriced" in text
-    assert "$0.0000" not in text
+    assert "$0.000000" not in text
     assert "1.50s" in text
     assert "100.0%" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,8 @@ import typer
 
 from batchrun.catalog import Catalog, load_catalog
 from batchrun.config import read_environment
+from batchrun.exceptions import ConfigError
+from batchrun.pricing import NANOS_PER_USD
 from batchrun.store import Store, database_url
 
 Db = Annotated[
@@ -100,3 +103,30 @@ def open_catalog(path: Path | None) -> Catalog:
         env_path = read_environment().catalog
         path = Path(env_path) if env_path else None
     return load_catalog(path)
+
+
+MaxCost = Annotated[
+    str | None,
+    typer.Option(
+        "--max-cost",
+        help="Hard budget in USD for this batch: a request is sent only if its worst case "
+        "(input plus max_tokens) still fits. Resume keeps the batch's cap unless you give a "
+        "new one.",
+        show_default=False,
+    ),
+]
+
+
+def parse_usd(text: str | None) -> int | None:
+    """A --max-cost amount in nano-dollars."""
+    if text is None:
+        return None
+    try:
+        amount = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or amount <= 0:
+        raise ConfigError(
+            f"--max-cost must be an amount in USD above 0, such as 2.50, not {text!r}"
+        )
+    return int(amount * NANOS_PER_USD)

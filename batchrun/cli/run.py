@@ -28,6 +28,7 @@ from batchrun.launch import (
     open_endpoint,
 )
 from batchrun.planner import PlanOptions, create_batch, file_digest
+from batchrun.pricing import usd
 from batchrun.progress import RunProgress
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Connection:
     deadlines: Deadlines
     retry: RetryPolicy
     precheck: bool
+    max_cost_nanos: int | None = None
 
 
 def run_command(
@@ -87,6 +89,7 @@ def run_command(
     max_attempts: opt.MaxAttempts = 8,
     idle_timeout: opt.IdleTimeout = 60.0,
     timeout: opt.Timeout = 900.0,
+    max_cost: opt.MaxCost = None,
 ) -> None:
     """Run every line of FILE against MiniMax (or the simulator when no API key is set).
 
@@ -94,7 +97,7 @@ def run_command(
     """
     connection = _connection(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
-        max_attempts, idle_timeout, timeout, not no_precheck,
+        max_attempts, idle_timeout, timeout, not no_precheck, opt.parse_usd(max_cost),
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)
@@ -132,11 +135,12 @@ def resume_command(
     max_attempts: opt.MaxAttempts = 8,
     idle_timeout: opt.IdleTimeout = 60.0,
     timeout: opt.Timeout = 900.0,
+    max_cost: opt.MaxCost = None,
 ) -> None:
     """Continue a batch: its pending requests run, finished ones are never sent again."""
     connection = _connection(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
-        max_attempts, idle_timeout, timeout, True,
+        max_attempts, idle_timeout, timeout, True, opt.parse_usd(max_cost),
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)
@@ -168,6 +172,7 @@ def _connection(
     idle_timeout: float,
     timeout: float,
     precheck: bool,
+    max_cost_nanos: int | None,
 ) -> Connection:
     if sim_time_scale < 0:
         raise ConfigError("--sim-time-scale must be 0 or more")
@@ -185,6 +190,7 @@ def _connection(
         deadlines=Deadlines(idle=idle_timeout, total=timeout),
         retry=RetryPolicy(max_attempts=max_attempts),
         precheck=precheck,
+        max_cost_nanos=max_cost_nanos,
     )
 
 
@@ -252,6 +258,10 @@ def _execute(
     from batchrun.execute import run_batch  # noqa: PLC0415
     from batchrun.runner import RunSettings  # noqa: PLC0415
 
+    cap = connection.max_cost_nanos if connection.max_cost_nanos else batch.max_cost_nanos
+    if cap is not None:
+        store.set_batch(batch.id, max_cost_nanos=cap)
+        out.print(f"Budget: {usd(cap)} for this batch, {usd(store.batch_spend(batch.id))} spent.")
     models = store.batch_models(batch.id)
     settings = RunSettings(
         limits=limit_settings(catalog, models, connection.limits),
@@ -268,6 +278,7 @@ def _execute(
                 settings=settings,
                 deadlines=connection.deadlines,
                 display=display,
+                max_cost_nanos=cap,
             )
         )
     return _finish(store, batch, report, progress, out)
@@ -293,7 +304,13 @@ def _finish(
     if report.store_error:
         out.print(f"[red]Could not save results:[/] {report.store_error}")
     failed = sum(by.get("errored", 0) + by.get("invalid", 0) for by in counts.values())
-    if pending:
+    if report.budget_reached:
+        spent = usd(store.batch_spend(batch.id))
+        out.print(
+            f"[yellow]Budget reached:[/] {spent} spent; the next request's worst case would pass "
+            f"the cap. Raise it to go on: [bold]batchrun resume {batch.name} --max-cost USD[/]"
+        )
+    elif pending:
         out.print(
             f"{pending:,} requests are still pending. Continue with: "
             f"[bold]batchrun resume {batch.name}[/]"

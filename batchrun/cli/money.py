@@ -1,0 +1,116 @@
+"""``batchrun spend`` and ``batchrun reprice``: what was spent, and recomputing it."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from batchrun.analytics import SPEND_KEYS, results_frame, spend
+from batchrun.cli import options as opt
+from batchrun.cli.output import console
+from batchrun.exceptions import ConfigError
+from batchrun.pricing import usd
+from batchrun.reprice import reprice
+
+
+def spend_command(
+    by: Annotated[str, typer.Option("--by", help="Group by model, batch or day (UTC).")] = "model",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only requests sent on or after this UTC date (YYYY-MM-DD).",
+            show_default=False,
+        ),
+    ] = None,
+    db: opt.Db = None,
+) -> None:
+    """Spend tables: requests, tokens and cost; unpriced requests are counted, never added as $0."""
+    if by not in SPEND_KEYS:
+        raise ConfigError(f"--by must be one of {', '.join(SPEND_KEYS)}, not {by!r}")
+    start = _day(since) if since else None
+    store = opt.open_store(db)
+    table_rows = spend(results_frame(store.result_rows(since=start)), by)
+    title = f"Spend by {by}" + (f" since {since}" if since else "")
+    table = Table(title=title)
+    for column in (
+        by,
+        "requests",
+        "input tokens",
+        "output tokens",
+        "cache read",
+        "cache write",
+        "cost",
+        "unpriced",
+    ):
+        table.add_column(column, justify="left" if column == by else "right")
+    for row in table_rows.iter_rows(named=True):
+        table.add_row(
+            str(row[by]),
+            f"{row['requests']:,}",
+            f"{row['input_tokens']:,}",
+            f"{row['output_tokens']:,}",
+            f"{row['cache_read_tokens']:,}",
+            f"{row['cache_creation_tokens']:,}",
+            usd(row["cost_nanos"]) if row["cost_nanos"] is not None else "-",
+            f"{row['unpriced']:,}",
+        )
+    priced = [n for n in table_rows["cost_nanos"].to_list() if n is not None]
+    unpriced = int(table_rows["unpriced"].sum()) if table_rows.height else 0
+    out = console()
+    out.print(table)
+    out.print(
+        f"Total: {usd(sum(priced)) if priced else '-'}"
+        + (
+            f", plus {unpriced:,} unpriced requests (no price on their model and day)"
+            if unpriced
+            else ""
+        )
+    )
+
+
+def reprice_command(
+    batch_ref: Annotated[
+        str | None, typer.Argument(metavar="[BATCH]", help="Batch id or name (default: all).")
+    ] = None,
+    db: opt.Db = None,
+    catalog: opt.CatalogFile = None,
+) -> None:
+    """Recompute stored costs with the current prices (and your catalog file); show what changed."""
+    store = opt.open_store(db)
+    batch_id = store.find_batch(batch_ref).id if batch_ref else None
+    changes = reprice(store, opt.open_catalog(catalog), batch_id)
+    table = Table(title="Repriced" + (f" batch {batch_ref}" if batch_ref else " every batch"))
+    for column in (
+        "model",
+        "results",
+        "changed",
+        "before",
+        "after",
+        "unpriced before",
+        "unpriced after",
+    ):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for change in changes:
+        table.add_row(
+            change.model,
+            f"{change.results:,}",
+            f"{change.changed:,}",
+            usd(change.before_nanos),
+            usd(change.after_nanos),
+            f"{change.unpriced_before:,}",
+            f"{change.unpriced_after:,}",
+        )
+    console().print(table)
+
+
+def _day(text: str) -> float:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since must be a date like 2026-11-22, not {text!r}") from None
+    return float(calendar.timegm(day.timetuple()))
