@@ -18,36 +18,12 @@ import anyio
 import httpx2
 
 from batchrun.endpoint import Deadlines, Endpoint
-from batchrun.retry import FailureKind
+from batchrun.retry import CallFailure, FailureKind
 from batchrun.stream import StreamAssembler, StreamError, Timings
 
 COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking")
 _REFUSED_COUNT_STATUSES = frozenset({400, 404, 405, 422, 501})
 _BALANCE_CODE = 1008
-
-
-class CallFailure(Exception):
-    """A call that did not produce a message, classified for retry decisions."""
-
-    def __init__(
-        self,
-        kind: FailureKind,
-        message: str,
-        *,
-        status: int | None = None,
-        error_type: str | None = None,
-        code: int | None = None,
-        request_id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-        self.error_type = error_type or kind.value
-        self.code = code
-        self.request_id = request_id
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, kw_only=True)

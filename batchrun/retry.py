@@ -40,6 +40,30 @@ STOPS_MODEL = frozenset({FailureKind.AUTH, FailureKind.BALANCE})
 BACKS_OFF_MODEL = frozenset({FailureKind.RATE_LIMITED, FailureKind.OVERLOADED})
 
 
+class CallFailure(Exception):
+    """A call that did not produce a message, classified for retry decisions."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        code: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.error_type = error_type or kind.value
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
 class Action(Enum):
     """What to do after a failed attempt."""
 

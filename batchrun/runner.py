@@ -25,15 +25,22 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from batchrun.budget import Budget
 from batchrun.catalog import Catalog, ModelInfo
-from batchrun.client import ApiClient, CallFailure, CallResult
+from batchrun.client import ApiClient, CallResult
 from batchrun.exceptions import StoreError
 from batchrun.limits import ModelLimiter, ModelLimitSettings
+from batchrun.precheck import TokenCounter
 from batchrun.pricing import Usage, cost_of, day_of, tier_multiplier
 from batchrun.progress import RunProgress
-from batchrun.retry import BACKS_OFF_MODEL, Action, FailureKind, RetryPolicy, decide
+from batchrun.retry import (
+    BACKS_OFF_MODEL,
+    Action,
+    CallFailure,
+    FailureKind,
+    RetryPolicy,
+    decide,
+)
 from batchrun.store import AttemptRecord, BatchInfo, Outcome, Store, WorkItem
 from batchrun.stream import block_texts
-from batchrun.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 PAGE = 500
@@ -111,7 +118,7 @@ class BatchRunner:
         self.progress = progress
         self.report = RunReport()
         self.limiters = {m: ModelLimiter(settings.limits[m]) for m in models}
-        self._counter = _TokenCounter(client, settings)
+        self._counter = TokenCounter(client, settings.precheck, settings.precheck_concurrency)
         self._stopping = anyio.Event()
         self._dispatch: anyio.CancelScope | None = None
         send, receive = anyio.create_memory_object_stream[Outcome](settings.commit_batch * 4)
@@ -196,7 +203,12 @@ class BatchRunner:
             custom_id=item.custom_id,
             status="pending",
         )
-        tokens, estimated = await self._counter.input_tokens(info, item)
+        tokens, estimated = await self._counter.input_tokens(
+            info.name,
+            item.params,
+            item.content_hash,
+            known=(item.input_tokens, item.input_estimated),
+        )
         outcome.input_tokens, outcome.input_estimated = tokens, estimated
         max_tokens = int(item.params["max_tokens"])
         if not estimated and tokens + max_tokens > info.context_window:
@@ -427,54 +439,6 @@ class BatchRunner:
             self.report.store_error = str(exc)
             self.report.unsaved.extend(batch)
             self.stop(interrupted=False)
-
-
-class _TokenCounter:
-    """Input tokens per request: count_tokens where the API answers, else a local estimate.
-
-    Counts are cached by (model, hash of what counts), and count_tokens calls run under their
-    own concurrency limit so that a large batch's pre-check never floods the API.
-    """
-
-    def __init__(self, client: ApiClient, settings: RunSettings) -> None:
-        self._client = client
-        self._enabled = settings.precheck
-        self._slots = anyio.CapacityLimiter(settings.precheck_concurrency)
-        self._cache: dict[tuple[str, str], int] = {}
-        self._refused: set[str] = set()
-        self._counting: dict[tuple[str, str], anyio.Event] = {}
-
-    async def input_tokens(self, info: ModelInfo, item: WorkItem) -> tuple[int, bool]:
-        """(input tokens, whether they are a local estimate) for one request."""
-        if item.input_tokens is not None and item.input_estimated is not None:
-            return item.input_tokens, item.input_estimated
-        if not self._enabled or info.name in self._refused:
-            return estimate_tokens(item.params), True
-        key = (info.name, item.content_hash)
-        while key in self._counting:  # the same content is being counted: wait for it
-            await self._counting[key].wait()
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached, False
-        self._counting[key] = anyio.Event()
-        try:
-            counted = await self._count(info.name, item.params)
-        finally:
-            self._counting.pop(key).set()
-        if counted is None:
-            return estimate_tokens(item.params), True
-        self._cache[key] = counted
-        return counted, False
-
-    async def _count(self, model: str, params: dict[str, Any]) -> int | None:
-        async with self._slots:
-            try:
-                counted = await self._client.count_tokens(model, params)
-            except CallFailure:
-                return None  # counting failed this time: estimate, and let the call decide
-        if counted is None:
-            self._refused.add(model)
-        return counted
 
 
 def _overflow_message(info: ModelInfo, tokens: int, max_tokens: int) -> str:

@@ -367,6 +367,27 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------------
 
+    def output_history(self) -> dict[str, tuple[int, float]]:
+        """Per model: how many results the store has, and their mean output tokens."""
+        query = select(results.c.model, func.count(), func.avg(results.c.output_tokens)).group_by(
+            results.c.model
+        )
+        with self._connect() as connection:
+            return {model: (int(n), float(mean)) for model, n, mean in connection.execute(query)}
+
+    def set_input_tokens(self, counts: Sequence[tuple[int, int, bool]]) -> None:
+        """Store pre-checked input tokens of pending requests: (request id, tokens, estimated)."""
+        if not counts:
+            return
+        statement = (
+            update(requests)
+            .where(requests.c.id == bindparam("rid"), requests.c.status == "pending")
+            .values(input_tokens=bindparam("tokens"), input_estimated=bindparam("est"))
+        )
+        rows = [{"rid": rid, "tokens": tokens, "est": est} for rid, tokens, est in counts]
+        with self._begin() as connection:
+            connection.execute(statement, rows)
+
     def batch_spend(self, batch_id: str) -> int:
         """Nano-dollars spent on a batch's priced results so far."""
         query = select(func.coalesce(func.sum(results.c.cost_nanos), 0)).where(

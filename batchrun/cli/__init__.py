@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.command("run")(run.run_command)
 app.command("resume")(run.resume_command)
+app.command("estimate")(run.estimate_command)
 app.command("cancel")(batches.cancel_command)
 app.command("batches")(batches.batches_command)
 app.command("status")(batches.status_command)

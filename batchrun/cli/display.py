@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from batchrun.estimate import Estimate, ModelEstimate
 from batchrun.pricing import usd
 from batchrun.progress import RunProgress, eta_text
 
@@ -114,3 +115,41 @@ def _summary_cells(row: dict[str, Any]) -> list[str]:
 
 def _seconds(value: float | None) -> str:
     return f"{value:.2f}s" if value is not None else "-"
+
+
+def estimate_table(estimate: Estimate, title: str) -> Table:
+    """Per model and in total: requests, tokens and cost as ranges and expected values."""
+    table = Table(title=title)
+    columns = ("model", "requests", "input tokens", "output tokens", "expected output",
+               "cost", "expected cost", "notes")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "notes") else "right")
+    rows = [*estimate.models.values()]
+    if len(rows) > 1:
+        rows.append(estimate.total())
+    for row in rows:
+        table.add_row(*_estimate_cells(row))
+    return table
+
+
+def _estimate_cells(row: ModelEstimate) -> list[str]:
+    notes = []
+    if row.estimated:
+        notes.append(f"{row.estimated:,} inputs estimated locally")
+    if row.unpriced:
+        notes.append(f"{row.unpriced:,} unpriced")
+    if row.invalid:
+        notes.append(f"{row.invalid:,} over the context window")
+    if row.expected_output_tokens is None and row.model != "total":
+        notes.append("no past results: no expected value")
+    expected_output = row.expected_output_tokens
+    return [
+        row.model,
+        f"{row.requests:,}",
+        f"{row.input_tokens:,}" + ("*" if row.estimated else ""),
+        f"0 - {row.max_output_tokens:,}",
+        f"{expected_output:,}" if expected_output is not None else "-",
+        f"{usd(row.cost_min_nanos)} - {usd(row.cost_max_nanos)}",
+        usd(row.cost_expected_nanos) if row.cost_expected_nanos is not None else "-",
+        "; ".join(notes),
+    ]

@@ -130,3 +130,16 @@ def parse_usd(text: str | None) -> int | None:
             f"--max-cost must be an amount in USD above 0, such as 2.50, not {text!r}"
         )
     return int(amount * NANOS_PER_USD)
+
+
+Yes = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation before sending.")
+]
+ConfirmAbove = Annotated[
+    str,
+    typer.Option(
+        "--confirm-above",
+        help="On a terminal, ask before sending when the estimate's upper bound passes this "
+        "many USD.",
+    ),
+]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 import orjson
 import typer
 from rich.console import Console
@@ -14,13 +16,14 @@ from rich.console import Console
 from batchrun.analytics import model_summary, results_frame
 from batchrun.catalog import Catalog
 from batchrun.cli import options as opt
-from batchrun.cli.display import ProgressDisplay, summary_table
+from batchrun.cli.display import ProgressDisplay, estimate_table, summary_table
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
 from batchrun.config import parse_per_model, read_environment
 from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.estimate import Estimate, estimate, planned_from_file, planned_from_store
 from batchrun.exceptions import ConfigError
-from batchrun.jobfile import check_file, format_line_errors
+from batchrun.jobfile import ReadOptions, check_file, format_line_errors, read_jobs
 from batchrun.launch import (
     EndpointOptions,
     LimitOptions,
@@ -28,6 +31,7 @@ from batchrun.launch import (
     open_endpoint,
 )
 from batchrun.planner import PlanOptions, create_batch, file_digest
+from batchrun.precheck import TokenCounter
 from batchrun.pricing import usd
 from batchrun.progress import RunProgress
 
@@ -50,6 +54,7 @@ class Connection:
     retry: RetryPolicy
     precheck: bool
     max_cost_nanos: int | None = None
+    confirm_above_nanos: int | None = None  # None: never ask (--yes, or not a terminal)
 
 
 def run_command(
@@ -90,6 +95,8 @@ def run_command(
     idle_timeout: opt.IdleTimeout = 60.0,
     timeout: opt.Timeout = 900.0,
     max_cost: opt.MaxCost = None,
+    yes: opt.Yes = False,
+    confirm_above: opt.ConfirmAbove = "1.00",
 ) -> None:
     """Run every line of FILE against MiniMax (or the simulator when no API key is set).
 
@@ -99,6 +106,7 @@ def run_command(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
         max_attempts, idle_timeout, timeout, not no_precheck, opt.parse_usd(max_cost),
     )  # fmt: skip
+    connection = _with_confirmation(connection, yes, confirm_above)
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     fan_out = _models(models, loaded)
@@ -119,6 +127,62 @@ def run_command(
     raise typer.Exit(code)
 
 
+def estimate_command(
+    file: Annotated[Path, typer.Argument(help="The JSONL job file.", show_default=False)],
+    models: Annotated[
+        str | None,
+        typer.Option("--models", help="Comma-separated models, as for run.", show_default=False),
+    ] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", min=1, help="max_tokens for lines that give none.")
+    ] = 1024,
+    no_precheck: Annotated[
+        bool, typer.Option("--no-precheck", help="Estimate input tokens locally, send nothing.")
+    ] = False,
+    db: opt.Db = None,
+    catalog: opt.CatalogFile = None,
+    base_url: opt.BaseUrl = None,
+    simulate: opt.Simulate = False,
+    sim_time_scale: opt.SimTimeScale = 1.0,
+) -> None:
+    """What FILE would cost on these models, from count_tokens alone: nothing is generated.
+
+    Input tokens are exact where counted (marked * where estimated); output is a range from 0 to
+    max_tokens, with an expected figure from this database's past results of each model.
+    """
+    out = console()
+    loaded = opt.open_catalog(catalog)
+    fan_out = _models(models, loaded)
+    check_file(file)
+    store = opt.open_store(db)
+    read = ReadOptions(models=fan_out or None, default_max_tokens=max_tokens)
+    endpoint_options = EndpointOptions(
+        base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale
+    )
+    lines = read_jobs(file, loaded, read)
+    with open_endpoint(read_environment(), endpoint_options) as endpoint:
+        _announce(out, endpoint)
+        found = run_fast(
+            _estimate(planned_from_file(lines, fan_out), loaded, endpoint, store, not no_precheck)
+        )
+    out.print(estimate_table(found, f"Estimate for {file} (prices of today, USD)"))
+
+
+async def _estimate(
+    planned: Any, catalog: Catalog, endpoint: Endpoint, store: Store, precheck: bool
+) -> Estimate:
+    # Loaded here, not at the top: only the commands that call the API need the SDK.
+    from batchrun.client import ApiClient  # noqa: PLC0415
+
+    client = ApiClient(endpoint, Deadlines(), max_connections=64)
+    try:
+        counter = TokenCounter(client, enabled=precheck)
+        history = await anyio.to_thread.run_sync(store.output_history)
+        return await estimate(planned, catalog, counter, history)
+    finally:
+        await client.aclose()
+
+
 def resume_command(
     batch_ref: Annotated[str, typer.Argument(metavar="BATCH", help="Batch id or name.")],
     retry_errored: Annotated[
@@ -136,12 +200,15 @@ def resume_command(
     idle_timeout: opt.IdleTimeout = 60.0,
     timeout: opt.Timeout = 900.0,
     max_cost: opt.MaxCost = None,
+    yes: opt.Yes = False,
+    confirm_above: opt.ConfirmAbove = "1.00",
 ) -> None:
     """Continue a batch: its pending requests run, finished ones are never sent again."""
     connection = _connection(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
         max_attempts, idle_timeout, timeout, True, opt.parse_usd(max_cost),
     )  # fmt: skip
+    connection = _with_confirmation(connection, yes, confirm_above)
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     store = opt.open_store(connection.db)
@@ -192,6 +259,12 @@ def _connection(
         precheck=precheck,
         max_cost_nanos=max_cost_nanos,
     )
+
+
+def _with_confirmation(connection: Connection, yes: bool, confirm_above: str) -> Connection:
+    threshold = opt.parse_usd(confirm_above)
+    asks = not yes and sys.stdin.isatty() and sys.stdout.isatty()
+    return replace(connection, confirm_above_nanos=threshold if asks else None)
 
 
 def _models(spec: str | None, catalog: Catalog) -> list[str]:
@@ -263,6 +336,9 @@ def _execute(
         store.set_batch(batch.id, max_cost_nanos=cap)
         out.print(f"Budget: {usd(cap)} for this batch, {usd(store.batch_spend(batch.id))} spent.")
     models = store.batch_models(batch.id)
+    if not _estimate_and_confirm(store, catalog, batch, endpoint, connection, out, models):
+        out.print(f"Nothing sent. When you are ready: [bold]batchrun resume {batch.name}[/]")
+        return EXIT_OK
     settings = RunSettings(
         limits=limit_settings(catalog, models, connection.limits),
         retry=connection.retry,
@@ -282,6 +358,35 @@ def _execute(
             )
         )
     return _finish(store, batch, report, progress, out)
+
+
+def _estimate_and_confirm(
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    connection: Connection,
+    out: Console,
+    models: list[str],
+) -> bool:
+    """Show what the pending requests will cost (their counts are kept); False if declined."""
+    planned = planned_from_store(store, batch.id, models)
+    found = run_fast(_estimate(planned, catalog, endpoint, store, connection.precheck))
+    store.set_input_tokens(found.counts)
+    if not found.models:
+        return True
+    out.print(estimate_table(found, "Estimate of the requests to send (prices of today, USD)"))
+    total = found.total()
+    threshold = connection.confirm_above_nanos
+    if threshold is None or total.cost_max_nanos <= threshold:
+        return True
+    expected = total.cost_expected_nanos
+    question = (
+        f"This may cost up to {usd(total.cost_max_nanos)}"
+        + (f" (expected {usd(expected)})" if expected is not None else "")
+        + ". Send it?"
+    )
+    return typer.confirm(question, default=False)
 
 
 def _finish(
