@@ -347,21 +347,18 @@ class Store:
 
     def reset_errored(self, batch_id: str) -> int:
         """Make errored requests pending again (``resume --retry-errored``); return how many."""
-        with self._begin() as connection:
-            done = connection.execute(
-                update(requests)
-                .where(requests.c.batch_id == batch_id, requests.c.status == "errored")
-                .values(status="pending", updated_at=time.time())
-            )
-        return int(done.rowcount)
+        return self._move(batch_id, "errored", "pending")
 
     def cancel_pending(self, batch_id: str) -> int:
         """Mark every pending request canceled; return how many."""
+        return self._move(batch_id, "pending", "canceled")
+
+    def _move(self, batch_id: str, from_status: str, to_status: str) -> int:
         with self._begin() as connection:
             done = connection.execute(
                 update(requests)
-                .where(requests.c.batch_id == batch_id, requests.c.status == "pending")
-                .values(status="canceled", updated_at=time.time())
+                .where(requests.c.batch_id == batch_id, requests.c.status == from_status)
+                .values(status=to_status, updated_at=time.time())
             )
         return int(done.rowcount)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -105,8 +105,8 @@ def run_command(
     connection = _connection(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
         max_attempts, idle_timeout, timeout, not no_precheck, opt.parse_usd(max_cost),
+        _confirm_threshold(yes, confirm_above),
     )  # fmt: skip
-    connection = _with_confirmation(connection, yes, confirm_above)
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     fan_out = _models(models, loaded)
@@ -207,8 +207,8 @@ def resume_command(
     connection = _connection(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
         max_attempts, idle_timeout, timeout, True, opt.parse_usd(max_cost),
+        _confirm_threshold(yes, confirm_above),
     )  # fmt: skip
-    connection = _with_confirmation(connection, yes, confirm_above)
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     store = opt.open_store(connection.db)
@@ -240,6 +240,7 @@ def _connection(
     timeout: float,
     precheck: bool,
     max_cost_nanos: int | None,
+    confirm_above_nanos: int | None,
 ) -> Connection:
     if sim_time_scale < 0:
         raise ConfigError("--sim-time-scale must be 0 or more")
@@ -258,13 +259,15 @@ def _connection(
         retry=RetryPolicy(max_attempts=max_attempts),
         precheck=precheck,
         max_cost_nanos=max_cost_nanos,
+        confirm_above_nanos=confirm_above_nanos,
     )
 
 
-def _with_confirmation(connection: Connection, yes: bool, confirm_above: str) -> Connection:
+def _confirm_threshold(yes: bool, confirm_above: str) -> int | None:
+    """Above how much to ask before sending; None when nobody can answer (or --yes)."""
     threshold = opt.parse_usd(confirm_above)
     asks = not yes and sys.stdin.isatty() and sys.stdout.isatty()
-    return replace(connection, confirm_above_nanos=threshold if asks else None)
+    return threshold if asks else None
 
 
 def _models(spec: str | None, catalog: Catalog) -> list[str]:
