@@ -1,0 +1,190 @@
+"""Client CPU per streamed answer, and throughput against concurrency, side by side in one run.
+
+Three clients read the same simulator streams: the naive SDK (default transport, raw events),
+the SDK on its aiohttp transport (raw events), and batchrun's client (SDK request, raw SSE bytes
+assembled by stream.py). The simulator runs in its own process on core 1, the client on core 0.
+
+1. CPU per answer at time scale 0, concurrency 64, answers of 20, 500 and 2,000 deltas.
+2. Throughput at concurrency 64, 256 and 1,024 with 1,000-token answers taking about 2 s
+   (MiniMax-M3 at 80 tokens/s, time scale 0.15): achieved / (concurrency / mean latency).
+
+    python bench/stream_cpu.py [--quick] [--out bench/results/stream_cpu.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anthropic
+
+from batchrun.client import ApiClient
+from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.sim import SimSettings, simulator_process
+from batchrun.sim.loop import run_fast
+
+Call = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def clients(
+    base_url: str, connections: int
+) -> dict[str, tuple[Call, Callable[[], Awaitable[None]]]]:
+    naive = anthropic.AsyncAnthropic(base_url=base_url, api_key="bench", max_retries=0)
+    on_aiohttp = anthropic.AsyncAnthropic(
+        base_url=base_url,
+        api_key="bench",
+        max_retries=0,
+        http_client=anthropic.DefaultAioHttpClient(),
+    )
+    ours = ApiClient(
+        Endpoint(base_url=base_url, api_key="bench", simulated=True),
+        Deadlines(idle=120, total=600),
+        max_connections=connections,
+    )
+
+    def raw(sdk: anthropic.AsyncAnthropic) -> Call:
+        async def call(request: dict[str, Any]) -> None:
+            stream = await sdk.messages.create(stream=True, **request)
+            async for _ in stream:
+                pass
+
+        return call
+
+    async def batchrun_call(request: dict[str, Any]) -> None:
+        params = {k: v for k, v in request.items() if k != "model"}
+        await ours.stream_message(request["model"], params)
+
+    return {
+        "naive SDK": (raw(naive), naive.close),
+        "SDK on aiohttp": (raw(on_aiohttp), on_aiohttp.close),
+        "batchrun client": (batchrun_call, ours.aclose),
+    }
+
+
+async def drive(
+    call: Call, request: dict[str, Any], count: int, concurrency: int
+) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, mean latency) for ``count`` calls at ``concurrency``."""
+    latencies: list[float] = []
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for _ in remaining:
+            started = time.perf_counter()
+            await call(request)
+            latencies.append(time.perf_counter() - started)
+
+    cpu_before, started = cpu(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, cpu() - cpu_before, sum(latencies) / len(latencies)
+
+
+def _process_cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request(tokens: int) -> dict[str, Any]:
+    return {
+        "model": "MiniMax-M3",  # no thinking: exactly ``tokens`` text deltas
+        "max_tokens": tokens,
+        "messages": [{"role": "user", "content": "Benchmark me."}],
+    }
+
+
+async def cpu_table(base_url: str, quick: bool) -> list[str]:
+    rows = ["| client | 20 deltas | 500 deltas | 2,000 deltas |", "|---|---|---|---|"]
+    made = clients(base_url, 64)
+    for name, (call, _) in made.items():
+        cells = []
+        for tokens, full in ((20, 2000), (500, 400), (2000, 100)):
+            count = full // 4 if quick else full
+            await drive(call, request(tokens), 20, 16)  # warm-up
+            _, used, _ = await drive(call, request(tokens), count, 64)
+            cells.append(f"{1000 * used / count:.2f} ms")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    for _, close in made.values():
+        await close()
+    return rows
+
+
+async def scaling_table(base_url: str, quick: bool, server_pid: int | None) -> list[str]:
+    rows = [
+        "| client | c=64 | c=256 | c=1,024 |",
+        "|---|---|---|---|",
+    ]
+    made = clients(base_url, 1100)
+    # The unloaded latency of one answer: the ideal is concurrency / this.
+    _, _, nominal = await drive(made["batchrun client"][0], request(1000), 16, 8)
+    rows.insert(0, f"Unloaded latency of one answer: {nominal:.2f} s.\n")
+    for name, (call, _) in made.items():
+        cells = []
+        for concurrency in (64, 256, 1024):
+            count = concurrency * (1 if quick else 3)
+            server_before = _process_cpu(server_pid)
+            wall, used, _ = await drive(call, request(1000), count, concurrency)
+            server = (_process_cpu(server_pid) - server_before) / wall
+            rate = count / wall
+            cells.append(
+                f"{rate:,.0f}/s = {rate * nominal / concurrency:.2f} of ideal "
+                f"(client {used / wall:.0%}, server {server:.0%} of a core)"
+            )
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    for _, close in made.values():
+        await close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/stream_cpu.md"))
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    two_cores = len(os.sched_getaffinity(0)) > 1
+    if two_cores:
+        os.sched_setaffinity(0, {0})
+    lines = [
+        f"Client CPU and concurrency ({platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, anthropic {anthropic.__version__}).",
+        "",
+        "CPU per streamed answer, time scale 0, concurrency 64:",
+        "",
+    ]
+    instant = SimSettings(time_scale=0, limits=False, output_median=10**6, seed=1)
+    with simulator_process(instant) as sim:
+        if two_cores and sim.pid:
+            os.sched_setaffinity(sim.pid, {1})
+        lines += run_fast(cpu_table(f"{sim.base_url}/anthropic", args.quick))
+    lines += [
+        "",
+        "Throughput, 1,000-token answers of about 2 s (achieved / concurrency x mean latency):",
+        "",
+    ]
+    paced = SimSettings(time_scale=0.15, limits=False, output_median=10**6, seed=1)
+    with simulator_process(paced) as sim:
+        if two_cores and sim.pid:
+            os.sched_setaffinity(sim.pid, {1})
+        lines += run_fast(scaling_table(f"{sim.base_url}/anthropic", args.quick, sim.pid))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
