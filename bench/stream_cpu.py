@@ -173,7 +173,8 @@ def main() -> None:
         lines += run_fast(cpu_table(f"{sim.base_url}/anthropic", args.quick))
     lines += [
         "",
-        "Throughput, 1,000-token answers of about 2 s (achieved / (concurrency / unloaded latency)):",
+        "Throughput, 1,000-token answers of about 2 s "
+        "(achieved / (concurrency / unloaded latency)):",
         "",
     ]
     paced = SimSettings(time_scale=0.15, limits=False, output_median=10**6, seed=1)
