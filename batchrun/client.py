@@ -71,7 +71,8 @@ class ApiClient:
             raise self._failure_from_status(exc) from None
         except (anthropic.APIConnectionError, httpx2.TransportError, TimeoutError) as exc:
             raise CallFailure(FailureKind.CONNECTION, self._redact(str(exc))) from None
-        return int(counted.input_tokens)
+        tokens = getattr(counted, "input_tokens", None)
+        return tokens if isinstance(tokens, int) and tokens >= 0 else None
 
     async def stream_message(self, model: str, params: dict[str, Any]) -> CallResult:
         """Send one streamed Messages call; raise CallFailure when it does not complete."""
@@ -94,7 +95,11 @@ class ApiClient:
             raise _failure_from_stream_error(exc) from None
         if not assembler.finished:
             raise CallFailure(FailureKind.CONNECTION, "the stream ended before message_stop")
-        return CallResult(message=assembler.message(), sent_at=sent_at, timings=assembler.timings)
+        try:
+            final = assembler.message()
+        except StreamError as exc:
+            raise _failure_from_stream_error(exc) from None
+        return CallResult(message=final, sent_at=sent_at, timings=assembler.timings)
 
     async def _stream_into(
         self, assembler: StreamAssembler, model: str, params: dict[str, Any]

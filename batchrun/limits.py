@@ -19,6 +19,7 @@ import anyio
 
 MIN_FACTOR = 0.05
 RECOVERY_PER_SECOND = 0.1
+RECOVERY_QUIET = 2.0  # seconds after a throttle before the rate starts to recover
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +66,8 @@ class ModelLimiter:
         self.slots = anyio.CapacityLimiter(settings.concurrency)
         self.factor = 1.0
         self._changed_at = clock()
+        self._shrunk_at = float("-inf")
+        self._throttled_at = float("-inf")
         self._paused_until = 0.0
         self.throttled = 0  # 429s and 529s seen
 
@@ -94,16 +97,21 @@ class ModelLimiter:
         """A 429 (``rate_limited``) or 529: slow this model down, and pause for retry-after."""
         self.throttled += 1
         now = self._clock()
+        self._throttled_at = now
         if retry_after is not None:
             self._paused_until = max(self._paused_until, now + retry_after)
         shrink, spacing = (0.5, 2.0) if rate_limited else (0.9, 1.0)
-        if now - self._changed_at >= spacing or self.factor == 1.0:
+        if now - self._shrunk_at >= spacing:
+            self._shrunk_at = now
             self._set_factor(self.factor * shrink, now)
 
     def _recover(self) -> None:
         now = self._clock()
+        if now - self._throttled_at < RECOVERY_QUIET:
+            return  # throttled a moment ago: no recovery yet
         if self.factor < 1.0:
-            gained = (now - self._changed_at) * RECOVERY_PER_SECOND
+            since = max(self._changed_at, self._throttled_at + RECOVERY_QUIET)
+            gained = (now - since) * RECOVERY_PER_SECOND
             if gained >= 0.01:
                 self._set_factor(self.factor + gained, now)
 
@@ -118,4 +126,4 @@ def default_concurrency(rpm: float | None, expected_seconds: float = 20.0) -> in
     """Enough workers to hold ``rpm`` when each request takes ``expected_seconds``."""
     if not rpm:
         return 64
-    return max(8, min(1024, math.ceil(rpm / 60.0 * expected_seconds * 1.5)))
+    return max(8, min(1024, math.ceil(rpm * expected_seconds * 1.5 / 60.0)))

@@ -87,7 +87,7 @@ def create_batch(
             "source_path": str(path),
             "source_sha256": digest,
             "models": list(options.models),
-            "status": "running",
+            "status": "loading",  # until every line is stored: never continued as if whole
             "simulated": simulated,
             "base_url": base_url,
             "settings": settings,
@@ -98,6 +98,7 @@ def create_batch(
     requests, errors, error_count = _store_lines(
         store, batch_id, read_jobs(path, catalog, read), options.models
     )
+    store.set_batch(batch_id, status="running")
     return Plan(
         batch=store.find_batch(batch_id),
         requests=requests,

@@ -191,7 +191,8 @@ class BatchRunner:
                 if self._halted(model):
                     return
                 outcome = await self._process(info, item)
-                await self._outcomes.send(outcome)
+                with anyio.CancelScope(shield=True):  # a finished, paid call is never dropped
+                    await self._outcomes.send(outcome)
 
     def _halted(self, model: str) -> bool:
         return self._stopping.is_set() or model in self.report.stopped_models

@@ -172,7 +172,11 @@ class Store:
         return BatchInfo(**row._mapping)
 
     def find_resumable(self, source_sha256: str, models: Sequence[str]) -> BatchInfo | None:
-        """The latest batch (not canceled) of the same file content and models, if any."""
+        """The latest batch of the same file content and models, if any.
+
+        Canceled batches are not continued, nor batches whose loading was interrupted (they hold
+        only part of the file): running the file again makes a new batch.
+        """
         with self._connect() as connection:
             rows = connection.execute(
                 select(batches)
@@ -181,7 +185,7 @@ class Store:
             ).all()
         for row in rows:
             info = BatchInfo(**row._mapping)
-            if info.models == list(models) and info.status != "canceled":
+            if info.models == list(models) and info.status not in ("canceled", "loading"):
                 return info
         return None
 

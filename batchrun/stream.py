@@ -62,29 +62,45 @@ class StreamAssembler:
         self.finished = False
 
     def feed(self, chunk: bytes, now: float) -> None:
-        """Parse every complete event in what has arrived; ``now`` is when ``chunk`` came."""
+        """Parse every complete event in what has arrived; ``now`` is when ``chunk`` came.
+
+        Raises StreamError for anything that breaks the event contract (an event that is not a
+        JSON object, a delta for a block never started, a missing field), so that a malformed
+        reply is one failed attempt, never a crash of the run.
+        """
+        try:
+            self._feed(chunk, now)
+        except StreamError:
+            raise
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise StreamError("malformed_stream", f"a malformed event: {exc!r}"[:300]) from exc
+
+    def _feed(self, chunk: bytes, now: float) -> None:
         data = self._buffer + chunk if self._buffer else chunk
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         elapsed = now - self._started
         start = 0
         end = data.find(b"\n\n")
-        while end >= 0:
+        while end >= 0 and not self.finished:  # nothing after message_stop counts
             self._event(data, start, end, elapsed)
             start = end + 2
             end = data.find(b"\n\n", start)
         self._buffer = data[start:]
 
     def _event(self, data: bytes, start: int, end: int, elapsed: float) -> None:
-        marker = data.find(b"data:", start, end)
-        if marker < 0:
+        lines = data[start:end].split(b"\n")
+        payload = b"\n".join(line[5:] for line in lines if line.startswith(b"data:"))
+        if not payload:
             return  # a comment or an event without data
-        newline = data.find(b"\n", marker, end)
-        payload = data[marker + 5 : newline if newline >= 0 else end]
         event = orjson.loads(payload)
+        if not isinstance(event, dict):
+            raise StreamError(
+                "malformed_stream", f"an event that is not an object: {payload[:80]!r}"
+            )
         if self.timings.first_event is None:
             self.timings.first_event = elapsed
-        handler = _HANDLERS.get(event.get("type"))
+        handler = _HANDLERS.get(str(event.get("type")))
         if handler is not None:
             handler(self, event, elapsed)
 
@@ -150,7 +166,10 @@ class StreamAssembler:
     def message(self) -> dict[str, Any]:
         """The final message in Anthropic's shape (call once the stream has finished)."""
         message = dict(self._require_message())
-        message["content"] = [_finish(block) for block in self._blocks]
+        try:
+            message["content"] = [_finish(block) for block in self._blocks]
+        except ValueError as exc:  # tool input that is not JSON
+            raise StreamError("malformed_stream", f"a tool input that is not JSON: {exc}") from exc
         message["usage"] = dict(self._usage)
         return message
 

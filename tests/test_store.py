@@ -594,6 +594,14 @@ def test_a_canceled_request_takes_no_late_result(store: Store, engine: Engine) -
     assert store.status_counts("b1")[M3] == {"canceled": 1}
 
 
+def test_a_batch_whose_loading_was_interrupted_is_not_continued(store: Store) -> None:
+    store.create_batch(batch_row("b1", status="loading"))
+    assert store.find_resumable(batch_row("b1")["source_sha256"], batch_row("b1")["models"]) is None
+    store.set_batch("b1", status="running")
+    found = store.find_resumable(batch_row("b1")["source_sha256"], batch_row("b1")["models"])
+    assert found is not None
+
+
 def test_an_id_wins_over_a_name_that_looks_like_it(store: Store) -> None:
     store.create_batch(batch_row("b1", name="first"))
     store.create_batch(batch_row("b2", name="b1"))

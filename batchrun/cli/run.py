@@ -215,6 +215,11 @@ def resume_command(
     batch = store.find_batch(batch_ref)
     if batch.status == "canceled":
         raise ConfigError(f"batch {batch.name} was canceled; run its file again for a new batch")
+    if batch.status == "loading":
+        raise ConfigError(
+            f"batch {batch.name} was interrupted while its file was being loaded, so it holds "
+            "only part of the file; run the file again (that makes a complete new batch)"
+        )
     if retry_errored:
         out.print(f"{store.reset_errored(batch.id):,} failed requests will be sent again.")
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
@@ -265,7 +270,7 @@ def _connection(
 
 def _confirm_threshold(yes: bool, confirm_above: str) -> int | None:
     """Above how much to ask before sending; None when nobody can answer (or --yes)."""
-    threshold = opt.parse_usd(confirm_above)
+    threshold = opt.parse_usd(confirm_above, "--confirm-above", allow_zero=True)
     asks = not yes and sys.stdin.isatty() and sys.stdout.isatty()
     return threshold if asks else None
 

@@ -1,0 +1,73 @@
+"""The client-side limiter with a fake clock: pacing, refunds, backing off and recovering."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchrun.limits import MIN_FACTOR, ModelLimiter, ModelLimitSettings, Pacer, default_concurrency
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pacer_spreads_requests_evenly() -> None:
+    clock = Clock()
+    pacer = Pacer(rate_per_s=10.0, clock=clock)
+    waits = [pacer.reserve(1) for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    clock.now += 1.0  # idle time is not banked as a burst
+    assert pacer.reserve(1) == 0.0
+    assert pacer.reserve(1) == pytest.approx(0.1)
+
+
+def test_pacer_refund_never_moves_into_the_past() -> None:
+    clock = Clock()
+    pacer = Pacer(rate_per_s=100.0, clock=clock)
+    pacer.reserve(500)  # 5 s of tokens
+    pacer.refund(300)
+    assert pacer.reserve(1) == pytest.approx(2.0)
+    pacer.refund(10_000)
+    assert pacer.reserve(1) == 0.0
+
+
+def test_repeated_429s_keep_slowing_the_model_down_then_it_recovers() -> None:
+    clock = Clock()
+    limiter = ModelLimiter(ModelLimitSettings(rpm=600, tpm=None, concurrency=64), clock)
+    factors = []
+    for _ in range(24):  # a 429 every half second; it shrinks at most once per 2 s
+        limiter.on_throttled(rate_limited=True, retry_after=None)
+        limiter._recover()
+        factors.append(limiter.factor)
+        clock.now += 0.5
+    assert factors[0] == 0.5
+    assert factors[-1] < 0.05 + 1e-9
+    assert limiter.factor == MIN_FACTOR
+    assert limiter.slots.total_tokens == 4  # 64 x 0.05, rounded up
+    clock.now += 1.0
+    limiter._recover()
+    assert limiter.factor == MIN_FACTOR  # still within the quiet period
+    clock.now += 10.0
+    limiter._recover()
+    assert limiter.factor == 1.0
+    assert limiter.slots.total_tokens == 64
+
+
+def test_529s_shrink_gently_and_retry_after_pauses() -> None:
+    clock = Clock()
+    limiter = ModelLimiter(ModelLimitSettings(rpm=None, tpm=None, concurrency=10), clock)
+    limiter.on_throttled(rate_limited=False, retry_after=3.0)
+    assert limiter.factor == pytest.approx(0.9)
+    limiter.on_throttled(rate_limited=False, retry_after=None)  # within a second: no change
+    assert limiter.factor == pytest.approx(0.9)
+    assert limiter._paused_until == pytest.approx(clock.now + 3.0)
+
+
+def test_default_concurrency_holds_the_rate() -> None:
+    assert default_concurrency(500) == 250  # 500/min x 20 s x 1.5
+    assert default_concurrency(None) == 64
+    assert default_concurrency(10) == 8

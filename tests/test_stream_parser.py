@@ -1,0 +1,153 @@
+"""The SSE assembler on hostile streams: every broken reply is one failed attempt, never a crash."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import uvicorn
+
+from batchrun.client import ApiClient
+from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.retry import CallFailure, FailureKind
+from batchrun.stream import StreamAssembler, StreamError
+
+
+def sse(name: str, data: dict[str, Any]) -> bytes:
+    """One server-sent event."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+MESSAGE = {"id": "m", "type": "message", "role": "assistant", "model": "M", "content": []}
+START = sse(
+    "message_start",
+    {
+        "type": "message_start",
+        "message": {**MESSAGE, "usage": {"input_tokens": 3, "output_tokens": 0}},
+    },
+)
+BLOCK = sse(
+    "content_block_start",
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+)
+DELTA = sse(
+    "content_block_delta",
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+)
+STOP = (
+    sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+    + sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 1},
+        },
+    )
+    + sse("message_stop", {"type": "message_stop"})
+)
+GOOD = START + BLOCK + DELTA + STOP
+
+
+def assemble(*chunks: bytes) -> StreamAssembler:
+    assembler = StreamAssembler(0.0)
+    for chunk in chunks:
+        assembler.feed(chunk, 1.0)
+    return assembler
+
+
+def test_a_good_stream_split_anywhere_gives_the_same_message() -> None:
+    whole = assemble(GOOD).message()
+    for cut in range(1, len(GOOD), 7):
+        assert assemble(GOOD[:cut], GOOD[cut:]).message() == whole
+    crlf = GOOD.replace(b"\n", b"\r\n")
+    assert assemble(crlf[:50], crlf[50:51], crlf[51:]).message() == whole
+    assert whole["content"] == [{"type": "text", "text": "Hi"}]
+    assert whole["usage"] == {"input_tokens": 3, "output_tokens": 1}
+
+
+def test_data_split_over_lines_is_joined() -> None:
+    split = DELTA.replace(b'"delta":', b'\ndata: "delta":')
+    assert assemble(START, BLOCK, split, STOP).message()["content"][0]["text"] == "Hi"
+
+
+def test_events_after_message_stop_are_ignored() -> None:
+    error = (
+        b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"late"}}\n\n'
+    )
+    assert assemble(GOOD + error).finished
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"data: [DONE]\n\n",
+        b"data: 42\n\n",
+        b"data: {not json\n\n",
+        DELTA.replace(b'"index":0', b'"index":5'),
+        b'data: {"type":"content_block_delta","index":0}\n\n',
+        b'data: {"type":"message_delta","delta":{"stop_reason":"end_turn"}}\n\n',
+    ],
+    ids=["done-marker", "not-an-object", "not-json", "unknown-block", "no-delta", "before-start"],
+)
+def test_malformed_events_raise_stream_error(bad: bytes) -> None:
+    prefix = b"" if b"message_delta" in bad else START + BLOCK
+    with pytest.raises(StreamError):
+        assemble(prefix + bad)
+
+
+def test_tool_input_that_is_not_json_is_a_stream_error() -> None:
+    block = {"type": "tool_use", "id": "t", "name": "f", "input": {}}
+    delta = {"type": "input_json_delta", "partial_json": "{oops"}
+    tool = sse(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+    ) + sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+    assembler = assemble(START + tool + STOP)
+    with pytest.raises(StreamError):
+        assembler.message()
+
+
+@pytest.fixture
+def broken_server() -> Iterator[str]:
+    """An API that answers every call with one malformed stream."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": START + BLOCK + b"data: [DONE]\n\n"})
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.mark.anyio
+async def test_the_client_turns_a_malformed_reply_into_a_retryable_failure(
+    broken_server: str,
+) -> None:
+    endpoint = Endpoint(base_url=broken_server, api_key="k", simulated=True)
+    client = ApiClient(endpoint, Deadlines(idle=5, total=10), max_connections=4)
+    try:
+        with pytest.raises(CallFailure) as caught:
+            await client.stream_message("MiniMax-M2", {"max_tokens": 5, "messages": []})
+    finally:
+        await client.aclose()
+    assert caught.value.kind is FailureKind.SERVER
+    assert "malformed" in caught.value.message
+    assert orjson.dumps(caught.value.message)  # a plain message, fit for the store
