@@ -86,3 +86,16 @@ async def test_budget_waits_for_settlements_then_gives_up() -> None:
     assert not await budget.reserve(30)  # nothing in flight and 80 + 30 > 100
     assert budget.exhausted
     assert not await budget.reserve(1)  # spent stays spent
+
+
+def test_amount_options_say_which_option_is_wrong() -> None:
+    from batchrun.cli.options import parse_usd
+    from batchrun.exceptions import ConfigError
+
+    assert parse_usd("2.50") == 2_500_000_000
+    assert parse_usd("$0.01") == 10_000_000
+    assert parse_usd("0", "--confirm-above", allow_zero=True) == 0
+    with pytest.raises(ConfigError, match="--max-cost must be an amount in USD above 0"):
+        parse_usd("0")
+    with pytest.raises(ConfigError, match="--confirm-above must be"):
+        parse_usd("lots", "--confirm-above", allow_zero=True)

@@ -117,18 +117,17 @@ MaxCost = Annotated[
 ]
 
 
-def parse_usd(text: str | None) -> int | None:
-    """A --max-cost amount in nano-dollars."""
+def parse_usd(text: str | None, option: str = "--max-cost", allow_zero: bool = False) -> int | None:
+    """An amount in USD given to ``option``, in nano-dollars."""
     if text is None:
         return None
     try:
         amount = Decimal(text.strip().lstrip("$"))
     except InvalidOperation:
         amount = Decimal(-1)
-    if not amount.is_finite() or amount <= 0:
-        raise ConfigError(
-            f"--max-cost must be an amount in USD above 0, such as 2.50, not {text!r}"
-        )
+    if not amount.is_finite() or amount < 0 or (amount == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "above 0"
+        raise ConfigError(f"{option} must be an amount in USD {least}, such as 2.50, not {text!r}")
     return int(amount * NANOS_PER_USD)
 
 
