@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from batchrun.catalog import Catalog
 from batchrun.jobfile import JobSpec
 from batchrun.precheck import TokenCounter
-from batchrun.pricing import Cost, Usage, cost_of, day_of, tier_multiplier
+from batchrun.pricing import Cost, Usage, day_of, request_cost
 from batchrun.store import Store
 
 
@@ -136,11 +136,11 @@ class _Estimator:
         expected = min(max_tokens, round(past[1])) if past else None
         if expected is not None:
             entry.expected_output_tokens = (entry.expected_output_tokens or 0) + expected
-        multiplier = tier_multiplier(item.params, self.catalog.priority_multiplier)
 
         def price(output: int) -> Cost | None:
             usage = Usage(input_tokens=tokens, output_tokens=output)
-            return cost_of(info, usage, self.day, multiplier)
+            tier = self.catalog.priority_multiplier
+            return request_cost(info, usage, self.day, item.params, tier)
 
         low, high = price(0), price(max_tokens)
         if low is None or high is None:

@@ -24,7 +24,6 @@ async def run_batch(
     endpoint: Endpoint,
     settings: RunSettings,
     deadlines: Deadlines,
-    on_start: Callable[[BatchRunner], None] | None = None,
     display: Callable[[RunProgress], object] | None = None,
     max_cost_nanos: int | None = None,
 ) -> tuple[RunReport, RunProgress]:
@@ -50,8 +49,6 @@ async def run_batch(
         settings=settings,
         progress=progress,
     )
-    if on_start is not None:
-        on_start(runner)
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signals, runner)

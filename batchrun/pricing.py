@@ -6,6 +6,7 @@ no price on that day, or a token kind it used has none (for example cache writes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -73,9 +74,20 @@ def cost_of(
     return Cost(nanos=int(nanos), price_date=price.effective)
 
 
-def tier_multiplier(params: dict[str, object], priority_multiplier: Decimal) -> Decimal:
+def tier_multiplier(params: Mapping[str, object], priority_multiplier: Decimal) -> Decimal:
     """The price multiplier a request's parameters ask for: priority costs more."""
     return priority_multiplier if params.get("service_tier") == "priority" else Decimal(1)
+
+
+def request_cost(
+    model: ModelInfo,
+    usage: Usage,
+    day: date,
+    params: Mapping[str, object],
+    priority_multiplier: Decimal,
+) -> Cost | None:
+    """The cost of one request sent with ``params`` on ``day`` (its service tier included)."""
+    return cost_of(model, usage, day, tier_multiplier(params, priority_multiplier))
 
 
 def day_of(epoch_seconds: float) -> date:

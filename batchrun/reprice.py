@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchrun.catalog import Catalog
-from batchrun.pricing import Cost, Usage, cost_of, day_of, tier_multiplier
+from batchrun.pricing import Cost, Usage, day_of, request_cost
 from batchrun.store import Store
 
 
@@ -52,8 +52,9 @@ def _cost(catalog: Catalog, row: dict[str, Any]) -> Cost | None:
         cache_read_tokens=row["cache_read_tokens"],
         cache_creation_tokens=row["cache_creation_tokens"],
     )
-    multiplier = tier_multiplier(row["params"] or {}, catalog.priority_multiplier)
-    return cost_of(catalog.get(row["model"]), usage, day_of(row["sent_at"]), multiplier)
+    day = day_of(row["sent_at"])
+    info = catalog.get(row["model"])
+    return request_cost(info, usage, day, row["params"] or {}, catalog.priority_multiplier)
 
 
 def _add(change: ModelChange, nanos: int | None, *, before: bool) -> None:

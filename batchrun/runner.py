@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -30,7 +29,7 @@ from batchrun.client import ApiClient, CallResult
 from batchrun.exceptions import StoreError
 from batchrun.limits import ModelLimiter, ModelLimitSettings
 from batchrun.precheck import TokenCounter
-from batchrun.pricing import Usage, cost_of, day_of, tier_multiplier
+from batchrun.pricing import Usage, day_of, request_cost
 from batchrun.progress import RunProgress
 from batchrun.retry import (
     BACKS_OFF_MODEL,
@@ -277,8 +276,9 @@ class BatchRunner:
         usage = Usage(
             input_tokens=outcome.input_tokens or 0, output_tokens=item.params["max_tokens"]
         )
-        multiplier = tier_multiplier(item.params, self.catalog.priority_multiplier)
-        worst = cost_of(info, usage, day_of(time.time()), multiplier)
+        worst = request_cost(
+            info, usage, day_of(time.time()), item.params, self.catalog.priority_multiplier
+        )
         if worst is None:
             self._stop_model_reason(
                 info.name,
@@ -375,8 +375,9 @@ class BatchRunner:
             cache_read_tokens=int(raw.get("cache_read_input_tokens") or 0),
             cache_creation_tokens=int(raw.get("cache_creation_input_tokens") or 0),
         )
-        multiplier = tier_multiplier(params, self.catalog.priority_multiplier)
-        cost = cost_of(info, usage, day_of(call.sent_at), multiplier)
+        cost = request_cost(
+            info, usage, day_of(call.sent_at), params, self.catalog.priority_multiplier
+        )
         text, thinking = block_texts(message)
         timings = call.timings
         return {

@@ -39,12 +39,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from batchrun.exceptions import BatchNotFoundError, StoreError
 from batchrun.jobfile import JobSpec, LineError
-from batchrun.models import attempts, batches, jobs, line_errors, metadata, requests, results
+from batchrun.models import attempts, batches, jobs, line_errors, requests, results
 
 _PASSWORD_PARAM = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 DEFAULT_DB = "batchrun.db"
-OPEN_STATUSES = ("pending",)
 
 
 def database_url(value: str | None) -> str:
@@ -239,11 +238,7 @@ class Store:
                 for model in (models or [spec.model or ""])
             ]
             connection.execute(insert(requests), request_rows)
-            connection.execute(
-                update(batches)
-                .where(batches.c.id == batch_id)
-                .values(jobs_total=batches.c.jobs_total + len(specs))
-            )
+            _add_to_batch(connection, batch_id, "jobs_total", len(specs))
         return len(request_rows)
 
     def add_line_errors(self, batch_id: str, errors: Sequence[LineError]) -> None:
@@ -262,11 +257,7 @@ class Store:
         ]
         with self._begin() as connection:
             connection.execute(insert(line_errors), rows)
-            connection.execute(
-                update(batches)
-                .where(batches.c.id == batch_id)
-                .values(lines_invalid=batches.c.lines_invalid + len(errors))
-            )
+            _add_to_batch(connection, batch_id, "lines_invalid", len(errors))
 
     # --- work ----------------------------------------------------------------------------------
 
@@ -547,6 +538,14 @@ class _Guard:
             raise StoreError(f"database {redact_url(self._store.url)}: {reason}") from exc_info[1]
 
 
+def _add_to_batch(connection: Connection, batch_id: str, counter: str, amount: int) -> None:
+    """Add ``amount`` to one of a batch's counters, in the caller's transaction."""
+    column = batches.c[counter]
+    connection.execute(
+        update(batches).where(batches.c.id == batch_id).values({column: column + amount})
+    )
+
+
 def vars_of(record: AttemptRecord) -> dict[str, Any]:
     """An attempt as a row."""
     return {name: getattr(record, name) for name in AttemptRecord.__slots__}
@@ -644,4 +643,4 @@ def _reason(exc: BaseException) -> str:
     return redact_url(lines[0]) if "://" in lines[0] else lines[0]
 
 
-__all__ = ["Outcome", "Store", "WorkItem", "database_url", "metadata"]
+__all__ = ["Outcome", "Store", "WorkItem", "database_url"]

@@ -173,11 +173,6 @@ class StreamAssembler:
         message["usage"] = dict(self._usage)
         return message
 
-    @property
-    def usage(self) -> dict[str, Any]:
-        """Usage merged from every event so far."""
-        return self._usage
-
 
 def _finish(block: _Block) -> dict[str, Any]:
     data = dict(block.data)

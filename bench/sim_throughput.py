@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+from procstat import cpu_seconds
 
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.sim.loop import run_fast
@@ -39,12 +40,6 @@ class Measure:
     server_cpu_ms: float
     server_busy: float
     client_busy: float
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def load(url: str, stream: bool, tokens: int, count: int, concurrency: int) -> float:

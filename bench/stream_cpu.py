@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+from procstat import cpu_seconds
 
 from batchrun.client import ApiClient
 from batchrun.endpoint import Deadlines, Endpoint
@@ -92,10 +93,7 @@ async def drive(
 
 
 def _process_cpu(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(pid) if pid is not None else 0.0
 
 
 def request(tokens: int) -> dict[str, Any]:
