@@ -1,12 +1,22 @@
 """Pure polars functions over frames read from the store: the numbers summaries and the
 dashboard show.
 
-Definitions (stated wherever a number is shown):
+Definitions (stated wherever a number is shown, see ``DEFINITIONS``):
 - latency: done - sent, the whole call;
 - TTFT: first content token (thinking, text or tool input) - sent; TTFT (text): first text token;
 - output tps: output_tokens / (last token - first token), MiniMax's own definition, which leaves
   out the time to first token;
-- end-to-end tps: output_tokens / (done - sent).
+- end-to-end tps: output_tokens / (done - sent);
+- error rate: failed requests (errored or invalid) / finished requests (succeeded, errored or
+  invalid); pending and canceled requests are not finished;
+- retries: attempts beyond the first;
+- cost: the sum over priced results; results of a model without a price are counted as
+  ``unpriced`` and never added as $0; cost per 1,000 requests and per million output tokens are
+  over priced results only.
+
+Two frames: the *requests frame* (one row per request, its result's timings, usage and cost
+where it has one) for everything per model, batch or day; and the *results frame* (one row per
+result) for spend reports.
 """
 
 from __future__ import annotations
@@ -16,10 +26,26 @@ from typing import Any
 
 import polars as pl
 
-RESULT_SCHEMA: dict[str, Any] = {
-    "model": pl.String,
-    "batch_id": pl.String,
-    "batch_name": pl.String,
+DEFINITIONS: dict[str, str] = {
+    "latency": "Seconds from sending the request to the end of the answer (done - sent).",
+    "TTFT": "Time to first token: seconds from sending to the first content token of any kind "
+    "(thinking, text or tool input).",
+    "TTFT (text)": "Seconds from sending to the first token of visible text (after any thinking).",
+    "output tps": "Output tokens per second while generating: output tokens / (last token - first "
+    "token). MiniMax's own definition; it leaves out the time to first token.",
+    "end-to-end tps": "Output tokens / (done - sent): speed as the caller experiences it.",
+    "error rate": "Failed requests (errored or invalid) / finished requests. Pending and canceled "
+    "requests are not counted.",
+    "retries": "Attempts beyond the first (each retry is one more call to the API).",
+    "cost": "Sum of the priced results, in USD. Results of a model without a price are counted "
+    "as unpriced, never as $0.",
+    "cost / 1k requests": "Mean cost of one priced result x 1,000.",
+    "cost / M output": "Cost of the priced results / their output tokens x 1,000,000.",
+    "p50 / p90 / p99": "Percentiles: half, 90% and 99% of the requests are at or below the value "
+    "(linear interpolation).",
+}
+
+_TIMING = {
     "sent_at": pl.Float64,
     "first_token_s": pl.Float64,
     "first_text_s": pl.Float64,
@@ -32,6 +58,31 @@ RESULT_SCHEMA: dict[str, Any] = {
     "cost_nanos": pl.Int64,
 }
 
+RESULT_SCHEMA: dict[str, Any] = {"model": pl.String, "batch_id": pl.String, "batch_name": pl.String}
+RESULT_SCHEMA.update(_TIMING)
+
+# The columns, in order, of the two halves of Store.metric_rows.
+REQUEST_COLUMNS: dict[str, Any] = {
+    "request_id": pl.Int64,
+    "batch_id": pl.String,
+    "custom_id": pl.String,
+    "model": pl.String,
+    "status": pl.String,
+    "attempts": pl.Int64,
+    "error_type": pl.String,
+    "error_message": pl.String,
+}
+RESULT_COLUMNS: dict[str, Any] = {"request_id": pl.Int64, **_TIMING}
+BATCH_COLUMNS: dict[str, Any] = {
+    "batch_id": pl.String,
+    "batch_name": pl.String,
+    "simulated": pl.Boolean,
+}
+
+STATUSES = ("succeeded", "errored", "invalid", "pending", "canceled")
+PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+DISTRIBUTED = ("latency_s", "ttft_s", "ttft_text_s", "output_tps")
+
 
 def results_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """Result rows (as the store returns them) as a frame with the metric columns added."""
@@ -41,15 +92,42 @@ def results_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     return with_metrics(frame)
 
 
+def requests_frame(
+    request_rows: Sequence[Sequence[Any]],
+    result_rows: Sequence[Sequence[Any]],
+    batches: Sequence[Mapping[str, Any]],
+) -> pl.DataFrame:
+    """The requests frame: each request (Store.metric_rows) with its batch's name, whether it was
+    simulated, its result's figures where it has one, and the metric columns."""
+    names = pl.DataFrame(
+        [(b["id"], b["name"], b["simulated"]) for b in batches], schema=BATCH_COLUMNS, orient="row"
+    )
+    frame = (
+        pl.DataFrame(request_rows, schema=REQUEST_COLUMNS, orient="row")
+        .join(names, on="batch_id", how="left")
+        .join(
+            pl.DataFrame(result_rows, schema=RESULT_COLUMNS, orient="row"),
+            on="request_id",
+            how="left",
+        )
+    )
+    return with_metrics(frame).with_columns(
+        retries=(pl.col("attempts") - 1).clip(lower_bound=0),
+    )
+
+
 def with_metrics(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add latency, TTFT, output tps and end-to-end tps columns."""
+    """Add latency, TTFT, output tps, end-to-end tps and the UTC day and hour of sending."""
     generating = pl.col("last_token_s") - pl.col("first_token_s")
+    sent = pl.from_epoch(pl.col("sent_at"), time_unit="s")
     return frame.with_columns(
         latency_s=pl.col("done_s"),
         ttft_s=pl.col("first_token_s"),
         ttft_text_s=pl.col("first_text_s"),
         output_tps=pl.when(generating > 0).then(pl.col("output_tokens") / generating),
         e2e_tps=pl.when(pl.col("done_s") > 0).then(pl.col("output_tokens") / pl.col("done_s")),
+        day=sent.dt.date(),
+        hour=sent.dt.truncate("1h"),
     )
 
 
@@ -59,41 +137,107 @@ def priced_sum() -> pl.Expr:
     return pl.when(cost.is_not_null().any()).then(cost.sum()).alias("cost_nanos")
 
 
-def model_summary(results: pl.DataFrame, counts: Mapping[str, Mapping[str, int]]) -> pl.DataFrame:
-    """One row per model: requests by status, latency, TTFT, tps, tokens and cost."""
-    stats = results.group_by("model").agg(
-        pl.col("latency_s").quantile(0.5, "nearest").alias("latency_p50"),
-        pl.col("latency_s").quantile(0.95, "nearest").alias("latency_p95"),
-        pl.col("ttft_s").quantile(0.5, "nearest").alias("ttft_p50"),
-        pl.col("output_tps").median().alias("output_tps_p50"),
+def _percentiles(column: str, name: str) -> list[pl.Expr]:
+    return [
+        pl.col(column).quantile(q, "linear").alias(f"{name}_{label}") for label, q in PERCENTILES
+    ]
+
+
+def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.DataFrame:
+    """One row per group (model by default; or batch and model, day and model): requests by
+    status, error rate, retries, latency, TTFT and tps percentiles, tokens and cost."""
+    status = pl.col("status")
+    priced = pl.col("cost_nanos").is_not_null()
+    frame = requests.group_by(list(by)).agg(
+        pl.len().alias("requests"),
+        *[(status == s).sum().alias(s) for s in STATUSES],
+        pl.col("retries").sum(),
+        *_percentiles("latency_s", "latency"),
+        *_percentiles("ttft_s", "ttft"),
+        *_percentiles("ttft_text_s", "ttft_text"),
+        *_percentiles("output_tps", "output_tps"),
+        pl.col("e2e_tps").median().alias("e2e_tps_p50"),
         pl.col("input_tokens").sum(),
         pl.col("output_tokens").sum(),
+        pl.col("cache_read_tokens").sum(),
+        pl.col("cache_creation_tokens").sum(),
         priced_sum(),
-        pl.col("cost_nanos").is_null().sum().alias("unpriced"),
+        ((status == "succeeded") & ~priced).sum().alias("unpriced"),
+        priced.sum().alias("priced"),
+        pl.col("output_tokens").filter(priced).sum().alias("priced_output"),
+        pl.col("simulated").any(),
     )
-    status = pl.DataFrame(
-        [
-            {
-                "model": model,
-                "requests": sum(by_status.values()),
-                "succeeded": by_status.get("succeeded", 0),
-                "errored": by_status.get("errored", 0),
-                "invalid": by_status.get("invalid", 0),
-                "pending": by_status.get("pending", 0),
-            }
-            for model, by_status in counts.items()
-        ],
-        schema={
-            "model": pl.String,
-            "requests": pl.Int64,
-            "succeeded": pl.Int64,
-            "errored": pl.Int64,
-            "invalid": pl.Int64,
-            "pending": pl.Int64,
-        },
+    finished = pl.col("succeeded") + pl.col("errored") + pl.col("invalid")
+    return frame.with_columns(
+        error_rate=pl.when(finished > 0).then((pl.col("errored") + pl.col("invalid")) / finished),
+        success_rate=pl.when(pl.col("requests") > 0).then(pl.col("succeeded") / pl.col("requests")),
+        cost_per_1k_nanos=pl.when(pl.col("priced") > 0).then(
+            pl.col("cost_nanos") * 1000 / pl.col("priced")
+        ),
+        cost_per_m_output_nanos=pl.when(pl.col("priced_output") > 0).then(
+            pl.col("cost_nanos") * 1_000_000 / pl.col("priced_output")
+        ),
+    ).sort(list(by))
+
+
+def error_breakdown(requests: pl.DataFrame) -> pl.DataFrame:
+    """Per model and error type: failed requests and their share of the model's finished ones."""
+    finished = requests.filter(pl.col("status").is_in(["succeeded", "errored", "invalid"]))
+    totals = finished.group_by("model").agg(pl.len().alias("finished"))
+    failed = (
+        finished.filter(pl.col("status") != "succeeded")
+        .with_columns(pl.col("error_type").fill_null("unknown"))
+        .group_by("model", "error_type")
+        .agg(pl.len().alias("requests"))
     )
-    return status.join(stats, on="model", how="left").with_columns(
-        success_rate=pl.when(pl.col("requests") > 0).then(pl.col("succeeded") / pl.col("requests"))
+    return (
+        failed.join(totals, on="model")
+        .with_columns(share=pl.col("requests") / pl.col("finished"))
+        .sort("model", "requests", descending=[False, True])
+    )
+
+
+def distribution(requests: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Per model, the box-plot figures of a metric: p5, p25, p50, p75, p95, mean and count.
+
+    Computed here rather than in the browser, so a chart of a million results stays small.
+    """
+    values = pl.col(column)
+    return (
+        requests.filter(values.is_not_null())
+        .group_by("model")
+        .agg(
+            *[values.quantile(q, "linear").alias(f"p{round(q * 100)}") for q in _BOX],
+            values.mean().alias("mean"),
+            pl.len().alias("count"),
+        )
+        .sort("model")
+    )
+
+
+_BOX = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def spend_over_time(results: pl.DataFrame, every: str = "day") -> pl.DataFrame:
+    """Priced cost per period (``hour`` or ``day``, UTC) and model, with each model's running total.
+
+    A period in which a model's results were all unpriced has a null cost and a count of
+    ``unpriced``; it never shows as $0.
+    """
+    key = {"hour": "hour", "day": "day"}[every]
+    done = results.filter(pl.col("sent_at").is_not_null())
+    return (
+        done.group_by(key, "model")
+        .agg(
+            priced_sum(),
+            pl.col("cost_nanos").is_null().sum().alias("unpriced"),
+            pl.len().alias("results"),
+        )
+        .sort(key, "model")
+        .with_columns(
+            cumulative_nanos=pl.col("cost_nanos").fill_null(0).cum_sum().over("model"),
+        )
+        .rename({key: "period"})
     )
 
 
@@ -104,11 +248,11 @@ def spend(results: pl.DataFrame, by: str) -> pl.DataFrame:
     """Spend grouped by model, batch or UTC day: requests, tokens, priced cost, unpriced count.
 
     ``cost_nanos`` sums only priced requests; ``unpriced`` counts the others, which are never
-    added as zero.
+    added as zero. Rows without a result (a requests frame's failures) are left out.
     """
     key = SPEND_KEYS[by]
-    frame = results.with_columns(
-        day=pl.from_epoch(pl.col("sent_at"), time_unit="s").dt.date().cast(pl.String)
+    frame = results.filter(pl.col("sent_at").is_not_null()).with_columns(
+        pl.col("day").cast(pl.String)
     )
     return (
         frame.group_by(key)
@@ -123,4 +267,82 @@ def spend(results: pl.DataFrame, by: str) -> pl.DataFrame:
         )
         .sort(key)
         .rename({key: by})
+    )
+
+
+def budget_use(batches: Sequence[Mapping[str, Any]], results: pl.DataFrame) -> pl.DataFrame:
+    """Capped batches: their cap, priced spend, share of the cap used and unpriced results."""
+    caps = pl.DataFrame(
+        [
+            {"batch_id": b["id"], "batch": b["name"], "cap_nanos": b["max_cost_nanos"]}
+            for b in batches
+            if b.get("max_cost_nanos") is not None
+        ],
+        schema={"batch_id": pl.String, "batch": pl.String, "cap_nanos": pl.Int64},
+    )
+    spent = (
+        results.filter(pl.col("sent_at").is_not_null())
+        .group_by("batch_id")
+        .agg(priced_sum(), pl.col("cost_nanos").is_null().sum().alias("unpriced"))
+    )
+    return (
+        caps.join(spent, on="batch_id", how="left")
+        .with_columns(
+            pl.col("unpriced").fill_null(0),
+            used=pl.col("cost_nanos").fill_null(0) / pl.col("cap_nanos"),
+        )
+        .sort("batch")
+    )
+
+
+def estimate_vs_actual(
+    estimates: Mapping[str, Mapping[str, Any]], metrics: pl.DataFrame
+) -> pl.DataFrame:
+    """The pre-run estimate of each model (as stored with the batch) next to what happened."""
+    planned = pl.DataFrame(
+        [{"model": model, **figures} for model, figures in estimates.items()],
+        schema={
+            "model": pl.String,
+            "requests": pl.Int64,
+            "input_tokens": pl.Int64,
+            "cost_min_nanos": pl.Int64,
+            "cost_expected_nanos": pl.Int64,
+            "cost_max_nanos": pl.Int64,
+        },
+    ).rename({"requests": "estimated_requests", "input_tokens": "estimated_input_tokens"})
+    actual = metrics.select(
+        "model",
+        pl.col("succeeded").alias("actual_results"),
+        pl.col("input_tokens").alias("actual_input_tokens"),
+        pl.col("cost_nanos").alias("actual_cost_nanos"),
+    )
+    return planned.join(actual, on="model", how="left").with_columns(
+        actual_over_expected=pl.when(pl.col("cost_expected_nanos") > 0).then(
+            pl.col("actual_cost_nanos") / pl.col("cost_expected_nanos")
+        )
+    )
+
+
+def job_spread(requests: pl.DataFrame) -> pl.DataFrame:
+    """Per job of one batch: how many models failed it and how far answer lengths differ.
+
+    ``length_spread`` is (longest - shortest) / longest output in tokens over the models that
+    answered, 0 when they agree or only one answered.
+    """
+    answered = pl.col("status") == "succeeded"
+    tokens = pl.col("output_tokens").filter(answered)
+    return (
+        requests.group_by("custom_id")
+        .agg(
+            (pl.col("status").is_in(["errored", "invalid"])).sum().alias("failed_models"),
+            answered.sum().alias("answered_models"),
+            tokens.max().alias("longest"),
+            tokens.min().alias("shortest"),
+        )
+        .with_columns(
+            length_spread=pl.when(pl.col("longest") > 0)
+            .then((pl.col("longest") - pl.col("shortest")) / pl.col("longest"))
+            .otherwise(0.0)
+        )
+        .sort("custom_id")
     )

@@ -51,3 +51,8 @@ def parse_per_model(spec: str | None, what: str) -> dict[str, int]:
             raise ConfigError(f"bad {what} {item!r}: use N or MODEL=N with N a whole number > 0")
         limits[model if sep else "*"] = number
     return limits
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment with some variables set: for a program batchrun starts."""
+    return {**os.environ, **overrides}

@@ -8,6 +8,7 @@ lacks, so a store made by an older batchrun is upgraded in place.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,8 +25,10 @@ from sqlalchemy import (
     Engine,
     Insert,
     Table,
+    Text,
     bindparam,
     case,
+    cast,
     create_engine,
     event,
     func,
@@ -39,7 +42,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from batchrun.exceptions import BatchNotFoundError, StoreError
 from batchrun.jobfile import JobSpec, LineError
-from batchrun.models import attempts, batches, jobs, line_errors, requests, results
+from batchrun.models import (
+    RESULT_METRICS,
+    attempts,
+    batches,
+    jobs,
+    line_errors,
+    requests,
+    results,
+)
 
 _PASSWORD_PARAM = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -82,6 +93,10 @@ class BatchInfo:
     max_cost_nanos: int | None
     jobs_total: int
     lines_invalid: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The batch as a plain dict (what caches and frames take)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -495,6 +510,71 @@ class Store:
             select(line_errors)
             .where(line_errors.c.batch_id == batch_id)
             .order_by(line_errors.c.line_no)
+        )
+        with self._connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    # --- dashboard reads -----------------------------------------------------------------------
+
+    def metric_rows(
+        self, batch_ids: Sequence[str] | None = None
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Every request (of some batches, or all), and the metric columns of their results.
+
+        Two narrow scans, in the column orders of ``analytics.REQUEST_COLUMNS`` and
+        ``analytics.RESULT_COLUMNS``; the second reads only the covering index
+        ``ix_results_metrics``, never the answers' text, so a million rows stay quick.
+        """
+        request_query = select(
+            requests.c.id,
+            requests.c.batch_id,
+            requests.c.custom_id,
+            requests.c.model,
+            requests.c.status,
+            requests.c.attempts,
+            requests.c.error_type,
+            requests.c.error_message,
+        )
+        result_query = select(results.c.request_id, *(results.c[c] for c in RESULT_METRICS))
+        if batch_ids is not None:
+            request_query = request_query.where(requests.c.batch_id.in_(list(batch_ids)))
+            result_query = result_query.where(results.c.batch_id.in_(list(batch_ids)))
+        with self._connect() as connection:
+            request_rows = [tuple(row) for row in connection.execute(request_query)]
+            result_rows = [tuple(row) for row in connection.execute(result_query)]
+        return request_rows, result_rows
+
+    def find_jobs(self, batch_id: str, text: str = "", limit: int = 200) -> list[dict[str, Any]]:
+        """Jobs of a batch whose custom_id or request contains ``text``, in file order."""
+        query = select(jobs.c.custom_id, jobs.c.line_no, jobs.c.params).where(
+            jobs.c.batch_id == batch_id
+        )
+        if text:
+            pattern = f"%{text}%"
+            query = query.where(
+                jobs.c.custom_id.ilike(pattern) | cast(jobs.c.params, Text).ilike(pattern)
+            )
+        with self._connect() as connection:
+            rows = connection.execute(query.order_by(jobs.c.line_no).limit(limit))
+            return [dict(row._mapping) for row in rows]
+
+    def job_answers(self, batch_id: str, custom_id: str) -> list[dict[str, Any]]:
+        """Each model's request for one job: its params, status, error and, where it succeeded, the
+        result."""
+        query = (
+            select(
+                requests.c.model,
+                requests.c.status,
+                requests.c.attempts,
+                requests.c.error_type,
+                requests.c.error_message,
+                jobs.c.params,
+                results,
+            )
+            .join(jobs, jobs.c.id == requests.c.job_id)
+            .outerjoin(results, results.c.request_id == requests.c.id)
+            .where(requests.c.batch_id == batch_id, requests.c.custom_id == custom_id)
+            .order_by(requests.c.model)
         )
         with self._connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]

@@ -55,7 +55,7 @@ def test_summary_never_shows_unpriced_as_zero() -> None:
     summary = pl.DataFrame(
         [
             {"model": "MiniMax-M2.7", "requests": 2, "success_rate": 1.0, "latency_p50": 1.5,
-             "latency_p95": 2.0, "ttft_p50": 0.5, "output_tps_p50": 60.0, "input_tokens": 10,
+             "latency_p90": 2.0, "ttft_p50": 0.5, "output_tps_p50": 60.0, "input_tokens": 10,
              "output_tokens": 20, "cost_nanos": None, "unpriced": 2},
         ]
     )  # fmt: skip

@@ -11,9 +11,8 @@ import orjson
 import typer
 from rich.table import Table
 
-from batchrun.analytics import model_summary, results_frame
 from batchrun.cli import options as opt
-from batchrun.cli.display import summary_table
+from batchrun.cli.display import summary_of, summary_table
 from batchrun.cli.output import console
 from batchrun.exceptions import ConfigError
 from batchrun.export import FORMATS, result_records, write_jsonl, write_table
@@ -53,7 +52,7 @@ def status_command(
     store = opt.open_store(db)
     batch = _batch(store, batch_ref)
     counts = store.status_counts(batch.id)
-    summary = model_summary(results_frame(store.result_rows(batch.id)), counts)
+    summary = summary_of(store, batch)
     if as_json:
         document = {
             "id": batch.id,

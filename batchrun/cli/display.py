@@ -11,9 +11,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from batchrun.analytics import model_metrics, requests_frame
 from batchrun.estimate import Estimate, ModelEstimate
 from batchrun.pricing import usd
 from batchrun.progress import RunProgress, eta_text
+from batchrun.store import BatchInfo, Store
 
 PLAIN_EVERY = 5.0
 
@@ -82,11 +84,16 @@ def progress_line(progress: RunProgress) -> str:
     )
 
 
+def summary_of(store: Store, batch: BatchInfo) -> pl.DataFrame:
+    """The per-model figures of one batch (analytics.model_metrics), read from the store."""
+    return model_metrics(requests_frame(*store.metric_rows([batch.id]), [batch.as_dict()]))
+
+
 def summary_table(summary: pl.DataFrame, title: str) -> Table:
     """The end-of-run table: one row per model."""
     table = Table(title=title)
     columns = (
-        "model", "requests", "success", "latency p50", "latency p95", "TTFT p50",
+        "model", "requests", "success", "latency p50", "latency p90", "TTFT p50",
         "output tps p50", "tokens in/out", "cost",
     )  # fmt: skip
     for column in columns:
@@ -105,7 +112,7 @@ def _summary_cells(row: dict[str, Any]) -> list[str]:
         f"{row['requests']:,}",
         f"{row['success_rate']:.1%}" if row["success_rate"] is not None else "-",
         _seconds(row["latency_p50"]),
-        _seconds(row["latency_p95"]),
+        _seconds(row["latency_p90"]),
         _seconds(row["ttft_p50"]),
         f"{row['output_tps_p50']:.1f}" if row["output_tps_p50"] is not None else "-",
         f"{row['input_tokens'] or 0:,}/{row['output_tokens'] or 0:,}",

@@ -13,10 +13,9 @@ import orjson
 import typer
 from rich.console import Console
 
-from batchrun.analytics import model_summary, results_frame
 from batchrun.catalog import Catalog
 from batchrun.cli import options as opt
-from batchrun.cli.display import ProgressDisplay, estimate_table, summary_table
+from batchrun.cli.display import ProgressDisplay, estimate_table, summary_of, summary_table
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
 from batchrun.config import parse_per_model, read_environment
@@ -409,7 +408,7 @@ def _finish(
         store.set_batch(batch.id, status="paused")
     else:
         store.set_batch(batch.id, status="completed", finished_at=time.time())
-    summary = model_summary(results_frame(store.result_rows(batch.id)), counts)
+    summary = summary_of(store, batch)
     label = " (simulated)" if batch.simulated else ""
     out.print(summary_table(summary, f"Batch {batch.name}{label}: {progress.elapsed():.1f}s"))
     for model, reason in report.stopped_models.items():

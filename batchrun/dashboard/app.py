@@ -1,0 +1,82 @@
+"""The dashboard's entry point: which database, which page, and a clear word when there is
+nothing to show yet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import streamlit as st
+
+from batchrun.config import read_environment
+from batchrun.dashboard import data
+from batchrun.dashboard.pages import batch, compare, outputs, overview, spend
+from batchrun.exceptions import StoreError
+from batchrun.store import database_url, redact_url
+
+Page = Callable[[data.Source], None]
+
+PAGES: dict[str, tuple[str, Page]] = {
+    "overview": ("Overview", overview.render),
+    "compare": ("Compare models", compare.render),
+    "outputs": ("Outputs side by side", outputs.render),
+    "spend": ("Spend", spend.render),
+    "batch": ("Batch detail", batch.render),
+}
+
+FIRST_BATCH = """\
+**No batches in {label} yet.** Run a first batch, then reload this page:
+
+```
+batchrun run jobs/demo.jsonl --models MiniMax-M2.7,MiniMax-M2.7-highspeed,MiniMax-M3
+```
+
+Without an API key, `batchrun run` answers with its built-in MiniMax simulator (the results are
+labelled simulated). With `MINIMAX_API_KEY` set it calls MiniMax. To read another database,
+start the dashboard with `batchrun dashboard --db PATH-OR-URL`.
+"""
+
+
+def source_from(argv: Sequence[str]) -> data.Source:
+    """The database: ``--db`` after ``--`` on the streamlit command line, else BATCHRUN_DB, else
+    ./batchrun.db."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--db", default=None)
+    known, _ = parser.parse_known_args(list(argv))
+    url = database_url(known.db or read_environment().db)
+    return data.Source(url=url, label=redact_url(url))
+
+
+def choose_page() -> str:
+    """The page picked in the sidebar; ``?page=`` in the address opens one directly."""
+    slugs = list(PAGES)
+    asked = st.query_params.get("page", "overview")
+    chosen = st.sidebar.radio(
+        "Page",
+        slugs,
+        index=slugs.index(asked) if asked in slugs else 0,
+        format_func=lambda slug: PAGES[slug][0],
+    )
+    st.query_params["page"] = chosen
+    return chosen
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Render the dashboard."""
+    st.set_page_config(page_title="batchrun", page_icon=":bar_chart:", layout="wide")
+    source = source_from(sys.argv[1:] if argv is None else argv)
+    slug = choose_page()
+    st.sidebar.caption(f"Database: `{source.label}`")
+    if source.missing():
+        st.title(PAGES[slug][0])
+        st.info(FIRST_BATCH.format(label=f"`{source.label}`"))
+        return
+    try:
+        if not data.batches(source.url):
+            st.title(PAGES[slug][0])
+            st.info(FIRST_BATCH.format(label=f"`{source.label}`"))
+            return
+        PAGES[slug][1](source)
+    except StoreError as exc:
+        st.error(f"Could not read the database: {exc}")

@@ -1,0 +1,92 @@
+"""Altair charts over frames that ``batchrun.analytics`` has already aggregated, so what goes to
+the browser is a few rows per model however many results the store holds."""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+NANOS_PER_USD = 1e9
+
+# What the functions return: something st.altair_chart draws.
+Chart = alt.Chart | alt.LayerChart | alt.FacetChart
+
+
+def box(distribution: pl.DataFrame, title: str, unit: str) -> Chart:
+    """One horizontal box per model: whiskers p5-p95, box p25-p75, a tick at the median."""
+    base = alt.Chart(distribution, title=title).encode(
+        y=alt.Y("model:N", title=None),
+        color=alt.Color("model:N", legend=None),
+        tooltip=["model", "p5", "p25", "p50", "p75", "p95", "mean", "count"],
+    )
+    whiskers = base.mark_rule().encode(x=alt.X("p5:Q", title=unit), x2="p95:Q")
+    boxes = base.mark_bar(size=18, opacity=0.6).encode(x="p25:Q", x2="p75:Q")
+    median = base.mark_tick(color="black", size=22, thickness=2).encode(x="p50:Q")
+    return alt.layer(whiskers, boxes, median)
+
+
+def bars(frame: pl.DataFrame, value: str, title: str, unit: str) -> Chart:
+    """One bar per model."""
+    chart: Chart = (
+        alt.Chart(frame, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{value}:Q", title=unit),
+            y=alt.Y("model:N", title=None),
+            color=alt.Color("model:N", legend=None),
+            tooltip=["model", alt.Tooltip(f"{value}:Q", format=",.4f")],
+        )
+    )
+    return chart
+
+
+def cost_vs_speed(metrics: pl.DataFrame) -> Chart:
+    """Each priced model one point: median output tps against cost per 1,000 requests."""
+    points = metrics.filter(pl.col("cost_per_1k_nanos").is_not_null()).select(
+        "model",
+        pl.col("output_tps_p50").alias("output tps p50"),
+        (pl.col("cost_per_1k_nanos") / NANOS_PER_USD).alias("USD per 1k requests"),
+    )
+    base = alt.Chart(points, title="Cost against speed (right and low is better)").encode(
+        x=alt.X("output tps p50:Q", scale=alt.Scale(zero=False)),
+        y=alt.Y("USD per 1k requests:Q", scale=alt.Scale(zero=False)),
+        tooltip=["model", "output tps p50", alt.Tooltip("USD per 1k requests:Q", format="$,.4f")],
+    )
+    dots = base.mark_circle(size=160).encode(color=alt.Color("model:N", legend=None))
+    labels = base.mark_text(align="left", dx=10).encode(text="model:N")
+    return alt.layer(dots, labels)
+
+
+def spend_over_time(spend: pl.DataFrame, every: str) -> Chart:
+    """Priced spend per period, stacked by model (unpriced results are not drawn as $0)."""
+    frame = spend.filter(pl.col("cost_nanos").is_not_null()).with_columns(
+        (pl.col("cost_nanos") / NANOS_PER_USD).alias("USD")
+    )
+    unit = "yearmonthdatehours" if every == "hour" else "yearmonthdate"
+    chart: Chart = (
+        alt.Chart(frame, title=f"Spend per {every} by model (USD)")
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{unit}(period):T", title=f"{every} (UTC)"),
+            y=alt.Y("sum(USD):Q", title="USD", stack="zero"),
+            color=alt.Color("model:N"),
+            tooltip=["period:T", "model", alt.Tooltip("USD:Q", format="$,.4f"), "results"],
+        )
+    )
+    return chart
+
+
+def cumulative(spend: pl.DataFrame) -> Chart:
+    """Each model's running total of priced spend."""
+    frame = spend.with_columns((pl.col("cumulative_nanos") / NANOS_PER_USD).alias("USD"))
+    chart: Chart = (
+        alt.Chart(frame, title="Cumulative spend by model (USD)")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("period:T", title="UTC"),
+            y=alt.Y("USD:Q"),
+            color="model:N",
+            tooltip=["period:T", "model", alt.Tooltip("USD:Q", format="$,.4f")],
+        )
+    )
+    return chart

@@ -1,0 +1,83 @@
+"""Batch detail: every request of one batch with status, attempts and error; filters; downloads."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from batchrun.dashboard import data
+from batchrun.dashboard.pages.common import pick_batch
+
+SHOWN_ROWS = 1000
+COLUMNS = (
+    "custom_id", "model", "status", "attempts", "error_type", "error_message", "latency_s",
+    "ttft_s", "output_tps", "input_tokens", "output_tokens", "cost_nanos",
+)  # fmt: skip
+
+
+def render(source: data.Source) -> None:
+    """The batch detail page."""
+    st.title("Batch detail")
+    batch = pick_batch(data.batches(source.url), key="detail_batch")
+    _header(batch)
+    frame = data.requests(source.url, (batch["id"],)).select(*COLUMNS)
+    rows = _filtered(frame)
+    st.caption(
+        f"{rows.height:,} of {frame.height:,} requests match"
+        + (f"; the first {SHOWN_ROWS:,} are shown" if rows.height > SHOWN_ROWS else "")
+        + ". cost_nanos is in nano-dollars (1e-9 USD); empty means unpriced or no result."
+    )
+    st.dataframe(rows.head(SHOWN_ROWS), hide_index=True)
+    _downloads(batch, rows)
+    errors = data.store(source.url).line_error_rows(batch["id"])
+    if errors:
+        st.subheader(f"Invalid lines in the file ({len(errors):,})")
+        st.dataframe(
+            pl.DataFrame([{k: e[k] for k in ("line_no", "custom_id", "field", "message")}
+                          for e in errors]),
+            hide_index=True,
+        )  # fmt: skip
+
+
+def _header(batch: dict[str, Any]) -> None:
+    created = datetime.fromtimestamp(batch["created_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+    simulated = " · **simulated** (answered by batchrun's simulator, not MiniMax)"
+    st.markdown(
+        f"`{batch['source_path']}` · {batch['status']} · created {created} · models: "
+        + ", ".join(batch["models"] or ["named per line"])
+        + (simulated if batch["simulated"] else "")
+    )
+
+
+def _filtered(frame: pl.DataFrame) -> pl.DataFrame:
+    left, middle, right = st.columns(3)
+    statuses = sorted(frame.get_column("status").unique().to_list())
+    chosen = left.multiselect("Status", statuses, default=statuses, key="detail_status")
+    models = sorted(frame.get_column("model").unique().to_list())
+    picked = middle.multiselect("Model", models, default=models, key="detail_models")
+    search = right.text_input("custom_id contains", key="detail_search")
+    rows = frame.filter(pl.col("status").is_in(chosen) & pl.col("model").is_in(picked))
+    if search:
+        rows = rows.filter(pl.col("custom_id").str.contains(search, literal=True))
+    return rows.sort("custom_id", "model")
+
+
+def _downloads(batch: dict[str, Any], rows: pl.DataFrame) -> None:
+    if not st.button("Prepare downloads of these rows", key="detail_prepare"):
+        return
+    csv, parquet = st.columns(2)
+    csv.download_button(
+        "Download CSV", rows.write_csv(), file_name=f"{batch['name']}.csv", mime="text/csv"
+    )
+    buffer = io.BytesIO()
+    rows.write_parquet(buffer)
+    parquet.download_button(
+        "Download Parquet",
+        buffer.getvalue(),
+        file_name=f"{batch['name']}.parquet",
+        mime="application/octet-stream",
+    )

@@ -1,0 +1,96 @@
+"""Outputs side by side: one job's prompt, then each model's answer in its own column."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from batchrun import analytics
+from batchrun.dashboard import data, tables
+from batchrun.dashboard.pages.common import pick_batch
+
+SHOWN_JOBS = 500  # jobs offered in the picker after filtering
+
+
+def render(source: data.Source) -> None:
+    """The outputs page."""
+    st.title("Outputs side by side")
+    batch = pick_batch(data.batches(source.url), key="outputs_batch")
+    if batch["simulated"]:
+        st.warning("Simulated batch: these answers come from batchrun's simulator, not MiniMax.")
+    custom_ids = _jobs(source, batch)
+    if not custom_ids:
+        st.info("No job matches. Clear the search or the filters.")
+        return
+    custom_id = st.selectbox("Job (custom_id)", custom_ids, key="outputs_job")
+    answers = data.answers(source.url, batch["id"], custom_id or custom_ids[0])
+    if answers:
+        _prompt(answers[0]["params"])
+    columns = st.columns(max(1, len(answers)))
+    for column, answer in zip(columns, answers, strict=True):
+        with column:
+            _answer(answer)
+
+
+def _jobs(source: data.Source, batch: dict[str, Any]) -> list[str]:
+    """The custom_ids to offer: searched, filtered and ordered as the controls say."""
+    search = st.text_input("Search custom_id or prompt text", key="outputs_search")
+    failed_only = st.checkbox("Only jobs where a model failed", key="outputs_failed")
+    by_spread = st.checkbox("Answers that differ most in length first", key="outputs_spread")
+    spread = analytics.job_spread(data.requests(source.url, (batch["id"],)))
+    if search:
+        found = [j["custom_id"] for j in data.find_jobs(source.url, batch["id"], search)]
+        spread = spread.filter(pl.col("custom_id").is_in(found))
+    if failed_only:
+        spread = spread.filter(pl.col("failed_models") > 0)
+    if by_spread:
+        spread = spread.sort("length_spread", "custom_id", descending=[True, False])
+    st.caption(f"{spread.height:,} jobs match; the first {min(spread.height, SHOWN_JOBS):,} "
+               "are offered.")  # fmt: skip
+    return spread.get_column("custom_id").head(SHOWN_JOBS).to_list()
+
+
+def _prompt(params: dict[str, Any]) -> None:
+    st.subheader("Prompt")
+    system = params.get("system")
+    if system:
+        st.markdown(f"**system**: {_text_of(system)}")
+    for message in params.get("messages", []):
+        st.markdown(f"**{message.get('role', '?')}**: {_text_of(message.get('content', ''))}")
+
+
+def _answer(answer: dict[str, Any]) -> None:
+    st.subheader(answer["model"])
+    if answer["status"] != "succeeded":
+        kind = answer["error_type"] or answer["status"]
+        st.error(f"{answer['status']}: {kind}. {answer['error_message'] or ''}".strip())
+        st.caption(f"attempts: {answer['attempts']}")
+        return
+    st.caption(
+        f"{answer['output_tokens']:,} output tokens · {answer['done_s']:.2f} s · "
+        f"{tables.money(answer['cost_nanos'])} · attempts: {answer['attempts']}"
+        + (" · simulated" if answer["simulated"] else "")
+    )
+    if answer["thinking"]:
+        with st.expander("Thinking", expanded=False):
+            st.text(answer["thinking"])
+    st.markdown(answer["text"] or "_(no text)_")
+    for block in answer["message"].get("content", []):
+        if block.get("type") == "tool_use":
+            st.markdown(f"**tool call** `{block.get('name')}`")
+            st.json(block.get("input", {}))
+
+
+def _text_of(content: Any) -> str:
+    """Text of a string or a list of content blocks; other blocks are named, not dumped."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+        elif isinstance(block, dict):
+            parts.append(f"[{block.get('type', 'block')}]")
+    return "\n\n".join(parts)

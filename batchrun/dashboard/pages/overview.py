@@ -1,0 +1,66 @@
+"""Overview: what was spent and sent, spend over time by model, and running batches live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from batchrun import analytics
+from batchrun.dashboard import charts, data, tables
+from batchrun.dashboard.pages.common import simulated_notice
+
+LIVE_EVERY = 2.0  # seconds between refreshes of the running batches
+
+
+def render(source: data.Source) -> None:
+    """The overview page."""
+    st.title("Overview")
+    frame = data.requests(source.url)
+    simulated_notice(frame)
+    totals = analytics.model_metrics(frame.with_columns(all=pl.lit("all")), by=("all",))
+    _headline(totals.row(0, named=True))
+    _running(source)
+    st.subheader("Spend over time")
+    every = st.segmented_control("Per", ["day", "hour"], default="day", key="overview_every")
+    spent = analytics.spend_over_time(frame, every or "day")
+    left, right = st.columns(2)
+    left.altair_chart(charts.spend_over_time(spent, every or "day"))
+    right.altair_chart(charts.cumulative(spent))
+    st.caption(analytics.DEFINITIONS["cost"])
+
+
+def _headline(total: dict[str, Any]) -> None:
+    spend, requests, tokens, errors = st.columns(4)
+    spend.metric(
+        "Spend",
+        tables.money(total["cost_nanos"], total["unpriced"]),
+        help=analytics.DEFINITIONS["cost"],
+    )
+    requests.metric("Requests", f"{total['requests']:,}", help="Every request of every batch.")
+    tokens.metric(
+        "Tokens in / out", f"{total['input_tokens'] or 0:,} / {total['output_tokens'] or 0:,}"
+    )
+    rate = total["error_rate"]
+    errors.metric(
+        "Error rate",
+        "-" if rate is None else f"{rate:.1%}",
+        help=analytics.DEFINITIONS["error rate"],
+    )
+
+
+@st.fragment(run_every=LIVE_EVERY)
+def _running(source: data.Source) -> None:
+    running = [b for b in data.batches(source.url) if b["status"] in ("running", "loading")]
+    st.subheader("Running batches")
+    if not running:
+        st.caption("No batch is running. This list refreshes by itself while one runs.")
+        return
+    for batch in running:
+        counts = data.progress(source.url, batch["id"])
+        total = sum(sum(by.values()) for by in counts.values())
+        done = total - sum(by.get("pending", 0) for by in counts.values())
+        mark = " (simulated)" if batch["simulated"] else ""
+        st.progress(done / total if total else 0.0, text=f"{batch['name']}{mark}: {done:,} of "
+                    f"{total:,} requests finished")  # fmt: skip

@@ -1,0 +1,97 @@
+"""Spend: by day, model and batch; budget against spend for capped batches; the estimate made
+before a batch ran against what it cost. Unpriced results are flagged, never shown as $0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from batchrun import analytics
+from batchrun.dashboard import data, tables
+from batchrun.dashboard.pages.common import pick_batch, simulated_notice
+
+
+def render(source: data.Source) -> None:
+    """The spend page."""
+    st.title("Spend")
+    frame = data.requests(source.url)
+    simulated_notice(frame)
+    batches = data.batches(source.url)
+    unpriced = frame.filter(
+        (pl.col("status") == "succeeded") & pl.col("cost_nanos").is_null()
+    ).height
+    if unpriced:
+        st.warning(
+            f"{unpriced:,} results have no price (their model has none in the catalog). They are "
+            "counted as unpriced in every table, never as $0. `batchrun reprice` prices them "
+            "once a price is added."
+        )
+    by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
+    table = analytics.spend(frame, by or "day")
+    st.dataframe(_money_columns(table), hide_index=True)
+    st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
+    _budgets(batches, frame)
+    _estimate(source, batches)
+
+
+def _money_columns(table: pl.DataFrame) -> pl.DataFrame:
+    rows = []
+    for row in table.iter_rows(named=True):
+        row["cost"] = tables.money(row.pop("cost_nanos"), row["unpriced"])
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
+    st.subheader("Budget caps")
+    use = analytics.budget_use(batches, frame)
+    if use.is_empty():
+        st.caption("No batch has a budget cap. Set one with `batchrun run ... --max-cost USD`.")
+        return
+    for row in use.iter_rows(named=True):
+        spent = tables.money(row["cost_nanos"], row["unpriced"])
+        st.progress(
+            min(1.0, row["used"]),
+            text=f"{row['batch']}: {spent} of {tables.money(row['cap_nanos'])} "
+            f"({row['used']:.0%} of the cap)",
+        )
+
+
+def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
+    st.subheader("Estimate against actual")
+    batch = pick_batch(batches, key="spend_batch")
+    estimates = batch["settings"].get("estimate")
+    if not estimates:
+        st.caption(
+            "This batch has no stored estimate (it was made before estimates were kept, or "
+            "with --yes and no pre-check)."
+        )
+        return
+    metrics = analytics.model_metrics(data.requests(source.url, (batch["id"],)))
+    compared = analytics.estimate_vs_actual(estimates, metrics)
+    shown = [
+        {
+            "model": r["model"],
+            "requests estimated": r["estimated_requests"],
+            "results": r["actual_results"],
+            "input tokens estimated": r["estimated_input_tokens"],
+            "input tokens actual": r["actual_input_tokens"],
+            "cost estimated (min-max)": f"{tables.money(r['cost_min_nanos'])} - "
+            f"{tables.money(r['cost_max_nanos'])}",
+            "cost expected": tables.money(r["cost_expected_nanos"]),
+            "cost actual": tables.money(r["actual_cost_nanos"]),
+            "actual / expected": r["actual_over_expected"],
+        }
+        for r in compared.iter_rows(named=True)
+    ]
+    st.dataframe(
+        pl.DataFrame(shown),
+        hide_index=True,
+        column_config={"actual / expected": st.column_config.NumberColumn(format="%.2f")},
+    )
+    st.caption(
+        "The estimate is the one shown before the batch ran: input tokens from count_tokens, "
+        "output from 0 to max_tokens, expected output from the model's past results."
+    )
