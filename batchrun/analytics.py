@@ -193,7 +193,7 @@ def error_breakdown(requests: pl.DataFrame) -> pl.DataFrame:
     return (
         failed.join(totals, on="model")
         .with_columns(share=pl.col("requests") / pl.col("finished"))
-        .sort("model", "requests", descending=[False, True])
+        .sort("model", "requests", "error_type", descending=[False, True, False])
     )
 
 

@@ -382,6 +382,7 @@ def _estimate_and_confirm(
     store.set_input_tokens(found.counts)
     if not found.models:
         return True
+    _keep_estimate(store, batch, found)
     out.print(estimate_table(found, "Estimate of the requests to send (prices of today, USD)"))
     total = found.total()
     threshold = connection.confirm_above_nanos
@@ -394,6 +395,15 @@ def _estimate_and_confirm(
         + ". Send it?"
     )
     return typer.confirm(question, default=False)
+
+
+def _keep_estimate(store: Store, batch: BatchInfo, found: Estimate) -> None:
+    """Store the first estimate with the batch, for the dashboard's estimate-against-actual."""
+    if "estimate" in batch.settings:
+        return  # a resumed batch keeps the estimate made before it first ran
+    fields = ("requests", "input_tokens", "cost_min_nanos", "cost_expected_nanos", "cost_max_nanos")
+    kept = {m.model: {f: getattr(m, f) for f in fields} for m in found.models.values()}
+    store.set_batch(batch.id, settings={**batch.settings, "estimate": kept})
 
 
 def _finish(

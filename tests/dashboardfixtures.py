@@ -1,0 +1,60 @@
+"""Stores for the dashboard tests, made the way users make them: `batchrun run` on the simulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from batchrun.sim import FaultRates, SimSettings, simulator_process
+from tests.runharness import prompts, write_jobs
+
+MODELS = ("MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M3")
+KEY = "sk-dashboard-test-0123456789-secret"
+
+
+def batchrun(cwd: Path, *args: str, key: str | None = None) -> str:
+    """Run the CLI like a user; fail the test with its output when it crashes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY")}
+    if key is not None:
+        env["MINIMAX_API_KEY"] = key
+    done = subprocess.run(
+        [sys.executable, "-m", "batchrun.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return done.stdout
+
+
+def seed_store(work: Path) -> Path:
+    """Two batches in ``work/dash.db``: first a batch with a key against a simulator where M3
+    always fails (errors and retries to show), then (the newest) a capped demo on the built-in
+    simulator (no key)."""
+    jobs = prompts(12)
+    del jobs[3]["prompt"]
+    jobs[3]["messages"] = [{"role": "user", "content": "Name three rivers of Europe."}]
+    lines = write_jobs(work / "jobs.jsonl", jobs).read_text()
+    (work / "jobs.jsonl").write_text(lines + '{"custom_id": "broken", "max_tokens": "many"}\n')
+    models = ",".join(MODELS)
+    db = work / "dash.db"
+    common = ("--db", str(db), "--yes")
+    faulty = SimSettings(
+        time_scale=0.0,
+        seed=11,
+        api_key=KEY,
+        model_faults={"MiniMax-M3": FaultRates(server_error=1.0)},
+    )
+    write_jobs(work / "other.jsonl", prompts(6))
+    with simulator_process(faulty) as sim:
+        batchrun(work, "run", "other.jsonl", "--models", models, "--name", "faulty",
+                 "--base-url", f"{sim.base_url}/anthropic", "--max-attempts", "2", *common,
+                 key=KEY)  # fmt: skip
+    batchrun(work, "run", "jobs.jsonl", "--models", models, "--name", "demo",
+             "--sim-time-scale", "0", "--max-cost", "5", *common)  # fmt: skip
+    return db

@@ -1,0 +1,193 @@
+"""Every dashboard page through streamlit's AppTest, over stores made by real runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from batchrun.store import Store, database_url
+from bench.synthetic_store import build
+from tests.dashboardfixtures import MODELS, seed_store
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seed_store(tmp_path_factory.mktemp("dash"))
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated store: errors, retries, pending requests, an unpriced model, a capped batch."""
+    path = tmp_path_factory.mktemp("synthetic") / "synthetic.db"
+    build(database_url(str(path)), 2400)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test reads its own store: streamlit's caches live as long as the process."""
+    monkeypatch.setenv("BATCHRUN_DB", "")  # restored after the test; open_page sets it
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+
+
+def open_page(db: Path, page: str) -> AppTest:
+    """Run the dashboard on ``page`` reading ``db`` (as `batchrun dashboard --db` passes it)."""
+    os.environ["BATCHRUN_DB"] = str(db)
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.query_params["page"] = page
+    return rerun(app)
+
+
+def rerun(app: AppTest) -> AppTest:
+    """Run (again, after changing a control) and check nothing raised."""
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def texts(app: AppTest) -> str:
+    """Everything written on the page as text: markdown, captions, alerts, metrics, tables."""
+    parts = [e.value for e in app.markdown] + [e.value for e in app.caption]
+    parts += [e.value for e in (*app.warning, *app.info, *app.error, *app.success)]
+    parts += [f"{m.label}: {m.value}" for m in app.metric]
+    parts += [frame.value.to_csv() for frame in app.dataframe]
+    parts += [e.value for e in (*app.title, *app.subheader)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_every_page_renders_and_names_the_models(seeded: Path) -> None:
+    for page in ("overview", "compare", "outputs", "spend", "batch"):
+        app = open_page(seeded, page)
+        shown = texts(app)
+        assert "simulated" in shown.lower(), page
+        if page in ("compare", "outputs", "batch", "spend"):
+            for model in MODELS if page != "spend" else ():
+                assert model in shown, (page, model)
+
+
+def test_overview_shows_spend_requests_and_error_rate(seeded: Path) -> None:
+    app = open_page(seeded, "overview")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Requests"] == f"{12 * 3 + 6 * 3:,}"
+    assert metrics["Spend"].startswith("$")
+    assert metrics["Error rate"].endswith("%")
+    assert float(metrics["Error rate"].rstrip("%")) > 0  # the faulty batch's M3 requests
+    assert "No batch is running" in texts(app)
+    daily = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+    assert len(daily) == 2
+    assert "yearmonthdatehours" not in daily[0]
+    app.segmented_control(key="overview_every").set_value("hour")
+    hourly = [chart.proto.spec for chart in rerun(app).get("vega_lite_chart")]
+    assert "yearmonthdatehours" in hourly[0]
+
+
+def test_compare_table_follows_the_batch_model_and_grouping_choices(seeded: Path) -> None:
+    app = open_page(seeded, "compare")
+    table = app.dataframe[0].value
+    assert sorted(table["model"]) == sorted(MODELS)
+    assert {"latency p50 (s)", "TTFT p90 (s)", "output tps p50", "cost / 1k requests"} <= set(
+        table.columns
+    )
+    assert "What these numbers mean" in [e.label for e in app.expander]
+    app.multiselect(key="compare_models").set_value(["MiniMax-M3"])
+    narrowed = rerun(app).dataframe[0].value
+    assert list(narrowed["model"]) == ["MiniMax-M3"]
+    faulty = next(o for o in app.multiselect(key="compare_batches").options if "faulty" in o)
+    both = app.multiselect(key="compare_batches").options
+    app.multiselect(key="compare_batches").set_value(both)
+    app.segmented_control(key="compare_group").set_value("batch and model")
+    grouped = rerun(app).dataframe[0].value
+    assert sorted(set(grouped["batch_name"])) == ["demo", "faulty"], faulty
+    charts = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+    assert len(charts) == 6  # latency, TTFT, tps, TTFT (text), cost per 1k, cost against speed
+    assert "Cost against speed" in charts[-1]
+    errors = texts(app)
+    assert "Errors by type" in errors
+    assert "api_error" in errors
+
+
+def test_outputs_side_by_side_search_and_filters(seeded: Path) -> None:
+    app = open_page(seeded, "outputs")
+    headers = [h.value for h in app.subheader]
+    assert "Prompt" in headers
+    assert all(model in headers for model in MODELS)
+    jobs = app.selectbox(key="outputs_job").options
+    assert len(jobs) == 12
+    app.text_input(key="outputs_search").input("rivers of Europe")
+    searched = rerun(app)
+    assert searched.selectbox(key="outputs_job").options == ["job-0003"]
+    assert "Name three rivers of Europe." in texts(searched)
+    searched.text_input(key="outputs_search").input("")
+    batches = searched.selectbox(key="outputs_batch").options
+    searched.selectbox(key="outputs_batch").set_value(next(b for b in batches if "faulty" in b))
+    searched.checkbox(key="outputs_failed").check()
+    failed = rerun(searched)
+    assert len(failed.selectbox(key="outputs_job").options) == 6  # M3 failed every job
+    assert any("api_error" in e.value for e in failed.error)
+    failed.checkbox(key="outputs_failed").uncheck()
+    failed.checkbox(key="outputs_spread").check()
+    spread = rerun(failed)
+    assert sorted(spread.selectbox(key="outputs_job").options) == sorted(jobs[:6])
+
+
+def test_spend_page_by_day_model_batch_and_budget(seeded: Path) -> None:
+    app = open_page(seeded, "spend")
+    shown = texts(app)
+    assert "Budget caps" in shown
+    bars = [bar.proto.text for bar in app.get("progress")]
+    assert len(bars) == 1
+    assert bars[0].startswith("demo: $")
+    assert "of $5.0000" in bars[0]
+    app.segmented_control(key="spend_by").set_value("model")
+    by_model = rerun(app).dataframe[0].value
+    assert sorted(by_model["model"]) == sorted(MODELS)
+    app.segmented_control(key="spend_by").set_value("batch")
+    by_batch = rerun(app).dataframe[0].value
+    assert sorted(by_batch["batch"]) == ["demo", "faulty"]
+    assert all(str(cost).startswith("$") for cost in by_batch["cost"])
+    estimate = app.dataframe[-1].value
+    assert "cost expected" in estimate.columns
+
+
+def test_batch_detail_filters_and_downloads(seeded: Path) -> None:
+    app = open_page(seeded, "batch")
+    rows = app.dataframe[0].value
+    assert len(rows) == 36
+    assert "Invalid lines in the file (1)" in texts(app)
+    app.multiselect(key="detail_models").set_value(["MiniMax-M3"])
+    assert len(rerun(app).dataframe[0].value) == 12
+    app.text_input(key="detail_search").input("job-0001")
+    assert list(rerun(app).dataframe[0].value["custom_id"]) == ["job-0001"]
+    app.button(key="detail_prepare").click()
+    ready = rerun(app)
+    labels = [button.proto.label for button in ready.get("download_button")]
+    assert labels == ["Download CSV", "Download Parquet"]
+
+
+def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
+    spend = texts(open_page(synthetic, "spend"))
+    assert "have no price" in spend
+    assert "$0.000000" not in spend
+    compare = open_page(synthetic, "compare")
+    table = compare.dataframe[0].value
+    m3 = table[table["model"] == "MiniMax-M3"].iloc[0]
+    assert m3["cost"].startswith("unpriced")
+    assert "No price is known for MiniMax-M3" in texts(compare)
+
+
+def test_an_empty_or_missing_store_says_how_to_start(tmp_path: Path) -> None:
+    missing = open_page(tmp_path / "nothing-here.db", "overview")
+    assert "batchrun run jobs/demo.jsonl" in texts(missing)
+    assert not (tmp_path / "nothing-here.db").exists()  # looking does not create it
+    Store(database_url(str(tmp_path / "empty.db"))).close()
+    for page in ("overview", "compare", "batch"):
+        assert "No batches" in texts(open_page(tmp_path / "empty.db", page))
