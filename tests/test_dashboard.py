@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +30,11 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test reads its own store: streamlit's caches live as long as the process."""
     monkeypatch.setenv("BATCHRUN_DB", "")  # restored after the test; open_page sets it
     st.cache_data.clear()
     st.cache_resource.clear()
-    yield
 
 
 def open_page(db: Path, page: str) -> AppTest:
