@@ -32,10 +32,10 @@ def batchrun(cwd: Path, *args: str, key: str | None = None) -> str:
     return done.stdout
 
 
-def seed_store(work: Path) -> Path:
+def seed_store(work: Path, time_scale: float = 0.0) -> Path:
     """Two batches in ``work/dash.db``: first a batch with a key against a simulator where M3
     always fails (errors and retries to show), then (the newest) a capped demo on the built-in
-    simulator (no key)."""
+    simulator (no key). ``time_scale`` 1 gives realistic latencies (for screenshots)."""
     jobs = prompts(12)
     del jobs[3]["prompt"]
     jobs[3]["messages"] = [{"role": "user", "content": "Name three rivers of Europe."}]
@@ -45,7 +45,7 @@ def seed_store(work: Path) -> Path:
     db = work / "dash.db"
     common = ("--db", str(db), "--yes")
     faulty = SimSettings(
-        time_scale=0.0,
+        time_scale=time_scale,
         seed=11,
         api_key=KEY,
         model_faults={"MiniMax-M3": FaultRates(server_error=1.0)},
@@ -56,5 +56,5 @@ def seed_store(work: Path) -> Path:
                  "--base-url", f"{sim.base_url}/anthropic", "--max-attempts", "2", *common,
                  key=KEY)  # fmt: skip
     batchrun(work, "run", "jobs.jsonl", "--models", models, "--name", "demo",
-             "--sim-time-scale", "0", "--max-cost", "5", *common)  # fmt: skip
+             "--sim-time-scale", str(time_scale), "--max-cost", "5", *common)  # fmt: skip
     return db

@@ -4,7 +4,7 @@
     data.py     cached reads: one Store per URL, one requests frame per batch selection
     charts.py   Altair charts built from already-aggregated frames (small whatever the store)
     tables.py   frames turned into what people read: dollars, seconds, percentages
-    pages/      one module per page, each a ``render(source)`` function
+    views/      one module per page, each a ``render(source)`` function
 
 Started by ``batchrun dashboard`` or ``streamlit run dashboard/app.py``.
 """

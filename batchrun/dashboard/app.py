@@ -11,7 +11,7 @@ import streamlit as st
 
 from batchrun.config import read_environment
 from batchrun.dashboard import data
-from batchrun.dashboard.pages import batch, compare, outputs, overview, spend
+from batchrun.dashboard.views import batch, compare, outputs, overview, spend
 from batchrun.exceptions import StoreError
 from batchrun.store import database_url, redact_url
 

@@ -10,7 +10,7 @@ import polars as pl
 import streamlit as st
 
 from batchrun.dashboard import data
-from batchrun.dashboard.pages.common import pick_batch
+from batchrun.dashboard.views.common import pick_batch
 
 SHOWN_ROWS = 1000
 COLUMNS = (

@@ -8,7 +8,7 @@ import streamlit as st
 
 from batchrun import analytics
 from batchrun.dashboard import charts, data, tables
-from batchrun.dashboard.pages.common import pick_batches, pick_models, simulated_notice
+from batchrun.dashboard.views.common import pick_batches, pick_models, simulated_notice
 
 GROUPS = {
     "model": ("model",),

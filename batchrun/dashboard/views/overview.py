@@ -9,7 +9,7 @@ import streamlit as st
 
 from batchrun import analytics
 from batchrun.dashboard import charts, data, tables
-from batchrun.dashboard.pages.common import simulated_notice
+from batchrun.dashboard.views.common import simulated_notice
 
 LIVE_EVERY = 2.0  # seconds between refreshes of the running batches
 

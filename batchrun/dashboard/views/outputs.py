@@ -9,7 +9,7 @@ import streamlit as st
 
 from batchrun import analytics
 from batchrun.dashboard import data, tables
-from batchrun.dashboard.pages.common import pick_batch
+from batchrun.dashboard.views.common import pick_batch
 
 SHOWN_JOBS = 500  # jobs offered in the picker after filtering
 

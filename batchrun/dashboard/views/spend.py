@@ -10,7 +10,7 @@ import streamlit as st
 
 from batchrun import analytics
 from batchrun.dashboard import data, tables
-from batchrun.dashboard.pages.common import pick_batch, simulated_notice
+from batchrun.dashboard.views.common import pick_batch, simulated_notice
 
 
 def render(source: data.Source) -> None:

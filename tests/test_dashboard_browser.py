@@ -1,0 +1,46 @@
+"""End to end: `batchrun dashboard` serving a store made by real runs, read in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.browser import CHROMIUM, PAGES, browser_page, dashboard, show
+from tests.dashboardfixtures import MODELS, seed_store
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seed_store(tmp_path_factory.mktemp("browser"))
+
+
+def test_the_dashboard_renders_every_page_in_a_browser(seeded: Path, tmp_path: Path) -> None:
+    with dashboard(seeded) as address, browser_page() as page:
+        shown = {slug: show(page, address, slug, expect) for slug, expect in PAGES.items()}
+        page.screenshot(path=str(tmp_path / "batch.png"), full_page=True)
+        show(page, address, "compare", PAGES["compare"])
+        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+    compare = shown["compare"]
+    for model in MODELS:
+        assert model in compare
+    assert "Latency" in compare  # a chart title (the table itself is drawn on a canvas)
+    assert "What these numbers mean" in compare
+    assert "Spend" in shown["overview"]
+    assert "$" in shown["overview"]
+    assert "Simulated data" in shown["overview"]
+    assert "Prompt" in shown["outputs"]
+    assert "of $5.0000" in shown["spend"]
+    assert "36 of 36 requests match" in shown["batch"]
+    for name in ("batch.png", "compare.png"):
+        image = (tmp_path / name).read_bytes()
+        assert image.startswith(PNG)
+        assert len(image) > 20_000  # a drawn page, not a blank one
