@@ -171,6 +171,18 @@ def test_batch_detail_filters_and_downloads(seeded: Path) -> None:
     assert labels == ["Download CSV", "Download Parquet"]
 
 
+def test_overview_shows_running_batches_and_progress(synthetic: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "running.db"
+    copy.write_bytes(synthetic.read_bytes())
+    store = Store(database_url(str(copy)))
+    store.set_batch("synthetic0001", status="running")
+    store.close()
+    bars = [bar.proto.text for bar in open_page(copy, "overview").get("progress")]
+    assert len(bars) == 1
+    assert bars[0].startswith("synthetic-1 (simulated): ")
+    assert "of 600 requests finished" in bars[0]
+
+
 def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
     spend = texts(open_page(synthetic, "spend"))
     assert "have no price" in spend
