@@ -9,9 +9,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from batchrun.dashboard import data
 from batchrun.store import Store, database_url
 from bench.synthetic_store import build
 from tests.dashboardfixtures import MODELS, seed_store
+from tests.dbfixtures import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
@@ -37,7 +39,7 @@ def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     st.cache_resource.clear()
 
 
-def open_page(db: Path, page: str) -> AppTest:
+def open_page(db: Path | str, page: str) -> AppTest:
     """Run the dashboard on ``page`` reading ``db`` (as `batchrun dashboard --db` passes it)."""
     os.environ["BATCHRUN_DB"] = str(db)
     app = AppTest.from_file(APP, default_timeout=60)
@@ -192,6 +194,22 @@ def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
     m3 = table[table["model"] == "MiniMax-M3"].iloc[0]
     assert m3["cost"].startswith("unpriced")
     assert "No price is known for MiniMax-M3" in texts(compare)
+
+
+@pytest.mark.postgres
+def test_every_page_reads_postgresql(request: pytest.FixtureRequest) -> None:
+    url = str(request.getfixturevalue("postgres_url"))
+    build(url, 600)
+    try:
+        for page in ("overview", "compare", "outputs", "spend", "batch"):
+            app = open_page(url, page)
+            where = "\n".join(e.value for e in app.sidebar.caption)
+            assert "postgresql+psycopg://postgres@127.0.0.1:5432/" in where
+            shown = texts(app)
+            if page in ("compare", "batch"):
+                assert "MiniMax-M2.7-highspeed" in shown
+    finally:
+        data.store(url).close()  # let the database be dropped
 
 
 def test_an_empty_or_missing_store_says_how_to_start(tmp_path: Path) -> None:
