@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Insert,
+    Select,
     Table,
     Text,
     bindparam,
@@ -482,20 +483,13 @@ class Store:
         rank = {model: n for n, model in enumerate(batch.models)}
         order = case(rank, value=requests.c.model, else_=len(rank)) if rank else requests.c.model
         query = (
-            select(
+            _with_results(
                 jobs.c.line_no,
                 requests.c.custom_id,
-                requests.c.model,
-                requests.c.status,
-                requests.c.attempts,
-                requests.c.error_type,
-                requests.c.error_message,
+                *_OUTCOME,
                 requests.c.error_status,
                 requests.c.error_code,
-                results,
             )
-            .join(jobs, jobs.c.id == requests.c.job_id)
-            .outerjoin(results, results.c.request_id == requests.c.id)
             .where(requests.c.batch_id == batch.id)
             .order_by(jobs.c.line_no, order, requests.c.model)
             .execution_options(yield_per=page)
@@ -562,17 +556,7 @@ class Store:
         """Each model's request for one job: its params, status, error and, where it succeeded, the
         result."""
         query = (
-            select(
-                requests.c.model,
-                requests.c.status,
-                requests.c.attempts,
-                requests.c.error_type,
-                requests.c.error_message,
-                jobs.c.params,
-                results,
-            )
-            .join(jobs, jobs.c.id == requests.c.job_id)
-            .outerjoin(results, results.c.request_id == requests.c.id)
+            _with_results(*_OUTCOME, jobs.c.params)
             .where(requests.c.batch_id == batch_id, requests.c.custom_id == custom_id)
             .order_by(requests.c.model)
         )
@@ -592,6 +576,25 @@ class Store:
 
     def _begin(self) -> Any:
         return _Guard(self, self.engine.begin())
+
+
+# What became of a request: its model, status, attempts and error.
+_OUTCOME = (
+    requests.c.model,
+    requests.c.status,
+    requests.c.attempts,
+    requests.c.error_type,
+    requests.c.error_message,
+)
+
+
+def _with_results(*columns: Any) -> Select[Any]:
+    """Requests (with their job) and, where they have one, their result's columns."""
+    return (
+        select(*columns, results)
+        .join(jobs, jobs.c.id == requests.c.job_id)
+        .outerjoin(results, results.c.request_id == requests.c.id)
+    )
 
 
 class _Guard:
