@@ -90,3 +90,26 @@ def cumulative(spend: pl.DataFrame) -> Chart:
         )
     )
     return chart
+
+
+def pareto(quality: pl.DataFrame, x: str, x_title: str, title: str) -> Chart:
+    """Quality against one other figure, each model one point with its 95% interval as a bar."""
+    base = alt.Chart(quality, title=title).encode(
+        x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False)),
+        color=alt.Color("model:N", legend=None),
+        tooltip=[
+            "model",
+            alt.Tooltip("pass_rate:Q", format=".1%", title="pass rate"),
+            alt.Tooltip("ci_low:Q", format=".1%", title="95% low"),
+            alt.Tooltip("ci_high:Q", format=".1%", title="95% high"),
+            alt.Tooltip(f"{x}:Q", format=",.4f", title=x_title),
+            "graded",
+        ],
+    )
+    interval = base.mark_rule(strokeWidth=2).encode(
+        y=alt.Y("ci_low:Q", title="pass rate (95% interval)", scale=alt.Scale(domain=[0, 1])),
+        y2="ci_high:Q",
+    )
+    dots = base.mark_circle(size=160).encode(y="pass_rate:Q")
+    labels = base.mark_text(align="left", dx=10).encode(y="pass_rate:Q", text="model:N")
+    return alt.layer(interval, dots, labels)
