@@ -552,6 +552,7 @@ class Store:
                 results.c.custom_id,
                 results.c.sent_at,
                 results.c.first_token_s,
+                results.c.first_text_s,
                 results.c.last_token_s,
                 results.c.done_s,
                 results.c.output_tokens,
