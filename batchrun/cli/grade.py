@@ -78,6 +78,10 @@ def grade_command(
     if (judge is None) != (rubric is None):
         raise ConfigError("--judge and --rubric go together: name the judge model and its rubric")
     loaded = opt.open_catalog(catalog)
+    rubric_text = None
+    if judge is not None and rubric is not None:  # checked before anything is graded
+        loaded.get(judge)  # UnknownModelError lists the known models
+        rubric_text = _read_rubric(rubric)
     store = opt.open_store(db)
     batch = store.find_batch(batch_ref)
     done = grade_batch(store, batch.id)
@@ -87,12 +91,12 @@ def grade_command(
         + "."
     )
     code = EXIT_OK
-    if judge is not None and rubric is not None:
+    if judge is not None and rubric_text is not None:
         if sim_time_scale < 0:
             raise ConfigError("--sim-time-scale must be 0 or more")
         judging = _Judging(
             model=judge,
-            rubric=_read_rubric(rubric),
+            rubric=rubric_text,
             max_tokens=judge_max_tokens,
             endpoint=EndpointOptions(
                 base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale
@@ -158,7 +162,6 @@ def _judge(
     from batchrun.grading.judge import JudgeOptions, run_judge  # noqa: PLC0415
     from batchrun.runner import RunSettings  # noqa: PLC0415
 
-    catalog.get(judging.model)  # UnknownModelError lists the known models
     options = JudgeOptions(
         model=judging.model,
         rubric=judging.rubric,

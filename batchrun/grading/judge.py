@@ -40,7 +40,7 @@ JUDGE_MAX_TOKENS = 1024
 PASS_THRESHOLD = 0.5  # a judge's score at or above this passes, unless it says "passed"
 _MAX_REASON = 500
 _SCORE_PHRASE = re.compile(
-    r"\bscore\b\W{0,3}\s*(?:is\s*)?[:=]?\s*(-?\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?",
+    r"\bscore\b[\s*:=]*(?:(?:is|of)\s+)?(-?\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?",
     re.IGNORECASE,
 )
 
