@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from batchrun.catalog import load_catalog
@@ -33,12 +34,16 @@ from batchrun.store import BatchInfo, Store
 from tests.conftest import API_KEY, user
 from tests.runharness import Run, endpoint_for, run_jobs
 
-M3, M27 = "MiniMax-M3", "MiniMax-M2.7"
+M3, M27, M27S = "MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed"
 JUDGE_SAYS = '#answer: Verdict: {"score": 0.8, "reason": "right, but wordy"} end'
 
 JOBS: list[dict[str, Any]] = [
     {"id": "sum", "prompt": "2+2? Reply with the number.\n#answer: 4", "expect": {"equals": 4}},
-    {"id": "wrong", "prompt": "3+3?\n#answer: 7", "expect": {"equals": 6}},
+    {
+        "id": "wrong",
+        "prompt": "3+3?\n#answer: 7\n#answer[MiniMax-M2.7]: six",
+        "expect": {"equals": 6},
+    },
     {
         "id": "json",
         "prompt": 'Extract.\n#answer: Sure, here: {"name": "Ada", "age": 36} and more.',
@@ -109,6 +114,8 @@ def test_the_simulator_answers_the_marked_text(answered: Run) -> None:
     usage = {(r["custom_id"], r["model"]): r["output_tokens"] for r in answered.results()}
     assert usage["mc", M3] == 6  # one delta per word, as every simulated token
     assert "#answer" not in texts["free", M3]  # an unmarked prompt gets generated text
+    assert texts["wrong", M3] == "7"
+    assert texts["wrong", M27] == "six"  # its own marker
 
 
 def test_marked_answer_reads_the_last_user_message_only() -> None:
@@ -118,6 +125,10 @@ def test_marked_answer_reads_the_last_user_message_only() -> None:
     turns = [*user("#answer: old"), {"role": "assistant", "content": "x"}, *user("new")]
     assert marked_answer({"messages": turns}) is None
     assert marked_answer({"messages": user("#answer:   ")}) is None
+    both = {"messages": user("#answer: 4\n#answer[MiniMax-M3]: 5\n#answer[MiniMax-M3]: 6")}
+    assert marked_answer(both, M3) == "5"  # a model's own marker wins; the first one counts
+    assert marked_answer(both, M27) == "4"
+    assert marked_answer({"messages": user("#answer[MiniMax-M3]: 5")}, M27) is None
 
 
 # ---------------------------------------------------------------- by expectations
@@ -135,7 +146,8 @@ def test_grading_uses_stored_answers_and_sends_nothing(answered: Run) -> None:
         for model in (M3, M27)
     }
     assert grades["json", M3]["reason"] == "json_schema: valid JSON (embedded at character 13)"
-    assert grades["wrong", M27]["reason"] == "equals: expected 6, got 7"
+    assert grades["wrong", M3]["reason"] == "equals: expected 6, got 7"
+    assert grades["wrong", M27]["reason"] == "equals: expected the number 6 alone, got 'six'"
     again = grade_batch(answered.store, batch.id)
     assert again == first
     assert len(answered.store.grade_rows(batch.id)) == 8  # replaced, not added
@@ -262,3 +274,16 @@ def test_question_of_takes_the_last_user_message() -> None:
     assert question_of({"messages": [{"role": "user", "content": blocks}]}) == "a\nb"
     turns = [*user("first"), {"role": "assistant", "content": "x"}, *user("second")]
     assert question_of({"messages": turns}) == "second"
+
+
+def test_the_simulator_demo_file_gives_each_model_its_own_pass_rate(
+    tmp_path: Path, sim: RunningSimulator
+) -> None:
+    path = Path(__file__).parent.parent / "jobs" / "graded-sim.jsonl"
+    jobs = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    run = run_jobs(tmp_path, sim, jobs, [M27, M27S, M3])
+    grade_batch(run.store, run.plan.batch.id)
+    passed: dict[str, int] = {}
+    for row in run.store.grade_rows(run.plan.batch.id, "expect"):
+        passed[row["model"]] = passed.get(row["model"], 0) + bool(row["passed"])
+    assert passed == {M3: 10, M27: 8, M27S: 6}  # of 11, as the README's demo shows

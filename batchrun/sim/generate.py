@@ -115,7 +115,7 @@ def _answer(
             return "max_tokens", 0
         blocks.append(block)
         return "tool_use", tokens
-    marked = marked_answer(request.body)
+    marked = marked_answer(request.body, request.model.name)
     if marked is not None:  # a test's steer: the answer is exactly the marked text
         pieces = _MARKED_PIECE.findall(marked)
         blocks.append(Block(kind="text", pieces=pieces[:budget]))
@@ -125,20 +125,25 @@ def _answer(
     return ("max_tokens" if wanted >= budget else "end_turn"), len(blocks[-1].pieces)
 
 
-_MARKER = re.compile(r"#answer:[ \t]*([^\n]*\S)")
+_MARKER = re.compile(r"#answer(?:\[([^\]\n]+)\])?:[ \t]*([^\n]*\S)")
 _MARKED_PIECE = re.compile(r"\s*\S+")
 
 
-def marked_answer(body: dict[str, Any]) -> str | None:
-    """The text after ``#answer:`` (to the end of its line) in the last user message, if any."""
-    users = [
-        m for m in body.get("messages") or () if isinstance(m, dict) and m.get("role") == "user"
-    ]
+def marked_answer(body: dict[str, Any], model: str = "") -> str | None:
+    """The text after ``#answer:`` (to the end of its line) in the last user message, if any;
+    an ``#answer[MODEL]:`` line wins for that model (so a demo's models can differ).
+    """
+    messages = body.get("messages") or ()
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     content = users[-1].get("content") if users else None
     if isinstance(content, list):
         content = "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
-    found = _MARKER.search(content) if isinstance(content, str) else None
-    return found.group(1) if found else None
+    if not isinstance(content, str):
+        return None
+    found: dict[str | None, str] = {}
+    for match in _MARKER.finditer(content):
+        found.setdefault(match.group(1), match.group(2))  # the first of each kind counts
+    return found.get(model, found.get(None))
 
 
 def _thinking_block(rng: random.Random, length: int) -> Block:
