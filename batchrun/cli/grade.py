@@ -30,6 +30,7 @@ from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Store
 
 _MAX_RUBRIC_BYTES = 64 * 1024
+JUDGE_MAX_TOKENS = 2048  # as batchrun.grading.judge, which this module does not import early
 
 
 def grade_command(
@@ -54,7 +55,7 @@ def grade_command(
     ] = None,
     judge_max_tokens: Annotated[
         int, typer.Option("--judge-max-tokens", min=1, help="max_tokens of each judge call.")
-    ] = 1024,
+    ] = JUDGE_MAX_TOKENS,
     db: opt.Db = None,
     catalog: opt.CatalogFile = None,
     base_url: opt.BaseUrl = None,

@@ -36,7 +36,7 @@ from batchrun.store import BatchInfo, Store
 if TYPE_CHECKING:  # the runner loads the SDK: only judging, which sends, imports it
     from batchrun.runner import RunReport, RunSettings
 
-JUDGE_MAX_TOKENS = 1024
+JUDGE_MAX_TOKENS = 2048  # room for a thinking model to think, then reply
 PASS_THRESHOLD = 0.5  # a judge's score at or above this passes, unless it says "passed"
 _MAX_REASON = 500
 _SCORE_PHRASE = re.compile(
