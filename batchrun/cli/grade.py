@@ -22,6 +22,7 @@ from batchrun.config import parse_per_model, read_environment
 from batchrun.endpoint import Deadlines
 from batchrun.exceptions import ConfigError
 from batchrun.grading.apply import grade_batch
+from batchrun.grading.judge import JUDGE_MAX_TOKENS, JudgeOptions, run_judge
 from batchrun.grading.report import grades_frame, quality_frame
 from batchrun.launch import EndpointOptions, LimitOptions, limit_settings, open_endpoint
 from batchrun.pricing import usd
@@ -30,7 +31,6 @@ from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Store
 
 _MAX_RUBRIC_BYTES = 64 * 1024
-JUDGE_MAX_TOKENS = 2048  # as batchrun.grading.judge, which this module does not import early
 
 
 def grade_command(
@@ -160,7 +160,6 @@ def _judge(
     store: Store, catalog: Catalog, batch: BatchInfo, judging: _Judging, out: Console
 ) -> int:
     # Loaded here, not at the top: only judging sends requests, so only it loads the SDK.
-    from batchrun.grading.judge import JudgeOptions, run_judge  # noqa: PLC0415
     from batchrun.runner import RunSettings  # noqa: PLC0415
 
     options = JudgeOptions(
