@@ -26,6 +26,7 @@ import orjson
 
 from batchrun.catalog import Catalog, ModelInfo
 from batchrun.exceptions import JobFileError
+from batchrun.grading.expect import ExpectationError, parse_expectation
 
 __all__ = [
     "JobSpec",
@@ -449,12 +450,13 @@ def _read_custom_id(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def _read_expect(obj: dict[str, Any]) -> dict[str, Any] | None:
-    expect = obj.get("expect")
-    if expect is None and "expect" not in obj:
+    """The line's expectation, validated (batchrun.grading.expect), in its canonical JSON."""
+    if "expect" not in obj:
         return None
-    if not isinstance(expect, dict):
-        raise _Invalid("expect", f"expect must be a JSON object, got {_got(expect)}")
-    return expect
+    try:
+        return parse_expectation(obj["expect"]).to_json()
+    except ExpectationError as exc:
+        raise _Invalid(exc.field, exc.message) from None
 
 
 def _batch_params(obj: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@
     requests     one per (batch, custom_id, model): the unit of work and its status
     attempts     one per HTTP call: status, error, MiniMax code, duration (retries show here)
     results      at most one per request: usage, timings, content, cost
+    grades       one per (result, grader): score, passed, reason; a judge's model and cost
 
 Times are UTC epoch seconds (float). Money is integer nano-dollars (1e-9 USD), exact to sum;
 NULL cost means unpriced, never zero.
@@ -176,4 +177,23 @@ results = Table(
     # Covers every figure the dashboard computes, so reading a million results' metrics scans
     # this narrow index instead of rows that carry the answers' text.
     Index("ix_results_metrics", "batch_id", "request_id", *RESULT_METRICS),
+)
+
+grades = Table(
+    "grades",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, ForeignKey("results.request_id"), nullable=False),
+    Column("batch_id", String(32), nullable=False),  # the graded batch (not the judge's)
+    Column("grader", String(120), nullable=False),  # "expect", or "judge:MODEL"
+    Column("score", Float),  # 0..1; NULL when the grader could not grade (see error)
+    Column("passed", Boolean),
+    Column("reason", Text, nullable=False),
+    Column("error", Text),  # why there is no score: an unparseable judge reply, a failed call
+    Column("judge_model", String(100)),
+    Column("judge_request_id", Integer),  # the judge batch's request (its attempts, timings)
+    Column("judge_cost_nanos", BigInteger),  # NULL: no judge, or an unpriced judge call
+    Column("graded_at", Float, nullable=False),
+    UniqueConstraint("request_id", "grader"),
+    Index(None, "batch_id", "grader"),
 )

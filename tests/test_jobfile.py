@@ -174,12 +174,13 @@ def test_same_content_same_hash_in_both_formats(
     assert fourth.content_hash != first.content_hash
 
 
-def test_expect_is_kept_unvalidated(
+def test_expect_is_kept_in_its_canonical_form(
     write: Callable[..., Path], read: Callable[..., Results]
 ) -> None:
-    expect = {"contains": "Paris", "anything": [1, 2]}
+    expect = {"contains": "Paris", "regex": "x", "flags": "si"}
     path = write({**batch("a"), "expect": expect}, short("b", expect=expect))
-    assert [r.expect for r in read(path) if isinstance(r, JobSpec)] == [expect, expect]
+    canonical = {"contains": ["Paris"], "regex": "x", "flags": "is"}
+    assert [r.expect for r in read(path) if isinstance(r, JobSpec)] == [canonical, canonical]
 
 
 @pytest.mark.parametrize("line", [{**batch("a"), "expect": "Paris"}, short("a", expect=[1])])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from batchrun.cli import batches, dashboard, models, money, run
+from batchrun.cli import batches, dashboard, grade, models, money, run
 from batchrun.cli.errors import run_guarded
 from batchrun.sim import cli as sim_cli
 
@@ -25,6 +25,7 @@ app.command("status")(batches.status_command)
 app.command("results")(batches.results_command)
 app.command("spend")(money.spend_command)
 app.command("reprice")(money.reprice_command)
+app.command("grade")(grade.grade_command)
 app.add_typer(batches.db_app, name="db")
 app.command("models")(models.models_command)
 app.command("dashboard")(dashboard.dashboard_command)

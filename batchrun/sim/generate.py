@@ -2,7 +2,8 @@
 
 The same request body (whether streamed or not) with the same seed always gets the same reply.
 Each generated token is one delta, so ``output_tokens`` is exactly the number of thinking and
-text deltas plus the tokens of any tool input.
+text deltas plus the tokens of any tool input. A last user message with an ``#answer: X`` line
+gets exactly ``X`` as its text (how tests and demos steer what grading sees).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -113,9 +115,35 @@ def _answer(
             return "max_tokens", 0
         blocks.append(block)
         return "tool_use", tokens
+    marked = marked_answer(request.body, request.model.name)
+    if marked is not None:  # a test's steer: the answer is exactly the marked text
+        pieces = _MARKED_PIECE.findall(marked)
+        blocks.append(Block(kind="text", pieces=pieces[:budget]))
+        return ("max_tokens" if len(pieces) > budget else "end_turn"), len(blocks[-1].pieces)
     wanted = max(1, _lognormal_int(rng, settings.output_median, settings.output_sigma))
     blocks.append(Block(kind="text", pieces=_words(rng, min(wanted, budget), sentence=True)))
     return ("max_tokens" if wanted >= budget else "end_turn"), len(blocks[-1].pieces)
+
+
+_MARKER = re.compile(r"#answer(?:\[([^\]\n]+)\])?:[ \t]*([^\n]*\S)")
+_MARKED_PIECE = re.compile(r"\s*\S+")
+
+
+def marked_answer(body: dict[str, Any], model: str = "") -> str | None:
+    """The text after ``#answer:`` (to the end of its line) in the last user message, if any;
+    an ``#answer[MODEL]:`` line wins for that model (so a demo's models can differ).
+    """
+    messages = body.get("messages") or ()
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    if isinstance(content, list):
+        content = "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    if not isinstance(content, str):
+        return None
+    found: dict[str | None, str] = {}
+    for match in _MARKER.finditer(content):
+        found.setdefault(match.group(1), match.group(2))  # the first of each kind counts
+    return found.get(model, found.get(None))
 
 
 def _thinking_block(rng: random.Random, length: int) -> Block:
