@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+DEMO_MODELS = MiniMax-M2.7,MiniMax-M2.7-highspeed,MiniMax-M3
+
+# The demo batch, then the graded sample set, graded: quality next to cost and speed per model.
 demo: setup
-	$(BIN)/batchrun run jobs/demo.jsonl --models MiniMax-M2.7,MiniMax-M2.7-highspeed,MiniMax-M3 --sim-time-scale 0.1
+	$(BIN)/batchrun run jobs/demo.jsonl --models $(DEMO_MODELS) --sim-time-scale 0.1
+	$(BIN)/batchrun run jobs/graded-sim.jsonl --models $(DEMO_MODELS) --sim-time-scale 0.1 --name graded-demo
+	$(BIN)/batchrun grade graded-demo
 
 # Every check: lint, format, types, then the whole test suite.
 test: setup lint typecheck pytest

@@ -33,9 +33,10 @@ def batchrun(cwd: Path, *args: str, key: str | None = None) -> str:
 
 
 def seed_store(work: Path, time_scale: float = 0.0) -> Path:
-    """Two batches in ``work/dash.db``: first a batch with a key against a simulator where M3
-    always fails (errors and retries to show), then (the newest) a capped demo on the built-in
-    simulator (no key). ``time_scale`` 1 gives realistic latencies (for screenshots)."""
+    """Three batches in ``work/dash.db``: the graded sample set on the simulator, graded; a
+    batch with a key against a simulator where M3 always fails (errors and retries to show);
+    then (the newest) a capped demo on the built-in simulator (no key). ``time_scale`` 1 gives
+    realistic latencies (for screenshots)."""
     jobs = prompts(12)
     del jobs[3]["prompt"]
     jobs[3]["messages"] = [{"role": "user", "content": "Name three rivers of Europe."}]
@@ -50,6 +51,10 @@ def seed_store(work: Path, time_scale: float = 0.0) -> Path:
         api_key=KEY,
         model_faults={"MiniMax-M3": FaultRates(server_error=1.0)},
     )
+    graded = Path(__file__).resolve().parent.parent / "jobs" / "graded-sim.jsonl"
+    batchrun(work, "run", str(graded), "--models", models, "--name", "graded",
+             "--sim-time-scale", str(time_scale), *common)  # fmt: skip
+    batchrun(work, "grade", "graded", "--db", str(db))
     write_jobs(work / "other.jsonl", prompts(6))
     with simulator_process(faulty) as sim:
         batchrun(work, "run", "other.jsonl", "--models", models, "--name", "faulty",

@@ -77,7 +77,7 @@ def test_every_page_renders_and_names_the_models(seeded: Path) -> None:
 def test_overview_shows_spend_requests_and_error_rate(seeded: Path) -> None:
     app = open_page(seeded, "overview")
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["Requests"] == f"{12 * 3 + 6 * 3:,}"
+    assert metrics["Requests"] == f"{12 * 3 + 6 * 3 + 11 * 3:,}"
     assert metrics["Spend"].startswith("$")
     assert metrics["Error rate"].endswith("%")
     assert float(metrics["Error rate"].rstrip("%")) > 0  # the faulty batch's M3 requests
@@ -106,10 +106,12 @@ def test_compare_table_follows_the_batch_model_and_grouping_choices(seeded: Path
     app.multiselect(key="compare_batches").set_value(both)
     app.segmented_control(key="compare_group").set_value("batch and model")
     grouped = rerun(app).dataframe[0].value
-    assert sorted(set(grouped["batch_name"])) == ["demo", "faulty"], faulty
+    assert sorted(set(grouped["batch_name"])) == ["demo", "faulty", "graded"], faulty
     charts = [chart.proto.spec for chart in app.get("vega_lite_chart")]
-    assert len(charts) == 6  # latency, TTFT, tps, TTFT (text), cost per 1k, cost against speed
-    assert "Cost against speed" in charts[-1]
+    # latency, TTFT, tps, TTFT (text), cost per 1k, cost against speed; and, since the graded
+    # batch is among those chosen, quality against cost and against speed
+    assert len(charts) == 8
+    assert "Cost against speed" in charts[5]
     errors = texts(app)
     assert "Errors by type" in errors
     assert "api_error" in errors
@@ -139,6 +141,38 @@ def test_outputs_side_by_side_search_and_filters(seeded: Path) -> None:
     assert sorted(spread.selectbox(key="outputs_job").options) == sorted(jobs[:6])
 
 
+def test_quality_pareto_and_grades_beside_answers(seeded: Path) -> None:
+    app = open_page(seeded, "compare")
+    assert "No graded answers in these batches" in texts(app)  # the demo has no expectations
+    graded = next(o for o in app.multiselect(key="compare_batches").options if "graded" in o)
+    app.multiselect(key="compare_batches").set_value([graded])
+    rerun(app)
+    specs = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+    assert any("Quality against cost" in spec for spec in specs)
+    assert any("Quality against speed" in spec for spec in specs)
+    quality = app.dataframe[-1].value.set_index("model")
+    # jobs/graded-sim.jsonl's markers: 10, 8 and 6 of 11 answers right (see test_grading_cli).
+    assert quality.loc["MiniMax-M3", "passed"] == 10
+    assert quality.loc["MiniMax-M2.7", "passed"] == 8
+    assert quality.loc["MiniMax-M2.7-highspeed", "passed"] == 6
+    m3 = quality.loc["MiniMax-M3"]
+    assert 0 < m3["95% low"] < 10 / 11 < m3["95% high"] < 1
+
+    outputs = open_page(seeded, "outputs")
+    batches = outputs.selectbox(key="outputs_batch").options
+    outputs.selectbox(key="outputs_batch").set_value(next(b for b in batches if "graded" in b))
+    rerun(outputs)
+    everything = outputs.selectbox(key="outputs_job").options
+    assert len(everything) == 11
+    assert "passed" in texts(outputs)
+    outputs.checkbox(key="outputs_disagree").check()
+    split = rerun(outputs).selectbox(key="outputs_job").options
+    assert 0 < len(split) < len(everything)
+    shown = texts(outputs)
+    assert "failed" in shown
+    assert "passed" in shown
+
+
 def test_spend_page_by_day_model_batch_and_budget(seeded: Path) -> None:
     app = open_page(seeded, "spend")
     shown = texts(app)
@@ -152,7 +186,7 @@ def test_spend_page_by_day_model_batch_and_budget(seeded: Path) -> None:
     assert sorted(by_model["model"]) == sorted(MODELS)
     app.segmented_control(key="spend_by").set_value("batch")
     by_batch = rerun(app).dataframe[0].value
-    assert sorted(by_batch["batch"]) == ["demo", "faulty"]
+    assert sorted(by_batch["batch"]) == ["demo", "faulty", "graded"]
     assert all(str(cost).startswith("$") for cost in by_batch["cost"])
     estimate = app.dataframe[-1].value
     assert "cost expected" in estimate.columns

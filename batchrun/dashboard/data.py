@@ -16,6 +16,7 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 
 from batchrun import analytics
+from batchrun.grading.report import grades_frame
 from batchrun.store import Store
 
 TTL = 5.0  # seconds a running batch's figures are reused before the store is read again
@@ -74,6 +75,13 @@ def _version(batch: dict[str, Any]) -> tuple[Any, ...]:
     if batch["status"] in ("running", "loading"):
         return (batch["status"], int(time.time() // TTL))
     return (batch["status"], batch["updated_at"])
+
+
+@st.cache_resource(ttl=TTL, show_spinner=False)
+def grades(url: str, batch_ids: tuple[str, ...]) -> pl.DataFrame:
+    """The grades of some batches' answers (grading.report.grades_frame), every grader."""
+    rows = [row for batch_id in batch_ids for row in store(url).grade_rows(batch_id)]
+    return grades_frame(rows)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

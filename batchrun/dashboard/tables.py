@@ -36,11 +36,12 @@ METRIC_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
 )
 
 
-def money(nanos: int | None, unpriced: int = 0) -> str:
-    """A cost for people: never $0 for unpriced results, which are counted beside it."""
+def money(nanos: float | None, unpriced: int = 0) -> str:
+    """A cost for people (nano-dollars, rounded): never $0 for unpriced results, which are
+    counted beside it."""
     if nanos is None:
         return f"unpriced ({unpriced:,})" if unpriced else "unpriced"
-    return usd(nanos) + (f" + {unpriced:,} unpriced" if unpriced else "")
+    return usd(round(nanos)) + (f" + {unpriced:,} unpriced" if unpriced else "")
 
 
 def metrics_table(metrics: pl.DataFrame, keys: tuple[str, ...] = ("model",)) -> pl.DataFrame:
@@ -51,8 +52,8 @@ def metrics_table(metrics: pl.DataFrame, keys: tuple[str, ...] = ("model",)) -> 
         shown["data"] = "simulated" if row["simulated"] else "MiniMax"
         shown.update({label: row[column] for column, label, _, _ in METRIC_COLUMNS})
         shown["cost"] = money(row["cost_nanos"], row["unpriced"])
-        shown["cost / 1k requests"] = money(_whole(row["cost_per_1k_nanos"]))
-        shown["cost / M output tokens"] = money(_whole(row["cost_per_m_output_nanos"]))
+        shown["cost / 1k requests"] = money(row["cost_per_1k_nanos"])
+        shown["cost / M output tokens"] = money(row["cost_per_m_output_nanos"])
         rows.append(shown)
     return pl.DataFrame(rows)
 
@@ -82,7 +83,3 @@ def definitions(*names: str) -> None:
     with st.expander("What these numbers mean"):
         for name in names or tuple(DEFINITIONS):
             st.markdown(f"**{name}**: {DEFINITIONS[name]}")
-
-
-def _whole(value: float | None) -> int | None:
-    return None if value is None else round(value)

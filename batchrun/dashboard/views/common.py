@@ -17,6 +17,8 @@ SIMULATED = (
 def batch_label(batch: dict[str, Any]) -> str:
     """How a batch is named in pickers: name, status, and a mark when simulated."""
     mark = ", simulated" if batch["simulated"] else ""
+    if batch["settings"].get("judge_of"):
+        mark += ", judge calls"
     return f"{batch['name']} ({batch['status']}{mark})"
 
 

@@ -9,6 +9,7 @@ import streamlit as st
 from batchrun import analytics
 from batchrun.dashboard import charts, data, tables
 from batchrun.dashboard.views.common import pick_batches, pick_models, simulated_notice
+from batchrun.grading.report import quality_frame
 
 GROUPS = {
     "model": ("model",),
@@ -34,6 +35,7 @@ def render(source: data.Source) -> None:
     _table(frame)
     _distributions(frame)
     _cost(frame)
+    _quality(source, tuple(sorted(chosen)), models)
 
 
 def _table(frame: pl.DataFrame) -> None:
@@ -91,4 +93,62 @@ def _cost(frame: pl.DataFrame) -> None:
     right.caption(
         "Each model one point: median output tps (MiniMax's definition) against cost per 1,000 "
         "requests."
+    )
+
+
+def _quality(source: data.Source, batch_ids: tuple[str, ...], models: list[str]) -> None:
+    st.subheader("Quality against cost and speed")
+    graded = data.grades(source.url, batch_ids).filter(pl.col("model").is_in(models))
+    if graded.is_empty():
+        st.caption(
+            "No graded answers in these batches. Give jobs an `expect` and run "
+            "`batchrun grade BATCH` (or add `--judge MODEL --rubric FILE`); see README, Grading."
+        )
+        return
+    graders = sorted(graded.get_column("grader").unique().to_list())
+    grader = st.selectbox("Grader", graders, key="compare_grader") or graders[0]
+    quality = quality_frame(graded.filter(pl.col("grader") == grader)).with_columns(
+        usd_per_answer=pl.col("cost_per_answer_nanos") / charts.NANOS_PER_USD,
+        usd_per_correct=pl.col("cost_per_correct_nanos") / charts.NANOS_PER_USD,
+    )
+    left, right = st.columns(2)
+    left.altair_chart(
+        charts.pareto(quality, "usd_per_answer", "USD per answer", "Quality against cost")
+    )
+    right.altair_chart(
+        charts.pareto(quality, "output_tps_p50", "output tps p50", "Quality against speed")
+    )
+    st.caption(
+        "Each model one point: its pass rate with the 95% Wilson interval as a bar; up and left "
+        "(cheaper) or up and right (faster) is better. Answers whose grading failed are left out."
+    )
+    st.dataframe(
+        _quality_table(quality),
+        hide_index=True,
+        column_config={
+            "pass rate": st.column_config.NumberColumn(format="percent"),
+            "95% low": st.column_config.NumberColumn(format="percent"),
+            "95% high": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+
+
+def _quality_table(quality: pl.DataFrame) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "model": r["model"],
+                "graded": r["graded"],
+                "passed": r["passed"],
+                "pass rate": r["pass_rate"],
+                "95% low": r["ci_low"],
+                "95% high": r["ci_high"],
+                "cost per correct answer": tables.money(r["cost_per_correct_nanos"]),
+                "judge cost (apart)": tables.money(r["judge_cost_nanos"])
+                if r["judge_cost_nanos"] is not None
+                else "-",
+                "grading errors": r["errors"],
+            }
+            for r in quality.iter_rows(named=True)
+        ]
     )

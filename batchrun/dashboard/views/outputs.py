@@ -10,6 +10,7 @@ import streamlit as st
 from batchrun import analytics
 from batchrun.dashboard import data, tables
 from batchrun.dashboard.views.common import pick_batch
+from batchrun.grading.report import disagreements
 
 SHOWN_JOBS = 500  # jobs offered in the picker after filtering
 
@@ -28,10 +29,13 @@ def render(source: data.Source) -> None:
     answers = data.answers(source.url, batch["id"], custom_id or custom_ids[0])
     if answers:
         _prompt(answers[0]["params"])
+    graded = data.grades(source.url, (batch["id"],))
     columns = st.columns(max(1, len(answers)))
     for column, answer in zip(columns, answers, strict=True):
         with column:
             _answer(answer)
+            if answer["request_id"] is not None:  # only answers are graded
+                _grades(graded.filter(pl.col("request_id") == answer["request_id"]))
 
 
 def _jobs(source: data.Source, batch: dict[str, Any]) -> list[str]:
@@ -39,7 +43,11 @@ def _jobs(source: data.Source, batch: dict[str, Any]) -> list[str]:
     search = st.text_input("Search custom_id or prompt text", key="outputs_search")
     failed_only = st.checkbox("Only jobs where a model failed", key="outputs_failed")
     by_spread = st.checkbox("Answers that differ most in length first", key="outputs_spread")
+    disagree = st.checkbox("Only jobs where the models' grades disagree", key="outputs_disagree")
     spread = analytics.job_spread(data.requests(source.url, (batch["id"],)))
+    if disagree:
+        split = disagreements(data.grades(source.url, (batch["id"],)))
+        spread = spread.filter(pl.col("custom_id").is_in(split.get_column("custom_id").to_list()))
     if search:
         found = [j["custom_id"] for j in data.find_jobs(source.url, batch["id"], search)]
         spread = spread.filter(pl.col("custom_id").is_in(found))
@@ -81,6 +89,18 @@ def _answer(answer: dict[str, Any]) -> None:
         if block.get("type") == "tool_use":
             st.markdown(f"**tool call** `{block.get('name')}`")
             st.json(block.get("input", {}))
+
+
+def _grades(grades: pl.DataFrame) -> None:
+    """Each grader's verdict on one answer, with its reason."""
+    for grade in grades.sort("grader").iter_rows(named=True):
+        if grade["error"]:
+            st.caption(f"grade ({grade['grader']}): could not grade: {grade['error']}")
+            continue
+        verdict = ":green[passed]" if grade["passed"] else ":red[failed]"
+        st.markdown(
+            f"**{verdict}** · {grade['grader']} · score {grade['score']:.2f}: {grade['reason']}"
+        )
 
 
 def _text_of(content: Any) -> str:
