@@ -33,6 +33,8 @@ PAGES = {
     "spend": "The estimate is the one shown before",
     "batch": "Invalid lines in the file",
 }
+# Extra screenshots: (file name, address query, text to wait for and scroll to).
+VIEWS = (("quality", "compare&batch=graded", "Quality against cost and speed"),)
 
 
 def free_port() -> int:
@@ -120,6 +122,13 @@ def screenshots(out: Path) -> list[Path]:
                 show(page, address, slug, expect)
                 path = out / f"{slug}.png"
                 page.screenshot(path=str(path), full_page=True)
+                made.append(path)
+            for name, query, expect in VIEWS:
+                show(page, address, query, expect)
+                page.get_by_text(expect).first.scroll_into_view_if_needed()
+                page.wait_for_timeout(500)
+                path = out / f"{name}.png"
+                page.screenshot(path=str(path))
                 made.append(path)
     return made
 

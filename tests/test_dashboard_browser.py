@@ -27,7 +27,7 @@ def test_the_dashboard_renders_every_page_in_a_browser(seeded: Path, tmp_path: P
     with dashboard(seeded) as address, browser_page() as page:
         shown = {slug: show(page, address, slug, expect) for slug, expect in PAGES.items()}
         page.screenshot(path=str(tmp_path / "batch.png"), full_page=True)
-        show(page, address, "compare", PAGES["compare"])
+        quality = show(page, address, "compare&batch=graded", "Quality against cost and speed")
         page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     compare = shown["compare"]
     for model in MODELS:
@@ -40,6 +40,8 @@ def test_the_dashboard_renders_every_page_in_a_browser(seeded: Path, tmp_path: P
     assert "Prompt" in shown["outputs"]
     assert "of $5.0000" in shown["spend"]
     assert "36 of 36 requests match" in shown["batch"]
+    assert "graded (completed, simulated)" in quality  # ?batch= chose it
+    assert "Grader" in quality
     for name in ("batch.png", "compare.png"):
         image = (tmp_path / name).read_bytes()
         assert image.startswith(PNG)

@@ -92,3 +92,14 @@ def test_grade_names_a_missing_batch(tmp_path: Path) -> None:
     done = batchrun(tmp_path, "grade", "nope")
     assert done.returncode == 2
     assert "nope" in done.stderr
+
+
+def test_run_with_grade_grades_as_soon_as_the_batch_is_done(tmp_path: Path) -> None:
+    graded = Path(__file__).resolve().parent.parent / "jobs" / "graded-sim.jsonl"
+    done = batchrun(tmp_path, "run", str(graded), "--models", f"{M27},{M3}",
+                    "--sim-time-scale", "0", "--name", "quiz", "--grade")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Graded 22 answers of batch quiz by their expect." in done.stdout
+    assert "73% (43%-90%)" in done.stdout  # M2.7: 8 of 11 by the sample's markers
+    assert "91% (62%-98%)" in done.stdout  # M3: 10 of 11
+    assert rows(tmp_path / "batchrun.db", "SELECT count(*) FROM grades") == [(22,)]

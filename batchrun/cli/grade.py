@@ -85,12 +85,7 @@ def grade_command(
         rubric_text = _read_rubric(rubric)
     store = opt.open_store(db)
     batch = store.find_batch(batch_ref)
-    done = grade_batch(store, batch.id)
-    out.print(
-        f"Graded {done.graded:,} answers of batch [bold]{batch.name}[/] by their expect"
-        + (f" ({done.skipped:,} without one)" if done.skipped else "")
-        + "."
-    )
+    graded = grade_expectations(store, batch, out)
     code = EXIT_OK
     if judge is not None and rubric_text is not None:
         if sim_time_scale < 0:
@@ -112,12 +107,12 @@ def grade_command(
             max_cost_nanos=opt.parse_usd(max_cost),
         )
         code = _judge(store, loaded, batch, judging, out)
-    elif done.graded == 0:
+    elif graded == 0:
         out.print(
             'No answer to grade: add "expect" to the job lines (see the README, "Grading '
             'answers"), or grade with a model: --judge MODEL --rubric FILE.'
         )
-    _print_summary(store, batch, out)
+    print_quality(store, batch, out)
     raise typer.Exit(code)
 
 
@@ -202,7 +197,19 @@ def _judge(
     return EXIT_FAILURES if outcome.judge_batch.status != "completed" else EXIT_OK
 
 
-def _print_summary(store: Store, batch: BatchInfo, out: Console) -> None:
+def grade_expectations(store: Store, batch: BatchInfo, out: Console) -> int:
+    """Grade a batch's stored answers by their expect, say how many; return that number."""
+    done = grade_batch(store, batch.id)
+    out.print(
+        f"Graded {done.graded:,} answers of batch [bold]{batch.name}[/] by their expect"
+        + (f" ({done.skipped:,} without one)" if done.skipped else "")
+        + "."
+    )
+    return done.graded
+
+
+def print_quality(store: Store, batch: BatchInfo, out: Console) -> None:
+    """The quality table of a batch's grades, and its answers' and judging's cost."""
     quality = quality_frame(grades_frame(store.grade_rows(batch.id)))
     if quality.is_empty():
         return

@@ -17,6 +17,7 @@ from batchrun.catalog import Catalog
 from batchrun.cli import options as opt
 from batchrun.cli.display import ProgressDisplay, estimate_table, summary_of, summary_table
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
+from batchrun.cli.grade import grade_expectations, print_quality
 from batchrun.cli.output import console
 from batchrun.config import parse_per_model, read_environment
 from batchrun.endpoint import Deadlines, Endpoint
@@ -96,6 +97,14 @@ def run_command(
     max_cost: opt.MaxCost = None,
     yes: opt.Yes = False,
     confirm_above: opt.ConfirmAbove = "1.00",
+    grade: Annotated[
+        bool,
+        typer.Option(
+            "--grade",
+            help='After the run, grade the answers by each job\'s "expect" and show quality '
+            "next to cost and speed (as `batchrun grade` does).",
+        ),
+    ] = False,
 ) -> None:
     """Run every line of FILE against MiniMax (or the simulator when no API key is set).
 
@@ -123,6 +132,9 @@ def run_command(
         else:
             batch = _create(store, loaded, file, fan_out, name, max_tokens, strict, endpoint, out)
         code = _execute(store, loaded, batch, endpoint, connection, out)
+    if grade and code != EXIT_INTERRUPTED:
+        grade_expectations(store, batch, out)
+        print_quality(store, batch, out)
     raise typer.Exit(code)
 
 

@@ -22,23 +22,34 @@ def batch_label(batch: dict[str, Any]) -> str:
     return f"{batch['name']} ({batch['status']}{mark})"
 
 
+def linked_batch(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch named by ``?batch=NAME`` (or id) in the address, else the newest."""
+    asked = st.query_params.get("batch")
+    return next((b for b in batches if asked in (b["id"], b["name"])), batches[0])
+
+
 def pick_batches(batches: list[dict[str, Any]], key: str) -> list[str]:
-    """A multiselect of batches (newest first, the newest chosen); returns their ids."""
+    """A multiselect of batches (newest first; the linked or newest one chosen); their ids."""
     by_id = {b["id"]: b for b in batches}
     return st.multiselect(
         "Batches",
         list(by_id),
-        default=[batches[0]["id"]],
+        default=[linked_batch(batches)["id"]],
         format_func=lambda bid: batch_label(by_id[bid]),
         key=key,
     )
 
 
 def pick_batch(batches: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """A selectbox of batches (newest first); returns the chosen batch."""
+    """A selectbox of batches (newest first; the linked one first chosen); the chosen batch."""
     by_id = {b["id"]: b for b in batches}
+    ids = list(by_id)
     chosen = st.selectbox(
-        "Batch", list(by_id), format_func=lambda bid: batch_label(by_id[bid]), key=key
+        "Batch",
+        ids,
+        index=ids.index(linked_batch(batches)["id"]),
+        format_func=lambda bid: batch_label(by_id[bid]),
+        key=key,
     )
     return by_id[chosen or batches[0]["id"]]
 
