@@ -27,6 +27,7 @@ import orjson
 from batchrun.catalog import Catalog, ModelInfo
 from batchrun.exceptions import JobFileError
 from batchrun.grading.expect import ExpectationError, parse_expectation
+from batchrun.jsonvalue import describe as _got
 
 __all__ = [
     "JobSpec",
@@ -531,20 +532,6 @@ def _check_params(params: dict[str, Any]) -> set[str]:
     if "tool_choice" in params:
         _check_tool_choice(params["tool_choice"], params.get("tools"))
     return kinds
-
-
-def _got(value: Any) -> str:
-    """A short description of a JSON value for an error message."""
-    if isinstance(value, bool):
-        return f"{'true' if value else 'false'} (a boolean)"
-    if value is None:
-        return "null"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"{orjson.dumps(shown).decode()} (a string)"
-    return "a list" if isinstance(value, list) else "an object"
 
 
 def _is_int(value: Any) -> bool:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batchrun.jsonvalue import describe as _got
+
 __all__ = ["KINDS", "Expectation", "ExpectationError", "parse_expectation"]
 
 KINDS = ("equals", "contains", "regex", "json_schema", "choice")
@@ -235,16 +237,3 @@ def _choice(value: Any) -> str:
             f"(at most {_MAX_CHOICE_CHARS} characters), got {_got(value)}",
         )
     return value.upper()
-
-
-def _got(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"{'true' if value else 'false'} (a boolean)"
-    if value is None:
-        return "null"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"{shown!r} (a string)"
-    return "a list" if isinstance(value, list) else "an object"
