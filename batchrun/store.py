@@ -535,10 +535,19 @@ class Store:
         if batch_ids is not None:
             request_query = request_query.where(requests.c.batch_id.in_(list(batch_ids)))
             result_query = result_query.where(results.c.batch_id.in_(list(batch_ids)))
+        return self._plain_rows(request_query), self._plain_rows(result_query)
+
+    def _plain_rows(self, query: Select[Any]) -> list[tuple[Any, ...]]:
+        """The rows of a read as the driver's own tuples: half the time of SQLAlchemy's rows,
+        which matters at a million. Literal binds: the only values are our own batch ids."""
+        sql = str(query.compile(self.engine, compile_kwargs={"literal_binds": True}))
         with self._connect() as connection:
-            request_rows = [tuple(row) for row in connection.execute(request_query)]
-            result_rows = [tuple(row) for row in connection.execute(result_query)]
-        return request_rows, result_rows
+            cursor = connection.connection.driver_connection.cursor()
+            try:
+                cursor.execute(sql)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
 
     def find_jobs(self, batch_id: str, text: str = "", limit: int = 200) -> list[dict[str, Any]]:
         """Jobs of a batch whose custom_id or request contains ``text``, in file order."""
