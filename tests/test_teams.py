@@ -182,3 +182,12 @@ def test_submit_then_worker_once_on_sqlite(tmp_path: Path, sim: RunningSimulator
     finally:
         store.close()
     assert KEY not in (tmp_path / "team.db").read_bytes().decode(errors="replace")
+
+
+def test_workers_take_only_submitted_open_batches(store: Store, tmp_path: Path) -> None:
+    batch = load(store, tmp_path, 1).batch  # as `batchrun run` makes it: left to that process
+    assert claims.open_batches(store) == []
+    store.set_batch(batch.id, settings={"workers": True}, status="queued")
+    assert claims.open_batches(store) == [batch.id]
+    store.set_batch(batch.id, status="canceled")
+    assert claims.open_batches(store) == []

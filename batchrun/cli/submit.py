@@ -63,6 +63,7 @@ def submit_command(
         return
     if found is None or batch.status not in OPEN_BATCHES:
         store.set_batch(batch.id, status="queued")
+    store.set_batch(batch.id, settings={**batch.settings, "workers": True})
     where = redact_url(store.url)
     out.print(
         f"Batch [bold]{batch.name}[/] ({batch.id}) queued: {pending:,} requests pending. "

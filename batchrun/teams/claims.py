@@ -160,15 +160,18 @@ def _forget(store: Store, owner: str) -> None:
 
 
 def open_batches(store: Store) -> list[str]:
-    """Ids of the batches workers take work from, oldest first."""
+    """Ids of the submitted batches workers take work from, oldest first.
+
+    A batch made by ``batchrun run`` is left to that process: only ``submit`` marks a batch
+    for workers (``settings.workers``).
+    """
     with store._connect() as connection:
-        return list(
-            connection.execute(
-                select(batches.c.id)
-                .where(batches.c.status.in_(OPEN_BATCHES))
-                .order_by(batches.c.created_at)
-            ).scalars()
-        )
+        rows = connection.execute(
+            select(batches.c.id, batches.c.settings)
+            .where(batches.c.status.in_(OPEN_BATCHES))
+            .order_by(batches.c.created_at)
+        ).all()
+    return [row.id for row in rows if (row.settings or {}).get("workers")]
 
 
 def pending_counts(store: Store, batch_id: str, models: Sequence[str]) -> tuple[int, int]:
