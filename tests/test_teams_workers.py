@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 
@@ -48,12 +49,12 @@ def count(url: str, sql: str) -> int:
 
 
 class Workers:
-    """Three worker processes started with the same options; each writes to its own log file."""
+    """Worker processes started with the same options; each writes to its own log file."""
 
-    def __init__(self, cwd: Path, *args: str) -> None:
+    def __init__(self, cwd: Path, *args: str, how_many: int = 3) -> None:
         env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
         env["MINIMAX_API_KEY"] = KEY
-        self.logs = [cwd / f"worker-{n}.log" for n in range(3)]
+        self.logs = [cwd / f"worker-{n}.log" for n in range(how_many)]
         self.processes = []
         for log in self.logs:
             with log.open("w") as out:
@@ -169,3 +170,57 @@ def test_three_workers_hold_a_global_rpm_limit(tmp_path: Path, postgres_url: str
     print(f"3 workers, 600 RPM limit: {rate:.0f} RPM achieved; simulator stats {stats}")
     assert rate >= 0.95 * 600
     assert rate <= 600
+
+
+def test_run_status_results_estimate_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    write_jobs(tmp_path / "jobs.jsonl", prompts(6))
+    db = ("--db", postgres_url)
+    ran = batchrun(tmp_path, "run", "jobs.jsonl", "--models", f"{M3},{M27}", *db, "--yes",
+                   "--sim-time-scale", "0")  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    again = batchrun(tmp_path, "run", "jobs.jsonl", "--models", f"{M3},{M27}", *db, "--yes",
+                     "--sim-time-scale", "0")  # fmt: skip
+    assert "Continuing batch" in again.stdout
+    (name,) = (n for (n,) in query(postgres_url, "select name from batches"))
+    status = batchrun(tmp_path, "status", str(name), "--json", *db)
+    assert status.returncode == 0, status.stderr
+    document = orjson.loads(status.stdout)
+    assert document["status"] == "completed"
+    assert document["requests"] == {M3: {"succeeded": 6}, M27: {"succeeded": 6}}
+    results = batchrun(tmp_path, "results", str(name), *db)
+    assert results.returncode == 0, results.stderr
+    assert len(results.stdout.splitlines()) == 12
+    estimated = batchrun(tmp_path, "estimate", "jobs.jsonl", "--models", M3, *db,
+                         "--sim-time-scale", "0")  # fmt: skip
+    assert estimated.returncode == 0, estimated.stderr
+    assert "MiniMax-M3" in estimated.stdout
+    assert count(postgres_url, "select count(*) from results") == 12
+
+
+def test_a_stopped_worker_releases_its_claims(tmp_path: Path, postgres_url: str) -> None:
+    url = postgres_url
+    settings = SimSettings(time_scale=0.2, limits=False, seed=13, api_key=KEY)
+    with simulator_process(settings) as sim:
+        base_url = f"{sim.base_url}/anthropic"
+        submit(tmp_path, url, base_url, 40, M3)
+        workers = Workers(
+            tmp_path, "--db", url, "--base-url", base_url, "--concurrency", "4", "--poll", "0.3",
+            how_many=1,
+        )  # fmt: skip
+        try:
+            held = (
+                "select count(*) from requests where status = 'pending' and claimed_by is not null"
+            )
+            deadline = time.monotonic() + 60
+            while count(url, held) == 0:
+                assert time.monotonic() < deadline, "the worker claimed nothing"
+                time.sleep(0.05)
+            assert count(url, "select count(*) from workers") == 1
+            workers.processes[0].send_signal(signal.SIGTERM)
+            ((code, out),) = workers.wait(timeout=60)
+        finally:
+            workers.stop()
+    assert code == 130, out
+    assert count(url, held) == 0
+    assert count(url, "select count(*) from workers") == 0
+    assert count(url, "select count(*) from requests where status = 'pending'") > 0
