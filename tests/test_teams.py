@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
 from batchrun.catalog import load_catalog
+from batchrun.endpoint import Deadlines
+from batchrun.launch import LimitOptions
 from batchrun.models import budget_holds, budgets, requests, workers
 from batchrun.planner import Plan, PlanOptions, create_batch, file_digest
+from batchrun.pricing import Usage, day_of, request_cost
+from batchrun.retry import RetryPolicy
 from batchrun.sim.host import RunningSimulator
+from batchrun.sim.loop import run_fast
 from batchrun.store import Outcome, Store
 from batchrun.teams import claims
 from batchrun.teams.shared import SharedBudget, SharedPacer
+from batchrun.teams.worker import Worker, WorkerOptions, WorkerReport
+from tests.conftest import API_KEY
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
-from tests.runharness import prompts, write_jobs
+from tests.runharness import endpoint_for, prompts, write_jobs
 from tests.test_cli_run import KEY, batchrun
 
 __all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
@@ -191,3 +200,60 @@ def test_workers_take_only_submitted_open_batches(store: Store, tmp_path: Path) 
     assert claims.open_batches(store) == [batch.id]
     store.set_batch(batch.id, status="canceled")
     assert claims.open_batches(store) == []
+
+
+def serve(store: Store, sim: RunningSimulator, key: str = API_KEY) -> WorkerReport:
+    """One in-process worker with --once against ``sim``."""
+    options = WorkerOptions(
+        once=True,
+        lease_s=10,
+        poll_s=0.2,
+        limits=LimitOptions(rpm={"*": 100_000}, tpm={"*": 10**12}, concurrency={"*": 4}),
+        retry=RetryPolicy(base_delay=0.01, max_delay=0.05),
+        deadlines=Deadlines(idle=10, total=30),
+        grace_seconds=1.0,
+    )
+    worker = Worker(
+        store=store, catalog=load_catalog(), endpoint=endpoint_for(sim, key), options=options
+    )
+    return run_fast(worker.serve())
+
+
+def test_a_worker_holds_the_batch_budget_and_pauses_the_batch(
+    store: Store, tmp_path: Path, sim_factory: Callable[..., RunningSimulator]
+) -> None:
+    sim = sim_factory(api_key=API_KEY)
+    batch = load(store, tmp_path, 20).batch
+    info = load_catalog().get(M3)
+    worst = request_cost(
+        info, Usage(input_tokens=30, output_tokens=1024), day_of(time.time()), {}, Decimal(1)
+    )
+    assert worst is not None
+    cap = worst.nanos * 5
+    store.set_batch(batch.id, settings={"workers": True}, status="queued", max_cost_nanos=cap)
+    report = serve(store, sim)
+    assert report.batches_run >= 1
+    assert not report.interrupted
+    spent = store.batch_spend(batch.id)
+    assert 0 < spent <= cap
+    counts = store.status_counts(batch.id)[M3]
+    assert counts["succeeded"] >= 5
+    assert counts["pending"] > 0
+    assert store.find_batch(batch.id).status == "paused"
+    with store.engine.connect() as connection:
+        row = connection.execute(select(budgets.c.spent_nanos, budgets.c.reserved_nanos)).one()
+        assert connection.execute(select(budget_holds.c.nanos)).scalars().all() == []
+    assert tuple(row) == (spent, 0)
+
+
+def test_a_worker_whose_key_is_refused_stops_that_model_and_exits(
+    store: Store, tmp_path: Path, sim_factory: Callable[..., RunningSimulator]
+) -> None:
+    sim = sim_factory(api_key=API_KEY)
+    batch = load(store, tmp_path, 5).batch
+    store.set_batch(batch.id, settings={"workers": True}, status="queued")
+    report = serve(store, sim, key="sk-wrong")
+    assert list(report.refused) == [M3]
+    assert "API key was refused" in report.refused[M3]
+    assert store.status_counts(batch.id) == {M3: {"pending": 5}}
+    assert claims.pending_counts(store, batch.id, [M3]) == (5, 5)  # released for others

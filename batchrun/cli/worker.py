@@ -88,14 +88,10 @@ def worker_command(
         out.print(f"Worker {worker.id} on {redact_url(store.url)}: {what}")
         report = run_fast(worker.serve())
     out.print(f"Worker {worker.id} stopped after {report.batches_run} batch runs.")
-    problems = False
-    for run in report.reports:
-        for model, reason in run.stopped_models.items():
-            out.print(f"[red]Stopped sending to {model}[/]: {reason}", highlight=False)
-            problems = True
-        if run.store_error:
-            out.print(f"[red]Could not save results:[/] {run.store_error}")
-            problems = True
+    for model, reason in report.refused.items():
+        out.print(f"[red]Stopped sending to {model}[/]: {reason}", highlight=False)
+    if report.store_error:
+        out.print(f"[red]Could not save results:[/] {report.store_error}")
     if report.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    raise typer.Exit(EXIT_FAILURES if problems else EXIT_OK)
+    raise typer.Exit(EXIT_FAILURES if report.refused or report.store_error else EXIT_OK)

@@ -18,6 +18,7 @@ import anyio
 
 from batchrun.catalog import Catalog
 from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.exceptions import StoreError
 from batchrun.execute import run_batch
 from batchrun.launch import LimitOptions, limit_settings
 from batchrun.retry import RetryPolicy
@@ -51,6 +52,8 @@ class WorkerReport:
     worker_id: str
     batches_run: int = 0
     interrupted: bool = False
+    store_error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # models this worker stopped sending
     reports: list[RunReport] = field(default_factory=list)
 
 
@@ -92,7 +95,7 @@ class Worker:
         return self.report
 
     async def _loop(self) -> None:
-        while not self.report.interrupted:
+        while not self.report.interrupted and self.report.store_error is None:
             worked, waiting = await self._pass()
             if worked:
                 continue
@@ -113,7 +116,7 @@ class Worker:
             if free:
                 await self._run(batch_id, models)
                 worked = True
-                if self.report.interrupted:
+                if self.report.interrupted or self.report.store_error is not None:
                     break
         return worked, waiting
 
@@ -121,7 +124,7 @@ class Worker:
         models = self.store.batch_models(batch_id)
         if self.options.models:
             models = [m for m in models if m in self.options.models]
-        return models
+        return [m for m in models if m not in self.report.refused]
 
     async def _run(self, batch_id: str, models: list[str]) -> None:
         batch = self.store.find_batch(batch_id)
@@ -158,20 +161,31 @@ class Worker:
         self.report.batches_run += 1
         self.report.reports.append(report)
         self.report.interrupted = report.interrupted
-        self._finish(batch.id)
+        self.report.store_error = report.store_error
+        # A model whose key or balance was refused is not this worker's to send any more.
+        self.report.refused.update(report.stopped_models)
+        self._finish(batch.id, report)
 
-    def _finish(self, batch_id: str) -> None:
+    def _finish(self, batch_id: str, report: RunReport) -> None:
         counts = self.store.status_counts(batch_id)
         if not any(by.get("pending") for by in counts.values()):
             self.store.set_batch(batch_id, status="completed", finished_at=time.time())
+        elif report.budget_reached:
+            # Spent for every worker (nothing reserved anywhere): submit again with a higher
+            # --max-cost to queue it again.
+            self.store.set_batch(batch_id, status="paused")
+            self.say(f"batch {batch_id}: budget reached; paused")
 
     async def _heartbeat(self) -> None:
         every = self.options.lease_s / 3
         while True:
             await anyio.sleep(every)
-            claims.renew(self.store, self.id, self.options.lease_s)
-            for dead in claims.reap(self.store, dead_after=self.options.lease_s * 2):
-                self.say(f"worker {dead} stopped heartbeating: its budget holds are freed")
+            try:
+                claims.renew(self.store, self.id, self.options.lease_s)
+                for dead in claims.reap(self.store, dead_after=self.options.lease_s * 2):
+                    self.say(f"worker {dead} stopped heartbeating: its budget holds are freed")
+            except StoreError as exc:  # a blip: the next beat tries again before leases run out
+                log.warning("heartbeat failed: %s", exc)
 
 
 async def _idle(seconds: float) -> bool:
