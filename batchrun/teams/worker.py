@@ -143,7 +143,7 @@ class Worker:
         if batch.max_cost_nanos is not None:
             budget = SharedBudget(self.store, batch.id, self.id, batch.max_cost_nanos)
         try:
-            report, _progress = await run_batch(
+            report, progress = await run_batch(
                 store=self.store,
                 catalog=self.catalog,
                 batch=batch,
@@ -159,6 +159,12 @@ class Worker:
         finally:
             claims.release(self.store, self.id)
         self.report.batches_run += 1
+        by_model = progress.models.values()
+        self.say(
+            f"worker {self.id}: batch {batch.name}: {sum(m.succeeded for m in by_model):,} "
+            f"succeeded, {sum(m.errored + m.invalid for m in by_model):,} failed in "
+            f"{progress.elapsed():.1f}s"
+        )
         self.report.reports.append(report)
         self.report.interrupted = report.interrupted
         self.report.store_error = report.store_error
