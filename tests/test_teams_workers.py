@@ -142,11 +142,14 @@ def test_three_workers_one_killed_every_request_gets_one_result(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_three_workers_hold_a_global_rpm_limit(tmp_path: Path, postgres_url: str) -> None:
     url = postgres_url
-    jobs = 200  # about 20 s at 600 RPM
+    # About 37 s at 600 RPM, longer than the simulator's 30 s window (300 requests in any 30 s;
+    # the 2% headroom leaves 6 of slack for late sends on a loaded machine).
+    jobs = 360
     settings = SimSettings(
-        time_scale=0.05, seed=12, api_key=KEY, rpm={M3: 600}, tpm={M3: 10**9}, limit_window=10.0
+        time_scale=0.05, seed=12, api_key=KEY, rpm={M3: 600}, tpm={M3: 10**9}, limit_window=30.0
     )
     with simulator_process(settings) as sim:
         base_url = f"{sim.base_url}/anthropic"
@@ -156,7 +159,7 @@ def test_three_workers_hold_a_global_rpm_limit(tmp_path: Path, postgres_url: str
             "1000000000", "--concurrency", "8", "--lease", "5", "--poll", "0.3",
         )  # fmt: skip
         try:
-            ended = workers.wait(timeout=100)
+            ended = workers.wait(timeout=110)
         finally:
             workers.stop()
         stats = sim.fetch_stats()

@@ -63,7 +63,9 @@ def submit_command(
         return
     if found is None or batch.status not in OPEN_BATCHES:
         store.set_batch(batch.id, status="queued")
-    store.set_batch(batch.id, settings={**batch.settings, "workers": True})
+    # Read again: the estimate may have added to the settings meanwhile.
+    settings = store.find_batch(batch.id).settings
+    store.set_batch(batch.id, settings={**settings, "workers": True})
     where = redact_url(store.url)
     out.print(
         f"Batch [bold]{batch.name}[/] ({batch.id}) queued: {pending:,} requests pending. "
