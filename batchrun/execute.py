@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import anyio
 
@@ -11,8 +11,9 @@ from batchrun.budget import Budget
 from batchrun.catalog import Catalog
 from batchrun.client import ApiClient
 from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.limits import ModelLimiter
 from batchrun.progress import ModelProgress, RunProgress
-from batchrun.runner import BatchRunner, RunReport, RunSettings
+from batchrun.runner import BatchRunner, RunReport, RunSettings, WorkSource
 from batchrun.store import BatchInfo, Store
 
 
@@ -26,8 +27,15 @@ async def run_batch(
     deadlines: Deadlines,
     display: Callable[[RunProgress], object] | None = None,
     max_cost_nanos: int | None = None,
+    source: WorkSource | None = None,
+    budget: Budget | None = None,
+    limiters: Mapping[str, ModelLimiter] | None = None,
 ) -> tuple[RunReport, RunProgress]:
-    """Run the batch's pending requests until done, stopped, or interrupted by a signal."""
+    """Run the batch's pending requests until done, stopped, or interrupted by a signal.
+
+    A worker of a team passes its claim-based ``source``, the shared ``budget`` and limiters
+    whose pacers live in the database; a plain run leaves them to their defaults.
+    """
     counts = await anyio.to_thread.run_sync(store.status_counts, batch.id)
     models = [m for m in settings.limits if counts.get(m, {}).get("pending")]
     progress = RunProgress(
@@ -35,8 +43,7 @@ async def run_batch(
     )
     connections = sum(settings.limits[m].concurrency for m in models) or 1
     client = ApiClient(endpoint, deadlines, max_connections=min(connections, 4096))
-    budget = None
-    if max_cost_nanos is not None:
+    if budget is None and max_cost_nanos is not None:
         spent = await anyio.to_thread.run_sync(store.batch_spend, batch.id)
         budget = Budget(max_cost_nanos, spent)
     runner = BatchRunner(
@@ -48,6 +55,8 @@ async def run_batch(
         models=models,
         settings=settings,
         progress=progress,
+        source=source,
+        limiters=limiters,
     )
     try:
         async with anyio.create_task_group() as group:

@@ -7,6 +7,10 @@
     attempts     one per HTTP call: status, error, MiniMax code, duration (retries show here)
     results      at most one per request: usage, timings, content, cost
     grades       one per (result, grader): score, passed, reason; a judge's model and cost
+    workers      one per `batchrun worker` process: its heartbeat (teams on one PostgreSQL store)
+    pacers       one per model: the next free slot of its RPM / TPM pacer, shared by all workers
+    budgets      one per capped batch: cap, spent and reserved, for atomic reservations
+    budget_holds one per (worker, batch): what that worker has reserved, freed if it dies
 
 Times are UTC epoch seconds (float). Money is integer nano-dollars (1e-9 USD), exact to sum;
 NULL cost means unpriced, never zero.
@@ -196,4 +200,41 @@ grades = Table(
     Column("graded_at", Float, nullable=False),
     UniqueConstraint("request_id", "grader"),
     Index(None, "batch_id", "grader"),
+)
+
+# A worker renews and releases its claims by ``claimed_by``.
+Index("ix_requests_claimed_by", requests.c.claimed_by)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+pacers = Table(
+    "pacers",
+    metadata,
+    Column("name", String(120), primary_key=True),  # "rpm:MODEL" or "tpm:MODEL"
+    Column("next_at", Float, nullable=False),  # epoch seconds of the next free slot
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("batch_id", String(32), ForeignKey("batches.id"), primary_key=True),
+    Column("cap_nanos", BigInteger, nullable=False),
+    Column("spent_nanos", BigInteger, nullable=False),
+    Column("reserved_nanos", BigInteger, nullable=False),
+)
+
+budget_holds = Table(
+    "budget_holds",
+    metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("batch_id", String(32), ForeignKey("batches.id"), primary_key=True),
+    Column("nanos", BigInteger, nullable=False),
 )

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -57,6 +57,32 @@ class RunSettings:
     precheck_concurrency: int = 16
     grace_seconds: float = 5.0
     commit_batch: int = 256
+
+
+class WorkSource(Protocol):
+    """Where the feeders take pending requests from; the writer records under ``owner``."""
+
+    @property
+    def owner(self) -> str | None:
+        """The worker id whose claims the results must match; None without claims."""
+
+    async def take(self, batch_id: str, model: str, after: int, limit: int) -> list[WorkItem]:
+        """The next pending requests of one model after ``after``; [] when there are none."""
+
+
+class StorePending:
+    """The default source: the batch's pending requests in id order, for a single process."""
+
+    owner: str | None = None
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def take(self, batch_id: str, model: str, after: int, limit: int) -> list[WorkItem]:
+        """A page of ``Store.pending``."""
+        page = self.store.pending(batch_id, model, after, limit)
+        await anyio.lowlevel.checkpoint()
+        return page
 
 
 @dataclass
@@ -108,8 +134,11 @@ class BatchRunner:
         settings: RunSettings,
         progress: RunProgress,
         budget: Budget | None = None,
+        source: WorkSource | None = None,
+        limiters: Mapping[str, ModelLimiter] | None = None,
     ) -> None:
         self.budget = budget
+        self.source = source or StorePending(store)
         self.store = store
         self.client = client
         self.catalog = catalog
@@ -118,7 +147,9 @@ class BatchRunner:
         self.settings = settings
         self.progress = progress
         self.report = RunReport()
-        self.limiters = {m: ModelLimiter(settings.limits[m]) for m in models}
+        self.limiters = dict(limiters or {})
+        for m in models:
+            self.limiters.setdefault(m, ModelLimiter(settings.limits[m]))
         self._counter = TokenCounter(client, settings.precheck, settings.precheck_concurrency)
         self._stopping = anyio.Event()
         self._dispatch: anyio.CancelScope | None = None
@@ -173,8 +204,7 @@ class BatchRunner:
         after = 0
         async with send:
             while not self._halted(model):
-                page = self.store.pending(self.batch.id, model, after, PAGE)
-                await anyio.lowlevel.checkpoint()
+                page = await self.source.take(self.batch.id, model, after, PAGE)
                 if not page:
                     return
                 for item in page:
@@ -443,7 +473,7 @@ class BatchRunner:
             # In the event loop's own thread, on purpose: a worker thread here waits for the GIL
             # behind the busy loop at every SQLite call (a 256-row commit took ~1 s instead of
             # 14 ms), and completed results piled up uncommitted. A short block is the cheaper.
-            self.store.record(batch)
+            self.store.record(batch, claimed_by=self.source.owner)
         except StoreError as exc:
             self.report.store_error = str(exc)
             self.report.unsaved.extend(batch)

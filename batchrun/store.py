@@ -279,8 +279,13 @@ class Store:
 
     # --- work ----------------------------------------------------------------------------------
 
-    def pending(self, batch_id: str, model: str, after_id: int, limit: int) -> list[WorkItem]:
-        """Up to ``limit`` pending requests of one model, in id order, after ``after_id``."""
+    def pending(
+        self, batch_id: str, model: str, after_id: int, limit: int, only: Sequence[int] = ()
+    ) -> list[WorkItem]:
+        """Up to ``limit`` pending requests of one model, in id order, after ``after_id``.
+
+        ``only``: just these request ids (the ones a worker has just claimed).
+        """
         query = (
             select(
                 requests.c.id,
@@ -302,6 +307,8 @@ class Store:
             .order_by(requests.c.id)
             .limit(limit)
         )
+        if only:
+            query = query.where(requests.c.id.in_(only))
         with self._connect() as connection:
             rows = connection.execute(query).all()
         return [
@@ -318,10 +325,15 @@ class Store:
             for row in rows
         ]
 
-    def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Write what happened to these requests, all in one transaction."""
+    def record(self, outcomes: Sequence[Outcome], claimed_by: str | None = None) -> None:
+        """Write what happened to these requests, all in one transaction.
+
+        With ``claimed_by`` (a worker's id), only requests that worker still holds are updated
+        or take a result: one whose lease expired and was taken over belongs to the new holder.
+        """
         if not outcomes:
             return
+        mine = [] if claimed_by is None else [requests.c.claimed_by == claimed_by]
         now = time.time()
         attempt_rows = [
             {"request_id": o.request_id, "batch_id": o.batch_id, "model": o.model, **vars_of(a)}
@@ -350,13 +362,16 @@ class Store:
                         select(requests.c.id).where(
                             requests.c.id.in_([row["request_id"] for row in result_rows]),
                             requests.c.status == "pending",
+                            *mine,
                         )
                     ).scalars()
                 )
                 result_rows = [row for row in result_rows if row["request_id"] in open_ids]
             if result_rows:
                 connection.execute(self._insert_ignore(results), result_rows)
-            connection.execute(_UPDATE_REQUEST, [_request_update(o, now) for o in outcomes])
+            connection.execute(
+                _UPDATE_REQUEST.where(*mine), [_request_update(o, now) for o in outcomes]
+            )
 
     def reset_errored(self, batch_id: str) -> int:
         """Make errored requests pending again (``resume --retry-errored``); return how many."""

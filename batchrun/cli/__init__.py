@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from batchrun.cli import batches, dashboard, grade, models, money, run
+from batchrun.cli import batches, dashboard, grade, models, money, run, submit, worker
 from batchrun.cli.errors import run_guarded
 from batchrun.sim import cli as sim_cli
 
@@ -19,6 +19,8 @@ app = typer.Typer(
 app.command("run")(run.run_command)
 app.command("resume")(run.resume_command)
 app.command("estimate")(run.estimate_command)
+app.command("submit")(submit.submit_command)
+app.command("worker")(worker.worker_command)
 app.command("cancel")(batches.cancel_command)
 app.command("batches")(batches.batches_command)
 app.command("status")(batches.status_command)

@@ -142,3 +142,33 @@ ConfirmAbove = Annotated[
         "many USD.",
     ),
 ]
+
+
+# The options that turn a job file into a batch (``run`` and ``submit``).
+JobFile = Annotated[Path, typer.Argument(help="The JSONL job file.", show_default=False)]
+FanOut = Annotated[
+    str | None,
+    typer.Option(
+        "--models",
+        help="Comma-separated models: every job goes to each. "
+        "Without it, each line's own model is used.",
+        show_default=False,
+    ),
+]
+BatchName = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        help="A name for the batch (default: the file name and the time).",
+        show_default=False,
+    ),
+]
+MaxTokens = Annotated[
+    int, typer.Option("--max-tokens", min=1, help="max_tokens for lines that give none.")
+]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Send nothing if any line of the file is invalid.")
+]
+NoPrecheck = Annotated[
+    bool, typer.Option("--no-precheck", help="Skip count_tokens; estimate input tokens.")
+]

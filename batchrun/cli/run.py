@@ -58,31 +58,12 @@ class Connection:
 
 
 def run_command(
-    file: Annotated[Path, typer.Argument(help="The JSONL job file.", show_default=False)],
-    models: Annotated[
-        str | None,
-        typer.Option(
-            "--models",
-            help="Comma-separated models: every job goes to each. "
-            "Without it, each line's own model is used.",
-            show_default=False,
-        ),
-    ] = None,
-    name: Annotated[
-        str | None,
-        typer.Option(
-            help="A name for the batch (default: the file name and the time).", show_default=False
-        ),
-    ] = None,
-    max_tokens: Annotated[
-        int, typer.Option("--max-tokens", min=1, help="max_tokens for lines that give none.")
-    ] = 1024,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Send nothing if any line of the file is invalid.")
-    ] = False,
-    no_precheck: Annotated[
-        bool, typer.Option("--no-precheck", help="Skip count_tokens; estimate input tokens.")
-    ] = False,
+    file: opt.JobFile,
+    models: opt.FanOut = None,
+    name: opt.BatchName = None,
+    max_tokens: opt.MaxTokens = 1024,
+    strict: opt.Strict = False,
+    no_precheck: opt.NoPrecheck = False,
     db: opt.Db = None,
     catalog: opt.CatalogFile = None,
     base_url: opt.BaseUrl = None,

@@ -1,0 +1,73 @@
+"""``batchrun submit``: validate, pre-check and store a batch for workers to run; send nothing."""
+
+from __future__ import annotations
+
+from batchrun.cli import options as opt
+from batchrun.cli.output import console
+from batchrun.cli.run import _announce, _connection, _create, _estimate_and_confirm, _models
+from batchrun.config import read_environment
+from batchrun.jobfile import check_file
+from batchrun.launch import open_endpoint
+from batchrun.planner import file_digest
+from batchrun.pricing import usd
+from batchrun.store import redact_url
+from batchrun.teams.claims import OPEN_BATCHES
+
+
+def submit_command(
+    file: opt.JobFile,
+    models: opt.FanOut = None,
+    name: opt.BatchName = None,
+    max_tokens: opt.MaxTokens = 1024,
+    strict: opt.Strict = False,
+    no_precheck: opt.NoPrecheck = False,
+    db: opt.Db = None,
+    catalog: opt.CatalogFile = None,
+    base_url: opt.BaseUrl = None,
+    simulate: opt.Simulate = False,
+    sim_time_scale: opt.SimTimeScale = 1.0,
+    max_cost: opt.MaxCost = None,
+) -> None:
+    """Store FILE as a batch that `batchrun worker` processes run; nothing is generated here.
+
+    Every line is validated and (unless --no-precheck) its input counted with count_tokens, as
+    for run. Submitting the same file with the same models again keeps the batch already stored.
+    """
+    connection = _connection(
+        db, catalog, base_url, None, None, None, simulate, sim_time_scale, 1, 60.0, 900.0,
+        not no_precheck, opt.parse_usd(max_cost), None,
+    )  # fmt: skip
+    out = console()
+    loaded = opt.open_catalog(connection.catalog)
+    fan_out = _models(models, loaded)
+    check_file(file)
+    store = opt.open_store(connection.db)
+    digest = file_digest(file)
+    with open_endpoint(read_environment(), connection.endpoint) as endpoint:
+        _announce(out, endpoint)
+        found = store.find_resumable(digest, fan_out)
+        if found is not None:
+            out.print(f"{file} is already stored as batch [bold]{found.name}[/] ({found.id}).")
+        batch = found or _create(
+            store, loaded, file, fan_out, name, max_tokens, strict, endpoint, out
+        )
+        if connection.max_cost_nanos is not None:
+            store.set_batch(batch.id, max_cost_nanos=connection.max_cost_nanos)
+            out.print(f"Budget: {usd(connection.max_cost_nanos)} for this batch, across workers.")
+        models_of = store.batch_models(batch.id)
+        _estimate_and_confirm(store, loaded, batch, endpoint, connection, out, models_of)
+    counts = store.status_counts(batch.id)
+    pending = sum(by.get("pending", 0) for by in counts.values())
+    if not pending:
+        out.print(f"Batch {batch.name} has no pending requests: nothing for workers to do.")
+        return
+    if found is None or batch.status not in OPEN_BATCHES:
+        store.set_batch(batch.id, status="queued")
+    # Read again: the estimate may have added to the settings meanwhile.
+    settings = store.find_batch(batch.id).settings
+    store.set_batch(batch.id, settings={**settings, "workers": True})
+    where = redact_url(store.url)
+    out.print(
+        f"Batch [bold]{batch.name}[/] ({batch.id}) queued: {pending:,} requests pending. "
+        f"Run it with: [bold]batchrun worker --db {where}[/] (on any number of machines)"
+    )

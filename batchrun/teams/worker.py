@@ -1,0 +1,203 @@
+"""``batchrun worker``'s loop: find open batches, claim their requests, run them, repeat.
+
+Each batch is run by the ordinary BatchRunner (through execute.run_batch) with a claim-based work
+source, the shared pacers and, for a capped batch, the shared budget. A heartbeat task renews the
+worker's leases and forgets workers that stopped heartbeating. On a clean exit (the queue drained
+with ``--once``, Ctrl-C, SIGTERM) the worker releases what it still holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from batchrun.catalog import Catalog
+from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.exceptions import StoreError
+from batchrun.execute import run_batch
+from batchrun.launch import LimitOptions, limit_settings
+from batchrun.retry import RetryPolicy
+from batchrun.runner import RunReport, RunSettings
+from batchrun.store import Store
+from batchrun.teams import claims
+from batchrun.teams.shared import SharedBudget, shared_limiters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    """How a worker behaves."""
+
+    once: bool = False  # drain what is there, then exit
+    models: Sequence[str] = ()  # serve only these models; empty: every model
+    lease_s: float = 30.0
+    poll_s: float = 5.0
+    limits: LimitOptions
+    retry: RetryPolicy
+    deadlines: Deadlines
+    precheck: bool = True
+    grace_seconds: float = 5.0
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did."""
+
+    worker_id: str
+    batches_run: int = 0
+    interrupted: bool = False
+    store_error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # models this worker stopped sending
+    reports: list[RunReport] = field(default_factory=list)
+
+
+class Worker:
+    """One worker process's loop over the store's open batches."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        catalog: Catalog,
+        endpoint: Endpoint,
+        options: WorkerOptions,
+        say: Callable[[str], object] = log.info,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.endpoint = endpoint
+        self.options = options
+        self.say = say
+        self.report = WorkerReport(worker_id=worker_id or claims.new_worker_id())
+
+    @property
+    def id(self) -> str:
+        """This worker's id (claims and heartbeat are made under it)."""
+        return self.report.worker_id
+
+    async def serve(self) -> WorkerReport:
+        """Run until the queue is drained (``once``) or a signal comes."""
+        claims.register(self.store, self.id)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._heartbeat)
+                await self._loop()
+                group.cancel_scope.cancel()
+        finally:
+            claims.unregister(self.store, self.id)
+        return self.report
+
+    async def _loop(self) -> None:
+        while not self.report.interrupted and self.report.store_error is None:
+            worked, waiting = await self._pass()
+            if worked:
+                continue
+            if not waiting and self.options.once:
+                return
+            # Nothing free: others hold the rest (their leases may run out) or nothing is there.
+            pause = min(self.options.poll_s, self.options.lease_s / 2)
+            if await _idle(pause):
+                self.report.interrupted = True
+
+    async def _pass(self) -> tuple[bool, bool]:
+        """One look at every open batch: (whether any work was done, whether any is pending)."""
+        worked = waiting = False
+        for batch_id in claims.open_batches(self.store):
+            models = self._models(batch_id)
+            free, pending = claims.pending_counts(self.store, batch_id, models)
+            waiting = waiting or pending > 0
+            if free:
+                await self._run(batch_id, models)
+                worked = True
+                if self.report.interrupted or self.report.store_error is not None:
+                    break
+        return worked, waiting
+
+    def _models(self, batch_id: str) -> list[str]:
+        models = self.store.batch_models(batch_id)
+        if self.options.models:
+            models = [m for m in models if m in self.options.models]
+        return [m for m in models if m not in self.report.refused]
+
+    async def _run(self, batch_id: str, models: list[str]) -> None:
+        batch = self.store.find_batch(batch_id)
+        if batch.status == "queued":
+            self.store.set_batch(batch.id, status="running")
+        self.say(f"worker {self.id}: running batch {batch.name} ({batch.id})")
+        limits = limit_settings(self.catalog, models, self.options.limits)
+        settings = RunSettings(
+            limits=limits,
+            retry=self.options.retry,
+            precheck=self.options.precheck,
+            grace_seconds=self.options.grace_seconds,
+        )
+        page = max(s.concurrency for s in limits.values())
+        budget = None
+        if batch.max_cost_nanos is not None:
+            budget = SharedBudget(self.store, batch.id, self.id, batch.max_cost_nanos)
+        try:
+            report, progress = await run_batch(
+                store=self.store,
+                catalog=self.catalog,
+                batch=batch,
+                endpoint=self.endpoint,
+                settings=settings,
+                deadlines=self.options.deadlines,
+                source=claims.ClaimSource(
+                    self.store, self.id, lease_s=self.options.lease_s, page=page
+                ),
+                budget=budget,
+                limiters=shared_limiters(self.store, limits),
+            )
+        finally:
+            claims.release(self.store, self.id)
+        self.report.batches_run += 1
+        by_model = progress.models.values()
+        self.say(
+            f"worker {self.id}: batch {batch.name}: {sum(m.succeeded for m in by_model):,} "
+            f"succeeded, {sum(m.errored + m.invalid for m in by_model):,} failed in "
+            f"{progress.elapsed():.1f}s"
+        )
+        self.report.reports.append(report)
+        self.report.interrupted = report.interrupted
+        self.report.store_error = report.store_error
+        # A model whose key or balance was refused is not this worker's to send any more.
+        self.report.refused.update(report.stopped_models)
+        self._finish(batch.id, report)
+
+    def _finish(self, batch_id: str, report: RunReport) -> None:
+        counts = self.store.status_counts(batch_id)
+        if not any(by.get("pending") for by in counts.values()):
+            self.store.set_batch(batch_id, status="completed", finished_at=time.time())
+        elif report.budget_reached:
+            # Spent for every worker (nothing reserved anywhere): submit again with a higher
+            # --max-cost to queue it again.
+            self.store.set_batch(batch_id, status="paused")
+            self.say(f"batch {batch_id}: budget reached; paused")
+
+    async def _heartbeat(self) -> None:
+        every = self.options.lease_s / 3
+        while True:
+            await anyio.sleep(every)
+            try:
+                claims.renew(self.store, self.id, self.options.lease_s)
+                for dead in claims.reap(self.store, dead_after=self.options.lease_s * 2):
+                    self.say(f"worker {dead} stopped heartbeating: its budget holds are freed")
+            except StoreError as exc:  # a blip: the next beat tries again before leases run out
+                log.warning("heartbeat failed: %s", exc)
+
+
+async def _idle(seconds: float) -> bool:
+    """Wait ``seconds``; True when SIGINT or SIGTERM came meanwhile."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.move_on_after(seconds):
+            async for _ in signals:
+                return True
+    return False
