@@ -11,16 +11,19 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from batchrun.client import _classify
-from batchrun.endpoint import Deadlines
+from batchrun.client import ApiClient, _classify
+from batchrun.endpoint import Deadlines, Endpoint
 from batchrun.launch import LimitOptions
+from batchrun.precheck import REJECTIONS_BEFORE_REFUSED, TokenCounter
 from batchrun.retry import Action, FailureKind, RetryPolicy, decide
 from batchrun.sim import FaultRates, RunningSimulator
 from batchrun.sim.stats import OUTCOMES
-from tests.runharness import prompts, run_jobs
+from tests.conftest import API_KEY
+from tests.runharness import endpoint_for, prompts, run_jobs
 
 SimFactory = Callable[..., RunningSimulator]
 M27, M3, M2 = "MiniMax-M2.7", "MiniMax-M3", "MiniMax-M2"
@@ -161,3 +164,54 @@ def test_throttling_backs_off_exponentially_and_honours_retry_after() -> None:
         assert max(delays) <= min(ceiling, policy.max_delay)
     assert decide(policy, FailureKind.RATE_LIMITED, 1, retry_after=30.0).delay >= 30.0
     assert decide(policy, FailureKind.RATE_LIMITED, policy.max_attempts).action is Action.GIVE_UP
+
+
+GOOD: dict[str, Any] = {
+    "messages": [{"role": "user", "content": "How many tokens is this?"}],
+    "max_tokens": 64,
+}
+BAD: dict[str, Any] = {
+    "messages": [{"role": "robot", "content": "A line the server rejects"}],
+    "max_tokens": 64,
+}
+
+
+async def _count(
+    sim: RunningSimulator, calls: list[dict[str, Any]], path: str = ""
+) -> list[tuple[int, bool]]:
+    """(tokens, estimated) for each params in turn, through one TokenCounter over real HTTP."""
+    endpoint = endpoint_for(sim)
+    endpoint = Endpoint(base_url=endpoint.base_url + path, api_key=API_KEY, simulated=True)
+    client = ApiClient(endpoint, Deadlines(idle=5, total=10), max_connections=4)
+    counter = TokenCounter(client)
+    try:
+        return [await counter.input_tokens(M3, dict(p), f"h{i}") for i, p in enumerate(calls)]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_400_from_count_tokens_does_not_mark_the_model_refused(
+    sim: RunningSimulator,
+) -> None:
+    # One malformed request is estimated; the next good one is still counted by the API.
+    (bad, good) = await _count(sim, [BAD, GOOD])
+    assert bad[1] is True
+    assert good[1] is False
+    assert sim.fetch_stats()["count_tokens_total"] == 2
+
+
+@pytest.mark.anyio
+async def test_a_model_whose_counts_keep_failing_is_estimated_from_then_on(
+    sim: RunningSimulator,
+) -> None:
+    counted = await _count(sim, [BAD] * REJECTIONS_BEFORE_REFUSED + [GOOD, GOOD])
+    assert all(estimated for _, estimated in counted)
+    assert sim.fetch_stats()["count_tokens_total"] == REJECTIONS_BEFORE_REFUSED
+
+
+@pytest.mark.anyio
+async def test_a_404_from_count_tokens_marks_the_model_refused(sim: RunningSimulator) -> None:
+    counted = await _count(sim, [GOOD, GOOD], path="/no-such-prefix")
+    assert [estimated for _, estimated in counted] == [True, True]
+    assert sim.fetch_stats()["count_tokens_total"] == 0  # the 404 came from an unknown route
