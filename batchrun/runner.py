@@ -458,7 +458,7 @@ class BatchRunner:
 
     async def _commit(self, batch: list[Outcome]) -> None:
         if self.report.store_error is not None:
-            self.report.unsaved.extend(batch)
+            self._unsaved(batch)
             return
         started = time.perf_counter()
         try:
@@ -468,10 +468,15 @@ class BatchRunner:
             self.store.record(batch)
         except StoreError as exc:
             self.report.store_error = str(exc)
-            self.report.unsaved.extend(batch)
+            self._unsaved(batch)
             self.stop(interrupted=False)
             return
         log.debug("committed %d outcomes in %.3f s", len(batch), time.perf_counter() - started)
+
+    def _unsaved(self, batch: list[Outcome]) -> None:
+        """Keep what could not be committed for the CLI to write out; a request that was never
+        sent (stopped before its first attempt) has nothing to lose and stays pending."""
+        self.report.unsaved.extend(o for o in batch if o.attempts or o.status != "pending")
 
 
 def _overflow_message(info: ModelInfo, tokens: int, max_tokens: int) -> str:
