@@ -22,7 +22,7 @@ from batchrun.retry import CallFailure, FailureKind
 from batchrun.stream import StreamAssembler, StreamError, Timings
 
 COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking")
-_REFUSED_COUNT_STATUSES = frozenset({400, 404, 405, 422, 501})
+_REFUSED_COUNT_STATUSES = frozenset({404, 405, 501})  # 400/422: this request, not the model
 _BALANCE_CODE = 1008
 
 
@@ -169,11 +169,22 @@ def _minimax_code(message: str) -> int | None:
     return None
 
 
-_BY_CODE = {
+_BY_CODE = {  # MiniMax's documented codes (minimax-facts.md), whatever the HTTP status
     _BALANCE_CODE: FailureKind.BALANCE,
+    1004: FailureKind.AUTH,
+    2049: FailureKind.AUTH,
     1026: FailureKind.MODERATION,
     1027: FailureKind.MODERATION,
+    1002: FailureKind.RATE_LIMITED,  # rate limit
+    1041: FailureKind.RATE_LIMITED,  # connection limit
+    2045: FailureKind.RATE_LIMITED,  # rate growth limit
+    2056: FailureKind.QUOTA,  # the plan's 5-hour quota: no use retrying for hours
+    1000: FailureKind.SERVER,
+    1024: FailureKind.SERVER,
+    1033: FailureKind.SERVER,
+    1001: FailureKind.TIMEOUT,
 }
+_TOKEN_LIMIT_CODE = 1039  # a rate limit as a 429, a context overflow as a 400
 _BY_STATUS = {
     429: FailureKind.RATE_LIMITED,
     529: FailureKind.OVERLOADED,
@@ -186,6 +197,8 @@ def _classify(status: int, code: int | None) -> FailureKind:
     """MiniMax's code decides first (1008 balance comes as a 500), then the HTTP status."""
     if code in _BY_CODE:
         return _BY_CODE[code]
+    if code == _TOKEN_LIMIT_CODE and status < 500:
+        return FailureKind.RATE_LIMITED if status == 429 else FailureKind.BAD_REQUEST
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     return FailureKind.SERVER if status >= 500 else FailureKind.BAD_REQUEST

@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from batchrun.retry import CallFailure
+from batchrun.retry import CallFailure, FailureKind
 from batchrun.tokens import estimate_tokens
 
 if TYPE_CHECKING:
     from batchrun.client import ApiClient
+
+# A 400/422 from count_tokens is about one request (a malformed line), not the model: only this
+# many in a row, with no count in between, take the model for one that refuses counting.
+REJECTIONS_BEFORE_REFUSED = 3
 
 
 class TokenCounter:
@@ -30,6 +34,7 @@ class TokenCounter:
         self._slots = anyio.CapacityLimiter(concurrency)
         self._cache: dict[tuple[str, str], int] = {}
         self._refused: set[str] = set()
+        self._rejections: dict[str, int] = {}
         self._counting: dict[tuple[str, str], anyio.Event] = {}
 
     async def input_tokens(
@@ -67,8 +72,17 @@ class TokenCounter:
         async with self._slots:
             try:
                 counted = await self._client.count_tokens(model, params)
-            except CallFailure:
+            except CallFailure as failure:
+                if failure.kind is FailureKind.BAD_REQUEST:
+                    self._rejected(model)
                 return None  # counting failed this time: estimate, and let the call decide
-        if counted is None:
+        if counted is None:  # 404 / 405 / 501: the endpoint does not count this model
             self._refused.add(model)
+        else:
+            self._rejections[model] = 0
         return counted
+
+    def _rejected(self, model: str) -> None:
+        self._rejections[model] = self._rejections.get(model, 0) + 1
+        if self._rejections[model] >= REJECTIONS_BEFORE_REFUSED:
+            self._refused.add(model)

@@ -24,6 +24,7 @@ class FailureKind(Enum):
     MODERATION = "moderation"  # MiniMax 1026 / 1027: flagged input or output
     AUTH = "auth"  # 401 / 403: the key is refused
     BALANCE = "balance"  # MiniMax 1008: insufficient balance (sent as a 500)
+    QUOTA = "quota"  # MiniMax 2056: the plan's usage quota (a 5-hour window) is used up
 
 
 RETRYABLE = frozenset(
@@ -36,7 +37,8 @@ RETRYABLE = frozenset(
         FailureKind.STALLED,
     }
 )
-STOPS_MODEL = frozenset({FailureKind.AUTH, FailureKind.BALANCE})
+STOPS_MODEL = frozenset({FailureKind.AUTH, FailureKind.BALANCE, FailureKind.QUOTA})
+STOPS_EVERY_MODEL = frozenset({FailureKind.BALANCE})  # one balance pays for every model
 BACKS_OFF_MODEL = frozenset({FailureKind.RATE_LIMITED, FailureKind.OVERLOADED})
 
 

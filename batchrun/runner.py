@@ -33,6 +33,7 @@ from batchrun.pricing import Usage, day_of, request_cost
 from batchrun.progress import RunProgress
 from batchrun.retry import (
     BACKS_OFF_MODEL,
+    STOPS_EVERY_MODEL,
     Action,
     CallFailure,
     FailureKind,
@@ -57,6 +58,7 @@ class RunSettings:
     precheck_concurrency: int = 16
     grace_seconds: float = 5.0
     commit_batch: int = 256
+    cancel_poll_seconds: float = 1.0  # how often the batch's status is read for a cancel
 
 
 class WorkSource(Protocol):
@@ -94,6 +96,7 @@ class RunReport:
     budget_reached: bool = False
     store_error: str | None = None
     unsaved: list[Outcome] = field(default_factory=list)
+    canceled: bool = False  # `batchrun cancel` ran meanwhile
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -168,6 +171,7 @@ class BatchRunner:
                     self._dispatch = dispatch
                     async with anyio.create_task_group() as group:
                         group.start_soon(self._cancel_after_grace)
+                        group.start_soon(self._watch_for_cancel)
                         async with anyio.create_task_group() as pipelines:
                             for model in self.models:
                                 pipelines.start_soon(self._model_pipeline, model)
@@ -187,6 +191,22 @@ class BatchRunner:
         await anyio.sleep(self.settings.grace_seconds)
         if self._dispatch is not None:
             self._dispatch.cancel()
+
+    async def _watch_for_cancel(self) -> None:
+        """Stop at once when the batch is canceled: its pending requests take no results."""
+        while not self._stopping.is_set():
+            with anyio.move_on_after(self.settings.cancel_poll_seconds):
+                await self._stopping.wait()
+            try:
+                status = self.store.find_batch(self.batch.id).status
+            except StoreError:
+                continue  # the writer reports a store that fails; this is only a poll
+            if status == "canceled":
+                self.report.canceled = True
+                self.stop(interrupted=False)
+                if self._dispatch is not None:
+                    self._dispatch.cancel()  # no grace: whatever finishes now is not kept
+                return
 
     # --- per model -----------------------------------------------------------------------------
 
@@ -362,13 +382,15 @@ class BatchRunner:
         return decision.delay if decision.action is Action.RETRY else None
 
     def _stop_model(self, model: str, failure: CallFailure) -> None:
-        what = (
-            "the API key was refused"
-            if failure.kind is FailureKind.AUTH
-            else "the account's balance is exhausted"
-        )
+        what = {
+            FailureKind.AUTH: "the API key was refused",
+            FailureKind.BALANCE: "the account's balance is exhausted; top it up, then resume",
+            FailureKind.QUOTA: "the plan's usage quota is used up; resume once it renews",
+        }[failure.kind]
         reason = f"{what}: {failure.status} {failure.error_type}: {failure.message}"
-        self._stop_model_reason(model, reason)
+        stopped = self.models if failure.kind in STOPS_EVERY_MODEL else [model]
+        for name in stopped:
+            self._stop_model_reason(name, reason)
 
     def _stop_model_reason(self, model: str, reason: str) -> None:
         if model in self.report.stopped_models:
@@ -466,7 +488,7 @@ class BatchRunner:
 
     async def _commit(self, batch: list[Outcome]) -> None:
         if self.report.store_error is not None:
-            self.report.unsaved.extend(batch)
+            self._unsaved(batch)
             return
         started = time.perf_counter()
         try:
@@ -476,10 +498,15 @@ class BatchRunner:
             self.store.record(batch, claimed_by=self.source.owner)
         except StoreError as exc:
             self.report.store_error = str(exc)
-            self.report.unsaved.extend(batch)
+            self._unsaved(batch)
             self.stop(interrupted=False)
             return
         log.debug("committed %d outcomes in %.3f s", len(batch), time.perf_counter() - started)
+
+    def _unsaved(self, batch: list[Outcome]) -> None:
+        """Keep what could not be committed for the CLI to write out; a request that was never
+        sent (stopped before its first attempt) has nothing to lose and stays pending."""
+        self.report.unsaved.extend(o for o in batch if o.attempts or o.status != "pending")
 
 
 def _overflow_message(info: ModelInfo, tokens: int, max_tokens: int) -> str:

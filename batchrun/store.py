@@ -55,7 +55,7 @@ from batchrun.models import (
     results,
 )
 
-_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_PASSWORD_PARAM = re.compile(r"([?&](?:password|api_key|apikey|key|token)=)[^&]*", re.IGNORECASE)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 DEFAULT_DB = "batchrun.db"
 

@@ -42,6 +42,7 @@ def _command(base_url: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 6,000 calls over four runs: ~2 min alone on a busy 2-core machine
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     write_jobs(tmp_path / "jobs.jsonl", prompts(JOBS))
     db = tmp_path / "batchrun.db"

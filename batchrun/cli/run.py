@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from batchrun.runner import RunReport
 from batchrun.retry import RetryPolicy
 from batchrun.sim.loop import run_fast
-from batchrun.store import BatchInfo, Outcome, Store
+from batchrun.store import BatchInfo, Outcome, Store, redact_url
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -283,7 +283,7 @@ def _announce(out: Console, endpoint: Endpoint) -> None:
             "batchrun's built-in MiniMax simulator. Results are marked simulated.[/]"
         )
     else:
-        out.print(f"Sending to {endpoint.base_url}")
+        out.print(f"Sending to {redact_url(endpoint.base_url)}")
 
 
 def _create(
@@ -304,7 +304,7 @@ def _create(
         file,
         PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name),
         digest=file_digest(file),
-        base_url=endpoint.base_url,
+        base_url=redact_url(endpoint.base_url),
         simulated=endpoint.simulated,
         settings=settings,
     )
@@ -407,7 +407,10 @@ def _finish(
         _save_unsaved(batch, report.unsaved, out)
     counts = store.status_counts(batch.id)
     pending = sum(by.get("pending", 0) for by in counts.values())
-    if pending:
+    canceled = report.canceled or store.find_batch(batch.id).status == "canceled"
+    if canceled:
+        pass  # `batchrun cancel` ran meanwhile: the batch stays canceled
+    elif pending:
         store.set_batch(batch.id, status="paused")
     else:
         store.set_batch(batch.id, status="completed", finished_at=time.time())
@@ -430,6 +433,12 @@ def _finish(
             f"{pending:,} requests are still pending. Continue with: "
             f"[bold]batchrun resume {batch.name}[/]"
         )
+    if canceled:
+        out.print(
+            f"[yellow]Batch {batch.name} was canceled while it ran:[/] nothing more was sent "
+            "and the calls in flight were abandoned."
+        )
+        return EXIT_INTERRUPTED
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILURES if failed or pending or batch.lines_invalid else EXIT_OK
