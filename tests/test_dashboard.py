@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from batchrun.dashboard import data
 from batchrun.store import Store, database_url
+from batchrun.teams.claims import claim, register
 from bench.synthetic_store import build
 from tests.dashboardfixtures import MODELS, seed_store
 from tests.dbfixtures import postgres_server, postgres_url  # noqa: F401 - fixtures
@@ -212,11 +213,18 @@ def test_overview_shows_running_batches_and_progress(synthetic: Path, tmp_path: 
     copy.write_bytes(synthetic.read_bytes())
     store = Store(database_url(str(copy)))
     store.set_batch("synthetic0001", status="running")
+    register(store, "worker-a")
+    held = claim(store, "synthetic0001", "MiniMax-M3", owner="worker-a", limit=3, lease_s=60)
     store.close()
-    bars = [bar.proto.text for bar in open_page(copy, "overview").get("progress")]
+    app = open_page(copy, "overview")
+    bars = [bar.proto.text for bar in app.get("progress")]
     assert len(bars) == 1
     assert bars[0].startswith("synthetic-1 (simulated): ")
     assert "of 600 requests finished" in bars[0]
+    workers = app.dataframe[0].value
+    assert list(workers["worker"]) == ["worker-a"]
+    assert list(workers["requests held"]) == [len(held)]
+    assert len(held) > 0
 
 
 def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:

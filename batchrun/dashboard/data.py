@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from batchrun import analytics
 from batchrun.grading.report import grades_frame
 from batchrun.store import Store
+from batchrun.teams.claims import worker_rows
 
 TTL = 5.0  # seconds a running batch's figures are reused before the store is read again
 KEEP = 3600.0  # seconds a finished batch's frame stays in memory unused
@@ -82,6 +83,12 @@ def grades(url: str, batch_ids: tuple[str, ...]) -> pl.DataFrame:
     """The grades of some batches' answers (grading.report.grades_frame), every grader."""
     rows = [row for batch_id in batch_ids for row in store(url).grade_rows(batch_id)]
     return grades_frame(rows)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def workers(url: str) -> list[dict[str, Any]]:
+    """The registered workers (teams on a shared store): heartbeat and requests held."""
+    return worker_rows(store(url))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

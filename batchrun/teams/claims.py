@@ -186,3 +186,16 @@ def pending_counts(store: Store, batch_id: str, models: Sequence[str]) -> tuple[
         free = connection.execute(select(func.count()).where(*where, _free(now))).scalar_one()
         total = connection.execute(select(func.count()).where(*where)).scalar_one()
     return int(free), int(total)
+
+
+def worker_rows(store: Store) -> list[dict[str, object]]:
+    """Every registered worker with its last heartbeat and the requests it holds now."""
+    now = time.time()
+    held = (
+        select(func.count())
+        .where(requests.c.claimed_by == workers.c.id, requests.c.lease_until > now)
+        .scalar_subquery()
+    )
+    query = select(workers, held.label("holding")).order_by(workers.c.started_at)
+    with store._connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import polars as pl
@@ -53,6 +54,7 @@ def _headline(total: dict[str, Any]) -> None:
 @st.fragment(run_every=LIVE_EVERY)
 def _running(source: data.Source) -> None:
     running = [b for b in data.batches(source.url) if b["status"] in ("running", "loading")]
+    _workers(source)
     st.subheader("Running batches")
     if not running:
         st.caption("No batch is running. This list refreshes by itself while one runs.")
@@ -64,3 +66,28 @@ def _running(source: data.Source) -> None:
         mark = " (simulated)" if batch["simulated"] else ""
         st.progress(done / total if total else 0.0, text=f"{batch['name']}{mark}: {done:,} of "
                     f"{total:,} requests finished")  # fmt: skip
+
+
+def _workers(source: data.Source) -> None:
+    """Workers draining submitted batches (`batchrun worker`), when there are any."""
+    rows = data.workers(source.url)
+    if not rows:
+        return
+    now = time.time()
+    st.subheader("Workers")
+    st.dataframe(
+        pl.DataFrame(
+            [
+                {
+                    "worker": w["id"],
+                    "host": w["host"],
+                    "pid": w["pid"],
+                    "up (min)": round((now - w["started_at"]) / 60, 1),
+                    "last heartbeat (s ago)": round(now - w["heartbeat_at"], 1),
+                    "requests held": w["holding"],
+                }
+                for w in rows
+            ]
+        ),
+        hide_index=True,
+    )
