@@ -21,8 +21,8 @@ _DELTA_FIELDS = {
     "input_json_delta": "partial_json",
 }
 _BLOCK_FIELDS = {"text": "text", "thinking": "thinking", "tool_use": "input"}
-_DATA_LINE = re.compile(rb"^data:(.*)$", re.MULTILINE)
-_SPLIT_DATA = re.compile(rb"^data:.*\ndata:", re.MULTILINE)
+# An event in its usual form: an optional ``event:`` line and exactly one ``data:`` line.
+_PLAIN_EVENT = re.compile(rb"(?:^|\n\n)(?:event:[^\n]*\n)?data:([^\n]*)(?=\n\n|\Z)")
 
 
 class StreamError(Exception):
@@ -87,10 +87,10 @@ class StreamAssembler:
             self._buffer = data
             return
         complete, self._buffer = data[:cut], data[cut + 2 :]
-        payloads = _DATA_LINE.findall(complete)
-        # One regex pass finds every data line; it is the payload list only when each event has
-        # exactly one data line. Otherwise (comments, events split over lines) go event by event.
-        if len(payloads) != complete.count(b"\n\n") + 1 or _SPLIT_DATA.search(complete):
+        payloads = _PLAIN_EVENT.findall(complete)
+        # One regex pass gives every payload when every event has the usual form (as many matches
+        # as events); otherwise (comments, data split over lines) go event by event.
+        if len(payloads) != complete.count(b"\n\n") + 1:
             payloads = [_payload(raw) for raw in complete.split(b"\n\n")]
         self._events(payloads, now - self._started)
 

@@ -76,6 +76,39 @@ def test_data_split_over_lines_is_joined() -> None:
     assert assemble(START, BLOCK, split, STOP).message()["content"][0]["text"] == "Hi"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b": a comment\n\n",
+        b"event: ping\n\n",
+        b'id: 7\nevent: ping\ndata: {"type":"ping"}\n\n',
+        b"\n\n",
+        b"data:\n\n",
+    ],
+    ids=["comment", "event-without-data", "id-line", "extra-blank-line", "empty-data"],
+)
+def test_unusual_events_in_one_read_give_the_same_message(extra: bytes) -> None:
+    """Reads with events of an unusual form take the event-by-event path, with the same result."""
+    split = DELTA.replace(b'"delta":', b'\ndata: "delta":')  # data over two lines
+    expected = assemble(START, BLOCK, DELTA, DELTA, STOP).message()
+    for stream in (
+        START + BLOCK + extra + DELTA + split + STOP,
+        START + BLOCK + split + extra + DELTA + STOP,
+    ):
+        assert assemble(stream).message() == expected
+        assert assemble(*(bytes([b]) for b in stream)).message() == expected
+
+
+def test_the_last_token_time_is_that_of_the_read_that_carried_it() -> None:
+    assembler = StreamAssembler(0.0)
+    assembler.feed(START + BLOCK, 1.0)
+    assembler.feed(DELTA, 2.0)
+    assembler.feed(DELTA + STOP, 3.0)
+    timings = assembler.timings
+    assert (timings.first_event, timings.first_token, timings.first_text) == (1.0, 2.0, 2.0)
+    assert (timings.last_token, timings.done, timings.first_thinking) == (3.0, 3.0, None)
+
+
 def test_events_after_message_stop_are_ignored() -> None:
     error = (
         b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"late"}}\n\n'
