@@ -8,9 +8,11 @@ file parsed and enqueued), and what its database holds afterwards.
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,8 +60,12 @@ def run_batchrun(
     code: Path | None = None,
     wrap: Sequence[str] = (),
     core: int | None = 0,
+    stop_after: float | None = None,
 ) -> RunOutcome:
-    """``batchrun run JOBS --base-url URL ARGS`` in ``work``; ``code``: another checkout's code."""
+    """``batchrun run JOBS --base-url URL ARGS`` in ``work``; ``code``: another checkout's code.
+
+    ``stop_after``: interrupt the run (SIGINT, as Ctrl-C) that many seconds after its batch line.
+    """
     env = {**os.environ, "MINIMAX_API_KEY": "bench"}
     if code is not None:
         env["PYTHONPATH"] = str(code)
@@ -79,12 +85,14 @@ def run_batchrun(
         for line in child.stdout:
             if loaded is None and line.startswith("Batch "):
                 loaded = time.perf_counter() - started
+                if stop_after is not None:
+                    threading.Timer(stop_after, child.send_signal, [signal.SIGINT]).start()
             lines.append(line)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     output = "".join(lines)
-    if child.returncode != 0:
+    if child.returncode != 0 and stop_after is None:
         raise SystemExit(f"batchrun run: exit {child.returncode}\n{output[-3000:]}")
     db = work / "batchrun.db"
     with sqlite3.connect(db) as conn:
@@ -100,6 +108,25 @@ def run_batchrun(
         db_bytes=sum(p.stat().st_size for p in work.glob("batchrun.db*")),
         output=output,
     )
+
+
+def table_bytes(db: Path, tables: Sequence[str]) -> int:
+    """Bytes of these tables and their indexes in a SQLite file (its dbstat table)."""
+    marks = ",".join("?" * len(tables))
+    with sqlite3.connect(db) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                f"select name from sqlite_master where tbl_name in ({marks})",
+                tuple(tables),
+            )
+        ]
+        placeholders = ",".join("?" * len(names))
+        total = conn.execute(
+            f"select coalesce(sum(pgsize), 0) from dbstat where name in ({placeholders})",
+            tuple(names),
+        ).fetchone()[0]
+    return int(total)
 
 
 def send_span(db: Path) -> float:

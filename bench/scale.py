@@ -3,7 +3,10 @@
 Reports the time until the batch is parsed and enqueued (the CLI's "Batch ..." line, Python's
 start included), the whole run's wall time, the runner's peak resident memory (wait4; target
 < 300 MB) and the SQLite database's size per 1,000 results. Short answers (16 tokens) keep a
-million requests within minutes; the simulator runs on core 1, the runner on core 0.
+million requests short; --send-seconds interrupts the run (as Ctrl-C) after that long, for a
+file too large to finish in the time at hand. "Per 1,000 results" counts the pages of the results
+and attempts tables and their indexes (SQLite's dbstat), over the results stored. The simulator
+runs on core 1, the runner on core 0.
 
     python bench/scale.py [--lines 1000000] [--tokens 16] [--concurrency 256]
 """
@@ -16,7 +19,7 @@ import time
 from pathlib import Path
 
 from procstat import load, machine, pin
-from runcli import run_batchrun, write_jobs, write_table
+from runcli import run_batchrun, table_bytes, write_jobs, write_table
 
 from batchrun.sim import SimSettings, simulator_process
 
@@ -28,6 +31,11 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--tokens", type=int, default=16, help="streamed tokens per answer")
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument(
+        "--send-seconds",
+        type=float,
+        help="interrupt the run (Ctrl-C) this long after loading; default: run every line",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/scale.md"))
     args = parser.parse_args()
     sim = SimSettings(time_scale=0, limits=False, output_median=10**6, seed=1)
@@ -43,7 +51,10 @@ def main() -> None:
             work,
             f"{server.base_url}/anthropic",
             [*flags, "--rpm", "1000000000", "--tpm", "10000000000000"],
+            stop_after=args.send_seconds,
         )
+        stored = table_bytes(work / "batchrun.db", ["results", "attempts"])
+    per_result = stored / max(run.results, 1) * 1000
     loaded = f"{run.loaded:.1f} s" if run.loaded is not None else "not seen"
     write_table(
         args.out,
@@ -52,12 +63,12 @@ def main() -> None:
             f"in {written:.0f} s) through `batchrun run` on {MODEL}, {args.tokens}-token "
             f"answers, time scale 0, concurrency {args.concurrency}, no pre-check.",
             "",
-            "| lines | parsed and enqueued | whole run | requests/s | peak RSS | database "
-            "| per 1,000 results | load |",
+            "| lines | parsed and enqueued | results | whole run | peak RSS | database "
+            "| results + attempts per 1,000 results | load |",
             "|---|---|---|---|---|---|---|---|",
-            f"| {args.lines:,} | {loaded} | {run.wall:.0f} s | {run.results / run.wall:,.0f} | "
+            f"| {args.lines:,} | {loaded} | {run.results:,} | {run.wall:.0f} s | "
             f"{run.max_rss_mb:.0f} MB | {run.db_bytes / 1e6:.0f} MB | "
-            f"{run.db_bytes / max(run.results, 1) * 1000 / 1e6:.2f} MB | {load()} |",
+            f"{per_result / 1e6:.2f} MB | {load()} |",
         ],
     )
 
