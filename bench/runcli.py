@@ -43,6 +43,7 @@ def write_jobs(path: Path, count: int, max_tokens: int = 300, prompt: str = "") 
 class RunOutcome:
     wall: float  # seconds from start to exit
     loaded: float | None  # seconds until the batch line: file parsed and enqueued
+    sending: float | None  # seconds until the first progress line: estimate done, sending
     cpu: float  # user + system seconds of the runner process
     max_rss_mb: float  # peak resident memory of the runner process
     results: int
@@ -64,7 +65,8 @@ def run_batchrun(
 ) -> RunOutcome:
     """``batchrun run JOBS --base-url URL ARGS`` in ``work``; ``code``: another checkout's code.
 
-    ``stop_after``: interrupt the run (SIGINT, as Ctrl-C) that many seconds after its batch line.
+    ``stop_after``: interrupt the run (SIGINT, as Ctrl-C) that many seconds after its first
+    progress line (when sending has begun).
     """
     env = {**os.environ, "MINIMAX_API_KEY": "bench"}
     if code is not None:
@@ -74,7 +76,7 @@ def run_batchrun(
         "--yes", *args,
     ]  # fmt: skip
     started = time.perf_counter()
-    loaded = None
+    loaded = sending = None
     lines = []
     with subprocess.Popen(
         command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -85,6 +87,8 @@ def run_batchrun(
         for line in child.stdout:
             if loaded is None and line.startswith("Batch "):
                 loaded = time.perf_counter() - started
+            elif sending is None and line.startswith("[") and " done, " in line:
+                sending = time.perf_counter() - started
                 if stop_after is not None:
                     threading.Timer(stop_after, child.send_signal, [signal.SIGINT]).start()
             lines.append(line)
@@ -101,6 +105,7 @@ def run_batchrun(
     return RunOutcome(
         wall=wall,
         loaded=loaded,
+        sending=sending,
         cpu=usage.ru_utime + usage.ru_stime,
         max_rss_mb=usage.ru_maxrss / 1024,
         results=results,

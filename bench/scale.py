@@ -1,12 +1,12 @@
 """Scale: a large job file (1,000,000 lines by default) through `batchrun run` at time scale 0.
 
 Reports the time until the batch is parsed and enqueued (the CLI's "Batch ..." line, Python's
-start included), the whole run's wall time, the runner's peak resident memory (wait4; target
-< 300 MB) and the SQLite database's size per 1,000 results. Short answers (16 tokens) keep a
-million requests short; --send-seconds interrupts the run (as Ctrl-C) after that long, for a
-file too large to finish in the time at hand. "Per 1,000 results" counts the pages of the results
-and attempts tables and their indexes (SQLite's dbstat), over the results stored. The simulator
-runs on core 1, the runner on core 0.
+start included), until sending began (after the cost estimate), the whole run's wall time, the
+runner's peak resident memory (wait4; target < 300 MB) and the SQLite database's size per 1,000
+results. Short answers (16 tokens) keep a million requests short; --send-seconds interrupts the
+run (as Ctrl-C) that long after sending began, for a file too large to finish in the time at
+hand. "Per 1,000 results" counts the pages of the results and attempts tables and their indexes
+(SQLite's dbstat), over the results stored. The simulator runs on core 1, the runner on core 0.
 
     python bench/scale.py [--lines 1000000] [--tokens 16] [--concurrency 256]
 """
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument(
         "--send-seconds",
         type=float,
-        help="interrupt the run (Ctrl-C) this long after loading; default: run every line",
+        help="interrupt the run (Ctrl-C) this long after sending began; default: run every line",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/scale.md"))
     args = parser.parse_args()
@@ -56,6 +56,8 @@ def main() -> None:
         stored = table_bytes(work / "batchrun.db", ["results", "attempts"])
     per_result = stored / max(run.results, 1) * 1000
     loaded = f"{run.loaded:.1f} s" if run.loaded is not None else "not seen"
+    sending = f"{run.sending:.1f} s" if run.sending is not None else "not seen"
+    per_1000 = f"{per_result / 1e6:.2f} MB" if run.results else "-"
     write_table(
         args.out,
         [
@@ -63,12 +65,11 @@ def main() -> None:
             f"in {written:.0f} s) through `batchrun run` on {MODEL}, {args.tokens}-token "
             f"answers, time scale 0, concurrency {args.concurrency}, no pre-check.",
             "",
-            "| lines | parsed and enqueued | results | whole run | peak RSS | database "
-            "| results + attempts per 1,000 results | load |",
-            "|---|---|---|---|---|---|---|---|",
-            f"| {args.lines:,} | {loaded} | {run.results:,} | {run.wall:.0f} s | "
-            f"{run.max_rss_mb:.0f} MB | {run.db_bytes / 1e6:.0f} MB | "
-            f"{per_result / 1e6:.2f} MB | {load()} |",
+            "| lines | parsed and enqueued | sending from | results | whole run | peak RSS "
+            "| database | results + attempts per 1,000 results | load |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {args.lines:,} | {loaded} | {sending} | {run.results:,} | {run.wall:.0f} s | "
+            f"{run.max_rss_mb:.0f} MB | {run.db_bytes / 1e6:.0f} MB | {per_1000} | {load()} |",
         ],
     )
 
