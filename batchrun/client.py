@@ -108,11 +108,13 @@ class ApiClient:
             raise
         except StreamError as exc:
             raise _failure_from_stream_error(exc) from None
-        except (aiohttp.ClientError, OSError) as exc:  # before TimeoutError: some are both
+        except aiohttp.ClientError as exc:  # first: aiohttp's connect timeouts are TimeoutErrors
             raise CallFailure(FailureKind.CONNECTION, self._redact(_describe(exc))) from None
-        except TimeoutError:
+        except TimeoutError:  # the total deadline (before OSError: TimeoutError is one)
             message = f"the call took longer than {self.deadlines.total:g} s"
             raise CallFailure(FailureKind.TIMEOUT, message) from None
+        except OSError as exc:
+            raise CallFailure(FailureKind.CONNECTION, self._redact(_describe(exc))) from None
         if not assembler.finished:
             raise CallFailure(FailureKind.CONNECTION, "the stream ended before message_stop")
         try:
