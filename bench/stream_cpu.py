@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx2
 from procstat import cpu_seconds, load, machine, pin, two_cores
 from runcli import write_table
 
@@ -48,16 +49,22 @@ def cpu() -> float:
 def clients(
     base_url: str, connections: int
 ) -> dict[str, tuple[Call, Callable[[], Awaitable[None]]]]:
-    naive = anthropic.AsyncAnthropic(base_url=base_url, api_key="bench", max_retries=0)
+    # A generous connect timeout: 1,024 connections opened at once on a loaded machine can take
+    # more than the SDK's default 5 s, and a failed call would end the benchmark.
+    timeout = httpx2.Timeout(600, connect=120)
+    naive = anthropic.AsyncAnthropic(
+        base_url=base_url, api_key="bench", max_retries=0, timeout=timeout
+    )
     on_aiohttp = anthropic.AsyncAnthropic(
         base_url=base_url,
         api_key="bench",
         max_retries=0,
+        timeout=timeout,
         http_client=anthropic.DefaultAioHttpClient(),
     )
     ours = ApiClient(
         Endpoint(base_url=base_url, api_key="bench", simulated=True),
-        Deadlines(idle=120, total=600),
+        Deadlines(connect=120, idle=120, total=600),
         max_connections=connections,
     )
 
