@@ -28,8 +28,11 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+_CORES = len(os.sched_getaffinity(0))  # at import: before this process pins itself
+
+
 def two_cores() -> bool:
-    return len(os.sched_getaffinity(0)) > 1
+    return _CORES > 1
 
 
 def pin(pid: int | None, core: int) -> None:
