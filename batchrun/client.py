@@ -1,21 +1,27 @@
 """The only module that talks to the API (and imports ``anthropic``).
 
-The SDK builds each request, authenticates it and turns error answers into its typed errors, on
-its aiohttp transport (the default transport collapses past a few hundred connections). The
-reply's bytes are read raw and assembled by ``stream.py``: the SDK's per-event objects cost
-several times more CPU. Every call streams, under an idle deadline (no bytes for N seconds) and a
-total deadline. The API key never appears in an error, a log or a result.
+The SDK counts tokens on its aiohttp transport (its default transport collapses past a few hundred
+connections) and gives the streamed calls their headers (auth, version, client identity). The
+streamed Messages call, the hot path, is posted with aiohttp directly and its bytes are assembled
+by ``stream.py``: the SDK's response layers and per-event objects cost several times more CPU per
+read (bench/stream_cpu.py). Error answers are classified from their status, MiniMax code and body
+as the SDK's errors are. Every call streams, under an idle deadline (no bytes for N seconds, one
+watchdog timer per call, not a timeout per read) and a total deadline. The API key never appears
+in an error, a log or a result.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import anthropic
 import anyio
 import httpx2
+import orjson
 
 from batchrun.endpoint import Deadlines, Endpoint
 from batchrun.retry import CallFailure, FailureKind
@@ -52,10 +58,26 @@ class ApiClient:
                 ),
             ),
         )
+        self._max_connections = max_connections
+        self._url = str(self._sdk.base_url).rstrip("/") + "/v1/messages"
+        headers = {k: v for k, v in self._sdk.default_headers.items() if isinstance(v, str)}
+        self._headers = {**headers, "Accept": "text/event-stream"}
+        self._session: aiohttp.ClientSession | None = None
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
+        if self._session is not None:
+            await self._session.close()
         await self._sdk.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created on first use, inside the running event loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.deadlines.connect),
+                headers=self._headers,
+            )
+        return self._session
 
     async def count_tokens(self, model: str, params: dict[str, Any]) -> int | None:
         """Input tokens of a request by count_tokens; None when the endpoint refuses the model."""
@@ -82,17 +104,17 @@ class ApiClient:
         try:
             with anyio.fail_after(self.deadlines.total):
                 await self._stream_into(assembler, model, params)
-        except TimeoutError:
-            message = f"the call took longer than {self.deadlines.total:g} s"
-            raise CallFailure(FailureKind.TIMEOUT, message) from None
-        except anthropic.APIStatusError as exc:
-            raise self._failure_from_status(exc) from None
-        except anthropic.APITimeoutError:
-            raise CallFailure(FailureKind.TIMEOUT, "the request timed out") from None
-        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
-            raise CallFailure(FailureKind.CONNECTION, self._redact(_describe(exc))) from None
+        except CallFailure:
+            raise
         except StreamError as exc:
             raise _failure_from_stream_error(exc) from None
+        except aiohttp.ClientError as exc:  # first: aiohttp's connect timeouts are TimeoutErrors
+            raise CallFailure(FailureKind.CONNECTION, self._redact(_describe(exc))) from None
+        except TimeoutError:  # the total deadline (before OSError: TimeoutError is one)
+            message = f"the call took longer than {self.deadlines.total:g} s"
+            raise CallFailure(FailureKind.TIMEOUT, message) from None
+        except OSError as exc:
+            raise CallFailure(FailureKind.CONNECTION, self._redact(_describe(exc))) from None
         if not assembler.finished:
             raise CallFailure(FailureKind.CONNECTION, "the stream ended before message_stop")
         try:
@@ -104,46 +126,88 @@ class ApiClient:
     async def _stream_into(
         self, assembler: StreamAssembler, model: str, params: dict[str, Any]
     ) -> None:
-        body = {
-            key: value for key, value in params.items() if key not in ("messages", "max_tokens")
-        }
-        request = self._sdk.messages.with_streaming_response.create(
-            model=model,
-            max_tokens=params["max_tokens"],
-            messages=params["messages"],
-            stream=True,
-            extra_body=body,
-        )
-        async with request as response:
-            chunks = response.iter_bytes().__aiter__()
-            idle = self.deadlines.idle
-            while not assembler.finished:
-                try:
-                    with anyio.fail_after(idle):
-                        chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    message = f"no data for {idle:g} s (a stalled stream)"
+        body = orjson.dumps({"model": model, **params, "stream": True})
+        async with self._http().post(self._url, data=body) as response:
+            if response.status != 200:
+                raise self._failure_from_response(
+                    response.status, response.headers, await response.read()
+                )
+            watchdog = _Watchdog(self.deadlines.idle, response)
+            content = response.content
+            try:
+                while not assembler.finished:
+                    chunk = await content.readany()
+                    if not chunk:
+                        break  # the server ended the stream
+                    now = time.perf_counter()
+                    watchdog.last = now
+                    assembler.feed(chunk, now)
+            except aiohttp.ClientError:
+                if watchdog.fired:
+                    message = f"no data for {self.deadlines.idle:g} s (a stalled stream)"
                     raise CallFailure(FailureKind.STALLED, message) from None
-                assembler.feed(chunk, time.perf_counter())
+                raise
+            finally:
+                watchdog.cancel()
+
+    def _failure_from_response(self, status: int, headers: Any, raw: bytes) -> CallFailure:
+        try:
+            body: object = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        fallback = f"Error code: {status} - {body}"
+        return self._failure(status, body, fallback, headers, headers.get("request-id"))
 
     def _failure_from_status(self, exc: anthropic.APIStatusError) -> CallFailure:
-        error_type, message = _error_fields(exc.body, exc.message)
+        headers = exc.response.headers
+        return self._failure(exc.status_code, exc.body, exc.message, headers, exc.request_id)
+
+    def _failure(
+        self, status: int, body: object, fallback: str, headers: Any, header_id: str | None
+    ) -> CallFailure:
+        error_type, message = _error_fields(body, fallback)
         code = _minimax_code(message)
+        request_id = body.get("request_id") if isinstance(body, dict) else None
         return CallFailure(
-            _classify(exc.status_code, code),
+            _classify(status, code),
             self._redact(message),
-            status=exc.status_code,
+            status=status,
             error_type=error_type,
             code=code,
-            request_id=_request_id(exc),
-            retry_after=_retry_after(exc.response.headers.get("retry-after")),
+            request_id=request_id if isinstance(request_id, str) else header_id,
+            retry_after=_retry_after(headers.get("retry-after")),
         )
 
     def _redact(self, text: str) -> str:
         key = self.endpoint.api_key
         return text.replace(key, "***") if key else text
+
+
+class _Watchdog:
+    """One timer per call that closes the response once no bytes came for ``idle`` seconds.
+
+    The read loop only stores the time of each read; the timer re-arms itself at the latest
+    read plus ``idle``, so a stream of N reads costs a few timers, not N.
+    """
+
+    def __init__(self, idle: float, response: aiohttp.ClientResponse) -> None:
+        self.idle = idle
+        self.response = response
+        self.last = time.perf_counter()
+        self.fired = False
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(idle, self._check)
+
+    def _check(self) -> None:
+        wait = self.last + self.idle - time.perf_counter()
+        if wait > 0:
+            self._timer = self._loop.call_later(wait, self._check)
+            return
+        self.fired = True
+        self.response.close()  # the pending read raises ClientConnectionError
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def _describe(exc: BaseException) -> str:
@@ -212,13 +276,6 @@ def _failure_from_stream_error(exc: StreamError) -> CallFailure:
     code = _minimax_code(exc.message)
     kind = kinds.get(exc.error_type, _classify(500, code))
     return CallFailure(kind, exc.message, error_type=exc.error_type, code=code)
-
-
-def _request_id(exc: anthropic.APIStatusError) -> str | None:
-    body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("request_id"), str):
-        return str(body["request_id"])
-    return exc.request_id
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -9,6 +9,7 @@ total, so the largest value seen wins).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ _DELTA_FIELDS = {
     "input_json_delta": "partial_json",
 }
 _BLOCK_FIELDS = {"text": "text", "thinking": "thinking", "tool_use": "input"}
+# An event in its usual form: an optional ``event:`` line and exactly one ``data:`` line.
+_PLAIN_EVENT = re.compile(rb"(?:^|\n\n)(?:event:[^\n]*\n)?data:([^\n]*)(?=\n\n|\Z)")
 
 
 class StreamError(Exception):
@@ -79,30 +82,58 @@ class StreamAssembler:
         data = self._buffer + chunk if self._buffer else chunk
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        elapsed = now - self._started
-        start = 0
-        end = data.find(b"\n\n")
-        while end >= 0 and not self.finished:  # nothing after message_stop counts
-            self._event(data, start, end, elapsed)
-            start = end + 2
-            end = data.find(b"\n\n", start)
-        self._buffer = data[start:]
+        cut = data.rfind(b"\n\n")
+        if cut < 0 or self.finished:  # nothing after message_stop counts
+            self._buffer = data
+            return
+        complete, self._buffer = data[:cut], data[cut + 2 :]
+        payloads = _PLAIN_EVENT.findall(complete)
+        # One regex pass gives every payload when every event has the usual form (as many matches
+        # as events); otherwise (comments, data split over lines) go event by event.
+        if len(payloads) != complete.count(b"\n\n") + 1:
+            payloads = [_payload(raw) for raw in complete.split(b"\n\n")]
+        self._events(payloads, now - self._started)
 
-    def _event(self, data: bytes, start: int, end: int, elapsed: float) -> None:
-        lines = data[start:end].split(b"\n")
-        payload = b"\n".join(line[5:] for line in lines if line.startswith(b"data:"))
-        if not payload:
-            return  # a comment or an event without data
-        event = orjson.loads(payload)
-        if not isinstance(event, dict):
-            raise StreamError(
-                "malformed_stream", f"an event that is not an object: {payload[:80]!r}"
-            )
-        if self.timings.first_event is None:
-            self.timings.first_event = elapsed
-        handler = _HANDLERS.get(str(event.get("type")))
-        if handler is not None:
-            handler(self, event, elapsed)
+    def _events(self, payloads: list[bytes], elapsed: float) -> None:
+        blocks = self._blocks
+        kinds: set[str] = set()
+        for payload in payloads:
+            if self.finished:
+                break
+            if not payload:
+                continue  # a comment or an event without data
+            event = orjson.loads(payload)
+            if not isinstance(event, dict):
+                raise StreamError(
+                    "malformed_stream", f"an event that is not an object: {payload[:80]!r}"
+                )
+            kind = event.get("type")
+            if kind == "content_block_delta":  # the hot path: one per token
+                delta = event["delta"]
+                name = _DELTA_FIELDS.get(delta.get("type"))
+                if name is not None:
+                    blocks[event["index"]].pieces.append(delta[name])
+                    kinds.add(delta["type"])
+                    continue
+            if self.timings.first_event is None:
+                self.timings.first_event = elapsed
+            handler = _HANDLERS.get(str(kind))
+            if handler is not None:
+                handler(self, event, elapsed)
+        if kinds:
+            self._note_tokens(kinds, elapsed)
+
+    def _note_tokens(self, kinds: set[str], elapsed: float) -> None:
+        timings = self.timings
+        if timings.first_event is None:
+            timings.first_event = elapsed
+        if timings.first_token is None:
+            timings.first_token = elapsed
+        if "text_delta" in kinds and timings.first_text is None:
+            timings.first_text = elapsed
+        if "thinking_delta" in kinds and timings.first_thinking is None:
+            timings.first_thinking = elapsed
+        timings.last_token = elapsed
 
     def _on_message_start(self, event: dict[str, Any], elapsed: float) -> None:
         self._message = dict(event["message"])
@@ -118,18 +149,7 @@ class StreamAssembler:
         delta = event["delta"]
         kind = delta.get("type")
         block = self._blocks[event["index"]]
-        name = _DELTA_FIELDS.get(kind)
-        if name is not None:
-            block.pieces.append(delta[name])
-            timings = self.timings
-            if timings.first_token is None:
-                timings.first_token = elapsed
-            if kind == "text_delta" and timings.first_text is None:
-                timings.first_text = elapsed
-            elif kind == "thinking_delta" and timings.first_thinking is None:
-                timings.first_thinking = elapsed
-            timings.last_token = elapsed
-        elif kind == "signature_delta":
+        if kind == "signature_delta":
             block.data["signature"] = delta["signature"]
         elif kind == "citations_delta":
             block.data.setdefault("citations", None)
@@ -172,6 +192,11 @@ class StreamAssembler:
             raise StreamError("malformed_stream", f"a tool input that is not JSON: {exc}") from exc
         message["usage"] = dict(self._usage)
         return message
+
+
+def _payload(raw: bytes) -> bytes:
+    """The data of one event: its data lines joined by newlines (empty when it has none)."""
+    return b"\n".join(line[5:] for line in raw.split(b"\n") if line.startswith(b"data:"))
 
 
 def _finish(block: _Block) -> dict[str, Any]:

@@ -10,58 +10,32 @@ the runner itself can do), and the catalog's rate limits on both sides (no 429 e
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sqlite3
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import orjson
+from procstat import load, machine, pin
+from runcli import run_batchrun, write_jobs, write_table
 
 from batchrun.sim import SimSettings, simulator_process
 
 MODELS = ("MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M3")
 
 
-def write_jobs(path: Path, count: int) -> None:
-    with path.open("wb") as handle:
-        for i in range(count):
-            job = {
-                "custom_id": f"job-{i:06d}",
-                "prompt": f"Benchmark question {i}",
-                "max_tokens": 300,
-            }
-            handle.write(orjson.dumps(job) + b"\n")
-
-
 def run_case(label: str, jobs: int, sim: SimSettings, runner_args: list[str]) -> str:
     with tempfile.TemporaryDirectory() as tmp, simulator_process(sim) as server:
-        if server.pid is not None and len(os.sched_getaffinity(0)) > 1:
-            os.sched_setaffinity(server.pid, {1})
+        pin(server.pid, 1)
         work = Path(tmp)
         write_jobs(work / "jobs.jsonl", jobs)
-        env = {**os.environ, "MINIMAX_API_KEY": "bench"}
-        command = [
-            sys.executable, "-m", "batchrun.cli", "run", "jobs.jsonl", "--models", ",".join(MODELS),
-            "--base-url", f"{server.base_url}/anthropic", *runner_args,
-        ]  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run(
-            command, cwd=work, env=env, capture_output=True, text=True, check=False
+        run = run_batchrun(
+            work, f"{server.base_url}/anthropic", ["--models", ",".join(MODELS), *runner_args]
         )
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(f"{label}: exit {done.returncode}\n{done.stdout}\n{done.stderr}")
-        with sqlite3.connect(work / "batchrun.db") as db:
-            results = db.execute("select count(*) from results").fetchone()[0]
-            limited = db.execute("select count(*) from attempts where status = 429").fetchone()[0]
         stats = server.fetch_stats()
     served_429 = sum(model["429"] for model in stats["models"].values())
-    rate = results / wall
-    return f"| {label} | {results:,} | {wall:.1f} s | {rate:,.0f} | {limited} | {served_429} |"
+    rate = run.results / run.wall
+    return (
+        f"| {label} | {run.results:,} | {run.wall:.1f} s | {rate:,.0f} | {run.limited} | "
+        f"{served_429} | {load()} |"
+    )
 
 
 def main() -> None:
@@ -90,15 +64,13 @@ def main() -> None:
         )
     lines = [
         f"`batchrun run` of {jobs:,} jobs x {len(MODELS)} models against the simulator "
-        f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}).",
+        f"({machine()}).",
         "",
-        "| case | results | wall time | requests/s | 429s recorded | 429s served |",
-        "|---|---|---|---|---|---|",
+        "| case | results | wall time | requests/s | 429s recorded | 429s served | load |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(args.out, lines)
 
 
 if __name__ == "__main__":

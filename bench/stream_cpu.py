@@ -6,17 +6,21 @@ assembled by stream.py). The simulator runs in its own process on core 1, the cl
 
 1. CPU per answer at time scale 0, concurrency 64, answers of 20, 500 and 2,000 deltas.
 2. Throughput at concurrency 64, 256 and 1,024 with 1,000-token answers taking about 2 s
-   (MiniMax-M3 at 80 tokens/s, time scale 0.15): achieved / (concurrency / mean latency).
+   (MiniMax-M3 at 80 tokens/s, time scale 0.15): achieved / (concurrency / unloaded latency),
+   with each side's CPU per answer (client: this process; server: the simulator's process).
+   The simulator writes every --tick seconds (default 0.01: about 5 tokens per write at this
+   pace, some 200 reads per answer).
 
-    python bench/stream_cpu.py [--quick] [--out bench/results/stream_cpu.md]
+The machine is shared: the load average is recorded with each table, and CPU per answer (which
+load changes little) says what one core could sustain: 1 / CPU per answer.
+
+    python bench/stream_cpu.py [--quick] [--tick 0.01] [--out bench/results/stream_cpu.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-from procstat import cpu_seconds
+import httpx2
+from procstat import cpu_seconds, load, machine, pin, two_cores
+from runcli import write_table
 
 from batchrun.client import ApiClient
 from batchrun.endpoint import Deadlines, Endpoint
@@ -35,6 +41,7 @@ Call = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def cpu() -> float:
+    """CPU seconds of this process (the client under test)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -42,16 +49,20 @@ def cpu() -> float:
 def clients(
     base_url: str, connections: int
 ) -> dict[str, tuple[Call, Callable[[], Awaitable[None]]]]:
-    naive = anthropic.AsyncAnthropic(base_url=base_url, api_key="bench", max_retries=0)
+    # The SDK's default retries (a pooled connection the server closed is retried, as in a
+    # user's script) and a generous connect timeout: 1,024 connections opened at once on a
+    # loaded machine can take more than the SDK's default 5 s.
+    timeout = httpx2.Timeout(600, connect=120)
+    naive = anthropic.AsyncAnthropic(base_url=base_url, api_key="bench", timeout=timeout)
     on_aiohttp = anthropic.AsyncAnthropic(
         base_url=base_url,
         api_key="bench",
-        max_retries=0,
+        timeout=timeout,
         http_client=anthropic.DefaultAioHttpClient(),
     )
     ours = ApiClient(
         Endpoint(base_url=base_url, api_key="bench", simulated=True),
-        Deadlines(idle=120, total=600),
+        Deadlines(connect=120, idle=120, total=600),
         max_connections=connections,
     )
 
@@ -125,6 +136,7 @@ async def scaling_table(base_url: str, quick: bool, server_pid: int | None) -> l
         "| client | c=64 | c=256 | c=1,024 |",
         "|---|---|---|---|",
     ]
+    notes = []
     made = clients(base_url, 1100)
     # The unloaded latency of one answer: the ideal is concurrency / this.
     _, _, nominal = await drive(made["batchrun client"][0], request(1000), 16, 8)
@@ -135,54 +147,52 @@ async def scaling_table(base_url: str, quick: bool, server_pid: int | None) -> l
             count = concurrency * (1 if quick else 3)
             server_before = _process_cpu(server_pid)
             wall, used, _ = await drive(call, request(1000), count, concurrency)
-            server = (_process_cpu(server_pid) - server_before) / wall
+            server = _process_cpu(server_pid) - server_before
             rate = count / wall
             cells.append(
                 f"{rate:,.0f}/s = {rate * nominal / concurrency:.2f} of ideal "
-                f"(client {used / wall:.0%}, server {server:.0%} of a core)"
+                f"(client {used / wall:.0%}, server {server / wall:.0%} of a core; "
+                f"{1000 * used / count:.1f} / {1000 * server / count:.1f} ms per answer)"
             )
+            notes.append(load())
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     for _, close in made.values():
         await close()
-    return rows
+    return [*rows, "", f"Load during these runs: {', '.join(notes)}."]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
+    parser.add_argument("--tick", type=float, default=0.01, help="simulator write interval (s)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/stream_cpu.md"))
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    two_cores = len(os.sched_getaffinity(0)) > 1
-    if two_cores:
-        os.sched_setaffinity(0, {0})
+    pin(0, 0)
     lines = [
-        f"Client CPU and concurrency ({platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, anthropic {anthropic.__version__}).",
+        f"Client CPU and concurrency ({machine()}, anthropic {anthropic.__version__}, "
+        f"simulator on core 1{'' if two_cores() else ' (one core: shared)'}).",
         "",
-        "CPU per streamed answer, time scale 0, concurrency 64:",
+        f"CPU per streamed answer, time scale 0, concurrency 64 ({load()}):",
         "",
     ]
     instant = SimSettings(time_scale=0, limits=False, output_median=10**6, seed=1)
     with simulator_process(instant) as sim:
-        if two_cores and sim.pid:
-            os.sched_setaffinity(sim.pid, {1})
+        pin(sim.pid, 1)
         lines += run_fast(cpu_table(f"{sim.base_url}/anthropic", args.quick))
     lines += [
         "",
-        "Throughput, 1,000-token answers of about 2 s "
-        "(achieved / (concurrency / unloaded latency)):",
+        "Throughput, 1,000-token answers of about 2 s, simulator writing every "
+        f"{args.tick:g} s (achieved / (concurrency / unloaded latency); CPU per answer: "
+        "client / server):",
         "",
     ]
-    paced = SimSettings(time_scale=0.15, limits=False, output_median=10**6, seed=1)
+    paced = SimSettings(time_scale=0.15, limits=False, output_median=10**6, seed=1, tick=args.tick)
     with simulator_process(paced) as sim:
-        if two_cores and sim.pid:
-            os.sched_setaffinity(sim.pid, {1})
+        pin(sim.pid, 1)
         lines += run_fast(scaling_table(f"{sim.base_url}/anthropic", args.quick, sim.pid))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 import uvicorn
@@ -76,6 +78,39 @@ def test_data_split_over_lines_is_joined() -> None:
     assert assemble(START, BLOCK, split, STOP).message()["content"][0]["text"] == "Hi"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b": a comment\n\n",
+        b"event: ping\n\n",
+        b'id: 7\nevent: ping\ndata: {"type":"ping"}\n\n',
+        b"\n\n",
+        b"data:\n\n",
+    ],
+    ids=["comment", "event-without-data", "id-line", "extra-blank-line", "empty-data"],
+)
+def test_unusual_events_in_one_read_give_the_same_message(extra: bytes) -> None:
+    """Reads with events of an unusual form take the event-by-event path, with the same result."""
+    split = DELTA.replace(b'"delta":', b'\ndata: "delta":')  # data over two lines
+    expected = assemble(START, BLOCK, DELTA, DELTA, STOP).message()
+    for stream in (
+        START + BLOCK + extra + DELTA + split + STOP,
+        START + BLOCK + split + extra + DELTA + STOP,
+    ):
+        assert assemble(stream).message() == expected
+        assert assemble(*(bytes([b]) for b in stream)).message() == expected
+
+
+def test_the_last_token_time_is_that_of_the_read_that_carried_it() -> None:
+    assembler = StreamAssembler(0.0)
+    assembler.feed(START + BLOCK, 1.0)
+    assembler.feed(DELTA, 2.0)
+    assembler.feed(DELTA + STOP, 3.0)
+    timings = assembler.timings
+    assert (timings.first_event, timings.first_token, timings.first_text) == (1.0, 2.0, 2.0)
+    assert (timings.last_token, timings.done, timings.first_thinking) == (3.0, 3.0, None)
+
+
 def test_events_after_message_stop_are_ignored() -> None:
     error = (
         b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"late"}}\n\n'
@@ -112,21 +147,16 @@ def test_tool_input_that_is_not_json_is_a_stream_error() -> None:
         assembler.message()
 
 
-@pytest.fixture
-def broken_server() -> Iterator[str]:
-    """An API that answers every call with one malformed stream."""
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        while (await receive()).get("more_body"):
-            pass
-        headers = [(b"content-type", b"text/event-stream")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": START + BLOCK + b"data: [DONE]\n\n"})
 
+@contextlib.contextmanager
+def serving(app: App) -> Iterator[str]:
+    """Serve an ASGI app on a free port in a thread; yield its base URL."""
     sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="critical"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="off", log_level="critical", timeout_graceful_shutdown=1)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -135,6 +165,103 @@ def broken_server() -> Iterator[str]:
     server.should_exit = True
     thread.join(10)
     sock.close()
+
+
+def answering(
+    status: int, headers: list[tuple[bytes, bytes]], *bodies: bytes, gap: float = 0
+) -> App:
+    """An API that answers every call with this status and these body parts, ``gap`` s apart."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        for part in bodies:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await anyio.sleep(gap)
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream")]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@pytest.fixture
+def broken_server() -> Iterator[str]:
+    """An API that answers every call with one malformed stream."""
+    with serving(answering(200, SSE_HEADERS, START + BLOCK + b"data: [DONE]\n\n")) as url:
+        yield url
+
+
+async def failure_from(url: str, deadlines: Deadlines, key: str = "k") -> CallFailure:
+    client = ApiClient(Endpoint(base_url=url, api_key=key, simulated=True), deadlines, 4)
+    try:
+        with pytest.raises(CallFailure) as caught:
+            await client.stream_message("MiniMax-M2", {"max_tokens": 5, "messages": []})
+    finally:
+        await client.aclose()
+    return caught.value
+
+
+def error_body(kind: str, message: str) -> bytes:
+    return orjson.dumps(
+        {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req-7"}
+    )
+
+
+@pytest.mark.anyio
+async def test_error_answers_are_classified_with_code_retry_after_and_request_id() -> None:
+    limited = answering(
+        429,
+        [*JSON_HEADERS, (b"retry-after", b"3")],
+        error_body("rate_limit_error", "rate limit exceeded(RPM) (1002)"),
+    )
+    with serving(limited) as url:
+        failure = await failure_from(url, Deadlines(idle=5, total=10))
+    assert (failure.kind, failure.status, failure.code) == (FailureKind.RATE_LIMITED, 429, 1002)
+    assert (failure.retry_after, failure.request_id) == (3.0, "req-7")
+    assert failure.error_type == "rate_limit_error"
+    broke = answering(500, JSON_HEADERS, error_body("api_error", "insufficient balance (1008)"))
+    with serving(broke) as url:
+        assert (await failure_from(url, Deadlines())).kind is FailureKind.BALANCE
+
+
+@pytest.mark.anyio
+async def test_an_error_that_repeats_the_key_never_shows_it() -> None:
+    key = "sk-secret-123"
+    denied = answering(401, JSON_HEADERS, error_body("authentication_error", f"bad key {key}"))
+    with serving(denied) as url:
+        failure = await failure_from(url, Deadlines(), key=key)
+    assert failure.kind is FailureKind.AUTH
+    assert key not in failure.message
+    assert "***" in failure.message
+    with serving(
+        answering(502, [(b"content-type", b"text/plain")], b"gateway " + key.encode())
+    ) as url:
+        failure = await failure_from(url, Deadlines(), key=key)
+    assert failure.kind is FailureKind.SERVER
+    assert key not in failure.message
+
+
+@pytest.mark.anyio
+async def test_a_stream_that_goes_quiet_is_stalled_by_the_idle_watchdog() -> None:
+    with serving(answering(200, SSE_HEADERS, START + BLOCK, DELTA, gap=3.0)) as url:
+        started = time.perf_counter()
+        failure = await failure_from(url, Deadlines(idle=0.3, total=20))
+        waited = time.perf_counter() - started
+    assert failure.kind is FailureKind.STALLED
+    assert waited < 2.5  # the server's next part was 3 s away
+
+
+@pytest.mark.anyio
+async def test_a_stream_that_keeps_dripping_meets_the_total_deadline() -> None:
+    with serving(answering(200, SSE_HEADERS, START + BLOCK, *[DELTA] * 30, gap=0.05)) as url:
+        failure = await failure_from(url, Deadlines(idle=1.0, total=0.6))
+    assert failure.kind is FailureKind.TIMEOUT
 
 
 @pytest.mark.anyio

@@ -87,6 +87,13 @@ def sim_command(
             "others get a 400. Default: every model."
         ),
     ] = None,
+    tick: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of wall clock between two writes of one stream: tokens due within "
+            "a tick are written together."
+        ),
+    ] = 0.01,
 ) -> None:
     """Serve a MiniMax-compatible API on this machine, for tests and for running without a key."""
     base, per_model = parse_faults(faults)
@@ -107,6 +114,7 @@ def sim_command(
         quirks=parse_quirks(quirks),
         ttft_median=ttft,
         output_median=output_tokens,
+        tick=tick,
         count_tokens_models=(
             frozenset(m.strip() for m in count_tokens_models.split(",") if m.strip())
             if count_tokens_models

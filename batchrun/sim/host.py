@@ -183,6 +183,7 @@ def settings_to_args(settings: SimSettings) -> list[str]:
         f"--stall-seconds={settings.stall_seconds}",
         f"--ttft={settings.ttft_median}",
         f"--output-tokens={settings.output_median}",
+        f"--tick={settings.tick}",
     ]
     if settings.api_key is not None:
         args.append(f"--api-key={settings.api_key}")

@@ -106,11 +106,13 @@ def _attach(
         offsets.append(times[0])
         return
     count, spread = len(deltas), len(times)
-    dues = (
-        times
-        if spread == count
-        else [times[max(0, (i + 1) * spread // count - 1)] for i in range(count)]
-    )
+    if spread == count:  # one delta per token: one chunk each (the writer joins what is due)
+        chunks.append(start + deltas[0])
+        chunks.extend(deltas[1:])
+        chunks[-1] += end
+        offsets.extend(times)
+        return
+    dues = [times[max(0, (i + 1) * spread // count - 1)] for i in range(count)]
     groups: list[list[bytes]] = [[start]]
     due_times = [times[0]]
     for due, delta in zip(dues, deltas, strict=True):
