@@ -24,6 +24,9 @@ from batchrun.precheck import TokenCounter
 from batchrun.pricing import Cost, Usage, day_of, request_cost
 from batchrun.store import Store
 
+Keep = Callable[[list[tuple[int, int, bool]]], None]  # stores (request id, tokens, estimated)
+KEEP_EVERY = 5000
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Planned:
@@ -80,10 +83,16 @@ async def estimate(
     catalog: Catalog,
     counter: TokenCounter,
     history: Mapping[str, tuple[int, float]],
+    *,
     workers: int = 32,
+    keep: Keep | None = None,
 ) -> Estimate:
-    """Count and price every planned request; ``history`` is model -> (results, mean output)."""
-    estimator = _Estimator(catalog=catalog, counter=counter, history=history)
+    """Count and price every planned request; ``history`` is model -> (results, mean output).
+
+    With ``keep``, the counts of stored requests are handed to it in slices as they come (to
+    store them) instead of piling up in ``Estimate.counts``: a million requests stay small.
+    """
+    estimator = _Estimator(catalog=catalog, counter=counter, history=history, keep=keep)
     send, receive = anyio.create_memory_object_stream[Planned](workers * 4)
     async with anyio.create_task_group() as group:
         for _ in range(workers):
@@ -96,6 +105,7 @@ async def estimate(
             else:
                 for item in planned:
                     await send.send(item)
+    await estimator.flush(0)
     order = {name: n for n, name in enumerate(catalog.names())}
     models = estimator.result.models
     estimator.result.models = {m: models[m] for m in sorted(models, key=lambda m: order.get(m, 0))}
@@ -107,6 +117,7 @@ class _Estimator:
     catalog: Catalog
     counter: TokenCounter
     history: Mapping[str, tuple[int, float]]
+    keep: Keep | None = None
     result: Estimate = field(default_factory=Estimate)
     day: date = field(default_factory=lambda: day_of(time.time()))
 
@@ -118,7 +129,15 @@ class _Estimator:
                 )
                 if item.request_id is not None:
                     self.result.counts.append((item.request_id, tokens, estimated))
+                    await self.flush(KEEP_EVERY)
                 self.add(item, tokens, estimated)
+
+    async def flush(self, at_least: int) -> None:
+        """Hand the counts gathered so far to ``keep`` once there are ``at_least`` of them."""
+        if self.keep is None or not self.result.counts or len(self.result.counts) < at_least:
+            return
+        counts, self.result.counts = self.result.counts, []
+        await anyio.to_thread.run_sync(self.keep, counts)
 
     def add(self, item: Planned, tokens: int, estimated: bool) -> None:
         info = self.catalog.get(item.model)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from batchrun.catalog import load_catalog
 from batchrun.client import ApiClient
 from batchrun.endpoint import Deadlines
@@ -93,7 +95,7 @@ def test_estimate_command_and_run_reuse_the_counts(tmp_path: Path) -> None:
 
 
 def test_counts_from_the_estimate_are_not_counted_again(
-    tmp_path: Path, sim: RunningSimulator
+    tmp_path: Path, sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from batchrun.estimate import planned_from_store
     from batchrun.planner import PlanOptions, create_batch, file_digest
@@ -111,13 +113,24 @@ def test_counts_from_the_estimate_are_not_counted_again(
         client = ApiClient(endpoint_for(sim), Deadlines(), max_connections=16)
         try:
             planned = planned_from_store(store, plan.batch.id, [M27])
-            return await estimate(planned, load_catalog(), TokenCounter(client), {})
+            counter = TokenCounter(client)
+            return await estimate(planned, load_catalog(), counter, {}, keep=keep)
         finally:
             await client.aclose()
 
+    slices: list[int] = []
+
+    def keep(counts: list[tuple[int, int, bool]]) -> None:
+        slices.append(len(counts))
+        store.set_input_tokens(counts)
+
+    # The counts are stored in slices as they come, not held to the end (a million stay small).
+    monkeypatch.setattr("batchrun.estimate.KEEP_EVERY", 2)
     found = run_fast(go())
-    store.set_input_tokens(found.counts)
-    assert len(found.counts) == 5
+    assert found.counts == []
+    assert sum(slices) == 5
+    assert max(slices) <= 2 + 16  # a slice, plus what the other counting workers added meanwhile
+    assert len(slices) >= 2
     counted = sim.fetch_stats()["count_tokens_total"]
     assert counted == 5
     report, progress = resume_run(store, plan, sim)

@@ -161,8 +161,15 @@ def estimate_command(
 
 
 async def _estimate(
-    planned: Any, catalog: Catalog, endpoint: Endpoint, store: Store, precheck: bool
+    planned: Any,
+    catalog: Catalog,
+    endpoint: Endpoint,
+    store: Store,
+    precheck: bool,
+    keep: bool = False,
 ) -> Estimate:
+    """The estimate of the planned requests; with ``keep``, their counts are stored as they come
+    (so the run does not count them again)."""
     # Loaded here, not at the top: only the commands that call the API need the SDK.
     from batchrun.client import ApiClient  # noqa: PLC0415
 
@@ -170,7 +177,8 @@ async def _estimate(
     try:
         counter = TokenCounter(client, enabled=precheck)
         history = await anyio.to_thread.run_sync(store.output_history)
-        return await estimate(planned, catalog, counter, history)
+        kept = store.set_input_tokens if keep else None
+        return await estimate(planned, catalog, counter, history, keep=kept)
     finally:
         await client.aclose()
 
@@ -371,8 +379,7 @@ def _estimate_and_confirm(
 ) -> bool:
     """Show what the pending requests will cost (their counts are kept); False if declined."""
     planned = planned_from_store(store, batch.id, models)
-    found = run_fast(_estimate(planned, catalog, endpoint, store, connection.precheck))
-    store.set_input_tokens(found.counts)
+    found = run_fast(_estimate(planned, catalog, endpoint, store, connection.precheck, keep=True))
     if not found.models:
         return True
     _keep_estimate(store, batch, found)
