@@ -21,7 +21,7 @@ result) for spend reports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -72,7 +72,7 @@ REQUEST_COLUMNS: dict[str, Any] = {
     "error_type": pl.String,
     "error_message": pl.String,
 }
-RESULT_COLUMNS: dict[str, Any] = {"request_id": pl.Int64, **_TIMING}
+RESULT_COLUMNS: dict[str, Any] = {"request_id": pl.Int64, "model": pl.String, **_TIMING}
 BATCH_COLUMNS: dict[str, Any] = {
     "batch_id": pl.String,
     "batch_name": pl.String,
@@ -93,27 +93,49 @@ def results_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
 
 
 def requests_frame(
-    request_rows: Sequence[Sequence[Any]],
-    result_rows: Sequence[Sequence[Any]],
+    request_pages: Iterable[Sequence[Sequence[Any]]],
+    result_pages: Iterable[Sequence[Sequence[Any]]],
     batches: Sequence[Mapping[str, Any]],
 ) -> pl.DataFrame:
-    """The requests frame: each request (Store.metric_rows) with its batch's name, whether it was
-    simulated, its result's figures where it has one, and the metric columns."""
+    """The requests frame: each request (Store.metric_rows, in pages of rows) with its batch's
+    name, whether it was simulated, its result's figures where it has one, and the metric
+    columns."""
     names = pl.DataFrame(
         [(b["id"], b["name"], b["simulated"]) for b in batches], schema=BATCH_COLUMNS, orient="row"
     )
     frame = (
-        pl.DataFrame(request_rows, schema=REQUEST_COLUMNS, orient="row")
+        _paged_frame(request_pages, REQUEST_COLUMNS)
         .join(names, on="batch_id", how="left")
-        .join(
-            pl.DataFrame(result_rows, schema=RESULT_COLUMNS, orient="row"),
-            on="request_id",
-            how="left",
-        )
+        .join(_paged_frame(result_pages, RESULT_COLUMNS).drop("model"), on="request_id", how="left")
     )
     return with_metrics(frame).with_columns(
         retries=(pl.col("attempts") - 1).clip(lower_bound=0),
     )
+
+
+def _paged_frame(
+    pages: Iterable[Sequence[Sequence[Any]]], schema: Mapping[str, Any]
+) -> pl.DataFrame:
+    frames = [pl.DataFrame(page, schema=schema, orient="row") for page in pages]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def summary_frame(
+    result_pages: Iterable[Sequence[Sequence[Any]]],
+    counts: Mapping[str, Mapping[str, int]],
+) -> pl.DataFrame:
+    """model_metrics of one batch from its results alone (Store.result_metric_rows) and its
+    requests per model and status (Store.status_counts): the end-of-run summary, which must not
+    read a row per request of a million-request batch."""
+    results = with_metrics(_paged_frame(result_pages, RESULT_COLUMNS)).with_columns(
+        status=pl.lit("succeeded"), retries=pl.lit(0), simulated=pl.lit(False)
+    )
+    status = pl.DataFrame(
+        [{"model": model, **{s: by.get(s, 0) for s in STATUSES}} for model, by in counts.items()],
+        schema={"model": pl.String, **dict.fromkeys(STATUSES, pl.Int64)},
+    ).with_columns(requests=pl.sum_horizontal(*STATUSES))
+    figures = model_metrics(results).drop("requests", *STATUSES, "error_rate", "success_rate")
+    return status.join(figures, on="model", how="left").with_columns(*_rates()).sort("model")
 
 
 def with_metrics(frame: pl.DataFrame) -> pl.DataFrame:
@@ -167,10 +189,8 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
         pl.col("output_tokens").filter(priced).sum().alias("priced_output"),
         pl.col("simulated").any(),
     )
-    finished = pl.col("succeeded") + pl.col("errored") + pl.col("invalid")
     return frame.with_columns(
-        error_rate=pl.when(finished > 0).then((pl.col("errored") + pl.col("invalid")) / finished),
-        success_rate=pl.when(pl.col("requests") > 0).then(pl.col("succeeded") / pl.col("requests")),
+        *_rates(),
         cost_per_1k_nanos=pl.when(pl.col("priced") > 0).then(
             pl.col("cost_nanos") * 1000 / pl.col("priced")
         ),
@@ -178,6 +198,18 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
             pl.col("cost_nanos") * 1_000_000 / pl.col("priced_output")
         ),
     ).sort(list(by))
+
+
+def _rates() -> list[pl.Expr]:
+    """Error rate (of finished requests) and success rate (of all), from the status counts."""
+    finished = pl.col("succeeded") + pl.col("errored") + pl.col("invalid")
+    failed = pl.col("errored") + pl.col("invalid")
+    return [
+        pl.when(finished > 0).then(failed / finished).alias("error_rate"),
+        pl.when(pl.col("requests") > 0)
+        .then(pl.col("succeeded") / pl.col("requests"))
+        .alias("success_rate"),
+    ]
 
 
 def error_breakdown(requests: pl.DataFrame) -> pl.DataFrame:

@@ -180,7 +180,7 @@ results = Table(
     Index(None, "model", "sent_at"),
     # Covers every figure the dashboard computes, so reading a million results' metrics scans
     # this narrow index instead of rows that carry the answers' text.
-    Index("ix_results_metrics", "batch_id", "request_id", *RESULT_METRICS),
+    Index("ix_results_metrics", "batch_id", "request_id", "model", *RESULT_METRICS),
 )
 
 grades = Table(

@@ -528,13 +528,15 @@ class Store:
     # --- dashboard reads -----------------------------------------------------------------------
 
     def metric_rows(
-        self, batch_ids: Sequence[str] | None = None
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """Every request (of some batches, or all), and the metric columns of their results.
+        self, batch_ids: Sequence[str] | None = None, page: int = 50_000
+    ) -> tuple[Iterator[list[tuple[Any, ...]]], Iterator[list[tuple[Any, ...]]]]:
+        """Every request (of some batches, or all), and the metric columns of their results, as
+        pages of rows: read one after the other, so a million requests never sit in memory as
+        Python rows at once.
 
         Two narrow scans, in the column orders of ``analytics.REQUEST_COLUMNS`` and
         ``analytics.RESULT_COLUMNS``; the second reads only the covering index
-        ``ix_results_metrics``, never the answers' text, so a million rows stay quick.
+        ``ix_results_metrics``, never the answers' text.
         """
         request_query = select(
             requests.c.id,
@@ -546,21 +548,33 @@ class Store:
             requests.c.error_type,
             requests.c.error_message,
         )
-        result_query = select(results.c.request_id, *(results.c[c] for c in RESULT_METRICS))
         if batch_ids is not None:
             request_query = request_query.where(requests.c.batch_id.in_(list(batch_ids)))
-            result_query = result_query.where(results.c.batch_id.in_(list(batch_ids)))
-        return self._plain_rows(request_query), self._plain_rows(result_query)
+        return self._plain_pages(request_query, page), self.result_metric_rows(batch_ids, page)
 
-    def _plain_rows(self, query: Select[Any]) -> list[tuple[Any, ...]]:
-        """The rows of a read as the driver's own tuples: half the time of SQLAlchemy's rows,
-        which matters at a million. Literal binds: the only values are our own batch ids."""
+    def result_metric_rows(
+        self, batch_ids: Sequence[str] | None = None, page: int = 50_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The results' metric columns (``analytics.RESULT_COLUMNS``), in pages, from the
+        covering index alone."""
+        query = select(
+            results.c.request_id, results.c.model, *(results.c[c] for c in RESULT_METRICS)
+        )
+        if batch_ids is not None:
+            query = query.where(results.c.batch_id.in_(list(batch_ids)))
+        return self._plain_pages(query, page)
+
+    def _plain_pages(self, query: Select[Any], page: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of a read, in pages, as the driver's own tuples: half the time of
+        SQLAlchemy's rows, which matters at a million. Literal binds: the only values are our
+        own batch ids."""
         sql = str(query.compile(self.engine, compile_kwargs={"literal_binds": True}))
         with self._connect() as connection:
             cursor = connection.connection.driver_connection.cursor()
             try:
                 cursor.execute(sql)
-                return list(cursor.fetchall())
+                while rows := cursor.fetchmany(page):
+                    yield list(rows)
             finally:
                 cursor.close()
 

@@ -39,11 +39,9 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 def analytics_times(url: str) -> tuple[list[tuple[str, float]], int]:
     store = Store(url)
     batches = [b.as_dict() for b in store.list_batches()]
-    read, (request_rows, result_rows) = timed(store.metric_rows)
-    build_frame, frame = timed(lambda: analytics.requests_frame(request_rows, result_rows, batches))
+    read, frame = timed(lambda: analytics.requests_frame(*store.metric_rows(), batches))
     one_batch = frame.filter(pl.col("batch_id") == batches[0]["id"])
-    rows = [("Store.metric_rows (read every request and result)", read),
-            ("analytics.requests_frame", build_frame)]  # fmt: skip
+    rows = [("read every request and result into the requests frame", read)]
     functions: list[tuple[str, Callable[[], Any]]] = [
         ("model_metrics by model", lambda: analytics.model_metrics(frame)),
         ("model_metrics by day, model", lambda: analytics.model_metrics(frame, ("day", "model"))),

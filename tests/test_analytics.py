@@ -43,7 +43,7 @@ def result(
     cost: int | None = 1000,
 ) -> tuple[Any, ...]:
     text_s = ttft if text is None else text
-    return (rid, sent, ttft, text_s, last, done, 10, out, 2, 1, cost)
+    return (rid, "unused", sent, ttft, text_s, last, done, 10, out, 2, 1, cost)
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def frame() -> pl.DataFrame:
         result(5, done=2.0, last=1.0, ttft=0.5, out=40, cost=1000),
         result(9, done=1.0, last=0.5, ttft=0.5, out=10, cost=None, sent=DAY1 + HOUR),
     ]
-    return analytics.requests_frame(requests, results, BATCHES)
+    return analytics.requests_frame([requests], [results], BATCHES)
 
 
 def by_model(table: pl.DataFrame) -> dict[str, dict[str, Any]]:
@@ -112,6 +112,20 @@ def test_model_metrics_counts_rates_and_percentiles(frame: pl.DataFrame) -> None
     )
     assert b["error_rate"] == pytest.approx(2 / 4)  # pending is not finished
     assert b["retries"] == 1
+
+
+def test_summary_from_results_and_status_counts() -> None:
+    results = [result(1, done=1.0), result(2, done=2.0), result(3, done=3.0), result(5, cost=None)]
+    pages = [[(r[0], m, *r[2:]) for r, m in zip(results, "AAAB", strict=True)]]
+    counts = {"A": {"succeeded": 3, "pending": 5}, "B": {"succeeded": 1, "errored": 1}}
+    rows = by_model(analytics.summary_frame(pages, counts))
+    assert (rows["A"]["requests"], rows["A"]["pending"], rows["A"]["succeeded"]) == (8, 5, 3)
+    assert rows["A"]["latency_p50"] == pytest.approx(2.0)
+    assert rows["A"]["success_rate"] == pytest.approx(3 / 8)
+    assert rows["A"]["error_rate"] == 0.0
+    assert rows["B"]["error_rate"] == pytest.approx(0.5)
+    assert rows["B"]["cost_nanos"] is None
+    assert rows["B"]["unpriced"] == 1
 
 
 def test_cost_figures_leave_unpriced_results_out_and_say_so(frame: pl.DataFrame) -> None:
@@ -226,7 +240,7 @@ def test_job_spread_finds_failures_and_length_differences() -> None:
         result(4, out=100),
         result(5, out=50),
     ]
-    spread = analytics.job_spread(analytics.requests_frame(requests, results, BATCHES))
+    spread = analytics.job_spread(analytics.requests_frame([requests], [results], BATCHES))
     rows = {r["custom_id"]: r for r in spread.iter_rows(named=True)}
     assert rows["same"]["length_spread"] == 0.0
     assert rows["apart"]["length_spread"] == pytest.approx(0.75)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from batchrun.analytics import model_metrics, requests_frame
+from batchrun.analytics import summary_frame
 from batchrun.estimate import Estimate, ModelEstimate
 from batchrun.pricing import usd
 from batchrun.progress import RunProgress, eta_text
@@ -85,8 +85,8 @@ def progress_line(progress: RunProgress) -> str:
 
 
 def summary_of(store: Store, batch: BatchInfo) -> pl.DataFrame:
-    """The per-model figures of one batch (analytics.model_metrics), read from the store."""
-    return model_metrics(requests_frame(*store.metric_rows([batch.id]), [batch.as_dict()]))
+    """The per-model figures of one batch (analytics.summary_frame), read from the store."""
+    return summary_frame(store.result_metric_rows([batch.id]), store.status_counts(batch.id))
 
 
 def summary_table(summary: pl.DataFrame, title: str) -> Table:

@@ -19,6 +19,7 @@ depends_on: str | Sequence[str] | None = None
 COLUMNS = [
     "batch_id",
     "request_id",
+    "model",
     "sent_at",
     "first_token_s",
     "first_text_s",
