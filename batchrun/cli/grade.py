@@ -18,15 +18,13 @@ from batchrun.cli import options as opt
 from batchrun.cli.display import ProgressDisplay
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
-from batchrun.config import parse_per_model, read_environment
-from batchrun.endpoint import Deadlines
+from batchrun.config import read_environment
 from batchrun.exceptions import ConfigError
 from batchrun.grading.apply import grade_batch
 from batchrun.grading.judge import JUDGE_MAX_TOKENS, JudgeOptions, run_judge
 from batchrun.grading.report import grades_frame, quality_frame
-from batchrun.launch import EndpointOptions, LimitOptions, limit_settings, open_endpoint
+from batchrun.launch import limit_settings, open_endpoint
 from batchrun.pricing import usd
-from batchrun.retry import RetryPolicy
 from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Store
 
@@ -88,23 +86,12 @@ def grade_command(
     graded = grade_expectations(store, batch, out)
     code = EXIT_OK
     if judge is not None and rubric_text is not None:
-        if sim_time_scale < 0:
-            raise ConfigError("--sim-time-scale must be 0 or more")
+        sending = opt.connection(
+            db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
+            max_attempts, idle_timeout, timeout, True, opt.parse_usd(max_cost), None,
+        )  # fmt: skip
         judging = _Judging(
-            model=judge,
-            rubric=rubric_text,
-            max_tokens=judge_max_tokens,
-            endpoint=EndpointOptions(
-                base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale
-            ),
-            limits=LimitOptions(
-                rpm=parse_per_model(rpm, "--rpm"),
-                tpm=parse_per_model(tpm, "--tpm"),
-                concurrency=parse_per_model(concurrency, "--concurrency"),
-            ),
-            deadlines=Deadlines(idle=idle_timeout, total=timeout),
-            retry=RetryPolicy(max_attempts=max_attempts),
-            max_cost_nanos=opt.parse_usd(max_cost),
+            model=judge, rubric=rubric_text, max_tokens=judge_max_tokens, sending=sending
         )
         code = _judge(store, loaded, batch, judging, out)
     elif graded == 0:
@@ -123,11 +110,7 @@ class _Judging:
     model: str
     rubric: str
     max_tokens: int
-    endpoint: EndpointOptions
-    limits: LimitOptions
-    deadlines: Deadlines
-    retry: RetryPolicy
-    max_cost_nanos: int | None
+    sending: opt.Connection  # endpoint, limits, deadlines, retries and budget
 
 
 def _read_rubric(path: Path) -> str:
@@ -162,12 +145,13 @@ def _judge(
         rubric=judging.rubric,
         max_tokens=judging.max_tokens,
         settings=RunSettings(
-            limits=limit_settings(catalog, [judging.model], judging.limits), retry=judging.retry
+            limits=limit_settings(catalog, [judging.model], judging.sending.limits),
+            retry=judging.sending.retry,
         ),
-        deadlines=judging.deadlines,
-        max_cost_nanos=judging.max_cost_nanos,
+        deadlines=judging.sending.deadlines,
+        max_cost_nanos=judging.sending.max_cost_nanos,
     )
-    with open_endpoint(read_environment(), judging.endpoint) as endpoint:
+    with open_endpoint(read_environment(), judging.sending.endpoint) as endpoint:
         if endpoint.simulated:
             out.print("[bold yellow]No API key: the judge is batchrun's simulator.[/]")
         with ProgressDisplay(out) as display:

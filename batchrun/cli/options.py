@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
@@ -9,9 +10,12 @@ from typing import Annotated
 import typer
 
 from batchrun.catalog import Catalog, load_catalog
-from batchrun.config import read_environment
+from batchrun.config import parse_per_model, read_environment
+from batchrun.endpoint import Deadlines
 from batchrun.exceptions import ConfigError
+from batchrun.launch import EndpointOptions, LimitOptions
 from batchrun.pricing import NANOS_PER_USD
+from batchrun.retry import RetryPolicy
 from batchrun.store import Store, database_url
 
 Db = Annotated[
@@ -172,3 +176,56 @@ Strict = Annotated[
 NoPrecheck = Annotated[
     bool, typer.Option("--no-precheck", help="Skip count_tokens; estimate input tokens.")
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connection:
+    """The options of the commands that send requests (run, resume, submit, worker, grade)."""
+
+    db: str | None
+    catalog: Path | None
+    endpoint: EndpointOptions
+    limits: LimitOptions
+    deadlines: Deadlines
+    retry: RetryPolicy
+    precheck: bool
+    max_cost_nanos: int | None = None
+    confirm_above_nanos: int | None = None  # None: never ask (--yes, or not a terminal)
+
+
+def connection(
+    db: str | None,
+    catalog: Path | None,
+    base_url: str | None,
+    concurrency: str | None,
+    rpm: str | None,
+    tpm: str | None,
+    simulate: bool,
+    sim_time_scale: float,
+    max_attempts: int,
+    idle_timeout: float,
+    timeout: float,
+    precheck: bool,
+    max_cost_nanos: int | None,
+    confirm_above_nanos: int | None,
+) -> Connection:
+    """The sending options from their command-line values, checked."""
+    if sim_time_scale < 0:
+        raise ConfigError("--sim-time-scale must be 0 or more")
+    return Connection(
+        db=db,
+        catalog=catalog,
+        endpoint=EndpointOptions(
+            base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale
+        ),
+        limits=LimitOptions(
+            rpm=parse_per_model(rpm, "--rpm"),
+            tpm=parse_per_model(tpm, "--tpm"),
+            concurrency=parse_per_model(concurrency, "--concurrency"),
+        ),
+        deadlines=Deadlines(idle=idle_timeout, total=timeout),
+        retry=RetryPolicy(max_attempts=max_attempts),
+        precheck=precheck,
+        max_cost_nanos=max_cost_nanos,
+        confirm_above_nanos=confirm_above_nanos,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,14 +18,13 @@ from batchrun.cli.display import ProgressDisplay, estimate_table, summary_of, su
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.grade import grade_expectations, print_quality
 from batchrun.cli.output import console
-from batchrun.config import parse_per_model, read_environment
+from batchrun.config import read_environment
 from batchrun.endpoint import Deadlines, Endpoint
 from batchrun.estimate import Estimate, estimate, planned_from_file, planned_from_store
 from batchrun.exceptions import ConfigError
 from batchrun.jobfile import ReadOptions, check_file, format_line_errors, read_jobs
 from batchrun.launch import (
     EndpointOptions,
-    LimitOptions,
     limit_settings,
     open_endpoint,
 )
@@ -37,24 +35,8 @@ from batchrun.progress import RunProgress
 
 if TYPE_CHECKING:
     from batchrun.runner import RunReport
-from batchrun.retry import RetryPolicy
 from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Outcome, Store, redact_url
-
-
-@dataclass(frozen=True, kw_only=True)
-class Connection:
-    """Options shared by run and resume."""
-
-    db: str | None
-    catalog: Path | None
-    endpoint: EndpointOptions
-    limits: LimitOptions
-    deadlines: Deadlines
-    retry: RetryPolicy
-    precheck: bool
-    max_cost_nanos: int | None = None
-    confirm_above_nanos: int | None = None  # None: never ask (--yes, or not a terminal)
 
 
 def run_command(
@@ -91,7 +73,7 @@ def run_command(
 
     Running the same file with the same models again continues its unfinished batch.
     """
-    connection = _connection(
+    connection = opt.connection(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
         max_attempts, idle_timeout, timeout, not no_precheck, opt.parse_usd(max_cost),
         _confirm_threshold(yes, confirm_above),
@@ -204,7 +186,7 @@ def resume_command(
     confirm_above: opt.ConfirmAbove = "1.00",
 ) -> None:
     """Continue a batch: its pending requests run, finished ones are never sent again."""
-    connection = _connection(
+    connection = opt.connection(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
         max_attempts, idle_timeout, timeout, True, opt.parse_usd(max_cost),
         _confirm_threshold(yes, confirm_above),
@@ -229,43 +211,6 @@ def resume_command(
         store.set_batch(batch.id, status="running")
         code = _execute(store, loaded, batch, endpoint, connection, out)
     raise typer.Exit(code)
-
-
-def _connection(
-    db: str | None,
-    catalog: Path | None,
-    base_url: str | None,
-    concurrency: str | None,
-    rpm: str | None,
-    tpm: str | None,
-    simulate: bool,
-    sim_time_scale: float,
-    max_attempts: int,
-    idle_timeout: float,
-    timeout: float,
-    precheck: bool,
-    max_cost_nanos: int | None,
-    confirm_above_nanos: int | None,
-) -> Connection:
-    if sim_time_scale < 0:
-        raise ConfigError("--sim-time-scale must be 0 or more")
-    return Connection(
-        db=db,
-        catalog=catalog,
-        endpoint=EndpointOptions(
-            base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale
-        ),
-        limits=LimitOptions(
-            rpm=parse_per_model(rpm, "--rpm"),
-            tpm=parse_per_model(tpm, "--tpm"),
-            concurrency=parse_per_model(concurrency, "--concurrency"),
-        ),
-        deadlines=Deadlines(idle=idle_timeout, total=timeout),
-        retry=RetryPolicy(max_attempts=max_attempts),
-        precheck=precheck,
-        max_cost_nanos=max_cost_nanos,
-        confirm_above_nanos=confirm_above_nanos,
-    )
 
 
 def _confirm_threshold(yes: bool, confirm_above: str) -> int | None:
@@ -332,7 +277,7 @@ def _execute(
     catalog: Catalog,
     batch: BatchInfo,
     endpoint: Endpoint,
-    connection: Connection,
+    connection: opt.Connection,
     out: Console,
 ) -> int:
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
@@ -373,7 +318,7 @@ def _estimate_and_confirm(
     catalog: Catalog,
     batch: BatchInfo,
     endpoint: Endpoint,
-    connection: Connection,
+    connection: opt.Connection,
     out: Console,
     models: list[str],
 ) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from batchrun.cli import options as opt
 from batchrun.cli.output import console
-from batchrun.cli.run import _announce, _connection, _create, _estimate_and_confirm, _models
+from batchrun.cli.run import _announce, _create, _estimate_and_confirm, _models
 from batchrun.config import read_environment
 from batchrun.jobfile import check_file
 from batchrun.launch import open_endpoint
@@ -33,7 +33,7 @@ def submit_command(
     Every line is validated and (unless --no-precheck) its input counted with count_tokens, as
     for run. Submitting the same file with the same models again keeps the batch already stored.
     """
-    connection = _connection(
+    connection = opt.connection(
         db, catalog, base_url, None, None, None, simulate, sim_time_scale, 1, 60.0, 900.0,
         not no_precheck, opt.parse_usd(max_cost), None,
     )  # fmt: skip

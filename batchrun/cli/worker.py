@@ -9,7 +9,7 @@ import typer
 from batchrun.cli import options as opt
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
-from batchrun.cli.run import _announce, _connection, _models
+from batchrun.cli.run import _announce, _models
 from batchrun.config import read_environment
 from batchrun.launch import open_endpoint
 from batchrun.sim.loop import run_fast
@@ -61,7 +61,7 @@ def worker_command(
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
     from batchrun.teams.worker import Worker, WorkerOptions  # noqa: PLC0415
 
-    connection = _connection(
+    connection = opt.connection(
         db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
         max_attempts, idle_timeout, timeout, not no_precheck, None, None,
     )  # fmt: skip
