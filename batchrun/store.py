@@ -461,21 +461,17 @@ class Store:
 
     def pricing_rows(self, batch_id: str | None) -> list[dict[str, Any]]:
         """What repricing needs of each result: usage, day, model, and the request's params."""
-        query = (
-            select(
-                results.c.request_id,
-                results.c.model,
-                results.c.sent_at,
-                results.c.input_tokens,
-                results.c.output_tokens,
-                results.c.cache_read_tokens,
-                results.c.cache_creation_tokens,
-                results.c.cost_nanos,
-                results.c.price_date,
-                jobs.c.params,
-            )
-            .join(requests, requests.c.id == results.c.request_id)
-            .join(jobs, jobs.c.id == requests.c.job_id)
+        query = _results_with_jobs(
+            results.c.request_id,
+            results.c.model,
+            results.c.sent_at,
+            results.c.input_tokens,
+            results.c.output_tokens,
+            results.c.cache_read_tokens,
+            results.c.cache_creation_tokens,
+            results.c.cost_nanos,
+            results.c.price_date,
+            jobs.c.params,
         )
         if batch_id is not None:
             query = query.where(results.c.batch_id == batch_id)
@@ -608,7 +604,7 @@ class Store:
     def grading_rows(self, batch_id: str) -> list[dict[str, Any]]:
         """A batch's results with what grading needs: the answer, the job's expect and params."""
         query = (
-            select(
+            _results_with_jobs(
                 results.c.request_id,
                 results.c.model,
                 results.c.custom_id,
@@ -617,8 +613,6 @@ class Store:
                 jobs.c.expect,
                 jobs.c.params,
             )
-            .join(requests, requests.c.id == results.c.request_id)
-            .join(jobs, jobs.c.id == requests.c.job_id)
             .where(results.c.batch_id == batch_id)
             .order_by(jobs.c.line_no, results.c.model)
         )
@@ -709,6 +703,15 @@ def _with_results(*columns: Any) -> Select[Any]:
         select(*columns, results)
         .join(jobs, jobs.c.id == requests.c.job_id)
         .outerjoin(results, results.c.request_id == requests.c.id)
+    )
+
+
+def _results_with_jobs(*columns: Any) -> Select[Any]:
+    """Results with their request's job (for its params and expectations)."""
+    return (
+        select(*columns)
+        .join(requests, requests.c.id == results.c.request_id)
+        .join(jobs, jobs.c.id == requests.c.job_id)
     )
 
 
