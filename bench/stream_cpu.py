@@ -32,8 +32,8 @@ import httpx2
 from procstat import cpu_seconds, load, machine, pin, two_cores
 from runcli import write_table
 
-from batchrun.client import ApiClient
-from batchrun.endpoint import Deadlines, Endpoint
+from batchrun.api.client import ApiClient
+from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.sim.loop import run_fast
 

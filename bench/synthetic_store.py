@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from batchrun.models import attempts, batches, jobs, requests, results
 from batchrun.store import Store, database_url
+from batchrun.store.tables import attempts, batches, jobs, requests, results
 
 MODELS = ("MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M3")
 SPEED = {"MiniMax-M2.7": 60.0, "MiniMax-M2.7-highspeed": 100.0, "MiniMax-M3": 45.0}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from batchrun.models import metadata
+from batchrun.store.tables import metadata
 
 
 def run_with(connection: Connection) -> None:

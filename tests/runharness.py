@@ -10,18 +10,18 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import load_catalog
-from batchrun.endpoint import Deadlines, Endpoint
-from batchrun.execute import run_batch
-from batchrun.launch import LimitOptions, limit_settings
-from batchrun.models import attempts, requests, results
-from batchrun.planner import Plan, PlanOptions, create_batch, file_digest
-from batchrun.progress import RunProgress
-from batchrun.retry import RetryPolicy
-from batchrun.runner import RunReport, RunSettings
+from batchrun.plan.planner import Plan, PlanOptions, create_batch, file_digest
+from batchrun.run.execute import run_batch
+from batchrun.run.launch import LimitOptions, limit_settings
+from batchrun.run.progress import RunProgress
+from batchrun.run.retry import RetryPolicy
+from batchrun.run.runner import RunReport, RunSettings
 from batchrun.sim import RunningSimulator
 from batchrun.sim.loop import run_fast
 from batchrun.store import Store, database_url
+from batchrun.store.tables import attempts, requests, results
 from tests.conftest import API_KEY
 
 

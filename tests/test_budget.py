@@ -9,9 +9,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from batchrun.budget import Budget
-from batchrun.launch import LimitOptions
-from batchrun.retry import RetryPolicy
+from batchrun.run.budget import Budget
+from batchrun.run.launch import LimitOptions
+from batchrun.run.retry import RetryPolicy
 from batchrun.sim import FaultRates, RunningSimulator
 from tests.runharness import prompts, resume_run, run_jobs
 

@@ -8,7 +8,7 @@ import polars as pl
 from rich.console import Console
 
 from batchrun.cli.display import progress_line, progress_table, summary_table
-from batchrun.progress import ModelProgress, RunProgress, eta_text
+from batchrun.run.progress import ModelProgress, RunProgress, eta_text
 
 
 def _render(renderable: object) -> str:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from batchrun.api.client import ApiClient
+from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import load_catalog
-from batchrun.client import ApiClient
-from batchrun.endpoint import Deadlines
-from batchrun.estimate import Estimate, estimate, planned_from_file
-from batchrun.jobfile import ReadOptions, read_jobs
-from batchrun.precheck import TokenCounter
+from batchrun.jobs.jobfile import ReadOptions, read_jobs
+from batchrun.plan.estimate import Estimate, estimate, planned_from_file
+from batchrun.plan.precheck import TokenCounter
 from batchrun.sim import RunningSimulator
 from batchrun.sim.loop import run_fast
 from tests.conftest import make_client
@@ -97,8 +97,8 @@ def test_estimate_command_and_run_reuse_the_counts(tmp_path: Path) -> None:
 def test_counts_from_the_estimate_are_not_counted_again(
     tmp_path: Path, sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from batchrun.estimate import planned_from_store
-    from batchrun.planner import PlanOptions, create_batch, file_digest
+    from batchrun.plan.estimate import planned_from_store
+    from batchrun.plan.planner import PlanOptions, create_batch, file_digest
     from batchrun.store import Store, database_url
     from tests.runharness import Run, resume_run
 
@@ -125,7 +125,7 @@ def test_counts_from_the_estimate_are_not_counted_again(
         store.set_input_tokens(counts)
 
     # The counts are stored in slices as they come, not held to the end (a million stay small).
-    monkeypatch.setattr("batchrun.estimate.KEEP_EVERY", 2)
+    monkeypatch.setattr("batchrun.plan.estimate.KEEP_EVERY", 2)
     found = run_fast(go())
     assert found.counts == []
     assert sum(slices) == 5

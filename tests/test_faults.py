@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from batchrun.client import ApiClient, _classify
-from batchrun.endpoint import Deadlines, Endpoint
-from batchrun.launch import LimitOptions
-from batchrun.precheck import REJECTIONS_BEFORE_REFUSED, TokenCounter
-from batchrun.retry import Action, FailureKind, RetryPolicy, decide
+from batchrun.api.client import ApiClient, _classify
+from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.api.failures import FailureKind
+from batchrun.plan.precheck import REJECTIONS_BEFORE_REFUSED, TokenCounter
+from batchrun.run.launch import LimitOptions
+from batchrun.run.retry import Action, RetryPolicy, decide
 from batchrun.sim import FaultRates, RunningSimulator
 from batchrun.sim.stats import OUTCOMES
 from tests.conftest import API_KEY

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
+from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import load_catalog
-from batchrun.endpoint import Deadlines
 from batchrun.grading.apply import grade_batch
 from batchrun.grading.judge import (
     JudgeOptions,
@@ -23,14 +23,14 @@ from batchrun.grading.judge import (
     question_of,
     run_judge,
 )
-from batchrun.launch import LimitOptions, limit_settings
-from batchrun.models import attempts, requests
-from batchrun.retry import RetryPolicy
-from batchrun.runner import RunSettings
+from batchrun.run.launch import LimitOptions, limit_settings
+from batchrun.run.retry import RetryPolicy
+from batchrun.run.runner import RunSettings
 from batchrun.sim import RunningSimulator
 from batchrun.sim.generate import marked_answer
 from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Store
+from batchrun.store.tables import attempts, requests
 from tests.conftest import API_KEY, user
 from tests.runharness import Run, endpoint_for, run_jobs
 

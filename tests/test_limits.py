@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.limits import MIN_FACTOR, ModelLimiter, ModelLimitSettings, Pacer, default_concurrency
+from batchrun.run.limits import (
+    MIN_FACTOR,
+    ModelLimiter,
+    ModelLimitSettings,
+    Pacer,
+    default_concurrency,
+)
 
 
 class Clock:

@@ -7,9 +7,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from batchrun.endpoint import Deadlines
-from batchrun.launch import LimitOptions
-from batchrun.retry import RetryPolicy
+from batchrun.api.endpoint import Deadlines
+from batchrun.run.launch import LimitOptions
+from batchrun.run.retry import RetryPolicy
 from batchrun.sim import FaultRates, RunningSimulator
 from batchrun.sim.tokens import count_text
 from tests.runharness import prompts, resume_run, run_jobs

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.endpoint import Deadlines, Endpoint
-from batchrun.retry import RetryPolicy
+from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.run.retry import RetryPolicy
 from batchrun.sim import FaultRates, RunningSimulator, SimSettings, simulator_process
 from batchrun.store import redact_url
 from tests.runharness import prompts, run_jobs, write_jobs

@@ -22,9 +22,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
 from batchrun.exceptions import StoreError
-from batchrun.models import metadata
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.store import Store, alembic_config, database_url
+from batchrun.store.tables import metadata
 from tests.runharness import prompts, write_jobs
 from tests.test_cli_run import _wait_for_results, batchrun, db_rows
 

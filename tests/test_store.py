@@ -22,8 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, func, inspect, select, text
 
 from batchrun.exceptions import BatchNotFoundError, StoreError
-from batchrun.jobfile import JobSpec, LineError
-from batchrun.models import attempts, batches, metadata, requests, results
+from batchrun.jobs.jobfile import JobSpec, LineError
 from batchrun.store import (
     AttemptRecord,
     BatchInfo,
@@ -33,6 +32,7 @@ from batchrun.store import (
     database_url,
     redact_url,
 )
+from batchrun.store.tables import attempts, batches, metadata, requests, results
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
 
 __all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]

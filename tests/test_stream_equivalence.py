@@ -16,8 +16,8 @@ import anthropic
 import anyio
 import pytest
 
-from batchrun.client import ApiClient
-from batchrun.endpoint import Deadlines
+from batchrun.api.client import ApiClient
+from batchrun.api.endpoint import Deadlines
 from batchrun.sim import RunningSimulator
 from tests.conftest import make_async_client
 from tests.runharness import endpoint_for

@@ -14,10 +14,10 @@ import orjson
 import pytest
 import uvicorn
 
-from batchrun.client import ApiClient
-from batchrun.endpoint import Deadlines, Endpoint
-from batchrun.retry import CallFailure, FailureKind
-from batchrun.stream import StreamAssembler, StreamError
+from batchrun.api.client import ApiClient
+from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.api.failures import CallFailure, FailureKind
+from batchrun.api.stream import StreamAssembler, StreamError
 
 
 def sse(name: str, data: dict[str, Any]) -> bytes:

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import load_catalog
-from batchrun.endpoint import Deadlines
-from batchrun.launch import LimitOptions
-from batchrun.models import budget_holds, budgets, requests, workers
-from batchrun.planner import Plan, PlanOptions, create_batch, file_digest
+from batchrun.plan.planner import Plan, PlanOptions, create_batch, file_digest
 from batchrun.pricing import Usage, day_of, request_cost
-from batchrun.retry import RetryPolicy
+from batchrun.run.launch import LimitOptions
+from batchrun.run.retry import RetryPolicy
 from batchrun.sim.host import RunningSimulator
 from batchrun.sim.loop import run_fast
 from batchrun.store import Outcome, Store
+from batchrun.store.tables import budget_holds, budgets, requests, workers
 from batchrun.teams import claims
 from batchrun.teams.shared import SharedBudget, SharedPacer
 from batchrun.teams.worker import Worker, WorkerOptions, WorkerReport

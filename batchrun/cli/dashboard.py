@@ -20,7 +20,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def streamlit_command(host: str, port: int) -> list[str]:
     """The command line that serves the dashboard."""
-    script = Path(__file__).resolve().parent.parent / "dashboard" / "run_app.py"
+    script = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     return [
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",

@@ -12,9 +12,9 @@ from rich.live import Live
 from rich.table import Table
 
 from batchrun.analytics import summary_frame
-from batchrun.estimate import Estimate, ModelEstimate
+from batchrun.plan.estimate import Estimate, ModelEstimate
 from batchrun.pricing import usd
-from batchrun.progress import RunProgress, eta_text
+from batchrun.run.progress import RunProgress, eta_text
 from batchrun.store import BatchInfo, Store
 
 PLAIN_EVERY = 5.0

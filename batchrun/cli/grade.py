@@ -23,8 +23,8 @@ from batchrun.exceptions import ConfigError
 from batchrun.grading.apply import grade_batch
 from batchrun.grading.judge import JUDGE_MAX_TOKENS, JudgeOptions, run_judge
 from batchrun.grading.report import grades_frame, quality_frame
-from batchrun.launch import limit_settings, open_endpoint
 from batchrun.pricing import usd
+from batchrun.run.launch import limit_settings, open_endpoint
 from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Store
 
@@ -138,7 +138,7 @@ def _judge(
     store: Store, catalog: Catalog, batch: BatchInfo, judging: _Judging, out: Console
 ) -> int:
     # Loaded here, not at the top: only judging sends requests, so only it loads the SDK.
-    from batchrun.runner import RunSettings  # noqa: PLC0415
+    from batchrun.run.runner import RunSettings  # noqa: PLC0415
 
     options = JudgeOptions(
         model=judging.model,

@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
+from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import Catalog, load_catalog
 from batchrun.config import parse_per_model, read_environment
-from batchrun.endpoint import Deadlines
 from batchrun.exceptions import ConfigError
-from batchrun.launch import EndpointOptions, LimitOptions
 from batchrun.pricing import NANOS_PER_USD
-from batchrun.retry import RetryPolicy
+from batchrun.run.launch import EndpointOptions, LimitOptions
+from batchrun.run.retry import RetryPolicy
 from batchrun.store import Store, database_url
 
 Db = Annotated[

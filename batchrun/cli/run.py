@@ -12,6 +12,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
 from batchrun.cli import options as opt
 from batchrun.cli.display import ProgressDisplay, estimate_table, summary_of, summary_table
@@ -19,22 +20,21 @@ from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.grade import grade_expectations, print_quality
 from batchrun.cli.output import console
 from batchrun.config import read_environment
-from batchrun.endpoint import Deadlines, Endpoint
-from batchrun.estimate import Estimate, estimate, planned_from_file, planned_from_store
 from batchrun.exceptions import ConfigError
-from batchrun.jobfile import ReadOptions, check_file, format_line_errors, read_jobs
-from batchrun.launch import (
+from batchrun.jobs.jobfile import ReadOptions, check_file, format_line_errors, read_jobs
+from batchrun.plan.estimate import Estimate, estimate, planned_from_file, planned_from_store
+from batchrun.plan.planner import PlanOptions, create_batch, file_digest
+from batchrun.plan.precheck import TokenCounter
+from batchrun.pricing import usd
+from batchrun.run.launch import (
     EndpointOptions,
     limit_settings,
     open_endpoint,
 )
-from batchrun.planner import PlanOptions, create_batch, file_digest
-from batchrun.precheck import TokenCounter
-from batchrun.pricing import usd
-from batchrun.progress import RunProgress
+from batchrun.run.progress import RunProgress
 
 if TYPE_CHECKING:
-    from batchrun.runner import RunReport
+    from batchrun.run.runner import RunReport
 from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Outcome, Store, redact_url
 
@@ -153,7 +153,7 @@ async def _estimate(
     """The estimate of the planned requests; with ``keep``, their counts are stored as they come
     (so the run does not count them again)."""
     # Loaded here, not at the top: only the commands that call the API need the SDK.
-    from batchrun.client import ApiClient  # noqa: PLC0415
+    from batchrun.api.client import ApiClient  # noqa: PLC0415
 
     client = ApiClient(endpoint, Deadlines(), max_connections=64)
     try:
@@ -281,8 +281,8 @@ def _execute(
     out: Console,
 ) -> int:
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
-    from batchrun.execute import run_batch  # noqa: PLC0415
-    from batchrun.runner import RunSettings  # noqa: PLC0415
+    from batchrun.run.execute import run_batch  # noqa: PLC0415
+    from batchrun.run.runner import RunSettings  # noqa: PLC0415
 
     cap = connection.max_cost_nanos if connection.max_cost_nanos else batch.max_cost_nanos
     if cap is not None:

@@ -6,10 +6,10 @@ from batchrun.cli import options as opt
 from batchrun.cli.output import console
 from batchrun.cli.run import _announce, _create, _estimate_and_confirm, _models
 from batchrun.config import read_environment
-from batchrun.jobfile import check_file
-from batchrun.launch import open_endpoint
-from batchrun.planner import file_digest
+from batchrun.jobs.jobfile import check_file
+from batchrun.plan.planner import file_digest
 from batchrun.pricing import usd
+from batchrun.run.launch import open_endpoint
 from batchrun.store import redact_url
 from batchrun.teams.claims import OPEN_BATCHES
 

@@ -11,7 +11,7 @@ from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
 from batchrun.cli.run import _announce, _models
 from batchrun.config import read_environment
-from batchrun.launch import open_endpoint
+from batchrun.run.launch import open_endpoint
 from batchrun.sim.loop import run_fast
 from batchrun.store import redact_url
 

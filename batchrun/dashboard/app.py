@@ -80,3 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         PAGES[slug][1](source)
     except StoreError as exc:
         st.error(f"Could not read the database: {exc}")
+
+
+if __name__ == "__main__":  # `streamlit run` executes this file as __main__
+    main()

@@ -3,8 +3,8 @@ judge, and the quality reports. Light to import: the job file reader uses ``expe
 (which needs the runner) and the reports (polars) are imported where they are used.
 """
 
-from batchrun.grading.expect import Expectation, ExpectationError, parse_expectation
 from batchrun.grading.graders import Grade, extract_json, grade, picked_choice
+from batchrun.jobs.expect import Expectation, ExpectationError, parse_expectation
 
 __all__ = [
     "Expectation",

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchrun.grading.expect import ExpectationError, parse_expectation
 from batchrun.grading.graders import grade
+from batchrun.jobs.expect import ExpectationError, parse_expectation
 from batchrun.store import Store
 
 EXPECT_GRADER = "expect"

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from batchrun.grading.expect import Expectation, nfc
+from batchrun.jobs.expect import Expectation, nfc
 
 __all__ = ["Grade", "extract_json", "grade", "picked_choice"]
 

@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
-from batchrun.endpoint import Deadlines, Endpoint
 from batchrun.grading.graders import Grade, extract_json
-from batchrun.jobfile import JobSpec
-from batchrun.progress import RunProgress
+from batchrun.jobs.jobfile import JobSpec
+from batchrun.run.progress import RunProgress
 from batchrun.store import BatchInfo, Store
 
 if TYPE_CHECKING:  # the runner loads the SDK: only judging, which sends, imports it
-    from batchrun.runner import RunReport, RunSettings
+    from batchrun.run.runner import RunReport, RunSettings
 
 JUDGE_MAX_TOKENS = 2048  # room for a thinking model to think, then reply
 PASS_THRESHOLD = 0.5  # a judge's score at or above this passes, unless it says "passed"
@@ -237,7 +237,7 @@ async def run_judge(
 ) -> JudgeOutcome:
     """Judge every stored answer of ``batch`` and store the grades (grader ``judge:MODEL``)."""
     # Loaded here: the runner needs the SDK, which only commands that send requests load.
-    from batchrun.execute import run_batch  # noqa: PLC0415
+    from batchrun.run.execute import run_batch  # noqa: PLC0415
 
     judge = prepare_judge_batch(store, batch, options, endpoint)
     report, progress = await run_batch(

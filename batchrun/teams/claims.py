@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 
-from batchrun.models import batches, budget_holds, budgets, requests, workers
 from batchrun.store import Store, WorkItem
+from batchrun.store.tables import batches, budget_holds, budgets, requests, workers
 
 OPEN_BATCHES = ("queued", "running")
 

@@ -19,10 +19,10 @@ import anyio
 from sqlalchemy import Float, Select, cast, func, insert, literal, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from batchrun.budget import Budget
-from batchrun.limits import ModelLimiter, ModelLimitSettings, Pacer
-from batchrun.models import budget_holds, budgets, pacers
+from batchrun.run.budget import Budget
+from batchrun.run.limits import ModelLimiter, ModelLimitSettings, Pacer
 from batchrun.store import Store
+from batchrun.store.tables import budget_holds, budgets, pacers
 
 BUDGET_POLL = 0.2  # seconds between tries while other workers' reservations are in flight
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
-from batchrun.endpoint import Deadlines, Endpoint
 from batchrun.exceptions import StoreError
-from batchrun.execute import run_batch
-from batchrun.launch import LimitOptions, limit_settings
-from batchrun.retry import RetryPolicy
-from batchrun.runner import RunReport, RunSettings
+from batchrun.run.execute import run_batch
+from batchrun.run.launch import LimitOptions, limit_settings
+from batchrun.run.retry import RetryPolicy
+from batchrun.run.runner import RunReport, RunSettings
 from batchrun.store import Store
 from batchrun.teams import claims
 from batchrun.teams.shared import SharedBudget, shared_limiters

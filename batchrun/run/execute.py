@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 
 import anyio
 
-from batchrun.budget import Budget
+from batchrun.api.client import ApiClient
+from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
-from batchrun.client import ApiClient
-from batchrun.endpoint import Deadlines, Endpoint
-from batchrun.limits import ModelLimiter
-from batchrun.progress import ModelProgress, RunProgress
-from batchrun.runner import BatchRunner, RunReport, RunSettings, WorkSource
+from batchrun.run.budget import Budget
+from batchrun.run.limits import ModelLimiter
+from batchrun.run.progress import ModelProgress, RunProgress
+from batchrun.run.runner import BatchRunner, RunReport, RunSettings, WorkSource
 from batchrun.store import BatchInfo, Store
 
 

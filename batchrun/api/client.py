@@ -23,9 +23,9 @@ import anyio
 import httpx2
 import orjson
 
-from batchrun.endpoint import Deadlines, Endpoint
-from batchrun.retry import CallFailure, FailureKind
-from batchrun.stream import StreamAssembler, StreamError, Timings
+from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.api.failures import CallFailure, FailureKind
+from batchrun.api.stream import StreamAssembler, StreamError, Timings
 
 COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking")
 _REFUSED_COUNT_STATUSES = frozenset({404, 405, 501})  # 400/422: this request, not the model

@@ -43,8 +43,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from batchrun.exceptions import BatchNotFoundError, StoreError
-from batchrun.jobfile import JobSpec, LineError
-from batchrun.models import (
+from batchrun.jobs.jobfile import JobSpec, LineError
+from batchrun.store.tables import (
     RESULT_METRICS,
     attempts,
     batches,
@@ -56,7 +56,7 @@ from batchrun.models import (
 )
 
 _PASSWORD_PARAM = re.compile(r"([?&](?:password|api_key|apikey|key|token)=)[^&]*", re.IGNORECASE)
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
 DEFAULT_DB = "batchrun.db"
 
 

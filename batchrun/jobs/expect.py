@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchrun.jsonvalue import describe as _got
+from batchrun.jobs.jsonvalue import describe as _got
 
 __all__ = ["KINDS", "Expectation", "ExpectationError", "parse_expectation"]
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from batchrun.retry import CallFailure, FailureKind
-from batchrun.tokens import estimate_tokens
+from batchrun.api.failures import CallFailure, FailureKind
+from batchrun.plan.tokens import estimate_tokens
 
 if TYPE_CHECKING:
-    from batchrun.client import ApiClient
+    from batchrun.api.client import ApiClient
 
 # A 400/422 from count_tokens is about one request (a malformed line), not the model: only this
 # many in a row, with no count in between, take the model for one that refuses counting.

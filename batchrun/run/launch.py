@@ -8,10 +8,10 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.config import MINIMAX_BASE_URL, Environment
-from batchrun.endpoint import Endpoint
-from batchrun.limits import ModelLimitSettings, default_concurrency
+from batchrun.run.limits import ModelLimitSettings, default_concurrency
 from batchrun.sim import SimSettings, simulator_process
 
 SIMULATOR_KEY = "batchrun-simulator"

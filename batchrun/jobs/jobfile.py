@@ -26,8 +26,8 @@ import orjson
 
 from batchrun.catalog import Catalog, ModelInfo
 from batchrun.exceptions import JobFileError
-from batchrun.grading.expect import ExpectationError, parse_expectation
-from batchrun.jsonvalue import describe as _got
+from batchrun.jobs.expect import ExpectationError, parse_expectation
+from batchrun.jobs.jsonvalue import describe as _got
 
 __all__ = [
     "JobSpec",
@@ -451,7 +451,7 @@ def _read_custom_id(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def _read_expect(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """The line's expectation, validated (batchrun.grading.expect), in its canonical JSON."""
+    """The line's expectation, validated (batchrun.jobs.expect), in its canonical JSON."""
     if "expect" not in obj:
         return None
     try:

@@ -23,25 +23,24 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from batchrun.budget import Budget
+from batchrun.api.client import ApiClient, CallResult
+from batchrun.api.failures import CallFailure, FailureKind
+from batchrun.api.stream import block_texts
 from batchrun.catalog import Catalog, ModelInfo
-from batchrun.client import ApiClient, CallResult
 from batchrun.exceptions import StoreError
-from batchrun.limits import ModelLimiter, ModelLimitSettings
-from batchrun.precheck import TokenCounter
+from batchrun.plan.precheck import TokenCounter
 from batchrun.pricing import Usage, day_of, request_cost
-from batchrun.progress import RunProgress
-from batchrun.retry import (
+from batchrun.run.budget import Budget
+from batchrun.run.limits import ModelLimiter, ModelLimitSettings
+from batchrun.run.progress import RunProgress
+from batchrun.run.retry import (
     BACKS_OFF_MODEL,
     STOPS_EVERY_MODEL,
     Action,
-    CallFailure,
-    FailureKind,
     RetryPolicy,
     decide,
 )
 from batchrun.store import AttemptRecord, BatchInfo, Outcome, Store, WorkItem
-from batchrun.stream import block_texts
 
 log = logging.getLogger(__name__)
 PAGE = 500

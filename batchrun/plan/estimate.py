@@ -19,8 +19,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchrun.catalog import Catalog
-from batchrun.jobfile import JobSpec
-from batchrun.precheck import TokenCounter
+from batchrun.jobs.jobfile import JobSpec
+from batchrun.plan.precheck import TokenCounter
 from batchrun.pricing import Cost, Usage, day_of, request_cost
 from batchrun.store import Store
 

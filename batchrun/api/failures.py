@@ -1,0 +1,49 @@
+"""How one failed call is described: the MiniMax error classification every layer above shares.
+
+``api.client`` turns HTTP statuses, MiniMax codes and broken streams into a ``CallFailure``;
+``run.retry`` decides what happens next from its ``FailureKind``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class FailureKind(Enum):
+    """What went wrong with one attempt, in the terms that decide what happens next."""
+
+    RATE_LIMITED = "rate_limited"  # 429
+    OVERLOADED = "overloaded"  # 529
+    SERVER = "server"  # 5xx other than insufficient balance
+    CONNECTION = "connection"  # refused, reset, dropped mid-stream
+    TIMEOUT = "timeout"  # total deadline passed
+    STALLED = "stalled"  # no event within the idle deadline
+    BAD_REQUEST = "bad_request"  # 400, 404, 413, 422: the request itself is wrong
+    MODERATION = "moderation"  # MiniMax 1026 / 1027: flagged input or output
+    AUTH = "auth"  # 401 / 403: the key is refused
+    BALANCE = "balance"  # MiniMax 1008: insufficient balance (sent as a 500)
+    QUOTA = "quota"  # MiniMax 2056: the plan's usage quota (a 5-hour window) is used up
+
+
+class CallFailure(Exception):
+    """A call that did not produce a message, classified for retry decisions."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        code: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.error_type = error_type or kind.value
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
