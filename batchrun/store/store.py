@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,6 @@ from batchrun.store.tables import (
 )
 
 _PASSWORD_PARAM = re.compile(r"([?&](?:password|api_key|apikey|key|token)=)[^&]*", re.IGNORECASE)
-MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
 DEFAULT_DB = "batchrun.db"
 
 
@@ -821,7 +821,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def alembic_config() -> Config:
     """Alembic's configuration for batchrun's migrations."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    # The package's own copy (the top-level migrations/ folder, shipped as batchrun.migrations):
+    # the same in a checkout and in an installed wheel.
+    config.set_main_option("script_location", str(resources.files("batchrun.migrations")))
     return config
 
 
