@@ -9,7 +9,7 @@ import pytest
 from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import load_catalog
-from batchrun.jobs.jobfile import ReadOptions, read_jobs
+from batchrun.jobs import ReadOptions, read_jobs
 from batchrun.plan.estimate import Estimate, estimate, planned_from_file
 from batchrun.plan.precheck import TokenCounter
 from batchrun.sim import RunningSimulator

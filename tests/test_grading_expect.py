@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from batchrun.catalog import load_catalog
+from batchrun.jobs import JobSpec, LineError, ReadOptions, read_jobs
 from batchrun.jobs.expect import Expectation, ExpectationError, parse_expectation
-from batchrun.jobs.jobfile import JobSpec, LineError, ReadOptions, read_jobs
 
 M3 = "MiniMax-M3"
 

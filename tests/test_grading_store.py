@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from batchrun.grading.apply import expect_grades, grade_batch
-from batchrun.jobs.jobfile import JobSpec
+from batchrun.jobs import JobSpec
 from batchrun.store import Outcome, Store
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
 

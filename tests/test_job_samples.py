@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.catalog import load_catalog
-from batchrun.jobs.jobfile import JobSpec, ReadOptions, read_jobs
+from batchrun.jobs import JobSpec, ReadOptions, read_jobs
 
 SAMPLES = sorted((Path(__file__).parent.parent / "jobs").glob("*.jsonl"))
 

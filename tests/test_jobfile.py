@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from batchrun.catalog import Catalog, load_catalog
 from batchrun.exceptions import JobFileError, UnknownModelError
-from batchrun.jobs.jobfile import (
+from batchrun.jobs import (
     JobSpec,
     LineError,
     ReadOptions,

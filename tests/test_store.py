@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, func, inspect, select, text
 
 from batchrun.exceptions import BatchNotFoundError, StoreError
-from batchrun.jobs.jobfile import JobSpec, LineError
+from batchrun.jobs import JobSpec, LineError
 from batchrun.store import (
     AttemptRecord,
     BatchInfo,

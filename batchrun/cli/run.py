@@ -21,7 +21,7 @@ from batchrun.cli.grade import grade_expectations, print_quality
 from batchrun.cli.output import console
 from batchrun.config import read_environment
 from batchrun.exceptions import ConfigError
-from batchrun.jobs.jobfile import ReadOptions, check_file, format_line_errors, read_jobs
+from batchrun.jobs import ReadOptions, check_file, format_line_errors, read_jobs
 from batchrun.plan.estimate import Estimate, estimate, planned_from_file, planned_from_store
 from batchrun.plan.planner import PlanOptions, create_batch, file_digest
 from batchrun.plan.precheck import TokenCounter

@@ -6,7 +6,7 @@ from batchrun.cli import options as opt
 from batchrun.cli.output import console
 from batchrun.cli.run import _announce, _create, _estimate_and_confirm, _models
 from batchrun.config import read_environment
-from batchrun.jobs.jobfile import check_file
+from batchrun.jobs import check_file
 from batchrun.plan.planner import file_digest
 from batchrun.pricing import usd
 from batchrun.run.launch import open_endpoint

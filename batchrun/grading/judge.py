@@ -29,7 +29,7 @@ import orjson
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
 from batchrun.grading.graders import Grade, extract_json
-from batchrun.jobs.jobfile import JobSpec
+from batchrun.jobs import JobSpec
 from batchrun.run.progress import RunProgress
 from batchrun.store import BatchInfo, Store
 

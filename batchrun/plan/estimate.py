@@ -19,7 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchrun.catalog import Catalog
-from batchrun.jobs.jobfile import JobSpec
+from batchrun.jobs import JobSpec
 from batchrun.plan.precheck import TokenCounter
 from batchrun.pricing import Cost, Usage, day_of, request_cost
 from batchrun.store import Store

@@ -17,7 +17,7 @@ from typing import Any
 
 from batchrun.catalog import Catalog
 from batchrun.exceptions import StrictModeError
-from batchrun.jobs.jobfile import JobSpec, LineError, ReadOptions, read_jobs
+from batchrun.jobs import JobSpec, LineError, ReadOptions, read_jobs
 from batchrun.store import BatchInfo, Store
 
 CHUNK = 2000

@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from batchrun.exceptions import BatchNotFoundError, StoreError
-from batchrun.jobs.jobfile import JobSpec, LineError
+from batchrun.jobs import JobSpec, LineError
 from batchrun.store.tables import (
     RESULT_METRICS,
     attempts,
