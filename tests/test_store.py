@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from batchrun.store import (
     database_url,
     redact_url,
 )
+from batchrun.store.migrate import HEAD_REVISION
 from batchrun.store.tables import attempts, batches, metadata, requests, results
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
 
@@ -192,6 +195,21 @@ def test_open_twice_is_idempotent_and_keeps_data(store_url: str, engine: Engine)
     assert table_rows(engine, text("SELECT version_num FROM alembic_version")) == [
         {"version_num": head_revision()}
     ]
+
+
+def test_the_head_constant_is_alembics_head() -> None:
+    assert head_revision() == HEAD_REVISION  # opening a store compares against the constant
+
+
+def test_opening_a_store_at_the_head_does_not_import_alembic(store_url: str) -> None:
+    Store(store_url).close()  # migrated here; the fresh process below finds it at the head
+    code = (
+        "import sys; from batchrun.store import Store; "
+        f"Store({store_url!r}).close(); "
+        "assert not [m for m in sys.modules if m.startswith('alembic')]"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_alembic_downgrade_to_base_and_upgrade_again(store_url: str, engine: Engine) -> None:
