@@ -25,6 +25,7 @@ from sqlalchemy import Engine, create_engine, func, inspect, select, text
 
 from batchrun.exceptions import BatchNotFoundError, StoreError
 from batchrun.jobs.jobfile import JobSpec, LineError
+from batchrun.status import BatchMoveError
 from batchrun.store import (
     AttemptRecord,
     BatchInfo,
@@ -293,6 +294,16 @@ def test_set_batch_updates_fields_and_updated_at(store: Store) -> None:
     assert done.finished_at == 1_800_000_000.5
     assert done.updated_at >= created.updated_at
     assert done.created_at == created.created_at
+
+
+def test_set_batch_refuses_a_move_the_statuses_do_not_allow(store: Store) -> None:
+    store.create_batch(batch_row("b1"))
+    store.set_batch("b1", status="canceled")
+    with pytest.raises(BatchMoveError, match="'canceled' to 'running'"):
+        store.set_batch("b1", status="running")
+    assert store.find_batch("b1").status == "canceled"  # the refused update changed nothing
+    store.set_batch("b1", name="renamed")  # other fields move freely
+    assert store.find_batch("b1").name == "renamed"
 
 
 def test_find_resumable_matches_content_and_models(store: Store) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, select, update
 
 from batchrun.exceptions import BatchNotFoundError
-from batchrun.status import OPEN_BATCHES, BatchStatus
+from batchrun.status import OPEN_BATCHES, BatchStatus, check_batch_move
 from batchrun.store.database import Database
 from batchrun.store.rows import BatchInfo
 from batchrun.store.tables import batches
@@ -66,8 +66,10 @@ class Batches:
         return found is not None
 
     def set(self, batch_id: str, **values: Any) -> None:
-        """Update a batch's status or other fields."""
+        """Update a batch's status or other fields; a status move must be an allowed one."""
         with self.database.begin() as connection:
+            if "status" in values:
+                self._check_move(connection, batch_id, values["status"])
             connection.execute(
                 update(batches)
                 .where(batches.c.id == batch_id)
@@ -89,6 +91,14 @@ class Batches:
         with self.database.connect() as connection:
             rows = connection.execute(query).all()
         return [BatchInfo(**row._mapping) for row in rows]
+
+    @staticmethod
+    def _check_move(connection: Connection, batch_id: str, new: str) -> None:
+        old = connection.execute(
+            select(batches.c.status).where(batches.c.id == batch_id)
+        ).scalar_one_or_none()
+        if old is not None:  # no such batch: the update changes nothing, as before
+            check_batch_move(old, new)
 
 
 def add_to_batch(connection: Connection, batch_id: str, counter: str, amount: int) -> None:
