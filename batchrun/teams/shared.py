@@ -11,7 +11,7 @@ when the worker dies (see claims.reap). The SQL is in store/limits.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 
@@ -23,24 +23,39 @@ BUDGET_POLL = 0.2  # seconds between tries while other workers' reservations are
 
 
 class SharedPacer(Pacer):
-    """A pacer whose virtual clock is a row of the ``pacers`` table."""
+    """A pacer whose virtual clock is a row of the ``pacers`` table.
 
-    def __init__(self, store: Store, name: str, rate_per_s: float) -> None:
+    ``clock``: the time reservations are made at; None (the default) for the current time, on
+    the database's clock for PostgreSQL.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        rate_per_s: float,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         super().__init__(rate_per_s)
         self.store = store
         self.name = name
+        self.clock = clock
         store.pacers.add(name)
 
     def reserve(self, amount: float, factor: float = 1.0) -> float:
         """Reserve ``amount`` units on the shared clock; the seconds to wait."""
         step = amount / (self.rate_per_s * factor)
-        next_at, now = self.store.pacers.advance(self.name, step)
+        next_at, now = self.store.pacers.advance(self.name, step, self._now())
         return max(0.0, next_at - step - now)
 
     def refund(self, amount: float, factor: float = 1.0) -> None:
         """Give back units reserved but not used."""
         step = amount / (self.rate_per_s * factor)
-        self.store.pacers.move_back(self.name, step)
+        self.store.pacers.move_back(self.name, step, self._now())
+
+    def _now(self) -> float | None:
+        return None if self.clock is None else self.clock()
 
 
 def shared_limiters(
