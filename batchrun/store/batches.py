@@ -94,9 +94,8 @@ class Batches:
 
     @staticmethod
     def _check_move(connection: Connection, batch_id: str, new: str) -> None:
-        old = connection.execute(
-            select(batches.c.status).where(batches.c.id == batch_id)
-        ).scalar_one_or_none()
+        current = select(batches.c.status).where(batches.c.id == batch_id).with_for_update()
+        old = connection.execute(current).scalar_one_or_none()
         if old is not None:  # no such batch: the update changes nothing, as before
             check_batch_move(old, new)
 
