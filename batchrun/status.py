@@ -4,6 +4,7 @@
                            │  ▲
                            ▼  │ resume, --retry-errors, a judge run again
                         completed              any but canceled ─► canceled (final)
+              (canceled ─► completed: a worker that finishes a run after `batchrun cancel`)
 
     request:  pending ─► succeeded | errored | canceled;   errored ─► pending (--retry-errors)
               invalid (a job line that could not be sent) is final from the start
@@ -44,7 +45,9 @@ BATCH_MOVES: dict[BatchStatus, frozenset[BatchStatus]] = {
     BatchStatus.RUNNING: _OPEN | {BatchStatus.COMPLETED, BatchStatus.CANCELED},
     BatchStatus.PAUSED: _OPEN | {BatchStatus.COMPLETED, BatchStatus.CANCELED},
     BatchStatus.COMPLETED: _OPEN | {BatchStatus.COMPLETED, BatchStatus.CANCELED},
-    BatchStatus.CANCELED: frozenset({BatchStatus.CANCELED}),
+    # A team worker ends its run of a batch canceled meanwhile by marking it completed (nothing
+    # is pending any more): teams/worker.py ``_finish``.
+    BatchStatus.CANCELED: frozenset({BatchStatus.CANCELED, BatchStatus.COMPLETED}),
 }
 REQUEST_MOVES: dict[RequestStatus, frozenset[RequestStatus]] = {
     RequestStatus.PENDING: frozenset(
@@ -59,9 +62,19 @@ OPEN_BATCHES = (BatchStatus.QUEUED, BatchStatus.RUNNING)  # what workers take wo
 FINISHED_REQUESTS = (RequestStatus.SUCCEEDED, RequestStatus.ERRORED, RequestStatus.INVALID)
 
 
+class BatchMoveError(ValueError):
+    """A programming error: a batch set to a status it may not move to from its own."""
+
+
 def batch_may_move(old: str, new: str) -> bool:
     """Whether a batch in ``old`` may be set to ``new``."""
     return BatchStatus(new) in BATCH_MOVES[BatchStatus(old)]
+
+
+def check_batch_move(old: str, new: str) -> None:
+    """Raise BatchMoveError unless a batch in ``old`` may be set to ``new``."""
+    if not batch_may_move(old, new):
+        raise BatchMoveError(f"a batch may not move from {old!r} to {new!r}")
 
 
 def request_may_move(old: str, new: str) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from sqlalchemy import Engine, create_engine, func, inspect, select, text
 
 from batchrun.exceptions import BatchNotFoundError, StoreError
 from batchrun.jobs import JobSpec, LineError
+from batchrun.status import BatchMoveError
 from batchrun.store import (
     AttemptRecord,
     BatchInfo,
@@ -32,6 +35,7 @@ from batchrun.store import (
     database_url,
     redact_url,
 )
+from batchrun.store.migrate import HEAD_REVISION
 from batchrun.store.tables import attempts, batches, metadata, requests, results
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
 
@@ -194,6 +198,21 @@ def test_open_twice_is_idempotent_and_keeps_data(store_url: str, engine: Engine)
     ]
 
 
+def test_the_head_constant_is_alembics_head() -> None:
+    assert head_revision() == HEAD_REVISION  # opening a store compares against the constant
+
+
+def test_opening_a_store_at_the_head_does_not_import_alembic(store_url: str) -> None:
+    Store(store_url).close()  # migrated here; the fresh process below finds it at the head
+    code = (
+        "import sys; from batchrun.store import Store; "
+        f"Store({store_url!r}).close(); "
+        "assert not [m for m in sys.modules if m.startswith('alembic')]"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_alembic_downgrade_to_base_and_upgrade_again(store_url: str, engine: Engine) -> None:
     Store(store_url).close()
     config = alembic_config()
@@ -275,6 +294,16 @@ def test_set_batch_updates_fields_and_updated_at(store: Store) -> None:
     assert done.finished_at == 1_800_000_000.5
     assert done.updated_at >= created.updated_at
     assert done.created_at == created.created_at
+
+
+def test_set_batch_refuses_a_move_the_statuses_do_not_allow(store: Store) -> None:
+    store.create_batch(batch_row("b1"))
+    store.set_batch("b1", status="canceled")
+    with pytest.raises(BatchMoveError, match="'canceled' to 'running'"):
+        store.set_batch("b1", status="running")
+    assert store.find_batch("b1").status == "canceled"  # the refused update changed nothing
+    store.set_batch("b1", name="renamed")  # other fields move freely
+    assert store.find_batch("b1").name == "renamed"
 
 
 def test_find_resumable_matches_content_and_models(store: Store) -> None:

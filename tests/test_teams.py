@@ -155,16 +155,20 @@ def test_budget_reservations_are_atomic_across_threads(store: Store, tmp_path: P
 
 
 def test_pacers_of_one_name_share_one_clock(store: Store) -> None:
-    one, two = SharedPacer(store, "rpm:x", 1.0), SharedPacer(store, "rpm:x", 1.0)
-    other = SharedPacer(store, "rpm:y", 1.0)
-    started = time.monotonic()
-    for n, pacer in enumerate((one, two, one, two, one)):
-        called = time.monotonic() - started
+    now = [1_000.0]  # a fake clock: the test moves it, never the wall
+
+    def pacer(name: str) -> SharedPacer:
+        return SharedPacer(store, name, 1.0, clock=lambda: now[0])
+
+    one, two, other = pacer("rpm:x"), pacer("rpm:x"), pacer("rpm:y")
+    for n, taker in enumerate((one, two, one, two, one)):
+        now[0] = 1_000.0 + 0.25 * n  # time passes between the calls
         # Each slot is a second after the previous one, whichever worker takes it.
-        assert pacer.reserve(1) == pytest.approx(n - called, abs=0.15)
-    assert other.reserve(1) == pytest.approx(0.0, abs=0.15)
+        assert taker.reserve(1) == pytest.approx(n - 0.25 * n)
+    assert other.reserve(1) == pytest.approx(0.0)
     two.refund(3)  # the last three slots given back: the next one is the third
-    assert one.reserve(1) == pytest.approx(2 - (time.monotonic() - started), abs=0.15)
+    now[0] = 1_001.5
+    assert one.reserve(1) == pytest.approx(2 - 1.5)
 
 
 def test_submit_then_worker_once_on_sqlite(tmp_path: Path, sim: RunningSimulator) -> None:

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import streamlit as st
-from sqlalchemy.engine import make_url
 
 from batchrun import analytics
 from batchrun.grading.report import grades_frame
-from batchrun.store import Store
+from batchrun.store import Store, sqlite_file_missing
 from batchrun.teams.claims import worker_rows
 
 TTL = 5.0  # seconds a running batch's figures are reused before the store is read again
@@ -33,10 +31,7 @@ class Source:
 
     def missing(self) -> bool:
         """A SQLite file that does not exist yet (no batch was ever run with it)."""
-        parsed = make_url(self.url)
-        if parsed.get_backend_name() != "sqlite" or not parsed.database:
-            return False
-        return not Path(parsed.database).exists()
+        return sqlite_file_missing(self.url)
 
 
 @st.cache_resource(show_spinner=False)

@@ -3,7 +3,8 @@
 A claim sets ``requests.claimed_by`` and ``lease_until``. Pending requests that nobody holds, or
 whose lease has run out, can be claimed; the claiming ``UPDATE`` picks its rows with ``FOR UPDATE
 SKIP LOCKED`` so concurrent workers never wait on each other nor take the same rows (SQLite has
-one writer at a time, which gives the same guarantee).
+one writer at a time, which gives the same guarantee). The SQL is in store/claims.py; this
+module keeps the workers' side: their ids, clocks and leases.
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ import socket
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
-
+from batchrun.status import OPEN_BATCHES
 from batchrun.store import Store, WorkItem
-from batchrun.store.tables import batches, budget_holds, budgets, requests, workers
 
-OPEN_BATCHES = ("queued", "running")
+__all__ = [
+    "OPEN_BATCHES",
+    "ClaimSource",
+    "claim",
+    "new_worker_id",
+    "open_batches",
+    "pending_counts",
+    "reap",
+    "register",
+    "release",
+    "renew",
+    "unregister",
+    "worker_rows",
+]
 
 
 def new_worker_id() -> str:
@@ -55,36 +67,14 @@ class ClaimSource:
         )
 
 
-def _free(now: float) -> ColumnElement[bool]:
-    return or_(requests.c.claimed_by.is_(None), requests.c.lease_until < now)
-
-
 def claim(
     store: Store, batch_id: str, model: str, *, owner: str, limit: int, lease_s: float
 ) -> list[WorkItem]:
     """Claim up to ``limit`` free pending requests of one model; the claimed work items."""
     now = time.time()
-    pick = (
-        select(requests.c.id)
-        .where(
-            requests.c.batch_id == batch_id,
-            requests.c.model == model,
-            requests.c.status == "pending",
-            _free(now),
-        )
-        .order_by(requests.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    ids = store.claims.claim(
+        batch_id, model, owner=owner, limit=limit, lease_until=now + lease_s, now=now
     )
-    with store._begin() as connection:
-        ids = list(
-            connection.execute(
-                update(requests)
-                .where(requests.c.id.in_(pick.scalar_subquery()))
-                .values(claimed_by=owner, lease_until=now + lease_s)
-                .returning(requests.c.id)
-            ).scalars()
-        )
     if not ids:
         return []
     return store.pending(batch_id, model, 0, len(ids), only=ids)
@@ -93,70 +83,31 @@ def claim(
 def renew(store: Store, owner: str, lease_s: float) -> None:
     """Extend the worker's leases and record its heartbeat."""
     now = time.time()
-    with store._begin() as connection:
-        connection.execute(
-            update(requests)
-            .where(requests.c.claimed_by == owner, requests.c.status == "pending")
-            .values(lease_until=now + lease_s)
-        )
-        connection.execute(update(workers).where(workers.c.id == owner).values(heartbeat_at=now))
+    store.claims.renew(owner, lease_until=now + lease_s, now=now)
 
 
 def release(store: Store, owner: str) -> int:
     """Give back the worker's claims on requests still pending; return how many."""
-    with store._begin() as connection:
-        done = connection.execute(
-            update(requests)
-            .where(requests.c.claimed_by == owner, requests.c.status == "pending")
-            .values(claimed_by=None, lease_until=None)
-        )
-    return int(done.rowcount)
+    return store.claims.release(owner)
 
 
 def register(store: Store, owner: str) -> None:
     """Add the worker's heartbeat row."""
-    now = time.time()
-    row = {"id": owner, "host": socket.gethostname()[:200], "pid": os.getpid()}
-    with store._begin() as connection:
-        connection.execute(insert(workers).values(started_at=now, heartbeat_at=now, **row))
+    store.claims.register(owner, host=socket.gethostname()[:200], pid=os.getpid(), now=time.time())
 
 
 def unregister(store: Store, owner: str) -> None:
     """On a clean exit: release the claims, free the budget holds, remove the heartbeat row."""
     release(store, owner)
-    _forget(store, owner)
+    store.claims.forget(owner)
 
 
 def reap(store: Store, dead_after: float) -> list[str]:
     """Forget workers whose heartbeat stopped ``dead_after`` seconds ago; their ids."""
-    cutoff = time.time() - dead_after
-    with store._connect() as connection:
-        dead = list(
-            connection.execute(
-                select(workers.c.id).where(workers.c.heartbeat_at < cutoff)
-            ).scalars()
-        )
+    dead = store.claims.silent_since(time.time() - dead_after)
     for owner in dead:
-        _forget(store, owner)
+        store.claims.forget(owner)
     return dead
-
-
-def _forget(store: Store, owner: str) -> None:
-    """Free a worker's budget reservations and delete its row, in one transaction."""
-    with store._begin() as connection:
-        holds = connection.execute(
-            select(budget_holds.c.batch_id, budget_holds.c.nanos)
-            .where(budget_holds.c.worker_id == owner)
-            .with_for_update()
-        ).all()
-        for batch_id, nanos in holds:
-            connection.execute(
-                update(budgets)
-                .where(budgets.c.batch_id == batch_id)
-                .values(reserved_nanos=budgets.c.reserved_nanos - nanos)
-            )
-        connection.execute(delete(budget_holds).where(budget_holds.c.worker_id == owner))
-        connection.execute(delete(workers).where(workers.c.id == owner))
 
 
 def open_batches(store: Store) -> list[str]:
@@ -165,37 +116,14 @@ def open_batches(store: Store) -> list[str]:
     A batch made by ``batchrun run`` is left to that process: only ``submit`` marks a batch
     for workers (``settings.workers``).
     """
-    with store._connect() as connection:
-        rows = connection.execute(
-            select(batches.c.id, batches.c.settings)
-            .where(batches.c.status.in_(OPEN_BATCHES))
-            .order_by(batches.c.created_at)
-        ).all()
-    return [row.id for row in rows if (row.settings or {}).get("workers")]
+    return store.batches.open_for_workers()
 
 
 def pending_counts(store: Store, batch_id: str, models: Sequence[str]) -> tuple[int, int]:
     """Pending requests of these models: (free to claim now, all of them)."""
-    now = time.time()
-    where = [
-        requests.c.batch_id == batch_id,
-        requests.c.model.in_(models),
-        requests.c.status == "pending",
-    ]
-    with store._connect() as connection:
-        free = connection.execute(select(func.count()).where(*where, _free(now))).scalar_one()
-        total = connection.execute(select(func.count()).where(*where)).scalar_one()
-    return int(free), int(total)
+    return store.claims.pending_counts(batch_id, models, time.time())
 
 
 def worker_rows(store: Store) -> list[dict[str, object]]:
     """Every registered worker with its last heartbeat and the requests it holds now."""
-    now = time.time()
-    held = (
-        select(func.count())
-        .where(requests.c.claimed_by == workers.c.id, requests.c.lease_until > now)
-        .scalar_subquery()
-    )
-    query = select(workers, held.label("holding")).order_by(workers.c.started_at)
-    with store._connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query)]
+    return store.claims.worker_rows(time.time())

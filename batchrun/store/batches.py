@@ -1,0 +1,108 @@
+"""Batches: stored, found by id or name, continued, and moved between statuses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Select, select, update
+
+from batchrun.exceptions import BatchNotFoundError
+from batchrun.status import OPEN_BATCHES, BatchStatus, check_batch_move
+from batchrun.store.database import Database
+from batchrun.store.rows import BatchInfo
+from batchrun.store.tables import batches
+
+_NOT_CONTINUED = (BatchStatus.CANCELED, BatchStatus.LOADING)
+
+
+class Batches:
+    """The batches table."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def create(self, row: Mapping[str, Any]) -> None:
+        """Store a new batch."""
+        now = time.time()
+        with self.database.begin() as connection:
+            connection.execute(batches.insert().values(created_at=now, updated_at=now, **row))
+
+    def find(self, ref: str) -> BatchInfo:
+        """The batch whose id, or else whose name, is ``ref``."""
+        with self.database.connect() as connection:
+            row = connection.execute(select(batches).where(batches.c.id == ref)).first()
+            if row is None:
+                row = connection.execute(select(batches).where(batches.c.name == ref)).first()
+        if row is None:
+            raise BatchNotFoundError(ref)
+        return BatchInfo(**row._mapping)
+
+    def find_resumable(self, source_sha256: str, models: Sequence[str]) -> BatchInfo | None:
+        """The latest batch of the same file content and models, if any.
+
+        Canceled batches are not continued, nor batches whose loading was interrupted (they hold
+        only part of the file): running the file again makes a new batch.
+        """
+        query = (
+            select(batches)
+            .where(batches.c.source_sha256 == source_sha256)
+            .order_by(batches.c.created_at.desc())
+        )
+        for info in self._infos(query):
+            if info.models == list(models) and info.status not in _NOT_CONTINUED:
+                return info
+        return None
+
+    def newest_first(self) -> list[BatchInfo]:
+        """Every batch, newest first."""
+        return self._infos(select(batches).order_by(batches.c.created_at.desc()))
+
+    def name_taken(self, name: str) -> bool:
+        """Whether a batch already has this name."""
+        with self.database.connect() as connection:
+            found = connection.execute(select(batches.c.id).where(batches.c.name == name)).first()
+        return found is not None
+
+    def set(self, batch_id: str, **values: Any) -> None:
+        """Update a batch's status or other fields; a status move must be an allowed one."""
+        with self.database.begin() as connection:
+            if "status" in values:
+                self._check_move(connection, batch_id, values["status"])
+            connection.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(updated_at=time.time(), **values)
+            )
+
+    def open_for_workers(self) -> list[str]:
+        """Ids of the open batches that ``submit`` marked for workers, oldest first."""
+        query = (
+            select(batches.c.id, batches.c.settings)
+            .where(batches.c.status.in_(OPEN_BATCHES))
+            .order_by(batches.c.created_at)
+        )
+        with self.database.connect() as connection:
+            rows = connection.execute(query).all()
+        return [row.id for row in rows if (row.settings or {}).get("workers")]
+
+    def _infos(self, query: Select[Any]) -> list[BatchInfo]:
+        with self.database.connect() as connection:
+            rows = connection.execute(query).all()
+        return [BatchInfo(**row._mapping) for row in rows]
+
+    @staticmethod
+    def _check_move(connection: Connection, batch_id: str, new: str) -> None:
+        current = select(batches.c.status).where(batches.c.id == batch_id).with_for_update()
+        old = connection.execute(current).scalar_one_or_none()
+        if old is not None:  # no such batch: the update changes nothing, as before
+            check_batch_move(old, new)
+
+
+def add_to_batch(connection: Connection, batch_id: str, counter: str, amount: int) -> None:
+    """Add ``amount`` to one of a batch's counters, in the caller's transaction."""
+    column = batches.c[counter]
+    connection.execute(
+        update(batches).where(batches.c.id == batch_id).values({column: column + amount})
+    )

@@ -1,0 +1,179 @@
+"""Results: reads for export, repricing, metrics and the dashboard, and their costs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Select, bindparam, case, func, select, update
+
+from batchrun.store.database import Database
+from batchrun.store.rows import BatchInfo
+from batchrun.store.tables import RESULT_METRICS, batches, jobs, requests, results
+
+
+class Results:
+    """The results table, read with their requests and jobs."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def output_history(self) -> dict[str, tuple[int, float]]:
+        """Per model: how many results the store has, and their mean output tokens."""
+        query = select(results.c.model, func.count(), func.avg(results.c.output_tokens)).group_by(
+            results.c.model
+        )
+        with self.database.connect() as connection:
+            return {model: (int(n), float(mean)) for model, n, mean in connection.execute(query)}
+
+    def batch_spend(self, batch_id: str) -> int:
+        """Nano-dollars spent on a batch's priced results so far."""
+        query = select(func.coalesce(func.sum(results.c.cost_nanos), 0)).where(
+            results.c.batch_id == batch_id
+        )
+        with self.database.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def result_rows(
+        self, batch_id: str | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Results of one batch or of all, sent at or after ``since`` (epoch seconds)."""
+        query = select(results, batches.c.name.label("batch_name")).join(
+            batches, batches.c.id == results.c.batch_id
+        )
+        if batch_id is not None:
+            query = query.where(results.c.batch_id == batch_id)
+        if since is not None:
+            query = query.where(results.c.sent_at >= since)
+        with self.database.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def pricing_rows(self, batch_id: str | None) -> list[dict[str, Any]]:
+        """What repricing needs of each result: usage, day, model, and the request's params."""
+        query = results_with_jobs(
+            results.c.request_id,
+            results.c.model,
+            results.c.sent_at,
+            results.c.input_tokens,
+            results.c.output_tokens,
+            results.c.cache_read_tokens,
+            results.c.cache_creation_tokens,
+            results.c.cost_nanos,
+            results.c.price_date,
+            jobs.c.params,
+        )
+        if batch_id is not None:
+            query = query.where(results.c.batch_id == batch_id)
+        with self.database.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def update_costs(self, updates: Sequence[tuple[int, int | None, str | None]]) -> None:
+        """Store recomputed costs: (request id, nano-dollars or None, price date)."""
+        if not updates:
+            return
+        statement = (
+            update(results)
+            .where(results.c.request_id == bindparam("rid"))
+            .values(cost_nanos=bindparam("new_cost"), price_date=bindparam("new_date"))
+        )
+        rows = [{"rid": rid, "new_cost": cost, "new_date": day} for rid, cost, day in updates]
+        with self.database.begin() as connection:
+            connection.execute(statement, rows)
+
+    def export_rows(self, batch: BatchInfo, page: int = 2000) -> Iterator[dict[str, Any]]:
+        """Every request of a batch in input-file order, then model order, with its result."""
+        rank = {model: n for n, model in enumerate(batch.models)}
+        order = case(rank, value=requests.c.model, else_=len(rank)) if rank else requests.c.model
+        query = (
+            with_results(
+                jobs.c.line_no,
+                requests.c.custom_id,
+                *_OUTCOME,
+                requests.c.error_status,
+                requests.c.error_code,
+            )
+            .where(requests.c.batch_id == batch.id)
+            .order_by(jobs.c.line_no, order, requests.c.model)
+            .execution_options(yield_per=page)
+        )
+        with self.database.connect() as connection:
+            for row in connection.execute(query):
+                yield dict(row._mapping)
+
+    def metric_rows(
+        self, batch_ids: Sequence[str] | None = None, page: int = 50_000
+    ) -> tuple[Iterator[list[tuple[Any, ...]]], Iterator[list[tuple[Any, ...]]]]:
+        """Every request (of some batches, or all), and the metric columns of their results, as
+        pages of rows: read one after the other, so a million requests never sit in memory as
+        Python rows at once.
+
+        Two narrow scans, in the column orders of ``analytics.REQUEST_COLUMNS`` and
+        ``analytics.RESULT_COLUMNS``; the second reads only the covering index
+        ``ix_results_metrics``, never the answers' text.
+        """
+        request_query = select(
+            requests.c.id,
+            requests.c.batch_id,
+            requests.c.custom_id,
+            requests.c.model,
+            requests.c.status,
+            requests.c.attempts,
+            requests.c.error_type,
+            requests.c.error_message,
+        )
+        if batch_ids is not None:
+            request_query = request_query.where(requests.c.batch_id.in_(list(batch_ids)))
+        return self.database.plain_pages(request_query, page), self.result_metric_rows(
+            batch_ids, page
+        )
+
+    def result_metric_rows(
+        self, batch_ids: Sequence[str] | None = None, page: int = 50_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The results' metric columns (``analytics.RESULT_COLUMNS``), in pages, from the
+        covering index alone."""
+        query = select(
+            results.c.request_id, results.c.model, *(results.c[c] for c in RESULT_METRICS)
+        )
+        if batch_ids is not None:
+            query = query.where(results.c.batch_id.in_(list(batch_ids)))
+        return self.database.plain_pages(query, page)
+
+    def job_answers(self, batch_id: str, custom_id: str) -> list[dict[str, Any]]:
+        """Each model's request for one job: its params, status, error and, where it succeeded, the
+        result."""
+        query = (
+            with_results(*_OUTCOME, jobs.c.params)
+            .where(requests.c.batch_id == batch_id, requests.c.custom_id == custom_id)
+            .order_by(requests.c.model)
+        )
+        with self.database.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+
+# What became of a request: its model, status, attempts and error.
+_OUTCOME = (
+    requests.c.model,
+    requests.c.status,
+    requests.c.attempts,
+    requests.c.error_type,
+    requests.c.error_message,
+)
+
+
+def with_results(*columns: Any) -> Select[Any]:
+    """Requests (with their job) and, where they have one, their result's columns."""
+    return (
+        select(*columns, results)
+        .join(jobs, jobs.c.id == requests.c.job_id)
+        .outerjoin(results, results.c.request_id == requests.c.id)
+    )
+
+
+def results_with_jobs(*columns: Any) -> Select[Any]:
+    """Results with their request's job (for its params and expectations)."""
+    return (
+        select(*columns)
+        .join(requests, requests.c.id == results.c.request_id)
+        .join(jobs, jobs.c.id == requests.c.job_id)
+    )
