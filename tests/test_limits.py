@@ -77,3 +77,36 @@ def test_default_concurrency_holds_the_rate() -> None:
     assert default_concurrency(500) == 250  # 500/min x 20 s x 1.5
     assert default_concurrency(None) == 64
     assert default_concurrency(10) == 8
+
+
+@pytest.mark.anyio
+async def test_requests_do_not_burst_after_the_event_loop_was_blocked() -> None:
+    # 20 requests a second from 8 workers; the loop is blocked for 0.6 s while some of them
+    # sleep towards their slots. Without care they all wake together and go out as one burst.
+    import time
+
+    import anyio
+
+    limiter = ModelLimiter(
+        ModelLimitSettings(rpm=20 * 60 / 0.98, tpm=None, concurrency=8, headroom=0.98)
+    )
+    sent: list[float] = []
+
+    async def worker() -> None:
+        while len(sent) < 30:
+            async with limiter.slots:
+                await limiter.acquire(1)
+                sent.append(time.monotonic())
+                await anyio.sleep(0.01)
+
+    async def block_the_loop() -> None:
+        await anyio.sleep(0.5)
+        time.sleep(0.6)  # noqa: ASYNC251 - blocking the event loop is the point
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(block_the_loop)
+        for _ in range(8):
+            group.start_soon(worker)
+    # Paced at 50 ms a request, any 100 ms holds two or three of them, however the loop stalled.
+    bunched = max(sum(1 for t in sent if start <= t < start + 0.1) for start in sent)
+    assert bunched <= 3, sorted(round(t - sent[0], 3) for t in sent)

@@ -6,6 +6,11 @@ more than the limit. A headroom factor (default 0.98) keeps timing jitter from t
 over. On 429 the model's rate and concurrency halve (once per two seconds at most), on 529 they
 shrink by a tenth (once per second at most), and they recover by a tenth of the configured rate
 per second without such errors. A ``retry-after`` pauses the model's dispatch until it has passed.
+
+A slot is only good at its time: requests that sleep towards their slots and all wake together
+after the event loop was blocked (a loaded machine, a long write) would reach the server as one
+burst. So one request at a time waits for its slot, and one that wakes more than LATE_TOLERANCE
+after it takes a fresh slot instead: after a stall the requests resume at the paced rate.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import anyio
 MIN_FACTOR = 0.05
 RECOVERY_PER_SECOND = 0.1
 RECOVERY_QUIET = 2.0  # seconds after a throttle before the rate starts to recover
+LATE_TOLERANCE = 0.02  # seconds a wake-up may trail its slot and still use it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +70,7 @@ class ModelLimiter:
         self.requests = Pacer(settings.rpm * headroom / 60.0, clock) if settings.rpm else None
         self.tokens = Pacer(settings.tpm * headroom / 60.0, clock) if settings.tpm else None
         self.slots = anyio.CapacityLimiter(settings.concurrency)
+        self._dispatch = anyio.Lock()  # held by the one request waiting for its slot
         self.factor = 1.0
         self._changed_at = clock()
         self._shrunk_at = float("-inf")
@@ -76,17 +83,31 @@ class ModelLimiter:
 
         The caller holds a concurrency slot (``self.slots``) around the whole request.
         """
-        self._recover()
-        pause = self._paused_until - self._clock()
-        if pause > 0:
-            await anyio.sleep(pause)
+        if self.requests is None and self.tokens is None and self._paused_until == 0.0:
+            return
+        async with self._dispatch:
+            while True:
+                self._recover()
+                pause = self._paused_until - self._clock()
+                if pause > 0:
+                    await anyio.sleep(pause)
+                wait = self._reserve(tokens)
+                if wait <= 0:
+                    return
+                slot = self._clock() + wait
+                await anyio.sleep(wait)
+                if self._clock() - slot <= LATE_TOLERANCE:
+                    return
+                # Woke late: the loop was blocked. Sending on the stale slot would bunch this
+                # request with the next ones; a fresh slot spaces them from now on.
+
+    def _reserve(self, tokens: int) -> float:
         wait = 0.0
         if self.requests is not None:
             wait = self.requests.reserve(1, self.factor)
         if self.tokens is not None:
             wait = max(wait, self.tokens.reserve(tokens, self.factor))
-        if wait > 0:
-            await anyio.sleep(wait)
+        return wait
 
     def settle(self, reserved: int, used: int) -> None:
         """Return the tokens reserved for a request but not used by it."""
