@@ -8,13 +8,14 @@ file parsed and enqueued), and what its database holds afterwards.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,43 +76,82 @@ def run_batchrun(
         *wrap, sys.executable, "-m", "batchrun.cli", "run", jobs_file, "--base-url", base_url,
         "--yes", *args,
     ]  # fmt: skip
-    started = time.perf_counter()
     loaded = sending = None
-    lines = []
-    with subprocess.Popen(
-        command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as child:
-        if core is not None and len(os.sched_getaffinity(0)) > 1:
-            os.sched_setaffinity(child.pid, {core})
-        assert child.stdout is not None
-        for line in child.stdout:
-            if loaded is None and line.startswith("Batch "):
-                loaded = time.perf_counter() - started
-            elif sending is None and line.startswith("[") and " done, " in line:
-                sending = time.perf_counter() - started
-                if stop_after is not None:
-                    threading.Timer(stop_after, child.send_signal, [signal.SIGINT]).start()
-            lines.append(line)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    output = "".join(lines)
-    if child.returncode != 0 and stop_after is None:
-        raise SystemExit(f"batchrun run: exit {child.returncode}\n{output[-3000:]}")
+
+    def note(line: str, child: subprocess.Popen[str], elapsed: float) -> None:
+        nonlocal loaded, sending
+        if loaded is None and line.startswith("Batch "):
+            loaded = elapsed
+        elif sending is None and line.startswith("[") and " done, " in line:
+            sending = elapsed
+            if stop_after is not None:
+                threading.Timer(stop_after, child.send_signal, [signal.SIGINT]).start()
+
+    finished = run_measured(command, cwd=work, env=env, core=core, on_line=note)
+    output, usage = finished.output, finished.usage
+    if finished.code != 0 and stop_after is None:
+        raise SystemExit(f"batchrun run: exit {finished.code}\n{output[-3000:]}")
     db = work / "batchrun.db"
     with sqlite3.connect(db) as conn:
         results = conn.execute("select count(*) from results").fetchone()[0]
         limited = conn.execute("select count(*) from attempts where status = 429").fetchone()[0]
     return RunOutcome(
-        wall=wall,
+        wall=finished.wall,
         loaded=loaded,
         sending=sending,
-        cpu=usage.ru_utime + usage.ru_stime,
+        cpu=finished.cpu,
         max_rss_mb=usage.ru_maxrss / 1024,
         results=results,
         limited=limited,
         db_bytes=sum(p.stat().st_size for p in work.glob("batchrun.db*")),
         output=output,
+    )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A child process that has exited, with its resource usage from ``wait4``."""
+
+    code: int
+    output: str  # standard output and error, interleaved
+    wall: float  # seconds from start to exit
+    usage: resource.struct_rusage  # the process and the children it waited for
+
+    @property
+    def cpu(self) -> float:
+        """User plus system seconds of the process and of its waited-for children."""
+        return self.usage.ru_utime + self.usage.ru_stime
+
+
+def run_measured(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    core: int | None = 0,
+    on_line: Callable[[str, subprocess.Popen[str], float], None] | None = None,
+) -> Finished:
+    """Run ``command`` to its end (pinned to ``core`` where there are two); ``on_line`` sees each
+    output line with the child and the seconds since the start."""
+    started = time.perf_counter()
+    lines = []
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as child:
+        if core is not None and len(os.sched_getaffinity(0)) > 1:
+            os.sched_setaffinity(child.pid, {core})
+        assert child.stdout is not None
+        for line in child.stdout:
+            if on_line is not None:
+                on_line(line, child, time.perf_counter() - started)
+            lines.append(line)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    return Finished(
+        code=child.returncode,
+        output="".join(lines),
+        wall=time.perf_counter() - started,
+        usage=usage,
     )
 
 
@@ -150,7 +190,9 @@ def send_times(db: Path) -> list[float]:
 
 
 def write_table(out: Path, lines: list[str]) -> None:
-    """Print the table and write it to ``out``."""
+    """Print the table and write it to ``out`` atomically (a whole file or the old one)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    partial = out.with_name(out.name + ".tmp")
+    partial.write_text("\n".join(lines) + "\n")
+    os.replace(partial, out)
     print("\n".join(lines))
