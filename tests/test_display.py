@@ -17,6 +17,15 @@ def _render(renderable: object) -> str:
     return buffer.getvalue()
 
 
+def _row(text: str, model: str) -> list[str]:
+    """The cells of the table row whose first cell is ``model``."""
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+        if cells[0] == model:
+            return cells
+    raise AssertionError(f"no row for {model} in\n{text}")
+
+
 def _progress() -> RunProgress:
     fast = ModelProgress(
         model="MiniMax-M2.7", total=10, succeeded=4, errored=1, spent_nanos=2_500_000
@@ -33,7 +42,9 @@ def test_live_table_shows_each_model_with_spend_rate_and_eta() -> None:
     assert "MiniMax-M3 (stopped)" in text
     assert "$0.002500" in text
     assert "+2 unpriced" in text
-    assert "5" in text  # M2.7 remaining: 10 - 4 - 1
+    done, failed, remaining = _row(text, "MiniMax-M2.7")[1:4]
+    assert (done, failed, remaining) == ("4", "1", "5")  # remaining: 10 - 4 - 1
+    assert _row(text, "MiniMax-M3 (stopped)")[1:4] == ["0", "1", "4"]  # 5 - 1 invalid
 
 
 def test_rate_and_eta_come_from_recent_completions() -> None:
