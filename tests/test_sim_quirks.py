@@ -7,12 +7,14 @@ the same body, so a quirky run is compared with a plain one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import anthropic
 import orjson
 
+from batchrun.api.stream import StreamAssembler
 from batchrun.sim import RunningSimulator
 from tests.conftest import make_client, user
 
@@ -159,14 +161,24 @@ def test_usage_on_stop_moves_usage_to_message_stop(sim_factory: SimFactory) -> N
     }
 
 
-def test_usage_on_stop_is_lost_by_the_sdks_stream_accumulator(sim_factory: SimFactory) -> None:
-    """Documents why the runner must merge usage from every event itself."""
+def test_usage_on_stop_is_kept_by_batchruns_stream_parser(sim_factory: SimFactory) -> None:
+    """The SDK's stream accumulator drops usage sent on message_stop; batchrun's parser, which
+    merges usage from every event, records what the unstreamed reply reports."""
     quirky = sim_factory(quirks=frozenset({"usage_on_stop"}))
-    with make_client(quirky) as client, client.messages.stream(**_params()) as stream:
-        final = stream.get_final_message()
-    assert final.usage.input_tokens == 0
-    assert final.usage.output_tokens == 0
-    assert final.stop_reason == "max_tokens"
+    assembler = StreamAssembler(time.perf_counter())
+    with (
+        make_client(quirky) as client,
+        client.messages.with_streaming_response.create(stream=True, **_params()) as response,
+    ):
+        for chunk in response.iter_bytes():
+            assembler.feed(chunk, time.perf_counter())
+        unstreamed = client.messages.create(**_params())
+    assert assembler.finished
+    message = assembler.message()
+    assert message["stop_reason"] == unstreamed.stop_reason == "max_tokens"
+    usage = message["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (5, 60) == _usage(unstreamed)[:2]
+    assert usage["cache_read_input_tokens"] == usage["cache_creation_input_tokens"] == 0
 
 
 # --- stream_cache_read_zero -----------------------------------------------------------------------
