@@ -10,8 +10,7 @@ import anthropic
 import pytest
 
 from batchrun.sim import RunningSimulator, SimSettings, simulator_thread
-
-API_KEY = "sk-test-not-a-real-key"
+from tests.helpers import make_client
 
 
 @pytest.fixture
@@ -32,24 +31,6 @@ def sim(sim_factory: Callable[..., RunningSimulator]) -> RunningSimulator:
     return sim_factory()
 
 
-def make_client(sim: RunningSimulator, **kwargs: Any) -> anthropic.Anthropic:
-    """A synchronous SDK client for ``sim``, with the SDK's own retries off."""
-    return anthropic.Anthropic(
-        base_url=f"{sim.base_url}/anthropic", api_key=API_KEY, max_retries=0, **kwargs
-    )
-
-
-def make_async_client(sim: RunningSimulator, **kwargs: Any) -> anthropic.AsyncAnthropic:
-    """An asynchronous SDK client for ``sim`` on the aiohttp transport, retries off."""
-    return anthropic.AsyncAnthropic(
-        base_url=f"{sim.base_url}/anthropic",
-        api_key=API_KEY,
-        max_retries=0,
-        http_client=anthropic.DefaultAioHttpClient(),
-        **kwargs,
-    )
-
-
 @pytest.fixture
 def client(sim: RunningSimulator) -> Iterator[anthropic.Anthropic]:
     """The sync SDK against the default simulator."""
@@ -61,8 +42,3 @@ def client(sim: RunningSimulator) -> Iterator[anthropic.Anthropic]:
 def anyio_backend() -> str:
     """Async tests run on asyncio (the runner's backend)."""
     return "asyncio"
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    """A one-message conversation."""
-    return [{"role": "user", "content": text}]

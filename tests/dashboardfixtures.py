@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from batchrun.sim import FaultRates, SimSettings, simulator_process
+from tests.helpers import batchrun
 from tests.runharness import prompts, write_jobs
 
 MODELS = ("MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M3")
 KEY = "sk-dashboard-test-0123456789-secret"
 
 
-def batchrun(cwd: Path, *args: str, key: str | None = None) -> str:
+def run_cli(cwd: Path, *args: str, key: str | None = None) -> str:
     """Run the CLI like a user; fail the test with its output when it crashes."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY")}
-    if key is not None:
-        env["MINIMAX_API_KEY"] = key
-    done = subprocess.run(
-        [sys.executable, "-m", "batchrun.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = batchrun(cwd, *args, key=key, timeout=180)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     return done.stdout
 
@@ -52,14 +39,14 @@ def seed_store(work: Path, time_scale: float = 0.0) -> Path:
         model_faults={"MiniMax-M3": FaultRates(server_error=1.0)},
     )
     graded = Path(__file__).resolve().parent.parent / "jobs" / "graded-sim.jsonl"
-    batchrun(work, "run", str(graded), "--models", models, "--name", "graded",
+    run_cli(work, "run", str(graded), "--models", models, "--name", "graded",
              "--sim-time-scale", str(time_scale), *common)  # fmt: skip
-    batchrun(work, "grade", "graded", "--db", str(db))
+    run_cli(work, "grade", "graded", "--db", str(db))
     write_jobs(work / "other.jsonl", prompts(6))
     with simulator_process(faulty) as sim:
-        batchrun(work, "run", "other.jsonl", "--models", models, "--name", "faulty",
+        run_cli(work, "run", "other.jsonl", "--models", models, "--name", "faulty",
                  "--base-url", f"{sim.base_url}/anthropic", "--max-attempts", "2", *common,
                  key=KEY)  # fmt: skip
-    batchrun(work, "run", "jobs.jsonl", "--models", models, "--name", "demo",
+    run_cli(work, "run", "jobs.jsonl", "--models", models, "--name", "demo",
              "--sim-time-scale", str(time_scale), "--max-cost", "5", *common)  # fmt: skip
     return db

@@ -22,7 +22,7 @@ from batchrun.sim import RunningSimulator
 from batchrun.sim.loop import run_fast
 from batchrun.store import Store, database_url
 from batchrun.store.tables import attempts, requests, results
-from tests.conftest import API_KEY
+from tests.helpers import API_KEY
 
 
 def write_jobs(path: Path, jobs: Sequence[dict[str, Any]]) -> Path:

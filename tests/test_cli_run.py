@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,33 +15,10 @@ import pytest
 
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.sim.host import RunningSimulator
+from tests.helpers import KEY, batchrun, db_rows, wait_for_results
 from tests.runharness import prompts, write_jobs
 
 M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
-KEY = "sk-cli-test-0123456789-secret"
-
-
-def batchrun(
-    cwd: Path, *args: str, key: str | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run the batchrun CLI in ``cwd``; with ``key``, as a user with an API key."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY")}
-    if key is not None:
-        env["MINIMAX_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "batchrun.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def db_rows(path: Path, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as connection:
-        return connection.execute(query).fetchall()
 
 
 @pytest.fixture
@@ -154,7 +129,7 @@ def test_interrupt_commits_in_flight_work_and_resume_finishes(
          "--base-url", base, "--concurrency", "8", "--name", "slow"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as process:  # fmt: skip
-        _wait_for_results(tmp_path / "batchrun.db", 4)
+        wait_for_results(tmp_path / "batchrun.db", 4)
         sent_before = slow_sim.fetch_stats()["messages_total"]
         process.send_signal(sig)
         out, err = process.communicate(timeout=60)
@@ -173,19 +148,6 @@ def test_interrupt_commits_in_flight_work_and_resume_finishes(
     assert {count for _, _, count in pairs} == {1}
     # only requests without a committed result were sent again
     assert slow_sim.fetch_stats()["messages_total"] <= 40 + 8
-
-
-def _wait_for_results(db: Path, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                if db_rows(db, "select count(*) from results")[0][0] >= count:
-                    return
-            except sqlite3.OperationalError:
-                pass  # the schema is being created
-        time.sleep(0.1)
-    raise AssertionError(f"fewer than {count} results after {timeout} s")
 
 
 def test_results_export_formats_and_order(tmp_path: Path) -> None:

@@ -14,9 +14,8 @@ from batchrun.plan.estimate import Estimate, estimate, planned_from_file
 from batchrun.plan.precheck import TokenCounter
 from batchrun.sim import RunningSimulator
 from batchrun.sim.loop import run_fast
-from tests.conftest import make_client
+from tests.helpers import batchrun, make_client
 from tests.runharness import endpoint_for, prompts, run_jobs, write_jobs
-from tests.test_cli_run import batchrun
 
 M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
 

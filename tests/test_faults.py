@@ -23,7 +23,7 @@ from batchrun.run.launch import LimitOptions
 from batchrun.run.retry import Action, RetryPolicy, decide
 from batchrun.sim import FaultRates, RunningSimulator
 from batchrun.sim.stats import OUTCOMES
-from tests.conftest import API_KEY
+from tests.helpers import API_KEY
 from tests.runharness import endpoint_for, prompts, run_jobs
 
 SimFactory = Callable[..., RunningSimulator]

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from batchrun.sim import SimSettings, simulator_process
+from tests.helpers import batchrun, db_rows, wait_for_results
 from tests.runharness import prompts, write_jobs
-from tests.test_cli_run import _wait_for_results, batchrun, db_rows
 
 M27 = "MiniMax-M2.7"
 KEY = "sk-cancel-test"
@@ -29,7 +29,7 @@ def test_cancel_during_a_run_stops_sending_and_the_batch_stays_canceled(tmp_path
              "--base-url", base, "--concurrency", str(CONCURRENCY), "--name", "c", "--yes"],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ) as process:  # fmt: skip
-            _wait_for_results(db, 4)
+            wait_for_results(db, 4)
             canceled = batchrun(tmp_path, "cancel", "c")
             sent_at_cancel = sim.fetch_stats()["messages_total"]
             started = time.monotonic()

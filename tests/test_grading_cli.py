@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from batchrun.sim import RunningSimulator
+from tests.helpers import batchrun
 from tests.runharness import run_jobs
-from tests.test_cli_run import batchrun
 
 M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
 

@@ -31,7 +31,7 @@ from batchrun.sim.generate import marked_answer
 from batchrun.sim.loop import run_fast
 from batchrun.store import BatchInfo, Store
 from batchrun.store.tables import attempts, requests
-from tests.conftest import API_KEY, user
+from tests.helpers import API_KEY, user
 from tests.runharness import Run, endpoint_for, run_jobs
 
 M3, M27, M27S = "MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed"

@@ -10,8 +10,8 @@ from batchrun.analytics import results_frame, spend
 from batchrun.catalog import load_catalog
 from batchrun.reprice import reprice
 from batchrun.sim import RunningSimulator
+from tests.helpers import batchrun
 from tests.runharness import prompts, run_jobs
-from tests.test_cli_run import batchrun
 
 M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
 

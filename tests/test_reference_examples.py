@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.sim import RunningSimulator
-from tests.conftest import API_KEY
+from tests.helpers import API_KEY
 
 EXAMPLES = Path(__file__).parent / "reference_examples"
 

@@ -19,8 +19,8 @@ from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.run.retry import RetryPolicy
 from batchrun.sim import FaultRates, RunningSimulator, SimSettings, simulator_process
 from batchrun.store import redact_url
+from tests.helpers import batchrun
 from tests.runharness import prompts, run_jobs, write_jobs
-from tests.test_cli_run import batchrun
 
 SimFactory = Callable[..., RunningSimulator]
 M27, M3, M2 = "MiniMax-M2.7", "MiniMax-M3", "MiniMax-M2"

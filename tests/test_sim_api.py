@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from batchrun.sim import RunningSimulator
-from tests.conftest import API_KEY, make_async_client, make_client, user
+from tests.helpers import API_KEY, make_async_client, make_client, user
 
 WEATHER_TOOL = {
     "name": "get_weather",

@@ -12,7 +12,7 @@ import pytest
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.sim.host import READY_PREFIX
 from batchrun.sim.settings import FaultRates
-from tests.conftest import API_KEY, user
+from tests.helpers import API_KEY, user
 
 
 def test_process_serves_the_sdk_and_passes_settings_through() -> None:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from batchrun.exceptions import SimulatorError
 from batchrun.sim import FaultRates, RunningSimulator
 from batchrun.sim.settings import FAULT_KINDS, format_faults, parse_faults
-from tests.conftest import make_async_client, make_client, user
+from tests.helpers import make_async_client, make_client, user
 
 M27 = "MiniMax-M2.7"
 M2 = "MiniMax-M2"

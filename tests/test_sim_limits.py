@@ -16,7 +16,7 @@ import pytest
 from batchrun.exceptions import SimulatorError
 from batchrun.sim import FaultRates, RunningSimulator
 from batchrun.sim.limits import ModelLimits, SlidingWindow, model_limits
-from tests.conftest import make_client, user
+from tests.helpers import make_client, user
 
 M27 = "MiniMax-M2.7"
 M25 = "MiniMax-M2.5"

@@ -16,7 +16,7 @@ import orjson
 
 from batchrun.api.stream import StreamAssembler
 from batchrun.sim import RunningSimulator
-from tests.conftest import make_client, user
+from tests.helpers import make_client, user
 
 M27 = "MiniMax-M2.7"
 M25 = "MiniMax-M2.5"

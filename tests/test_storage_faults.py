@@ -25,8 +25,8 @@ from batchrun.exceptions import StoreError
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.store import Store, alembic_config, database_url
 from batchrun.store.tables import metadata
+from tests.helpers import batchrun, db_rows, wait_for_results
 from tests.runharness import prompts, write_jobs
-from tests.test_cli_run import _wait_for_results, batchrun, db_rows
 
 M27, M3, M2 = "MiniMax-M2.7", "MiniMax-M3", "MiniMax-M2"
 KEY = "sk-storage-test"
@@ -130,7 +130,7 @@ def test_a_database_that_refuses_writes_mid_run_loses_nothing_silently(tmp_path:
             tmp_path, f"{sim.base_url}/anthropic", "--models", M27, "--concurrency", "6",
             "--name", "full",
         ) as process:  # fmt: skip
-            _wait_for_results(db, 5)
+            wait_for_results(db, 5)
             # From now on every commit fails inside SQLite, as on a full or read-only file.
             with sqlite3.connect(db, timeout=30) as connection:
                 connection.execute(REFUSE_WRITES)

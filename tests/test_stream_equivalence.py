@@ -19,7 +19,7 @@ import pytest
 from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines
 from batchrun.sim import RunningSimulator
-from tests.conftest import make_async_client
+from tests.helpers import make_async_client
 from tests.runharness import endpoint_for
 
 SimFactory = Callable[..., RunningSimulator]

@@ -25,10 +25,9 @@ from batchrun.store.tables import budget_holds, budgets, requests, workers
 from batchrun.teams import claims
 from batchrun.teams.shared import SharedBudget, SharedPacer
 from batchrun.teams.worker import Worker, WorkerOptions, WorkerReport
-from tests.conftest import API_KEY
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
+from tests.helpers import API_KEY, KEY, batchrun
 from tests.runharness import endpoint_for, prompts, write_jobs
-from tests.test_cli_run import KEY, batchrun
 
 __all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
 

@@ -22,8 +22,8 @@ import pytest
 
 from batchrun.sim import SimSettings, simulator_process
 from tests.dbfixtures import postgres_server, postgres_url
+from tests.helpers import KEY, batchrun
 from tests.runharness import prompts, write_jobs
-from tests.test_cli_run import KEY, batchrun
 
 __all__ = ["postgres_server", "postgres_url"]
 
