@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.timeout(900)
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 M27 = "MiniMax-M2.7"
+NOT_SOURCE = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "*.db", "*.db-*")
 # What the installed batchrun must not see: a key (the simulator runs only without one), a
 # database chosen elsewhere, and any path back into the checkout.
 HIDDEN = ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY", "BATCHRUN_DB", "PYTHONPATH", "VIRTUAL_ENV")
@@ -67,8 +69,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("wheel")
     dist, env_dir, work = root / "dist", root / "venv", root / "work"
     work.mkdir()
+    # Built from a copy: a build/ folder left in the checkout could put stale files in the wheel.
+    source = root / "source"
+    shutil.copytree(CHECKOUT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     build = run_process(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(CHECKOUT), "-w", str(dist)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(source), "-w", str(dist)],
         root,
         timeout=300,
     )
