@@ -9,8 +9,10 @@ per second without such errors. A ``retry-after`` pauses the model's dispatch un
 
 A slot is only good at its time: requests that sleep towards their slots and all wake together
 after the event loop was blocked (a loaded machine, a long write) would reach the server as one
-burst. So one request at a time waits for its slot, and one that wakes more than LATE_TOLERANCE
-after it takes a fresh slot instead: after a stall the requests resume at the paced rate.
+burst. So one request at a time waits for its slot, and each request is also spaced from the one
+before by its share of the limits, measured from when that one really went (less
+LATE_TOLERANCE): after a stall the requests resume at the paced rate, while a steady lag of the
+loop (every wake-up equally late) costs no throughput.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import anyio
 MIN_FACTOR = 0.05
 RECOVERY_PER_SECOND = 0.1
 RECOVERY_QUIET = 2.0  # seconds after a throttle before the rate starts to recover
-LATE_TOLERANCE = 0.02  # seconds a wake-up may trail its slot and still use it
+LATE_TOLERANCE = 0.02  # seconds two requests may come closer than their spacing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +73,7 @@ class ModelLimiter:
         self.tokens = Pacer(settings.tpm * headroom / 60.0, clock) if settings.tpm else None
         self.slots = anyio.CapacityLimiter(settings.concurrency)
         self._dispatch = anyio.Lock()  # held by the one request waiting for its slot
+        self._earliest = float("-inf")  # when the next request may go, from the last one's send
         self.factor = 1.0
         self._changed_at = clock()
         self._shrunk_at = float("-inf")
@@ -86,20 +89,26 @@ class ModelLimiter:
         if self.requests is None and self.tokens is None and self._paused_until == 0.0:
             return
         async with self._dispatch:
-            while True:
-                self._recover()
-                pause = self._paused_until - self._clock()
-                if pause > 0:
-                    await anyio.sleep(pause)
-                wait = self._reserve(tokens)
-                if wait <= 0:
-                    return
-                slot = self._clock() + wait
+            self._recover()
+            pause = self._paused_until - self._clock()
+            if pause > 0:
+                await anyio.sleep(pause)
+            wait = self._reserve(tokens)
+            if wait > 0:
                 await anyio.sleep(wait)
-                if self._clock() - slot <= LATE_TOLERANCE:
-                    return
-                # Woke late: the loop was blocked. Sending on the stale slot would bunch this
-                # request with the next ones; a fresh slot spaces them from now on.
+            hold = self._earliest - self._clock()
+            if hold > 0:  # the previous request went late (a stall): keep the spacing from it
+                await anyio.sleep(hold)
+            self._earliest = self._clock() + self._spacing(tokens) - LATE_TOLERANCE
+
+    def _spacing(self, tokens: int) -> float:
+        """The seconds this request's share of the limits spans at the current rate."""
+        spacing = 0.0
+        if self.requests is not None:
+            spacing = 1.0 / (self.requests.rate_per_s * self.factor)
+        if self.tokens is not None:
+            spacing = max(spacing, tokens / (self.tokens.rate_per_s * self.factor))
+        return spacing
 
     def _reserve(self, tokens: int) -> float:
         wait = 0.0
