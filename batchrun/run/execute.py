@@ -13,7 +13,9 @@ from batchrun.catalog import Catalog
 from batchrun.run.budget import Budget
 from batchrun.run.limits import ModelLimiter
 from batchrun.run.progress import ModelProgress, RunProgress
-from batchrun.run.runner import BatchRunner, RunReport, RunSettings, WorkSource
+from batchrun.run.report import RunReport
+from batchrun.run.runner import BatchRunner, WorkSource
+from batchrun.run.settings import RunSettings
 from batchrun.store import BatchInfo, Store
 
 
