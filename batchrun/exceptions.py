@@ -8,7 +8,6 @@
     │   └── StrictModeError       --strict: the file has invalid lines, nothing was sent
     ├── StoreError                the database cannot be opened, migrated, read or written
     ├── BatchNotFoundError        no batch with that id or name
-    ├── ApiError                  an error answer from the API (status, type, MiniMax code)
     └── SimulatorError            the built-in simulator could not start or was misused
 
 Third-party errors are wrapped with ``raise ... from exc`` in the module that owns the dependency.
@@ -78,28 +77,6 @@ class BatchNotFoundError(BatchrunError):
     def __init__(self, ref: str) -> None:
         super().__init__(f"no batch {ref!r} in this database; `batchrun batches` lists them")
         self.ref = ref
-
-
-class ApiError(BatchrunError):
-    """An error answer from the API, with what a person needs to act on it."""
-
-    exit_code = 1
-
-    def __init__(
-        self,
-        status: int | None,
-        error_type: str,
-        message: str,
-        *,
-        code: int | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(f"{status or 'no status'} {error_type}: {message}")
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.code = code
-        self.request_id = request_id
 
 
 class SimulatorError(BatchrunError):

@@ -10,13 +10,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-import polars as pl
 
 from batchrun.pricing import NANOS_PER_USD
-from batchrun.store import BatchInfo, Store
+
+if TYPE_CHECKING:
+    from batchrun.store import BatchInfo, Store
 
 FORMATS = ("jsonl", "csv", "parquet")
 
@@ -42,6 +43,8 @@ def write_jsonl(records: Iterator[dict[str, Any]], out: IO[bytes]) -> int:
 
 def write_table(records: Iterator[dict[str, Any]], path: str, fmt: str) -> int:
     """Write records flattened to one row each, as CSV or Parquet; return how many."""
+    import polars as pl  # noqa: PLC0415 - only tables need it: JSONL output starts fast
+
     frame = pl.DataFrame([flatten(record) for record in records], infer_schema_length=None)
     if fmt == "csv":
         frame.write_csv(path)

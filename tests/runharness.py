@@ -16,8 +16,9 @@ from batchrun.plan.planner import Plan, PlanOptions, create_batch, file_digest
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import LimitOptions, limit_settings
 from batchrun.run.progress import RunProgress
+from batchrun.run.report import RunReport
 from batchrun.run.retry import RetryPolicy
-from batchrun.run.runner import RunReport, RunSettings
+from batchrun.run.settings import RunSettings
 from batchrun.sim import RunningSimulator
 from batchrun.sim.loop import run_fast
 from batchrun.store import Store, database_url

@@ -25,7 +25,7 @@ from batchrun.grading.judge import (
 )
 from batchrun.run.launch import LimitOptions, limit_settings
 from batchrun.run.retry import RetryPolicy
-from batchrun.run.runner import RunSettings
+from batchrun.run.settings import RunSettings
 from batchrun.sim import RunningSimulator
 from batchrun.sim.generate import marked_answer
 from batchrun.sim.loop import run_fast

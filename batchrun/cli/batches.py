@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -13,12 +13,21 @@ from rich.table import Table
 
 from batchrun.cli import options as opt
 from batchrun.cli.display import summary_of, summary_table
-from batchrun.cli.output import console
+from batchrun.cli.output import console, shown_url
 from batchrun.exceptions import ConfigError
 from batchrun.export import FORMATS, result_records, write_jsonl, write_table
-from batchrun.store import BatchInfo, Store, redact_url
+from batchrun.status import BatchStatus, RequestStatus
 
-STATUSES = ("succeeded", "errored", "invalid", "pending", "canceled")
+if TYPE_CHECKING:
+    from batchrun.store import BatchInfo, Store
+
+STATUSES = (
+    RequestStatus.SUCCEEDED,
+    RequestStatus.ERRORED,
+    RequestStatus.INVALID,
+    RequestStatus.PENDING,
+    RequestStatus.CANCELED,
+)
 
 
 def batches_command(db: opt.Db = None) -> None:
@@ -124,7 +133,7 @@ def cancel_command(
     store = opt.open_store(db)
     batch = store.find_batch(batch_ref)
     canceled = store.cancel_pending(batch.id)
-    store.set_batch(batch.id, status="canceled", finished_at=time.time())
+    store.set_batch(batch.id, status=BatchStatus.CANCELED, finished_at=time.time())
     console().print(f"Batch {batch.name} canceled: {canceled:,} pending requests will not run.")
 
 
@@ -135,7 +144,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 def db_upgrade_command(db: opt.Db = None) -> None:
     """Create the database or bring it to the current schema (also done on first use)."""
     store = opt.open_store(db)
-    console().print(f"Database ready: {redact_url(store.url)}")
+    console().print(f"Database ready: {shown_url(store.url)}")
 
 
 def _batch(store: Store, ref: str | None) -> BatchInfo:

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from batchrun.cli import options as opt
 from batchrun.cli.errors import EXIT_INTERRUPTED, EXIT_OK
+from batchrun.cli.output import shown_url
 from batchrun.config import child_environment, read_environment
-from batchrun.store import database_url, redact_url
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -42,12 +42,14 @@ def dashboard_command(
     ] = "127.0.0.1",
 ) -> None:
     """Open the dashboard: compare models, watch spend, read answers side by side."""
+    from batchrun.store import database_url  # noqa: PLC0415 - loaded only when used
+
     url = database_url(db or read_environment().db)
     out = Console(stderr=True)
     if host not in LOOPBACK:
         out.print(f"[yellow]Listening on {host}: anyone who can reach it sees this database.[/]")
     out.print(
-        f"Dashboard for {redact_url(url)} at [bold]http://{host}:{port}[/] (Ctrl-C stops it)",
+        f"Dashboard for {shown_url(url)} at [bold]http://{host}:{port}[/] (Ctrl-C stops it)",
         highlight=False,
     )
     env = child_environment(BATCHRUN_DB=url)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from batchrun.analytics import summary_frame
-from batchrun.plan.estimate import Estimate, ModelEstimate
 from batchrun.pricing import usd
 from batchrun.run.progress import RunProgress, eta_text
-from batchrun.store import BatchInfo, Store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from batchrun.plan.estimate import Estimate, ModelEstimate
+    from batchrun.store import BatchInfo, Store
 
 PLAIN_EVERY = 5.0
 
@@ -86,6 +88,8 @@ def progress_line(progress: RunProgress) -> str:
 
 def summary_of(store: Store, batch: BatchInfo) -> pl.DataFrame:
     """The per-model figures of one batch (analytics.summary_frame), read from the store."""
+    from batchrun.analytics import summary_frame  # noqa: PLC0415 - polars loads only when used
+
     return summary_frame(store.result_metric_rows([batch.id]), store.status_counts(batch.id))
 
 

@@ -6,27 +6,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from batchrun.catalog import Catalog
 from batchrun.cli import options as opt
 from batchrun.cli.display import ProgressDisplay
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
 from batchrun.config import read_environment
 from batchrun.exceptions import ConfigError
-from batchrun.grading.apply import grade_batch
 from batchrun.grading.judge import JUDGE_MAX_TOKENS, JudgeOptions, run_judge
-from batchrun.grading.report import grades_frame, quality_frame
 from batchrun.pricing import usd
 from batchrun.run.launch import limit_settings, open_endpoint
-from batchrun.sim.loop import run_fast
-from batchrun.store import BatchInfo, Store
+from batchrun.run.settings import RunSettings
+from batchrun.status import BatchStatus
+
+if TYPE_CHECKING:
+    import polars as pl
+    from rich.console import Console
+
+    from batchrun.catalog import Catalog
+    from batchrun.store import BatchInfo, Store
 
 _MAX_RUBRIC_BYTES = 64 * 1024
 
@@ -62,9 +64,9 @@ def grade_command(
     tpm: opt.Tpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
-    max_attempts: opt.MaxAttempts = 8,
-    idle_timeout: opt.IdleTimeout = 60.0,
-    timeout: opt.Timeout = 900.0,
+    max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
+    idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
+    timeout: opt.Timeout = opt.TIMEOUT,
     max_cost: opt.MaxCost = None,
 ) -> None:
     """Grade BATCH's answers by each job's "expect", and with --judge by a model; show pass
@@ -87,8 +89,9 @@ def grade_command(
     code = EXIT_OK
     if judge is not None and rubric_text is not None:
         sending = opt.connection(
-            db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
-            max_attempts, idle_timeout, timeout, True, opt.parse_usd(max_cost), None,
+            db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
+            simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
+            idle_timeout=idle_timeout, timeout=timeout, max_cost_nanos=opt.parse_usd(max_cost),
         )  # fmt: skip
         judging = _Judging(
             model=judge, rubric=rubric_text, max_tokens=judge_max_tokens, sending=sending
@@ -137,8 +140,7 @@ def _read_rubric(path: Path) -> str:
 def _judge(
     store: Store, catalog: Catalog, batch: BatchInfo, judging: _Judging, out: Console
 ) -> int:
-    # Loaded here, not at the top: only judging sends requests, so only it loads the SDK.
-    from batchrun.run.runner import RunSettings  # noqa: PLC0415
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - loaded only when used
 
     options = JudgeOptions(
         model=judging.model,
@@ -178,11 +180,13 @@ def _judge(
         out.print(f"[red]Stopped sending to {model}[/]: {reason}", highlight=False)
     if outcome.report.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILURES if outcome.judge_batch.status != "completed" else EXIT_OK
+    return EXIT_FAILURES if outcome.judge_batch.status != BatchStatus.COMPLETED else EXIT_OK
 
 
 def grade_expectations(store: Store, batch: BatchInfo, out: Console) -> int:
     """Grade a batch's stored answers by their expect, say how many; return that number."""
+    from batchrun.grading.apply import grade_batch  # noqa: PLC0415 - loaded only when used
+
     done = grade_batch(store, batch.id)
     out.print(
         f"Graded {done.graded:,} answers of batch [bold]{batch.name}[/] by their expect"
@@ -194,6 +198,8 @@ def grade_expectations(store: Store, batch: BatchInfo, out: Console) -> int:
 
 def print_quality(store: Store, batch: BatchInfo, out: Console) -> None:
     """The quality table of a batch's grades, and its answers' and judging's cost."""
+    from batchrun.grading.report import grades_frame, quality_frame  # noqa: PLC0415 - polars
+
     quality = quality_frame(grades_frame(store.grade_rows(batch.id)))
     if quality.is_empty():
         return

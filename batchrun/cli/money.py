@@ -9,12 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from batchrun.analytics import SPEND_KEYS, results_frame, spend
 from batchrun.cli import options as opt
 from batchrun.cli.output import console
 from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
-from batchrun.reprice import reprice
 
 
 def spend_command(
@@ -30,6 +28,8 @@ def spend_command(
     db: opt.Db = None,
 ) -> None:
     """Spend tables: requests, tokens and cost; unpriced requests are counted, never added as $0."""
+    from batchrun.analytics import SPEND_KEYS, results_frame, spend  # noqa: PLC0415 - polars
+
     if by not in SPEND_KEYS:
         raise ConfigError(f"--by must be one of {', '.join(SPEND_KEYS)}, not {by!r}")
     start = _day(since) if since else None
@@ -81,6 +81,8 @@ def reprice_command(
     catalog: opt.CatalogFile = None,
 ) -> None:
     """Recompute stored costs with the current prices (and your catalog file); show what changed."""
+    from batchrun.reprice import reprice  # noqa: PLC0415 - loaded only when used
+
     store = opt.open_store(db)
     batch_id = store.find_batch(batch_ref).id if batch_ref else None
     changes = reprice(store, opt.open_catalog(catalog), batch_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,7 +16,14 @@ from batchrun.exceptions import ConfigError
 from batchrun.pricing import NANOS_PER_USD
 from batchrun.run.launch import EndpointOptions, LimitOptions
 from batchrun.run.retry import RetryPolicy
-from batchrun.store import Store, database_url
+
+if TYPE_CHECKING:
+    from batchrun.store import Store
+
+# The defaults of --max-attempts, --idle-timeout and --timeout: the retry policy's and deadlines'.
+MAX_ATTEMPTS = RetryPolicy.max_attempts
+IDLE_TIMEOUT = Deadlines.idle
+TIMEOUT = Deadlines.total
 
 Db = Annotated[
     str | None,
@@ -98,6 +105,8 @@ Timeout = Annotated[
 
 def open_store(db: str | None) -> Store:
     """The store named by --db or $BATCHRUN_DB, migrated to the current schema."""
+    from batchrun.store import Store, database_url  # noqa: PLC0415 - loaded only when used
+
     return Store(database_url(db or read_environment().db))
 
 
@@ -194,20 +203,21 @@ class Connection:
 
 
 def connection(
-    db: str | None,
-    catalog: Path | None,
-    base_url: str | None,
-    concurrency: str | None,
-    rpm: str | None,
-    tpm: str | None,
-    simulate: bool,
-    sim_time_scale: float,
-    max_attempts: int,
-    idle_timeout: float,
-    timeout: float,
-    precheck: bool,
-    max_cost_nanos: int | None,
-    confirm_above_nanos: int | None,
+    *,
+    db: str | None = None,
+    catalog: Path | None = None,
+    base_url: str | None = None,
+    concurrency: str | None = None,
+    rpm: str | None = None,
+    tpm: str | None = None,
+    simulate: bool = False,
+    sim_time_scale: float = 1.0,
+    max_attempts: int = MAX_ATTEMPTS,
+    idle_timeout: float = IDLE_TIMEOUT,
+    timeout: float = TIMEOUT,
+    precheck: bool = True,
+    max_cost_nanos: int | None = None,
+    confirm_above_nanos: int | None = None,
 ) -> Connection:
     """The sending options from their command-line values, checked."""
     if sim_time_scale < 0:

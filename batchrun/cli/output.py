@@ -13,3 +13,10 @@ def console(stderr: bool = False) -> Console:
     """A rich console for stdout (or stderr), wide enough for tables when not on a terminal."""
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH, highlight=False)
+
+
+def shown_url(url: str) -> str:
+    """A database or API URL as it may be shown: without its password or key."""
+    from batchrun.store import redact_url  # noqa: PLC0415 - loaded only when used
+
+    return redact_url(url)

@@ -3,40 +3,43 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
-import anyio
 import orjson
 import typer
-from rich.console import Console
 
-from batchrun.api.endpoint import Deadlines, Endpoint
-from batchrun.catalog import Catalog
 from batchrun.cli import options as opt
 from batchrun.cli.display import ProgressDisplay, estimate_table, summary_of, summary_table
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.grade import grade_expectations, print_quality
 from batchrun.cli.output import console
+from batchrun.cli.prepare import (
+    announce_endpoint,
+    create_from_file,
+    estimate_and_confirm,
+    estimate_requests,
+    parse_models,
+)
 from batchrun.config import read_environment
 from batchrun.exceptions import ConfigError
-from batchrun.jobs import ReadOptions, check_file, format_line_errors, read_jobs
-from batchrun.plan.estimate import Estimate, estimate, planned_from_file, planned_from_store
-from batchrun.plan.planner import PlanOptions, create_batch, file_digest
-from batchrun.plan.precheck import TokenCounter
+from batchrun.jobs import ReadOptions, check_file, read_jobs
+from batchrun.plan.estimate import planned_from_file
+from batchrun.plan.planner import PlanOptions, file_digest
 from batchrun.pricing import usd
-from batchrun.run.launch import (
-    EndpointOptions,
-    limit_settings,
-    open_endpoint,
-)
-from batchrun.run.progress import RunProgress
+from batchrun.run.launch import EndpointOptions, limit_settings, open_endpoint
+from batchrun.run.report import finish_batch
+from batchrun.run.settings import RunSettings
+from batchrun.status import BatchStatus
 
 if TYPE_CHECKING:
-    from batchrun.run.runner import RunReport
-from batchrun.sim.loop import run_fast
-from batchrun.store import BatchInfo, Outcome, Store, redact_url
+    from rich.console import Console
+
+    from batchrun.api.endpoint import Endpoint
+    from batchrun.catalog import Catalog
+    from batchrun.run.progress import RunProgress
+    from batchrun.run.report import FinishedBatch, RunReport
+    from batchrun.store import BatchInfo, Outcome, Store
 
 
 def run_command(
@@ -54,9 +57,9 @@ def run_command(
     tpm: opt.Tpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
-    max_attempts: opt.MaxAttempts = 8,
-    idle_timeout: opt.IdleTimeout = 60.0,
-    timeout: opt.Timeout = 900.0,
+    max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
+    idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
+    timeout: opt.Timeout = opt.TIMEOUT,
     max_cost: opt.MaxCost = None,
     yes: opt.Yes = False,
     confirm_above: opt.ConfirmAbove = "1.00",
@@ -74,18 +77,21 @@ def run_command(
     Running the same file with the same models again continues its unfinished batch.
     """
     connection = opt.connection(
-        db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
-        max_attempts, idle_timeout, timeout, not no_precheck, opt.parse_usd(max_cost),
-        _confirm_threshold(yes, confirm_above),
+        db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
+        idle_timeout=idle_timeout, timeout=timeout, precheck=not no_precheck,
+        max_cost_nanos=opt.parse_usd(max_cost),
+        confirm_above_nanos=_confirm_threshold(yes, confirm_above),
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)
-    fan_out = _models(models, loaded)
+    fan_out = parse_models(models, loaded)
     check_file(file)
     store = opt.open_store(connection.db)
     digest = file_digest(file)
+    plan = PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name)
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
-        _announce(out, endpoint)
+        announce_endpoint(out, endpoint)
         batch = store.find_resumable(digest, fan_out)
         if batch is not None:
             out.print(
@@ -93,7 +99,7 @@ def run_command(
                 "finished requests are not sent again."
             )
         else:
-            batch = _create(store, loaded, file, fan_out, name, max_tokens, strict, endpoint, out)
+            batch = create_from_file(store, loaded, file, plan, endpoint, out)
         code = _execute(store, loaded, batch, endpoint, connection, out)
     if grade and code != EXIT_INTERRUPTED:
         grade_expectations(store, batch, out)
@@ -124,9 +130,11 @@ def estimate_command(
     Input tokens are exact where counted (marked * where estimated); output is a range from 0 to
     max_tokens, with an expected figure from this database's past results of each model.
     """
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - loaded only when used
+
     out = console()
     loaded = opt.open_catalog(catalog)
-    fan_out = _models(models, loaded)
+    fan_out = parse_models(models, loaded)
     check_file(file)
     store = opt.open_store(db)
     read = ReadOptions(models=fan_out or None, default_max_tokens=max_tokens)
@@ -135,34 +143,10 @@ def estimate_command(
     )
     lines = read_jobs(file, loaded, read)
     with open_endpoint(read_environment(), endpoint_options) as endpoint:
-        _announce(out, endpoint)
-        found = run_fast(
-            _estimate(planned_from_file(lines, fan_out), loaded, endpoint, store, not no_precheck)
-        )
+        announce_endpoint(out, endpoint)
+        planned = planned_from_file(lines, fan_out)
+        found = run_fast(estimate_requests(planned, loaded, endpoint, store, not no_precheck))
     out.print(estimate_table(found, f"Estimate for {file} (prices of today, USD)"))
-
-
-async def _estimate(
-    planned: Any,
-    catalog: Catalog,
-    endpoint: Endpoint,
-    store: Store,
-    precheck: bool,
-    keep: bool = False,
-) -> Estimate:
-    """The estimate of the planned requests; with ``keep``, their counts are stored as they come
-    (so the run does not count them again)."""
-    # Loaded here, not at the top: only the commands that call the API need the SDK.
-    from batchrun.api.client import ApiClient  # noqa: PLC0415
-
-    client = ApiClient(endpoint, Deadlines(), max_connections=64)
-    try:
-        counter = TokenCounter(client, enabled=precheck)
-        history = await anyio.to_thread.run_sync(store.output_history)
-        kept = store.set_input_tokens if keep else None
-        return await estimate(planned, catalog, counter, history, keep=kept)
-    finally:
-        await client.aclose()
 
 
 def resume_command(
@@ -178,26 +162,27 @@ def resume_command(
     tpm: opt.Tpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
-    max_attempts: opt.MaxAttempts = 8,
-    idle_timeout: opt.IdleTimeout = 60.0,
-    timeout: opt.Timeout = 900.0,
+    max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
+    idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
+    timeout: opt.Timeout = opt.TIMEOUT,
     max_cost: opt.MaxCost = None,
     yes: opt.Yes = False,
     confirm_above: opt.ConfirmAbove = "1.00",
 ) -> None:
     """Continue a batch: its pending requests run, finished ones are never sent again."""
     connection = opt.connection(
-        db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
-        max_attempts, idle_timeout, timeout, True, opt.parse_usd(max_cost),
-        _confirm_threshold(yes, confirm_above),
+        db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
+        idle_timeout=idle_timeout, timeout=timeout, max_cost_nanos=opt.parse_usd(max_cost),
+        confirm_above_nanos=_confirm_threshold(yes, confirm_above),
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     store = opt.open_store(connection.db)
     batch = store.find_batch(batch_ref)
-    if batch.status == "canceled":
+    if batch.status == BatchStatus.CANCELED:
         raise ConfigError(f"batch {batch.name} was canceled; run its file again for a new batch")
-    if batch.status == "loading":
+    if batch.status == BatchStatus.LOADING:
         raise ConfigError(
             f"batch {batch.name} was interrupted while its file was being loaded, so it holds "
             "only part of the file; run the file again (that makes a complete new batch)"
@@ -205,10 +190,10 @@ def resume_command(
     if retry_errored:
         out.print(f"{store.reset_errored(batch.id):,} failed requests will be sent again.")
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
-        _announce(out, endpoint)
+        announce_endpoint(out, endpoint)
         if batch.simulated != endpoint.simulated:
             out.print("[yellow]Note:[/] this batch mixes simulated and real results.")
-        store.set_batch(batch.id, status="running")
+        store.set_batch(batch.id, status=BatchStatus.RUNNING)
         code = _execute(store, loaded, batch, endpoint, connection, out)
     raise typer.Exit(code)
 
@@ -218,58 +203,6 @@ def _confirm_threshold(yes: bool, confirm_above: str) -> int | None:
     threshold = opt.parse_usd(confirm_above, "--confirm-above", allow_zero=True)
     asks = not yes and sys.stdin.isatty() and sys.stdout.isatty()
     return threshold if asks else None
-
-
-def _models(spec: str | None, catalog: Catalog) -> list[str]:
-    names = [name.strip() for name in (spec or "").split(",") if name.strip()]
-    for name in names:
-        catalog.get(name)  # UnknownModelError lists the known models
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--models names a model twice: {spec}")
-    return names
-
-
-def _announce(out: Console, endpoint: Endpoint) -> None:
-    if endpoint.simulated:
-        out.print(
-            "[bold yellow]No API key (MINIMAX_API_KEY or ANTHROPIC_API_KEY): running against "
-            "batchrun's built-in MiniMax simulator. Results are marked simulated.[/]"
-        )
-    else:
-        out.print(f"Sending to {redact_url(endpoint.base_url)}")
-
-
-def _create(
-    store: Store,
-    catalog: Catalog,
-    file: Path,
-    fan_out: list[str],
-    name: str | None,
-    max_tokens: int,
-    strict: bool,
-    endpoint: Endpoint,
-    out: Console,
-) -> BatchInfo:
-    settings: dict[str, Any] = {"default_max_tokens": max_tokens}
-    plan = create_batch(
-        store,
-        catalog,
-        file,
-        PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name),
-        digest=file_digest(file),
-        base_url=redact_url(endpoint.base_url),
-        simulated=endpoint.simulated,
-        settings=settings,
-    )
-    out.print(
-        f"Batch [bold]{plan.batch.name}[/] ({plan.batch.id}): {plan.batch.jobs_total:,} jobs, "
-        f"{plan.requests:,} requests"
-        + (f", {plan.line_error_count:,} invalid lines" if plan.line_error_count else "")
-    )
-    if plan.line_errors:
-        out.print("[yellow]Invalid lines (they are not sent; the others are):[/]")
-        out.print(format_line_errors(plan.line_errors), markup=False)
-    return plan.batch
 
 
 def _execute(
@@ -282,18 +215,14 @@ def _execute(
 ) -> int:
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
     from batchrun.run.execute import run_batch  # noqa: PLC0415
-    from batchrun.run.runner import RunSettings  # noqa: PLC0415
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415
 
-    cap = connection.max_cost_nanos if connection.max_cost_nanos else batch.max_cost_nanos
-    if cap is not None:
-        store.set_batch(batch.id, max_cost_nanos=cap)
-        out.print(f"Budget: {usd(cap)} for this batch, {usd(store.batch_spend(batch.id))} spent.")
-    models = store.batch_models(batch.id)
-    if not _estimate_and_confirm(store, catalog, batch, endpoint, connection, out, models):
+    cap = _set_budget(store, batch, connection, out)
+    if not estimate_and_confirm(store, catalog, batch, endpoint, connection, out):
         out.print(f"Nothing sent. When you are ready: [bold]batchrun resume {batch.name}[/]")
         return EXIT_OK
     settings = RunSettings(
-        limits=limit_settings(catalog, models, connection.limits),
+        limits=limit_settings(catalog, store.batch_models(batch.id), connection.limits),
         retry=connection.retry,
         precheck=connection.precheck,
     )
@@ -313,42 +242,15 @@ def _execute(
     return _finish(store, batch, report, progress, out)
 
 
-def _estimate_and_confirm(
-    store: Store,
-    catalog: Catalog,
-    batch: BatchInfo,
-    endpoint: Endpoint,
-    connection: opt.Connection,
-    out: Console,
-    models: list[str],
-) -> bool:
-    """Show what the pending requests will cost (their counts are kept); False if declined."""
-    planned = planned_from_store(store, batch.id, models)
-    found = run_fast(_estimate(planned, catalog, endpoint, store, connection.precheck, keep=True))
-    if not found.models:
-        return True
-    _keep_estimate(store, batch, found)
-    out.print(estimate_table(found, "Estimate of the requests to send (prices of today, USD)"))
-    total = found.total()
-    threshold = connection.confirm_above_nanos
-    if threshold is None or total.cost_max_nanos <= threshold:
-        return True
-    expected = total.cost_expected_nanos
-    question = (
-        f"This may cost up to {usd(total.cost_max_nanos)}"
-        + (f" (expected {usd(expected)})" if expected is not None else "")
-        + ". Send it?"
-    )
-    return typer.confirm(question, default=False)
-
-
-def _keep_estimate(store: Store, batch: BatchInfo, found: Estimate) -> None:
-    """Store the first estimate with the batch, for the dashboard's estimate-against-actual."""
-    if "estimate" in batch.settings:
-        return  # a resumed batch keeps the estimate made before it first ran
-    fields = ("requests", "input_tokens", "cost_min_nanos", "cost_expected_nanos", "cost_max_nanos")
-    kept = {m.model: {f: getattr(m, f) for f in fields} for m in found.models.values()}
-    store.set_batch(batch.id, settings={**batch.settings, "estimate": kept})
+def _set_budget(
+    store: Store, batch: BatchInfo, connection: opt.Connection, out: Console
+) -> int | None:
+    """The batch's cap: --max-cost, else the one it had; kept with the batch and shown."""
+    cap = connection.max_cost_nanos if connection.max_cost_nanos else batch.max_cost_nanos
+    if cap is not None:
+        store.set_batch(batch.id, max_cost_nanos=cap)
+        out.print(f"Budget: {usd(cap)} for this batch, {usd(store.batch_spend(batch.id))} spent.")
+    return cap
 
 
 def _finish(
@@ -357,15 +259,7 @@ def _finish(
     """Mark the batch, print the summary, and choose the exit code."""
     if report.unsaved:
         _save_unsaved(batch, report.unsaved, out)
-    counts = store.status_counts(batch.id)
-    pending = sum(by.get("pending", 0) for by in counts.values())
-    canceled = report.canceled or store.find_batch(batch.id).status == "canceled"
-    if canceled:
-        pass  # `batchrun cancel` ran meanwhile: the batch stays canceled
-    elif pending:
-        store.set_batch(batch.id, status="paused")
-    else:
-        store.set_batch(batch.id, status="completed", finished_at=time.time())
+    finished = finish_batch(store, batch.id, report)
     summary = summary_of(store, batch)
     label = " (simulated)" if batch.simulated else ""
     out.print(summary_table(summary, f"Batch {batch.name}{label}: {progress.elapsed():.1f}s"))
@@ -373,27 +267,33 @@ def _finish(
         out.print(f"[red]Stopped sending to {model}[/]: {reason}", markup=True, highlight=False)
     if report.store_error:
         out.print(f"[red]Could not save results:[/] {report.store_error}")
-    failed = sum(by.get("errored", 0) + by.get("invalid", 0) for by in counts.values())
+    _print_what_is_left(store, batch, report, finished, out)
+    if finished.status is BatchStatus.CANCELED or report.interrupted:
+        return EXIT_INTERRUPTED
+    unfinished = finished.failed or finished.pending or batch.lines_invalid
+    return EXIT_FAILURES if unfinished else EXIT_OK
+
+
+def _print_what_is_left(
+    store: Store, batch: BatchInfo, report: RunReport, finished: FinishedBatch, out: Console
+) -> None:
+    """Why requests are left, and how to go on with them."""
     if report.budget_reached:
         spent = usd(store.batch_spend(batch.id))
         out.print(
             f"[yellow]Budget reached:[/] {spent} spent; the next request's worst case would pass "
             f"the cap. Raise it to go on: [bold]batchrun resume {batch.name} --max-cost USD[/]"
         )
-    elif pending:
+    elif finished.pending:
         out.print(
-            f"{pending:,} requests are still pending. Continue with: "
+            f"{finished.pending:,} requests are still pending. Continue with: "
             f"[bold]batchrun resume {batch.name}[/]"
         )
-    if canceled:
+    if finished.status is BatchStatus.CANCELED:
         out.print(
             f"[yellow]Batch {batch.name} was canceled while it ran:[/] nothing more was sent "
             "and the calls in flight were abandoned."
         )
-        return EXIT_INTERRUPTED
-    if report.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILURES if failed or pending or batch.lines_invalid else EXIT_OK
 
 
 def _save_unsaved(batch: BatchInfo, unsaved: list[Outcome], out: Console) -> None:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from batchrun.cli import options as opt
-from batchrun.cli.output import console
-from batchrun.cli.run import _announce, _create, _estimate_and_confirm, _models
+from batchrun.cli.output import console, shown_url
+from batchrun.cli.prepare import (
+    announce_endpoint,
+    create_from_file,
+    estimate_and_confirm,
+    parse_models,
+)
 from batchrun.config import read_environment
 from batchrun.jobs import check_file
-from batchrun.plan.planner import file_digest
+from batchrun.plan.planner import PlanOptions, file_digest
 from batchrun.pricing import usd
 from batchrun.run.launch import open_endpoint
-from batchrun.store import redact_url
-from batchrun.teams.claims import OPEN_BATCHES
+from batchrun.run.report import count_requests
+from batchrun.status import OPEN_BATCHES, BatchStatus, RequestStatus
 
 
 def submit_command(
@@ -34,39 +39,37 @@ def submit_command(
     for run. Submitting the same file with the same models again keeps the batch already stored.
     """
     connection = opt.connection(
-        db, catalog, base_url, None, None, None, simulate, sim_time_scale, 1, 60.0, 900.0,
-        not no_precheck, opt.parse_usd(max_cost), None,
+        db=db, catalog=catalog, base_url=base_url, simulate=simulate,
+        sim_time_scale=sim_time_scale, max_attempts=1, precheck=not no_precheck,
+        max_cost_nanos=opt.parse_usd(max_cost),
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)
-    fan_out = _models(models, loaded)
+    fan_out = parse_models(models, loaded)
     check_file(file)
     store = opt.open_store(connection.db)
     digest = file_digest(file)
+    plan = PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name)
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
-        _announce(out, endpoint)
+        announce_endpoint(out, endpoint)
         found = store.find_resumable(digest, fan_out)
         if found is not None:
             out.print(f"{file} is already stored as batch [bold]{found.name}[/] ({found.id}).")
-        batch = found or _create(
-            store, loaded, file, fan_out, name, max_tokens, strict, endpoint, out
-        )
+        batch = found or create_from_file(store, loaded, file, plan, endpoint, out)
         if connection.max_cost_nanos is not None:
             store.set_batch(batch.id, max_cost_nanos=connection.max_cost_nanos)
             out.print(f"Budget: {usd(connection.max_cost_nanos)} for this batch, across workers.")
-        models_of = store.batch_models(batch.id)
-        _estimate_and_confirm(store, loaded, batch, endpoint, connection, out, models_of)
-    counts = store.status_counts(batch.id)
-    pending = sum(by.get("pending", 0) for by in counts.values())
+        estimate_and_confirm(store, loaded, batch, endpoint, connection, out)
+    pending = count_requests(store.status_counts(batch.id), RequestStatus.PENDING)
     if not pending:
         out.print(f"Batch {batch.name} has no pending requests: nothing for workers to do.")
         return
     if found is None or batch.status not in OPEN_BATCHES:
-        store.set_batch(batch.id, status="queued")
+        store.set_batch(batch.id, status=BatchStatus.QUEUED)
     # Read again: the estimate may have added to the settings meanwhile.
     settings = store.find_batch(batch.id).settings
     store.set_batch(batch.id, settings={**settings, "workers": True})
-    where = redact_url(store.url)
+    where = shown_url(store.url)
     out.print(
         f"Batch [bold]{batch.name}[/] ({batch.id}) queued: {pending:,} requests pending. "
         f"Run it with: [bold]batchrun worker --db {where}[/] (on any number of machines)"

@@ -8,12 +8,10 @@ import typer
 
 from batchrun.cli import options as opt
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
-from batchrun.cli.output import console
-from batchrun.cli.run import _announce, _models
+from batchrun.cli.output import console, shown_url
+from batchrun.cli.prepare import announce_endpoint, parse_models
 from batchrun.config import read_environment
 from batchrun.run.launch import open_endpoint
-from batchrun.sim.loop import run_fast
-from batchrun.store import redact_url
 
 
 def worker_command(
@@ -48,9 +46,9 @@ def worker_command(
     tpm: opt.Tpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
-    max_attempts: opt.MaxAttempts = 8,
-    idle_timeout: opt.IdleTimeout = 60.0,
-    timeout: opt.Timeout = 900.0,
+    max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
+    idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
+    timeout: opt.Timeout = opt.TIMEOUT,
 ) -> None:
     """Run the pending requests of the store's open batches, alongside any other workers.
 
@@ -59,15 +57,17 @@ def worker_command(
     across all workers together.
     """
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415
     from batchrun.teams.worker import Worker, WorkerOptions  # noqa: PLC0415
 
     connection = opt.connection(
-        db, catalog, base_url, concurrency, rpm, tpm, simulate, sim_time_scale,
-        max_attempts, idle_timeout, timeout, not no_precheck, None, None,
+        db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
+        idle_timeout=idle_timeout, timeout=timeout, precheck=not no_precheck,
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)
-    only = _models(models, loaded)
+    only = parse_models(models, loaded)
     store = opt.open_store(connection.db)
     options = WorkerOptions(
         once=once,
@@ -80,12 +80,12 @@ def worker_command(
         precheck=connection.precheck,
     )
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
-        _announce(out, endpoint)
+        announce_endpoint(out, endpoint)
         worker = Worker(
             store=store, catalog=loaded, endpoint=endpoint, options=options, say=out.print
         )
         what = "draining the open batches" if once else "waiting for batches (Ctrl-C stops)"
-        out.print(f"Worker {worker.id} on {redact_url(store.url)}: {what}")
+        out.print(f"Worker {worker.id} on {shown_url(store.url)}: {what}")
         report = run_fast(worker.serve())
     out.print(f"Worker {worker.id} stopped after {report.batches_run} batch runs.")
     for model, reason in report.refused.items():

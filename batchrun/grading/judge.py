@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +30,12 @@ from batchrun.catalog import Catalog
 from batchrun.grading.graders import Grade, extract_json
 from batchrun.jobs import JobSpec
 from batchrun.run.progress import RunProgress
-from batchrun.store import BatchInfo, Store
+from batchrun.status import BatchStatus, RequestStatus
 
-if TYPE_CHECKING:  # the runner loads the SDK: only judging, which sends, imports it
-    from batchrun.run.runner import RunReport, RunSettings
+if TYPE_CHECKING:
+    from batchrun.run.report import RunReport
+    from batchrun.run.settings import RunSettings
+    from batchrun.store import BatchInfo, Store
 
 JUDGE_MAX_TOKENS = 2048  # room for a thinking model to think, then reply
 PASS_THRESHOLD = 0.5  # a judge's score at or above this passes, unless it says "passed"
@@ -166,7 +167,7 @@ def prepare_judge_batch(
     specs = judge_specs(store.grading_rows(batch.id), options, skip=known)
     if specs:
         store.add_jobs(judge.id, specs, [options.model])
-        store.set_batch(judge.id, status="running", finished_at=None)
+        store.set_batch(judge.id, status=BatchStatus.RUNNING, finished_at=None)
     return store.find_batch(judge.id)
 
 
@@ -210,7 +211,7 @@ def _create_judge_batch(
             "source_path": f"judge of batch {batch.name} ({batch.id})",
             "source_sha256": digest,
             "models": [options.model],
-            "status": "running",
+            "status": BatchStatus.RUNNING,
             "simulated": endpoint.simulated,
             "base_url": endpoint.base_url,
             "settings": {
@@ -238,6 +239,7 @@ async def run_judge(
     """Judge every stored answer of ``batch`` and store the grades (grader ``judge:MODEL``)."""
     # Loaded here: the runner needs the SDK, which only commands that send requests load.
     from batchrun.run.execute import run_batch  # noqa: PLC0415
+    from batchrun.run.report import finish_batch  # noqa: PLC0415
 
     judge = prepare_judge_batch(store, batch, options, endpoint)
     report, progress = await run_batch(
@@ -250,12 +252,7 @@ async def run_judge(
         display=display,
         max_cost_nanos=options.max_cost_nanos,
     )
-    counts = store.status_counts(judge.id)
-    pending = sum(by.get("pending", 0) for by in counts.values())
-    if pending:
-        store.set_batch(judge.id, status="paused")
-    else:
-        store.set_batch(judge.id, status="completed", finished_at=time.time())
+    finish_batch(store, judge.id, report)
     rows = judge_grades(store.export_rows(judge), options.model)
     store.replace_grades(batch.id, judge_grader(options.model), rows)
     return JudgeOutcome(
@@ -275,7 +272,7 @@ def _judge_grade(row: Mapping[str, Any], model: str) -> dict[str, Any]:
         "judge_request_id": row.get("request_id"),
         "judge_cost_nanos": row.get("cost_nanos"),
     }
-    if row["status"] != "succeeded":
+    if row["status"] != RequestStatus.SUCCEEDED:
         why = _call_problem(row)
         return {**base, "score": None, "passed": None, "reason": why, "error": why}
     try:
@@ -293,13 +290,7 @@ def _judge_grade(row: Mapping[str, Any], model: str) -> dict[str, Any]:
 
 def _call_problem(row: Mapping[str, Any]) -> str:
     status = row["status"]
-    if status == "pending":
+    if status == RequestStatus.PENDING:
         return "the judge call has not finished; run batchrun grade --judge again to continue"
     detail = row.get("error_message") or row.get("error_type") or "no detail"
     return f"the judge call {status}: {detail}"
-
-
-def judge_cost(rows: Sequence[Mapping[str, Any]]) -> int | None:
-    """The priced cost of these judge grades in nano-dollars; None when none is priced."""
-    costs = [row["judge_cost_nanos"] for row in rows if row.get("judge_cost_nanos") is not None]
-    return sum(costs) if costs else None

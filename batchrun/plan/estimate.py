@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -22,7 +22,9 @@ from batchrun.catalog import Catalog
 from batchrun.jobs import JobSpec
 from batchrun.plan.precheck import TokenCounter
 from batchrun.pricing import Cost, Usage, day_of, request_cost
-from batchrun.store import Store
+
+if TYPE_CHECKING:
+    from batchrun.store import Store
 
 Keep = Callable[[list[tuple[int, int, bool]]], None]  # stores (request id, tokens, estimated)
 KEEP_EVERY = 5000

@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchrun.catalog import Catalog
 from batchrun.exceptions import StrictModeError
 from batchrun.jobs import JobSpec, LineError, ReadOptions, read_jobs
-from batchrun.store import BatchInfo, Store
+
+if TYPE_CHECKING:
+    from batchrun.store import BatchInfo, Store
 
 CHUNK = 2000
 

@@ -13,7 +13,10 @@ from batchrun.catalog import Catalog
 from batchrun.run.budget import Budget
 from batchrun.run.limits import ModelLimiter
 from batchrun.run.progress import ModelProgress, RunProgress
-from batchrun.run.runner import BatchRunner, RunReport, RunSettings, WorkSource
+from batchrun.run.report import RunReport
+from batchrun.run.runner import BatchRunner, WorkSource
+from batchrun.run.settings import RunSettings
+from batchrun.status import RequestStatus
 from batchrun.store import BatchInfo, Store
 
 
@@ -36,11 +39,8 @@ async def run_batch(
     A worker of a team passes its claim-based ``source``, the shared ``budget`` and limiters
     whose pacers live in the database; a plain run leaves them to their defaults.
     """
-    counts = await anyio.to_thread.run_sync(store.status_counts, batch.id)
-    models = [m for m in settings.limits if counts.get(m, {}).get("pending")]
-    progress = RunProgress(
-        models={m: ModelProgress(model=m, total=counts[m].get("pending", 0)) for m in models}
-    )
+    progress = await _pending_progress(store, batch, settings)
+    models = list(progress.models)
     connections = sum(settings.limits[m].concurrency for m in models) or 1
     client = ApiClient(endpoint, deadlines, max_connections=min(connections, 4096))
     if budget is None and max_cost_nanos is not None:
@@ -59,16 +59,31 @@ async def run_batch(
         limiters=limiters,
     )
     try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signals, runner)
-            if display is not None:
-                group.start_soon(_refresh, display, progress)
-            report = await runner.run()
-            group.cancel_scope.cancel()
+        report = await _run_watched(runner, progress, display)
     finally:
         with anyio.CancelScope(shield=True):
             await client.aclose()
     return report, progress
+
+
+async def _pending_progress(store: Store, batch: BatchInfo, settings: RunSettings) -> RunProgress:
+    """Counters for the models of ``settings`` that have pending requests in the batch."""
+    counts = await anyio.to_thread.run_sync(store.status_counts, batch.id)
+    pending = {m: counts.get(m, {}).get(RequestStatus.PENDING, 0) for m in settings.limits}
+    return RunProgress(models={m: ModelProgress(model=m, total=n) for m, n in pending.items() if n})
+
+
+async def _run_watched(
+    runner: BatchRunner, progress: RunProgress, display: Callable[[RunProgress], object] | None
+) -> RunReport:
+    """The runner's run, stopped by SIGINT / SIGTERM, with the display refreshed meanwhile."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(_stop_on_signals, runner)
+        if display is not None:
+            group.start_soon(_refresh, display, progress)
+        report = await runner.run()
+        group.cancel_scope.cancel()
+    return report
 
 
 async def _stop_on_signals(runner: BatchRunner) -> None:

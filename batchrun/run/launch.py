@@ -12,7 +12,6 @@ from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.config import MINIMAX_BASE_URL, Environment
 from batchrun.run.limits import ModelLimitSettings, default_concurrency
-from batchrun.sim import SimSettings, simulator_process
 
 SIMULATOR_KEY = "batchrun-simulator"
 
@@ -43,6 +42,8 @@ def open_endpoint(env: Environment, options: EndpointOptions) -> Iterator[Endpoi
         base_url = options.base_url or env.base_url or MINIMAX_BASE_URL
         yield Endpoint(base_url=base_url.rstrip("/"), api_key=env.api_key, simulated=False)
         return
+    from batchrun.sim import SimSettings, simulator_process  # noqa: PLC0415 - only when used
+
     settings = SimSettings(time_scale=options.sim_time_scale, seed=options.sim_seed)
     with simulator_process(settings) as sim:
         yield Endpoint(base_url=f"{sim.base_url}/anthropic", api_key=SIMULATOR_KEY, simulated=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,8 +20,11 @@ from batchrun.catalog import Catalog
 from batchrun.exceptions import StoreError
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import LimitOptions, limit_settings
+from batchrun.run.progress import RunProgress
+from batchrun.run.report import RunReport, finish_batch
 from batchrun.run.retry import RetryPolicy
-from batchrun.run.runner import RunReport, RunSettings
+from batchrun.run.settings import RunSettings
+from batchrun.status import BatchStatus
 from batchrun.store import Store
 from batchrun.teams import claims
 from batchrun.teams.shared import SharedBudget, shared_limiters
@@ -128,17 +130,11 @@ class Worker:
 
     async def _run(self, batch_id: str, models: list[str]) -> None:
         batch = self.store.find_batch(batch_id)
-        if batch.status == "queued":
-            self.store.set_batch(batch.id, status="running")
+        if batch.status == BatchStatus.QUEUED:
+            self.store.set_batch(batch.id, status=BatchStatus.RUNNING)
         self.say(f"worker {self.id}: running batch {batch.name} ({batch.id})")
-        limits = limit_settings(self.catalog, models, self.options.limits)
-        settings = RunSettings(
-            limits=limits,
-            retry=self.options.retry,
-            precheck=self.options.precheck,
-            grace_seconds=self.options.grace_seconds,
-        )
-        page = max(s.concurrency for s in limits.values())
+        settings = self._settings(models)
+        page = max(s.concurrency for s in settings.limits.values())
         budget = None
         if batch.max_cost_nanos is not None:
             budget = SharedBudget(self.store, batch.id, self.id, batch.max_cost_nanos)
@@ -154,17 +150,12 @@ class Worker:
                     self.store, self.id, lease_s=self.options.lease_s, page=page
                 ),
                 budget=budget,
-                limiters=shared_limiters(self.store, limits),
+                limiters=shared_limiters(self.store, settings.limits),
             )
         finally:
             claims.release(self.store, self.id)
         self.report.batches_run += 1
-        by_model = progress.models.values()
-        self.say(
-            f"worker {self.id}: batch {batch.name}: {sum(m.succeeded for m in by_model):,} "
-            f"succeeded, {sum(m.errored + m.invalid for m in by_model):,} failed in "
-            f"{progress.elapsed():.1f}s"
-        )
+        self._say_done(batch.name, progress)
         self.report.reports.append(report)
         self.report.interrupted = report.interrupted
         self.report.store_error = report.store_error
@@ -172,14 +163,27 @@ class Worker:
         self.report.refused.update(report.stopped_models)
         self._finish(batch.id, report)
 
+    def _settings(self, models: list[str]) -> RunSettings:
+        return RunSettings(
+            limits=limit_settings(self.catalog, models, self.options.limits),
+            retry=self.options.retry,
+            precheck=self.options.precheck,
+            grace_seconds=self.options.grace_seconds,
+        )
+
+    def _say_done(self, name: str, progress: RunProgress) -> None:
+        by_model = progress.models.values()
+        self.say(
+            f"worker {self.id}: batch {name}: {sum(m.succeeded for m in by_model):,} "
+            f"succeeded, {sum(m.errored + m.invalid for m in by_model):,} failed in "
+            f"{progress.elapsed():.1f}s"
+        )
+
     def _finish(self, batch_id: str, report: RunReport) -> None:
-        counts = self.store.status_counts(batch_id)
-        if not any(by.get("pending") for by in counts.values()):
-            self.store.set_batch(batch_id, status="completed", finished_at=time.time())
-        elif report.budget_reached:
-            # Spent for every worker (nothing reserved anywhere): submit again with a higher
-            # --max-cost to queue it again.
-            self.store.set_batch(batch_id, status="paused")
+        # The batch stays open for the other workers, unless its budget is spent for every
+        # worker (nothing reserved anywhere): submit again with a higher --max-cost to queue it.
+        finished = finish_batch(self.store, batch_id, report, pause=report.budget_reached)
+        if finished.status is BatchStatus.PAUSED and report.budget_reached:
             self.say(f"batch {batch_id}: budget reached; paused")
 
     async def _heartbeat(self) -> None:

@@ -1,0 +1,152 @@
+"""What the commands that send (run, resume, submit, worker) share before anything is sent: the
+models named on the command line, the endpoint announced, a job file stored as a batch, and the
+estimate of its pending requests shown and confirmed.
+
+Light to import: the store, the planner and the SDK load only when a command uses them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import typer
+
+from batchrun.api.endpoint import Deadlines
+from batchrun.cli.display import estimate_table
+from batchrun.cli.output import shown_url
+from batchrun.exceptions import ConfigError
+from batchrun.pricing import usd
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from batchrun.api.endpoint import Endpoint
+    from batchrun.catalog import Catalog
+    from batchrun.cli.options import Connection
+    from batchrun.plan.estimate import Estimate
+    from batchrun.plan.planner import PlanOptions
+    from batchrun.store import BatchInfo, Store
+
+
+def parse_models(spec: str | None, catalog: Catalog) -> list[str]:
+    """The models of ``--models A,B``, each known to the catalog; [] without the option."""
+    names = [name.strip() for name in (spec or "").split(",") if name.strip()]
+    for name in names:
+        catalog.get(name)  # UnknownModelError lists the known models
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--models names a model twice: {spec}")
+    return names
+
+
+def announce_endpoint(out: Console, endpoint: Endpoint) -> None:
+    """Say where requests go: MiniMax (the URL without secrets) or the simulator."""
+    if endpoint.simulated:
+        out.print(
+            "[bold yellow]No API key (MINIMAX_API_KEY or ANTHROPIC_API_KEY): running against "
+            "batchrun's built-in MiniMax simulator. Results are marked simulated.[/]"
+        )
+    else:
+        out.print(f"Sending to {shown_url(endpoint.base_url)}")
+
+
+def create_from_file(
+    store: Store,
+    catalog: Catalog,
+    file: Path,
+    options: PlanOptions,
+    endpoint: Endpoint,
+    out: Console,
+) -> BatchInfo:
+    """Store ``file`` as a new batch and say what it holds, invalid lines included."""
+    from batchrun.jobs import format_line_errors  # noqa: PLC0415
+    from batchrun.plan.planner import create_batch, file_digest  # noqa: PLC0415
+
+    plan = create_batch(
+        store,
+        catalog,
+        file,
+        options,
+        digest=file_digest(file),
+        base_url=shown_url(endpoint.base_url),
+        simulated=endpoint.simulated,
+        settings={"default_max_tokens": options.default_max_tokens},
+    )
+    out.print(
+        f"Batch [bold]{plan.batch.name}[/] ({plan.batch.id}): {plan.batch.jobs_total:,} jobs, "
+        f"{plan.requests:,} requests"
+        + (f", {plan.line_error_count:,} invalid lines" if plan.line_error_count else "")
+    )
+    if plan.line_errors:
+        out.print("[yellow]Invalid lines (they are not sent; the others are):[/]")
+        out.print(format_line_errors(plan.line_errors), markup=False)
+    return plan.batch
+
+
+async def estimate_requests(
+    planned: Any,
+    catalog: Catalog,
+    endpoint: Endpoint,
+    store: Store,
+    precheck: bool,
+    keep: bool = False,
+) -> Estimate:
+    """The estimate of the planned requests; with ``keep``, their counts are stored as they come
+    (so the run does not count them again)."""
+    # Loaded here, not at the top: only the commands that call the API need the SDK.
+    from batchrun.api.client import ApiClient  # noqa: PLC0415
+    from batchrun.plan.estimate import estimate  # noqa: PLC0415
+    from batchrun.plan.precheck import TokenCounter  # noqa: PLC0415
+
+    client = ApiClient(endpoint, Deadlines(), max_connections=64)
+    try:
+        counter = TokenCounter(client, enabled=precheck)
+        history = await anyio.to_thread.run_sync(store.output_history)
+        kept = store.set_input_tokens if keep else None
+        return await estimate(planned, catalog, counter, history, keep=kept)
+    finally:
+        await client.aclose()
+
+
+def estimate_and_confirm(
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    connection: Connection,
+    out: Console,
+) -> bool:
+    """Show what the pending requests will cost (their counts are kept); False if declined."""
+    from batchrun.plan.estimate import planned_from_store  # noqa: PLC0415
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415
+
+    planned = planned_from_store(store, batch.id, store.batch_models(batch.id))
+    found = run_fast(
+        estimate_requests(planned, catalog, endpoint, store, connection.precheck, keep=True)
+    )
+    if not found.models:
+        return True
+    _keep_estimate(store, batch, found)
+    out.print(estimate_table(found, "Estimate of the requests to send (prices of today, USD)"))
+    total = found.total()
+    threshold = connection.confirm_above_nanos
+    if threshold is None or total.cost_max_nanos <= threshold:
+        return True
+    expected = total.cost_expected_nanos
+    question = (
+        f"This may cost up to {usd(total.cost_max_nanos)}"
+        + (f" (expected {usd(expected)})" if expected is not None else "")
+        + ". Send it?"
+    )
+    return typer.confirm(question, default=False)
+
+
+def _keep_estimate(store: Store, batch: BatchInfo, found: Estimate) -> None:
+    """Store the first estimate with the batch, for the dashboard's estimate-against-actual."""
+    if "estimate" in batch.settings:
+        return  # a resumed batch keeps the estimate made before it first ran
+    fields = ("requests", "input_tokens", "cost_min_nanos", "cost_expected_nanos", "cost_max_nanos")
+    kept = {m.model: {f: getattr(m, f) for f in fields} for m in found.models.values()}
+    store.set_batch(batch.id, settings={**batch.settings, "estimate": kept})

@@ -1,0 +1,68 @@
+"""How a run ended, and the status that gives its batch (``finish_batch``).
+
+Light to import: the commands read a report after the run without loading anything more.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from batchrun.status import BatchStatus, RequestStatus, batch_status_after_run
+
+if TYPE_CHECKING:
+    from batchrun.store import Outcome, Store
+
+
+@dataclass
+class RunReport:
+    """How a run ended."""
+
+    interrupted: bool = False
+    stopped_models: dict[str, str] = field(default_factory=dict)
+    budget_reached: bool = False
+    store_error: str | None = None
+    unsaved: list[Outcome] = field(default_factory=list)
+    canceled: bool = False  # `batchrun cancel` ran meanwhile
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinishedBatch:
+    """A batch once its run ended: its status, and its requests per model and status."""
+
+    status: BatchStatus
+    counts: dict[str, dict[str, int]]
+
+    @property
+    def pending(self) -> int:
+        """Requests still pending, over every model."""
+        return count_requests(self.counts, RequestStatus.PENDING)
+
+    @property
+    def failed(self) -> int:
+        """Requests errored or invalid, over every model."""
+        return count_requests(self.counts, RequestStatus.ERRORED, RequestStatus.INVALID)
+
+
+def count_requests(counts: Mapping[str, Mapping[str, int]], *statuses: RequestStatus) -> int:
+    """Requests in any of ``statuses``, over every model of ``counts`` (Store.status_counts)."""
+    return sum(by.get(s, 0) for by in counts.values() for s in statuses)
+
+
+def finish_batch(
+    store: Store, batch_id: str, report: RunReport, *, pause: bool = True
+) -> FinishedBatch:
+    """Mark a batch after a run: completed if nothing is pending, canceled if `batchrun cancel`
+    ran meanwhile (it stays so), else paused. Without ``pause`` a batch with pending requests is
+    left as it is (a team's batch stays open for the other workers)."""
+    counts = store.status_counts(batch_id)
+    pending = count_requests(counts, RequestStatus.PENDING)
+    canceled = report.canceled or store.find_batch(batch_id).status == BatchStatus.CANCELED
+    status = batch_status_after_run(pending=pending, canceled=canceled)
+    if status is BatchStatus.COMPLETED:
+        store.set_batch(batch_id, status=status, finished_at=time.time())
+    elif status is BatchStatus.PAUSED and pause:
+        store.set_batch(batch_id, status=status)
+    return FinishedBatch(status=status, counts=counts)

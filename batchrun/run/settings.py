@@ -1,0 +1,29 @@
+"""How a run behaves: the settings the commands build from options, the catalog and the
+environment before anything is sent. Light to import: nothing here loads the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from batchrun.run.limits import ModelLimitSettings
+from batchrun.run.retry import RetryPolicy
+
+PAGE = 500  # pending requests a feeder takes from its source at a time
+# A short queue to the writer: finished work waits little for its commit, so a crash loses (and a
+# resume pays again for) as few finished calls as possible.
+OUTCOME_QUEUE = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """How one run behaves; the CLI builds it from options, the catalog and the environment."""
+
+    limits: Mapping[str, ModelLimitSettings]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    precheck: bool = True
+    precheck_concurrency: int = 16
+    grace_seconds: float = 5.0
+    commit_batch: int = 256
+    cancel_poll_seconds: float = 1.0  # how often the batch's status is read for a cancel
