@@ -45,9 +45,8 @@ BATCH_MOVES: dict[BatchStatus, frozenset[BatchStatus]] = {
     BatchStatus.RUNNING: _OPEN | {BatchStatus.COMPLETED, BatchStatus.CANCELED},
     BatchStatus.PAUSED: _OPEN | {BatchStatus.COMPLETED, BatchStatus.CANCELED},
     BatchStatus.COMPLETED: _OPEN | {BatchStatus.COMPLETED, BatchStatus.CANCELED},
-    # A team worker ends its run of a batch canceled meanwhile by marking it completed (nothing
-    # is pending any more): teams/worker.py ``_finish``.
-    BatchStatus.CANCELED: frozenset({BatchStatus.CANCELED, BatchStatus.COMPLETED}),
+    # Final: run.report.finish_batch leaves a batch canceled while it ran as it is.
+    BatchStatus.CANCELED: frozenset({BatchStatus.CANCELED}),
 }
 REQUEST_MOVES: dict[RequestStatus, frozenset[RequestStatus]] = {
     RequestStatus.PENDING: frozenset(

@@ -19,7 +19,8 @@ PACKAGE = ROOT / "batchrun"
 # Highest first. cli starts the dashboard by its script's path only, never by importing it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("batchrun.cli", "batchrun.dashboard"),
-    ("batchrun",),  # the package's own __init__.py: the public Python API
+    ("batchrun",),  # the package's own __init__.py: the public Python API's names
+    ("batchrun.workspace",),  # what those names do: open a store, run, resume, read frames
     ("batchrun.teams", "batchrun.grading"),
     ("batchrun.analytics", "batchrun.export", "batchrun.reprice"),
     ("batchrun.run",),

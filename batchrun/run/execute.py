@@ -33,11 +33,14 @@ async def run_batch(
     source: WorkSource | None = None,
     budget: Budget | None = None,
     limiters: Mapping[str, ModelLimiter] | None = None,
+    handle_signals: bool = True,
 ) -> tuple[RunReport, RunProgress]:
     """Run the batch's pending requests until done, stopped, or interrupted by a signal.
 
     A worker of a team passes its claim-based ``source``, the shared ``budget`` and limiters
-    whose pacers live in the database; a plain run leaves them to their defaults.
+    whose pacers live in the database; a plain run leaves them to their defaults. Without
+    ``handle_signals`` (a run outside the main thread, where signals cannot be received) Ctrl-C
+    is left to the caller.
     """
     progress = await _pending_progress(store, batch, settings)
     models = list(progress.models)
@@ -59,7 +62,7 @@ async def run_batch(
         limiters=limiters,
     )
     try:
-        report = await _run_watched(runner, progress, display)
+        report = await _run_watched(runner, progress, display, handle_signals)
     finally:
         with anyio.CancelScope(shield=True):
             await client.aclose()
@@ -74,11 +77,15 @@ async def _pending_progress(store: Store, batch: BatchInfo, settings: RunSetting
 
 
 async def _run_watched(
-    runner: BatchRunner, progress: RunProgress, display: Callable[[RunProgress], object] | None
+    runner: BatchRunner,
+    progress: RunProgress,
+    display: Callable[[RunProgress], object] | None,
+    handle_signals: bool,
 ) -> RunReport:
     """The runner's run, stopped by SIGINT / SIGTERM, with the display refreshed meanwhile."""
     async with anyio.create_task_group() as group:
-        group.start_soon(_stop_on_signals, runner)
+        if handle_signals:
+            group.start_soon(_stop_on_signals, runner)
         if display is not None:
             group.start_soon(_refresh, display, progress)
         report = await runner.run()
