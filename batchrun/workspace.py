@@ -29,14 +29,14 @@ from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog, load_catalog
 from batchrun.config import Environment, read_environment
 from batchrun.exceptions import ConfigError
-from batchrun.plan.planner import PlanOptions, create_batch, file_digest
+from batchrun.plan.planner import PlanOptions, file_digest, load_file
 from batchrun.pricing import NANOS_PER_USD
-from batchrun.run.launch import EndpointOptions, LimitOptions, limit_settings, open_endpoint
+from batchrun.run.launch import EndpointOptions, LimitOptions, open_endpoint
 from batchrun.run.report import finish_batch
 from batchrun.run.retry import RetryPolicy
 from batchrun.sim.loop import run_fast
 from batchrun.status import BatchStatus
-from batchrun.store import BatchInfo, Outcome, Store, database_url, redact_url
+from batchrun.store import BatchInfo, Outcome, Store, database_url
 
 if TYPE_CHECKING:
     import polars as pl
@@ -195,7 +195,13 @@ async def _run_file(
     with _endpoint(options) as endpoint:
         batch = store.find_resumable(file_digest(file), models)
         if batch is None:
-            batch = _create(file, store, catalog, models, options=options, endpoint=endpoint)
+            plan = PlanOptions(
+                models=models,
+                default_max_tokens=options.max_tokens,
+                strict=options.strict,
+                name=options.name,
+            )
+            batch = load_file(store, catalog, file, plan, endpoint).batch
         return await _send(store, catalog, batch, endpoint, options)
 
 
@@ -204,33 +210,6 @@ async def _resume(
 ) -> BatchRun:
     with _endpoint(options) as endpoint:
         return await _send(store, catalog, batch, endpoint, options)
-
-
-def _create(
-    file: Path,
-    store: Store,
-    catalog: Catalog,
-    models: list[str],
-    *,
-    options: RunOptions,
-    endpoint: Endpoint,
-) -> BatchInfo:
-    plan = PlanOptions(
-        models=models,
-        default_max_tokens=options.max_tokens,
-        strict=options.strict,
-        name=options.name,
-    )
-    return create_batch(
-        store,
-        catalog,
-        file,
-        plan,
-        digest=file_digest(file),
-        base_url=redact_url(endpoint.base_url),
-        simulated=endpoint.simulated,
-        settings={"default_max_tokens": options.max_tokens},
-    ).batch
 
 
 def _endpoint(options: RunOptions) -> AbstractContextManager[Endpoint]:
@@ -243,26 +222,20 @@ def _endpoint(options: RunOptions) -> AbstractContextManager[Endpoint]:
 async def _send(
     store: Store, catalog: Catalog, batch: BatchInfo, endpoint: Endpoint, options: RunOptions
 ) -> BatchRun:
-    from batchrun.run.execute import run_batch  # noqa: PLC0415 - the SDK, only to send
-    from batchrun.run.settings import RunSettings  # noqa: PLC0415
+    from batchrun.run.execute import send_batch  # noqa: PLC0415 - the SDK, only to send
 
     cap = _nanos(options.max_cost_usd) or batch.max_cost_nanos
     if cap is not None:
         store.set_batch(batch.id, max_cost_nanos=cap)
-    models = store.batch_models(batch.id)
-    limits = LimitOptions(rpm=options.rpm, tpm=options.tpm, concurrency=options.concurrency)
-    settings = RunSettings(
-        limits=limit_settings(catalog, models, limits),
-        retry=options.retry,
-        precheck=options.precheck,
-    )
     store.set_batch(batch.id, status=BatchStatus.RUNNING)
-    report, _ = await run_batch(
+    report, _ = await send_batch(
         store=store,
         catalog=catalog,
         batch=batch,
         endpoint=endpoint,
-        settings=settings,
+        limits=LimitOptions(rpm=options.rpm, tpm=options.tpm, concurrency=options.concurrency),
+        retry=options.retry,
+        precheck=options.precheck,
         deadlines=options.deadlines,
         max_cost_nanos=cap,
         handle_signals=_in_main_thread(),
@@ -306,16 +279,3 @@ def _in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
         return run_fast(coroutine)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run_fast, coroutine).result()
-
-
-__all__ = [
-    "BatchRun",
-    "RunOptions",
-    "answers_frame",
-    "metrics_frame",
-    "open_store",
-    "requests_frame",
-    "resume",
-    "run_file",
-    "run_jobs",
-]

@@ -20,6 +20,7 @@ from batchrun.exceptions import StrictModeError
 from batchrun.jobs import JobSpec, LineError, ReadOptions, read_jobs
 
 if TYPE_CHECKING:
+    from batchrun.api.endpoint import Endpoint
     from batchrun.store import BatchInfo, Store
 
 CHUNK = 2000
@@ -62,6 +63,24 @@ def batch_name(path: Path, store: Store) -> str:
         n += 1
         name = f"{base}-{n}"
     return name
+
+
+def load_file(
+    store: Store, catalog: Catalog, path: Path, options: PlanOptions, endpoint: Endpoint
+) -> Plan:
+    """Store ``path`` as a new batch bound for ``endpoint`` (its URL kept without secrets)."""
+    from batchrun.store import redact_url  # noqa: PLC0415 - the store is open by now
+
+    return create_batch(
+        store,
+        catalog,
+        path,
+        options,
+        digest=file_digest(path),
+        base_url=redact_url(endpoint.base_url),
+        simulated=endpoint.simulated,
+        settings={"default_max_tokens": options.default_max_tokens},
+    )
 
 
 def create_batch(

@@ -11,13 +11,48 @@ from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
 from batchrun.run.budget import Budget
+from batchrun.run.launch import LimitOptions, limit_settings
 from batchrun.run.limits import ModelLimiter
 from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.report import RunReport
+from batchrun.run.retry import RetryPolicy
 from batchrun.run.runner import BatchRunner, WorkSource
 from batchrun.run.settings import RunSettings
 from batchrun.status import RequestStatus
 from batchrun.store import BatchInfo, Store
+
+
+async def send_batch(
+    *,
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    limits: LimitOptions,
+    retry: RetryPolicy,
+    precheck: bool,
+    deadlines: Deadlines,
+    max_cost_nanos: int | None,
+    display: Callable[[RunProgress], object] | None = None,
+    handle_signals: bool = True,
+) -> tuple[RunReport, RunProgress]:
+    """Run a batch with each of its models' limits: the catalog's, under ``limits``'s overrides."""
+    settings = RunSettings(
+        limits=limit_settings(catalog, store.batch_models(batch.id), limits),
+        retry=retry,
+        precheck=precheck,
+    )
+    return await run_batch(
+        store=store,
+        catalog=catalog,
+        batch=batch,
+        endpoint=endpoint,
+        settings=settings,
+        deadlines=deadlines,
+        display=display,
+        max_cost_nanos=max_cost_nanos,
+        handle_signals=handle_signals,
+    )
 
 
 async def run_batch(
