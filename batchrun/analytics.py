@@ -26,6 +26,8 @@ from typing import Any
 
 import polars as pl
 
+from batchrun.status import FINISHED_REQUESTS, RequestStatus
+
 DEFINITIONS: dict[str, str] = {
     "latency": "Seconds from sending the request to the end of the answer (done - sent).",
     "TTFT": "Time to first token: seconds from sending to the first content token of any kind "
@@ -79,7 +81,16 @@ BATCH_COLUMNS: dict[str, Any] = {
     "simulated": pl.Boolean,
 }
 
-STATUSES = ("succeeded", "errored", "invalid", "pending", "canceled")
+STATUSES = tuple(
+    str(s)
+    for s in (
+        RequestStatus.SUCCEEDED,
+        RequestStatus.ERRORED,
+        RequestStatus.INVALID,
+        RequestStatus.PENDING,
+        RequestStatus.CANCELED,
+    )
+)  # the columns of per-status counts, in this order
 PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 DISTRIBUTED = ("latency_s", "ttft_s", "ttft_text_s", "output_tps")
 
@@ -128,7 +139,7 @@ def summary_frame(
     requests per model and status (Store.status_counts): the end-of-run summary, which must not
     read a row per request of a million-request batch."""
     results = with_metrics(_paged_frame(result_pages, RESULT_COLUMNS)).with_columns(
-        status=pl.lit("succeeded"), retries=pl.lit(0), simulated=pl.lit(False)
+        status=pl.lit(str(RequestStatus.SUCCEEDED)), retries=pl.lit(0), simulated=pl.lit(False)
     )
     status = pl.DataFrame(
         [{"model": model, **{s: by.get(s, 0) for s in STATUSES}} for model, by in counts.items()],
@@ -184,7 +195,7 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
         pl.col("cache_read_tokens").sum(),
         pl.col("cache_creation_tokens").sum(),
         priced_sum(),
-        ((status == "succeeded") & ~priced).sum().alias("unpriced"),
+        ((status == RequestStatus.SUCCEEDED) & ~priced).sum().alias("unpriced"),
         priced.sum().alias("priced"),
         pl.col("output_tokens").filter(priced).sum().alias("priced_output"),
         pl.col("simulated").any(),
@@ -214,10 +225,10 @@ def _rates() -> list[pl.Expr]:
 
 def error_breakdown(requests: pl.DataFrame) -> pl.DataFrame:
     """Per model and error type: failed requests and their share of the model's finished ones."""
-    finished = requests.filter(pl.col("status").is_in(["succeeded", "errored", "invalid"]))
+    finished = requests.filter(pl.col("status").is_in(list(FINISHED_REQUESTS)))
     totals = finished.group_by("model").agg(pl.len().alias("finished"))
     failed = (
-        finished.filter(pl.col("status") != "succeeded")
+        finished.filter(pl.col("status") != RequestStatus.SUCCEEDED)
         .with_columns(pl.col("error_type").fill_null("unknown"))
         .group_by("model", "error_type")
         .agg(pl.len().alias("requests"))
@@ -361,12 +372,13 @@ def job_spread(requests: pl.DataFrame) -> pl.DataFrame:
     ``length_spread`` is (longest - shortest) / longest output in tokens over the models that
     answered, 0 when they agree or only one answered.
     """
-    answered = pl.col("status") == "succeeded"
+    answered = pl.col("status") == RequestStatus.SUCCEEDED
+    failed = pl.col("status").is_in([RequestStatus.ERRORED, RequestStatus.INVALID])
     tokens = pl.col("output_tokens").filter(answered)
     return (
         requests.group_by("custom_id")
         .agg(
-            (pl.col("status").is_in(["errored", "invalid"])).sum().alias("failed_models"),
+            failed.sum().alias("failed_models"),
             answered.sum().alias("answered_models"),
             tokens.max().alias("longest"),
             tokens.min().alias("shortest"),

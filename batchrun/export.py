@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from batchrun.pricing import NANOS_PER_USD
+from batchrun.status import RequestStatus
 
 if TYPE_CHECKING:
     from batchrun.store import BatchInfo, Store
@@ -89,17 +90,19 @@ def _request_record(row: dict[str, Any], batch: BatchInfo) -> dict[str, Any]:
 
 def _result(row: dict[str, Any]) -> dict[str, Any]:
     status = row["status"]
-    if status == "succeeded" and row.get("message") is not None:
+    if status == RequestStatus.SUCCEEDED and row.get("message") is not None:
         return {"type": "succeeded", "message": row["message"]}
-    if status in ("errored", "invalid"):
-        error_type = "invalid_request_error" if status == "invalid" else row["error_type"]
+    if status in (RequestStatus.ERRORED, RequestStatus.INVALID):
+        error_type = (
+            "invalid_request_error" if status == RequestStatus.INVALID else row["error_type"]
+        )
         error = {"type": error_type, "message": row["error_message"]}
         if row.get("error_status") is not None:
             error["status"] = row["error_status"]
         if row.get("error_code") is not None:
             error["minimax_code"] = row["error_code"]
         return {"type": "errored", "error": error}
-    return {"type": status if status == "canceled" else "pending"}
+    return {"type": status if status == RequestStatus.CANCELED else "pending"}
 
 
 def _metrics(row: dict[str, Any], batch: BatchInfo) -> dict[str, Any]:

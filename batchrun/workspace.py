@@ -35,7 +35,7 @@ from batchrun.run.launch import EndpointOptions, LimitOptions, open_endpoint
 from batchrun.run.report import finish_batch
 from batchrun.run.retry import RetryPolicy
 from batchrun.sim.loop import run_fast
-from batchrun.status import BatchStatus
+from batchrun.status import BatchStatus, RequestStatus
 from batchrun.store import BatchInfo, Outcome, Store, database_url
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class BatchRun:
     @property
     def pending(self) -> int:
         """Requests still to send: ``resume`` sends them."""
-        return sum(by.get("pending", 0) for by in self.counts.values())
+        return sum(by.get(RequestStatus.PENDING, 0) for by in self.counts.values())
 
 
 def open_store(db: str | os.PathLike[str] | None = None) -> Store:

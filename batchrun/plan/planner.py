@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from batchrun.catalog import Catalog
 from batchrun.exceptions import StrictModeError
 from batchrun.jobs import JobSpec, LineError, ReadOptions, read_jobs
+from batchrun.status import BatchStatus
 
 if TYPE_CHECKING:
     from batchrun.api.endpoint import Endpoint
@@ -108,7 +109,7 @@ def create_batch(
             "source_path": str(path),
             "source_sha256": digest,
             "models": list(options.models),
-            "status": "loading",  # until every line is stored: never continued as if whole
+            "status": BatchStatus.LOADING,  # until every line is stored: never resumed as whole
             "simulated": simulated,
             "base_url": base_url,
             "settings": settings,
@@ -119,7 +120,7 @@ def create_batch(
     requests, errors, error_count = _store_lines(
         store, batch_id, read_jobs(path, catalog, read), options.models
     )
-    store.set_batch(batch_id, status="running")
+    store.set_batch(batch_id, status=BatchStatus.RUNNING)
     return Plan(
         batch=store.find_batch(batch_id),
         requests=requests,
