@@ -15,6 +15,7 @@ from batchrun.cli import options as opt
 from batchrun.cli.display import ProgressDisplay
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
+from batchrun.cli.startup import load_sender
 from batchrun.config import JUDGE_MAX_TOKENS, read_environment
 from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
@@ -139,6 +140,7 @@ def _read_rubric(path: Path) -> str:
 def _judge(
     store: Store, catalog: Catalog, batch: BatchInfo, judging: _Judging, out: Console
 ) -> int:
+    load_sender()
     from batchrun.grading.judge import JudgeOptions, run_judge  # noqa: PLC0415 - only when used
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
 

@@ -21,6 +21,7 @@ from batchrun.cli.prepare import (
     estimate_requests,
     parse_models,
 )
+from batchrun.cli.startup import load_sender
 from batchrun.config import read_environment
 from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
@@ -216,6 +217,7 @@ def _execute(
     out: Console,
 ) -> int:
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
+    load_sender()
     from batchrun.run.execute import run_batch  # noqa: PLC0415
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
 
