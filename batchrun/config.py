@@ -10,6 +10,9 @@ from batchrun.exceptions import ConfigError
 
 MINIMAX_BASE_URL = "https://api.minimax.io/anthropic"
 KEY_VARIABLES = ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY")
+# The judge's default max_tokens: room for a thinking model to think, then reply. Here, not in
+# batchrun.grading.judge, so that ``batchrun grade`` can show it without importing the judge.
+JUDGE_MAX_TOKENS = 2048
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ import typer
 
 from batchrun.cli import batches, dashboard, grade, models, money, run, submit, worker
 from batchrun.cli.errors import run_guarded
+from batchrun.cli.startup import exiting_fast
 from batchrun.sim import cli as sim_cli
 
 app = typer.Typer(
@@ -36,4 +37,7 @@ app.command("sim")(sim_cli.sim_command)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``batchrun`` console script."""
-    run_guarded(app, argv)
+    try:
+        run_guarded(app, argv)
+    finally:
+        exiting_fast()

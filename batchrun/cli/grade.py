@@ -15,9 +15,9 @@ from batchrun.cli import options as opt
 from batchrun.cli.display import ProgressDisplay
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console
-from batchrun.config import read_environment
+from batchrun.cli.startup import load_sender
+from batchrun.config import JUDGE_MAX_TOKENS, read_environment
 from batchrun.exceptions import ConfigError
-from batchrun.grading.judge import JUDGE_MAX_TOKENS, JudgeOptions, run_judge
 from batchrun.pricing import usd
 from batchrun.run.launch import limit_settings, open_endpoint
 from batchrun.run.settings import RunSettings
@@ -140,7 +140,9 @@ def _read_rubric(path: Path) -> str:
 def _judge(
     store: Store, catalog: Catalog, batch: BatchInfo, judging: _Judging, out: Console
 ) -> int:
-    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - loaded only when used
+    load_sender()
+    from batchrun.grading.judge import JudgeOptions, run_judge  # noqa: PLC0415 - only when used
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415
 
     options = JudgeOptions(
         model=judging.model,

@@ -103,11 +103,24 @@ Timeout = Annotated[
 ]
 
 
+# Closed by close_stores when the command ends (batchrun.cli.main): their engines sit in
+# reference cycles, which the exit no longer collects.
+_OPENED: list[Store] = []
+
+
 def open_store(db: str | None) -> Store:
     """The store named by --db or $BATCHRUN_DB, migrated to the current schema."""
     from batchrun.store import Store, database_url  # noqa: PLC0415 - loaded only when used
 
-    return Store(database_url(db or read_environment().db))
+    store = Store(database_url(db or read_environment().db))
+    _OPENED.append(store)
+    return store
+
+
+def close_stores() -> None:
+    """Close the stores the command opened (their connections, and SQLite's WAL with them)."""
+    while _OPENED:
+        _OPENED.pop().close()
 
 
 def open_catalog(path: Path | None) -> Catalog:

@@ -15,6 +15,7 @@ import typer
 from batchrun.api.endpoint import Deadlines
 from batchrun.cli.display import estimate_table
 from batchrun.cli.output import shown_url
+from batchrun.cli.startup import load_sender
 from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
 
@@ -96,6 +97,7 @@ async def estimate_requests(
     """The estimate of the planned requests; with ``keep``, their counts are stored as they come
     (so the run does not count them again)."""
     # Loaded here, not at the top: only the commands that call the API need the SDK.
+    load_sender()
     from batchrun.api.client import ApiClient  # noqa: PLC0415
     from batchrun.plan.estimate import estimate  # noqa: PLC0415
     from batchrun.plan.precheck import TokenCounter  # noqa: PLC0415

@@ -21,11 +21,9 @@ from batchrun.cli.prepare import (
     estimate_requests,
     parse_models,
 )
+from batchrun.cli.startup import load_sender
 from batchrun.config import read_environment
 from batchrun.exceptions import ConfigError
-from batchrun.jobs import ReadOptions, check_file, read_jobs
-from batchrun.plan.estimate import planned_from_file
-from batchrun.plan.planner import PlanOptions, file_digest
 from batchrun.pricing import usd
 from batchrun.run.launch import EndpointOptions, limit_settings, open_endpoint
 from batchrun.run.report import finish_batch
@@ -83,6 +81,9 @@ def run_command(
         max_cost_nanos=opt.parse_usd(max_cost),
         confirm_above_nanos=_confirm_threshold(yes, confirm_above),
     )  # fmt: skip
+    from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
+    from batchrun.plan.planner import PlanOptions, file_digest  # noqa: PLC0415
+
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     fan_out = parse_models(models, loaded)
@@ -130,7 +131,9 @@ def estimate_command(
     Input tokens are exact where counted (marked * where estimated); output is a range from 0 to
     max_tokens, with an expected figure from this database's past results of each model.
     """
-    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - loaded only when used
+    from batchrun.jobs import ReadOptions, check_file, read_jobs  # noqa: PLC0415 - only when used
+    from batchrun.plan.estimate import planned_from_file  # noqa: PLC0415
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415
 
     out = console()
     loaded = opt.open_catalog(catalog)
@@ -214,6 +217,7 @@ def _execute(
     out: Console,
 ) -> int:
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
+    load_sender()
     from batchrun.run.execute import run_batch  # noqa: PLC0415
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
 

@@ -11,8 +11,6 @@ from batchrun.cli.prepare import (
     parse_models,
 )
 from batchrun.config import read_environment
-from batchrun.jobs import check_file
-from batchrun.plan.planner import PlanOptions, file_digest
 from batchrun.pricing import usd
 from batchrun.run.launch import open_endpoint
 from batchrun.run.report import count_requests
@@ -43,6 +41,9 @@ def submit_command(
         sim_time_scale=sim_time_scale, max_attempts=1, precheck=not no_precheck,
         max_cost_nanos=opt.parse_usd(max_cost),
     )  # fmt: skip
+    from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
+    from batchrun.plan.planner import PlanOptions, file_digest  # noqa: PLC0415
+
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     fan_out = parse_models(models, loaded)

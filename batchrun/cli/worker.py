@@ -10,6 +10,7 @@ from batchrun.cli import options as opt
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console, shown_url
 from batchrun.cli.prepare import announce_endpoint, parse_models
+from batchrun.cli.startup import load_sender
 from batchrun.config import read_environment
 from batchrun.run.launch import open_endpoint
 
@@ -57,6 +58,7 @@ def worker_command(
     across all workers together.
     """
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
+    load_sender()
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
     from batchrun.teams.worker import Worker, WorkerOptions  # noqa: PLC0415
 

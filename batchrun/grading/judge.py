@@ -27,6 +27,7 @@ import orjson
 
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
+from batchrun.config import JUDGE_MAX_TOKENS
 from batchrun.grading.graders import Grade, extract_json
 from batchrun.jobs import JobSpec
 from batchrun.run.progress import RunProgress
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from batchrun.run.settings import RunSettings
     from batchrun.store import BatchInfo, Store
 
-JUDGE_MAX_TOKENS = 2048  # room for a thinking model to think, then reply
 PASS_THRESHOLD = 0.5  # a judge's score at or above this passes, unless it says "passed"
 _MAX_REASON = 500
 _SCORE_PHRASE = re.compile(

@@ -2,19 +2,17 @@
 
 It lives beside the simulator, not in batchrun.cli, so that a simulator process imports only what
 it needs (not the SDK, the store or polars) and starts in a fraction of a second.
+The server (uvicorn, asyncio) is imported when the command runs, not when ``batchrun`` registers
+it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from typing import Annotated
 
 import typer
 
 from batchrun.exceptions import SimulatorError
-from batchrun.sim.host import READY_PREFIX, serve
-from batchrun.sim.loop import run_fast
 from batchrun.sim.settings import (
     SimSettings,
     parse_faults,
@@ -121,10 +119,17 @@ def sim_command(
             else None
         ),
     )
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - only when serving
+
     run_fast(_serve_until_signal(settings))
 
 
 async def _serve_until_signal(settings: SimSettings) -> None:
+    import asyncio  # noqa: PLC0415 - only when serving
+    import signal  # noqa: PLC0415
+
+    from batchrun.sim.host import READY_PREFIX, serve  # noqa: PLC0415
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,20 +14,19 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import uvicorn
 
-from batchrun.catalog import Catalog, load_catalog
 from batchrun.exceptions import SimulatorError
 from batchrun.sim.loop import loop_factory
-from batchrun.sim.server import SimulatorApp
 from batchrun.sim.settings import SimSettings, format_faults, format_model_limits
-from batchrun.sim.stats import SimStats
+
+if TYPE_CHECKING:
+    from batchrun.catalog import Catalog
+    from batchrun.sim.stats import SimStats
 
 READY_PREFIX = "batchrun simulator listening on "
 
@@ -58,19 +57,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server without its signal handling: whoever runs the simulator decides that."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serve(
     settings: SimSettings, catalog: Catalog | None = None
 ) -> AsyncIterator[RunningSimulator]:
     """Serve the simulator in the running event loop until the block exits."""
+    # The server is imported here: a process that only starts a child simulator never loads it.
+    import uvicorn  # noqa: PLC0415
+
+    from batchrun.catalog import load_catalog  # noqa: PLC0415
+    from batchrun.sim.server import QuietServer, SimulatorApp  # noqa: PLC0415
+
     app = SimulatorApp(settings, catalog or load_catalog())
     config = uvicorn.Config(
         app,
@@ -83,7 +80,7 @@ async def serve(
         timeout_keep_alive=30,
         timeout_graceful_shutdown=1,
     )
-    server = _Server(config)
+    server = QuietServer(config)
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -206,6 +203,8 @@ def settings_to_args(settings: SimSettings) -> list[str]:
 
 
 def _http_json(method: str, url: str) -> dict[str, Any]:
+    import urllib.request  # noqa: PLC0415 - only for the stats endpoints
+
     request = urllib.request.Request(url, method=method)  # noqa: S310 - our own http:// URL
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         data: dict[str, Any] = orjson.loads(response.read())

@@ -10,12 +10,14 @@ Plain ASGI on uvicorn served 1.2-1.9x the requests of aiohttp.web on this machin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import orjson
+import uvicorn
 
 from batchrun.catalog import Catalog
 from batchrun.sim import errors
@@ -44,6 +46,14 @@ class _DropFilter(logging.Filter):
 
 
 logging.getLogger("uvicorn.error").addFilter(_DropFilter())
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server without its signal handling: whoever runs the simulator decides that."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class SimulatorApp:

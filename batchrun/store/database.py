@@ -25,7 +25,6 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy import literal as sql_literal
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
@@ -94,8 +93,14 @@ class Database:
 
     def insert_ignore(self, table: Table) -> Insert:
         """INSERT that skips rows whose key exists: a request never gets two results."""
+        # Each dialect is imported here, for the database in use only: PostgreSQL's (with its
+        # asyncpg variant) costs tens of milliseconds at start-up that a SQLite user never needs.
         if self.is_postgresql:
+            from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
             return postgresql.insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects import sqlite  # noqa: PLC0415
+
         return sqlite.insert(table).on_conflict_do_nothing()
 
     def clock(self, now: float) -> ColumnElement[float]:
