@@ -63,18 +63,9 @@ def create_from_file(
 ) -> BatchInfo:
     """Store ``file`` as a new batch and say what it holds, invalid lines included."""
     from batchrun.jobs import format_line_errors  # noqa: PLC0415
-    from batchrun.plan.planner import create_batch, file_digest  # noqa: PLC0415
+    from batchrun.plan.planner import load_file  # noqa: PLC0415
 
-    plan = create_batch(
-        store,
-        catalog,
-        file,
-        options,
-        digest=file_digest(file),
-        base_url=shown_url(endpoint.base_url),
-        simulated=endpoint.simulated,
-        settings={"default_max_tokens": options.default_max_tokens},
-    )
+    plan = load_file(store, catalog, file, options, endpoint)
     out.print(
         f"Batch [bold]{plan.batch.name}[/] ({plan.batch.id}): {plan.batch.jobs_total:,} jobs, "
         f"{plan.requests:,} requests"

@@ -25,9 +25,8 @@ from batchrun.cli.startup import load_sender
 from batchrun.config import read_environment
 from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
-from batchrun.run.launch import EndpointOptions, limit_settings, open_endpoint
+from batchrun.run.launch import EndpointOptions, open_endpoint
 from batchrun.run.report import finish_batch
-from batchrun.run.settings import RunSettings
 from batchrun.status import BatchStatus
 
 if TYPE_CHECKING:
@@ -218,29 +217,26 @@ def _execute(
 ) -> int:
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
     load_sender()
-    from batchrun.run.execute import run_batch  # noqa: PLC0415
+    from batchrun.run.execute import send_batch  # noqa: PLC0415
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
 
     cap = _set_budget(store, batch, connection, out)
     if not estimate_and_confirm(store, catalog, batch, endpoint, connection, out):
         out.print(f"Nothing sent. When you are ready: [bold]batchrun resume {batch.name}[/]")
         return EXIT_OK
-    settings = RunSettings(
-        limits=limit_settings(catalog, store.batch_models(batch.id), connection.limits),
-        retry=connection.retry,
-        precheck=connection.precheck,
-    )
     with ProgressDisplay(out) as display:
         report, progress = run_fast(
-            run_batch(
+            send_batch(
                 store=store,
                 catalog=catalog,
                 batch=batch,
                 endpoint=endpoint,
-                settings=settings,
+                limits=connection.limits,
+                retry=connection.retry,
+                precheck=connection.precheck,
                 deadlines=connection.deadlines,
-                display=display,
                 max_cost_nanos=cap,
+                display=display,
             )
         )
     return _finish(store, batch, report, progress, out)
