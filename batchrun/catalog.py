@@ -8,7 +8,7 @@ with the same effective date as ours replaces it.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from batchrun.exceptions import CatalogError, UnknownModelError
+from batchrun.exceptions import CatalogError, ConfigError, UnknownModelError
 
 ThinkingRule = Literal["always", "adaptive"]
 BUILTIN_NAME = "batchrun/data/catalog.toml"
@@ -272,3 +272,12 @@ def _positive_int(
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise CatalogError(where, f"{ctx}.{key} must be a whole number > 0, not {value!r}")
     return value
+
+
+def check_models(names: Sequence[str], catalog: Catalog, what: str) -> list[str]:
+    """``names``, each known to the catalog and none twice (``what`` names the option in errors)."""
+    for name in names:
+        catalog.get(name)  # UnknownModelError lists the known models
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{what} names a model twice: {', '.join(names)}")
+    return list(names)

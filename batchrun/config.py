@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from batchrun.exceptions import ConfigError
 
@@ -19,7 +19,7 @@ JUDGE_MAX_TOKENS = 2048
 class Environment:
     """What batchrun takes from the environment."""
 
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     key_variable: str | None
     base_url: str | None
     db: str | None

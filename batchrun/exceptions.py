@@ -7,6 +7,7 @@
     ├── JobFileError              a job file that cannot be used at all (not JSONL, unreadable)
     │   └── StrictModeError       --strict: the file has invalid lines, nothing was sent
     ├── StoreError                the database cannot be opened, migrated, read or written
+    ├── BatchMoveError            a batch cannot take that status from its own (canceled meanwhile)
     ├── BatchNotFoundError        no batch with that id or name
     └── SimulatorError            the built-in simulator could not start or was misused
 
@@ -69,6 +70,18 @@ class StrictModeError(JobFileError):
 
 class StoreError(BatchrunError):
     """The database cannot be opened, migrated, read or written."""
+
+
+class BatchMoveError(BatchrunError):
+    """A batch cannot take a status from the one it has (``batchrun.status.BATCH_MOVES``)."""
+
+    def __init__(self, batch_id: str, old: str, new: str) -> None:
+        hint = " (it was canceled meanwhile: run its file again for a new batch)"
+        super().__init__(
+            f"batch {batch_id} is {old} and cannot become {new}"
+            + (hint if old == "canceled" else "")
+        )
+        self.batch_id, self.old, self.new = batch_id, old, new
 
 
 class BatchNotFoundError(BatchrunError):

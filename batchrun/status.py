@@ -2,12 +2,14 @@
 
     batch:    loading ─► running ◄─► paused        (submit: loading ─► queued ─► running)
                            │  ▲
-                           ▼  │ resume, --retry-errors, a judge run again
+                           ▼  │ resume, --retry-errored, a judge run again
                         completed              any but canceled ─► canceled (final)
-              (canceled ─► completed: a worker that finishes a run after `batchrun cancel`)
 
-    request:  pending ─► succeeded | errored | canceled;   errored ─► pending (--retry-errors)
+    request:  pending ─► succeeded | errored | canceled;   errored ─► pending (--retry-errored)
               invalid (a job line that could not be sent) is final from the start
+
+The store refuses a batch move that BATCH_MOVES does not list (BatchMoveError); a request's
+moves are guarded in the store's own SQL (an update applies only to a request still pending).
 
 Both are ``StrEnum``s: a member equals its stored string, so rows read back compare equal.
 """
@@ -61,24 +63,9 @@ OPEN_BATCHES = (BatchStatus.QUEUED, BatchStatus.RUNNING)  # what workers take wo
 FINISHED_REQUESTS = (RequestStatus.SUCCEEDED, RequestStatus.ERRORED, RequestStatus.INVALID)
 
 
-class BatchMoveError(ValueError):
-    """A programming error: a batch set to a status it may not move to from its own."""
-
-
 def batch_may_move(old: str, new: str) -> bool:
     """Whether a batch in ``old`` may be set to ``new``."""
     return BatchStatus(new) in BATCH_MOVES[BatchStatus(old)]
-
-
-def check_batch_move(old: str, new: str) -> None:
-    """Raise BatchMoveError unless a batch in ``old`` may be set to ``new``."""
-    if not batch_may_move(old, new):
-        raise BatchMoveError(f"a batch may not move from {old!r} to {new!r}")
-
-
-def request_may_move(old: str, new: str) -> bool:
-    """Whether a request in ``old`` may be set to ``new``."""
-    return RequestStatus(new) in REQUEST_MOVES[RequestStatus(old)]
 
 
 def batch_status_after_run(*, pending: int, canceled: bool) -> BatchStatus:

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from batchrun.api.endpoint import Deadlines, Endpoint
-from batchrun.catalog import Catalog, load_catalog
+from batchrun.catalog import Catalog, check_models, load_catalog
 from batchrun.config import Environment, read_environment
 from batchrun.exceptions import ConfigError
+from batchrun.jobs import check_file
 from batchrun.plan.planner import PlanOptions, file_digest, load_file
 from batchrun.pricing import NANOS_PER_USD
 from batchrun.run.launch import EndpointOptions, LimitOptions, open_endpoint
@@ -56,7 +57,8 @@ class RunOptions:
     strict: bool = False  # refuse the whole file if any line is invalid
     precheck: bool = True  # count_tokens before sending
     max_cost_usd: Decimal | str | float | None = None  # hard budget for the batch
-    api_key: str | None = None  # default: MINIMAX_API_KEY, else ANTHROPIC_API_KEY
+    api_key: str | None = field(default=None, repr=False)  # default: $MINIMAX_API_KEY, else
+    # $ANTHROPIC_API_KEY; never shown in a repr
     base_url: str | None = None  # default: ANTHROPIC_BASE_URL, else MiniMax's
     simulate: bool = False  # the built-in simulator even with a key
     sim_time_scale: float = 1.0  # simulated latency x this (0: as fast as possible)
@@ -99,8 +101,9 @@ def run_file(
     """Run every line of a JSONL job file; the same file and models again continue its batch."""
     chosen = options or RunOptions()
     file = Path(path)
+    check_file(file)  # empty, unreadable, not JSONL: one clear error before anything is stored
     catalog = load_catalog(chosen.catalog)
-    models = _checked_models(chosen.models, catalog)
+    models = check_models(chosen.models, catalog, "models")
     return _in_own_loop(_run_file(file, store, catalog, models, chosen))
 
 
@@ -110,9 +113,13 @@ def run_jobs(
     """Run job lines given as dicts (each what one JSONL line holds), as ``run_file`` does."""
     with tempfile.TemporaryDirectory(prefix="batchrun-jobs-") as folder:
         file = Path(folder) / "jobs.jsonl"
+        written = 0
         with file.open("xb") as handle:
             for job in jobs:
                 handle.write(orjson.dumps(job) + b"\n")
+                written += 1
+        if not written:
+            raise ConfigError("the job list is empty: give run_jobs at least one job dict")
         return run_file(file, store=store, options=options)
 
 
@@ -166,14 +173,6 @@ def _batches(store: Store, refs: Sequence[str] | None) -> list[BatchInfo]:
     if refs is None:
         return store.list_batches()
     return [store.find_batch(ref) for ref in refs]
-
-
-def _checked_models(models: Sequence[str], catalog: Catalog) -> list[str]:
-    for name in models:
-        catalog.get(name)  # UnknownModelError lists the known models
-    if len(set(models)) != len(models):
-        raise ConfigError(f"models names a model twice: {', '.join(models)}")
-    return list(models)
 
 
 def _environment(options: RunOptions) -> Environment:

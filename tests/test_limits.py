@@ -110,3 +110,33 @@ async def test_requests_do_not_burst_after_the_event_loop_was_blocked() -> None:
     # Paced at 50 ms a request, any 100 ms holds two or three of them, however the loop stalled.
     bunched = max(sum(1 for t in sent if start <= t < start + 0.1) for start in sent)
     assert bunched <= 3, sorted(round(t - sent[0], 3) for t in sent)
+
+
+@pytest.mark.anyio
+async def test_a_model_without_rates_gets_its_concurrency_back_after_a_429() -> None:
+    clock = Clock()
+    limiter = ModelLimiter(ModelLimitSettings(rpm=None, tpm=None, concurrency=64), clock)
+    limiter.on_throttled(rate_limited=True, retry_after=None)
+    assert limiter.slots.total_tokens == 32
+    clock.now += 100.0
+    await limiter.acquire(1)  # the only place recovery runs: it must run without rates too
+    assert limiter.factor == 1.0
+    assert limiter.slots.total_tokens == 64
+
+
+@pytest.mark.anyio
+async def test_tokens_refunded_by_short_answers_are_spent_on_the_next_requests() -> None:
+    # 6,000 tokens a minute (100/s) and requests that reserve 1,000 but use 100: spacing each
+    # request by its reservation would allow one every 10 s; the refunds allow one a second.
+    import time
+
+    clock = Clock()  # moved by hand a second a request; any real sleep is the limiter's own
+    limiter = ModelLimiter(
+        ModelLimitSettings(rpm=None, tpm=6000, concurrency=8, headroom=1.0), clock
+    )
+    started = time.monotonic()
+    for _ in range(4):
+        await limiter.acquire(1000)
+        limiter.settle(1000, 100)
+        clock.now += 1.0
+    assert time.monotonic() - started < 1.0

@@ -101,3 +101,21 @@ def test_importing_batchrun_loads_nothing_heavy() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert shown.strip() == "[]"
+
+
+def test_an_empty_job_list_is_refused_before_anything_is_stored(tmp_path: Path) -> None:
+    store = batchrun.open_store(tmp_path / "api.db")
+    (tmp_path / "nothing.jsonl").write_text("\n")
+    with pytest.raises(Exception, match="the job list is empty") as caught:
+        batchrun.run_jobs([], store=store, options=fast())
+    assert type(caught.value).__name__ == "ConfigError"
+    with pytest.raises(Exception, match="the file is empty") as caught:
+        batchrun.run_file(tmp_path / "nothing.jsonl", store=store, options=fast())
+    assert type(caught.value).__name__ == "JobFileError"
+    assert batchrun.requests_frame(store).height == 0
+    assert store.list_batches() == []
+
+
+def test_the_options_never_show_the_key() -> None:
+    options = batchrun.RunOptions(api_key="sk-secret-key-123")
+    assert "sk-secret-key-123" not in repr(options)

@@ -23,9 +23,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, func, inspect, select, text
 
-from batchrun.exceptions import BatchNotFoundError, StoreError
+from batchrun.exceptions import BatchMoveError, BatchNotFoundError, StoreError
 from batchrun.jobs import JobSpec, LineError
-from batchrun.status import BatchMoveError
 from batchrun.store import (
     AttemptRecord,
     BatchInfo,
@@ -299,7 +298,7 @@ def test_set_batch_updates_fields_and_updated_at(store: Store) -> None:
 def test_set_batch_refuses_a_move_the_statuses_do_not_allow(store: Store) -> None:
     store.create_batch(batch_row("b1"))
     store.set_batch("b1", status="canceled")
-    with pytest.raises(BatchMoveError, match="'canceled' to 'running'"):
+    with pytest.raises(BatchMoveError, match="is canceled and cannot become running"):
         store.set_batch("b1", status="running")
     assert store.find_batch("b1").status == "canceled"  # the refused update changed nothing
     store.set_batch("b1", name="renamed")  # other fields move freely

@@ -13,10 +13,10 @@ import anyio
 import typer
 
 from batchrun.api.endpoint import Deadlines
+from batchrun.catalog import check_models
 from batchrun.cli.display import estimate_table
 from batchrun.cli.output import shown_url
 from batchrun.cli.startup import load_sender
-from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
 
 if TYPE_CHECKING:
@@ -35,11 +35,7 @@ if TYPE_CHECKING:
 def parse_models(spec: str | None, catalog: Catalog) -> list[str]:
     """The models of ``--models A,B``, each known to the catalog; [] without the option."""
     names = [name.strip() for name in (spec or "").split(",") if name.strip()]
-    for name in names:
-        catalog.get(name)  # UnknownModelError lists the known models
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--models names a model twice: {spec}")
-    return names
+    return check_models(names, catalog, "--models")
 
 
 def announce_endpoint(out: Console, endpoint: Endpoint) -> None:

@@ -30,8 +30,10 @@ from batchrun.catalog import Catalog
 from batchrun.config import JUDGE_MAX_TOKENS
 from batchrun.grading.graders import Grade, extract_json
 from batchrun.jobs import JobSpec
+from batchrun.plan.planner import unique_name
 from batchrun.run.progress import RunProgress
 from batchrun.status import BatchStatus, RequestStatus
+from batchrun.store import redact_url
 
 if TYPE_CHECKING:
     from batchrun.run.report import RunReport
@@ -199,11 +201,7 @@ def _create_judge_batch(
     store: Store, batch: BatchInfo, options: JudgeOptions, endpoint: Endpoint, digest: str
 ) -> BatchInfo:
     batch_id = uuid.uuid4().hex[:12]
-    base = f"{batch.name}.judge-{options.model}"
-    name, n = base, 1
-    while store.name_taken(name):
-        n += 1
-        name = f"{base}-{n}"
+    name = unique_name(f"{batch.name}.judge-{options.model}", store)
     store.create_batch(
         {
             "id": batch_id,
@@ -213,7 +211,7 @@ def _create_judge_batch(
             "models": [options.model],
             "status": BatchStatus.RUNNING,
             "simulated": endpoint.simulated,
-            "base_url": endpoint.base_url,
+            "base_url": redact_url(endpoint.base_url),
             "settings": {
                 "judge_of": batch.id,
                 "judge_model": options.model,

@@ -58,7 +58,11 @@ def file_digest(path: Path) -> str:
 
 def batch_name(path: Path, store: Store) -> str:
     """A readable, unique name: the file's stem and the time."""
-    base = f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return unique_name(f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}", store)
+
+
+def unique_name(base: str, store: Store) -> str:
+    """``base``, or ``base-2``, ``base-3``... : the first no batch of ``store`` has."""
     name, n = base, 1
     while store.name_taken(name):
         n += 1

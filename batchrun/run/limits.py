@@ -10,7 +10,7 @@ per second without such errors. A ``retry-after`` pauses the model's dispatch un
 A slot is only good at its time: requests that sleep towards their slots and all wake together
 after the event loop was blocked (a loaded machine, a long write) would reach the server as one
 burst. So one request at a time waits for its slot, and each request is also spaced from the one
-before by its share of the limits, measured from when that one really went (less
+before by its share of the request rate, measured from when that one really went (less
 LATE_TOLERANCE): after a stall the requests resume at the paced rate, while a steady lag of the
 loop (every wake-up equally late) costs no throughput.
 """
@@ -72,7 +72,9 @@ class ModelLimiter:
         self.requests = Pacer(settings.rpm * headroom / 60.0, clock) if settings.rpm else None
         self.tokens = Pacer(settings.tpm * headroom / 60.0, clock) if settings.tpm else None
         self.slots = anyio.CapacityLimiter(settings.concurrency)
-        self._dispatch = anyio.Lock()  # held by the one request waiting for its slot
+        self._dispatch = anyio.Lock(
+            fast_acquire=True
+        )  # held by the one request waiting for its slot
         self._earliest = float("-inf")  # when the next request may go, from the last one's send
         self.factor = 1.0
         self._changed_at = clock()
@@ -86,10 +88,10 @@ class ModelLimiter:
 
         The caller holds a concurrency slot (``self.slots``) around the whole request.
         """
+        self._recover()  # also for a model without rates: its concurrency recovers after a 429
         if self.requests is None and self.tokens is None and self._paused_until == 0.0:
             return
         async with self._dispatch:
-            self._recover()
             pause = self._paused_until - self._clock()
             if pause > 0:
                 await anyio.sleep(pause)
@@ -99,16 +101,18 @@ class ModelLimiter:
             hold = self._earliest - self._clock()
             if hold > 0:  # the previous request went late (a stall): keep the spacing from it
                 await anyio.sleep(hold)
-            self._earliest = self._clock() + self._spacing(tokens) - LATE_TOLERANCE
+            self._earliest = self._clock() + self._spacing() - LATE_TOLERANCE
 
-    def _spacing(self, tokens: int) -> float:
-        """The seconds this request's share of the limits spans at the current rate."""
-        spacing = 0.0
-        if self.requests is not None:
-            spacing = 1.0 / (self.requests.rate_per_s * self.factor)
-        if self.tokens is not None:
-            spacing = max(spacing, tokens / (self.tokens.rate_per_s * self.factor))
-        return spacing
+    def _spacing(self) -> float:
+        """The seconds one request spans at the current request rate.
+
+        Only the request rate: a request's tokens are reserved at their worst case (input plus
+        max_tokens) and partly refunded by ``settle``, so spacing by them would cap the rate at
+        the worst case's however little the answers use.
+        """
+        if self.requests is None:
+            return 0.0
+        return 1.0 / (self.requests.rate_per_s * self.factor)
 
     def _reserve(self, tokens: int) -> float:
         wait = 0.0

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, select, update
 
-from batchrun.exceptions import BatchNotFoundError
-from batchrun.status import OPEN_BATCHES, BatchStatus, check_batch_move
+from batchrun.exceptions import BatchMoveError, BatchNotFoundError
+from batchrun.status import OPEN_BATCHES, BatchStatus, batch_may_move
 from batchrun.store.database import Database
 from batchrun.store.rows import BatchInfo
 from batchrun.store.tables import batches
@@ -96,8 +96,8 @@ class Batches:
     def _check_move(connection: Connection, batch_id: str, new: str) -> None:
         current = select(batches.c.status).where(batches.c.id == batch_id).with_for_update()
         old = connection.execute(current).scalar_one_or_none()
-        if old is not None:  # no such batch: the update changes nothing, as before
-            check_batch_move(old, new)
+        if old is not None and not batch_may_move(old, new):  # no such batch: a no-op, as before
+            raise BatchMoveError(batch_id, old, new)
 
 
 def add_to_batch(connection: Connection, batch_id: str, counter: str, amount: int) -> None:

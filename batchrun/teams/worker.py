@@ -17,7 +17,7 @@ import anyio
 
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
-from batchrun.exceptions import StoreError
+from batchrun.exceptions import BatchMoveError, StoreError
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import LimitOptions, limit_settings
 from batchrun.run.progress import RunProgress
@@ -131,7 +131,11 @@ class Worker:
     async def _run(self, batch_id: str, models: list[str]) -> None:
         batch = self.store.find_batch(batch_id)
         if batch.status == BatchStatus.QUEUED:
-            self.store.set_batch(batch.id, status=BatchStatus.RUNNING)
+            try:
+                self.store.set_batch(batch.id, status=BatchStatus.RUNNING)
+            except BatchMoveError as exc:  # canceled since it was listed: nothing to do there
+                self.say(f"worker {self.id}: skipping batch {batch.name}: {exc}")
+                return
         self.say(f"worker {self.id}: running batch {batch.name} ({batch.id})")
         settings = self._settings(models)
         page = max(s.concurrency for s in settings.limits.values())
