@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from batchrun.catalog import ModelInfo, Price, Rates
+from batchrun.exceptions import ConfigError
 
 NANOS_PER_USD = 1_000_000_000
 _NANOS_PER_TOKEN_PER_RATE = Decimal(NANOS_PER_USD) / Decimal(1_000_000)  # rate is per million
@@ -102,3 +103,17 @@ def usd(nanos: int | None) -> str:
     value = Decimal(nanos) / NANOS_PER_USD
     places = 6 if value < 1 else 4 if value < 100 else 2  # sub-cent amounts stay visible
     return f"${value:,.{places}f}"
+
+
+def parse_usd(text: str | None, option: str = "--max-cost", allow_zero: bool = False) -> int | None:
+    """An amount in USD given to ``option``, in nano-dollars."""
+    if text is None:
+        return None
+    try:
+        amount = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or amount < 0 or (amount == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "above 0"
+        raise ConfigError(f"{option} must be an amount in USD {least}, such as 2.50, not {text!r}")
+    return int(amount * NANOS_PER_USD)

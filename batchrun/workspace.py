@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import os
 import tempfile
+import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -31,9 +32,10 @@ from batchrun.config import Environment, read_environment
 from batchrun.exceptions import ConfigError
 from batchrun.jobs import check_file
 from batchrun.plan.planner import PlanOptions, file_digest, load_file
-from batchrun.pricing import NANOS_PER_USD
+from batchrun.pricing import parse_usd
+from batchrun.run.budget import batch_cap
 from batchrun.run.launch import EndpointOptions, LimitOptions, open_endpoint
-from batchrun.run.report import finish_batch
+from batchrun.run.report import check_resumable, count_requests, finish_batch
 from batchrun.run.retry import RetryPolicy
 from batchrun.sim.loop import run_fast
 from batchrun.status import BatchStatus, RequestStatus
@@ -85,7 +87,7 @@ class BatchRun:
     @property
     def pending(self) -> int:
         """Requests still to send: ``resume`` sends them."""
-        return sum(by.get(RequestStatus.PENDING, 0) for by in self.counts.values())
+        return count_requests(self.counts, RequestStatus.PENDING)
 
 
 def open_store(db: str | os.PathLike[str] | None = None) -> Store:
@@ -129,10 +131,7 @@ def resume(
     """Send a batch's pending requests (by id or name); finished ones are never sent again."""
     chosen = options or RunOptions()
     found = store.find_batch(batch)
-    if found.status in (BatchStatus.CANCELED, BatchStatus.LOADING):
-        raise ConfigError(
-            f"batch {found.name} is {found.status}: it cannot be resumed; run its file again"
-        )
+    check_resumable(found)
     if retry_errored:
         store.reset_errored(found.id)
     catalog = load_catalog(chosen.catalog)
@@ -223,9 +222,8 @@ async def _send(
 ) -> BatchRun:
     from batchrun.run.execute import send_batch  # noqa: PLC0415 - the SDK, only to send
 
-    cap = _nanos(options.max_cost_usd) or batch.max_cost_nanos
-    if cap is not None:
-        store.set_batch(batch.id, max_cost_nanos=cap)
+    usd = options.max_cost_usd
+    cap = batch_cap(store, batch, None if usd is None else parse_usd(str(usd), "max_cost_usd"))
     store.set_batch(batch.id, status=BatchStatus.RUNNING)
     report, _ = await send_batch(
         store=store,
@@ -255,18 +253,7 @@ def _ended(store: Store, batch: BatchInfo, report: RunReport) -> BatchRun:
     )
 
 
-def _nanos(usd: Decimal | str | float | None) -> int | None:
-    if usd is None:
-        return None
-    amount = Decimal(str(usd))
-    if amount <= 0:
-        raise ConfigError(f"max_cost_usd must be more than 0, not {usd}")
-    return int(amount * NANOS_PER_USD)
-
-
 def _in_main_thread() -> bool:
-    import threading  # noqa: PLC0415
-
     return threading.current_thread() is threading.main_thread()
 
 

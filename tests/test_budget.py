@@ -89,8 +89,8 @@ async def test_budget_waits_for_settlements_then_gives_up() -> None:
 
 
 def test_amount_options_say_which_option_is_wrong() -> None:
-    from batchrun.cli.options import parse_usd
     from batchrun.exceptions import ConfigError
+    from batchrun.pricing import parse_usd
 
     assert parse_usd("2.50") == 2_500_000_000
     assert parse_usd("$0.01") == 10_000_000

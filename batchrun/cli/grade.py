@@ -18,7 +18,7 @@ from batchrun.cli.output import console
 from batchrun.cli.startup import load_sender
 from batchrun.config import JUDGE_MAX_TOKENS, read_environment
 from batchrun.exceptions import ConfigError
-from batchrun.pricing import usd
+from batchrun.pricing import parse_usd, usd
 from batchrun.run.launch import limit_settings, open_endpoint
 from batchrun.run.settings import RunSettings
 from batchrun.status import BatchStatus
@@ -91,7 +91,7 @@ def grade_command(
         sending = opt.connection(
             db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
             simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
-            idle_timeout=idle_timeout, timeout=timeout, max_cost_nanos=opt.parse_usd(max_cost),
+            idle_timeout=idle_timeout, timeout=timeout, max_cost_nanos=parse_usd(max_cost),
         )  # fmt: skip
         judging = _Judging(
             model=judge, rubric=rubric_text, max_tokens=judge_max_tokens, sending=sending

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,7 +12,6 @@ from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import Catalog, load_catalog
 from batchrun.config import parse_per_model, read_environment
 from batchrun.exceptions import ConfigError
-from batchrun.pricing import NANOS_PER_USD
 from batchrun.run.launch import EndpointOptions, LimitOptions
 from batchrun.run.retry import RetryPolicy
 
@@ -141,20 +139,6 @@ MaxCost = Annotated[
         show_default=False,
     ),
 ]
-
-
-def parse_usd(text: str | None, option: str = "--max-cost", allow_zero: bool = False) -> int | None:
-    """An amount in USD given to ``option``, in nano-dollars."""
-    if text is None:
-        return None
-    try:
-        amount = Decimal(text.strip().lstrip("$"))
-    except InvalidOperation:
-        amount = Decimal(-1)
-    if not amount.is_finite() or amount < 0 or (amount == 0 and not allow_zero):
-        least = "0 or more" if allow_zero else "above 0"
-        raise ConfigError(f"{option} must be an amount in USD {least}, such as 2.50, not {text!r}")
-    return int(amount * NANOS_PER_USD)
 
 
 Yes = Annotated[

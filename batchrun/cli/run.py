@@ -23,10 +23,10 @@ from batchrun.cli.prepare import (
 )
 from batchrun.cli.startup import load_sender
 from batchrun.config import read_environment
-from batchrun.exceptions import ConfigError
-from batchrun.pricing import usd
+from batchrun.pricing import parse_usd, usd
+from batchrun.run.budget import batch_cap
 from batchrun.run.launch import EndpointOptions, open_endpoint
-from batchrun.run.report import finish_batch
+from batchrun.run.report import check_resumable, finish_batch
 from batchrun.status import BatchStatus
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def run_command(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, precheck=not no_precheck,
-        max_cost_nanos=opt.parse_usd(max_cost),
+        max_cost_nanos=parse_usd(max_cost),
         confirm_above_nanos=_confirm_threshold(yes, confirm_above),
     )  # fmt: skip
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
@@ -175,20 +175,14 @@ def resume_command(
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
-        idle_timeout=idle_timeout, timeout=timeout, max_cost_nanos=opt.parse_usd(max_cost),
+        idle_timeout=idle_timeout, timeout=timeout, max_cost_nanos=parse_usd(max_cost),
         confirm_above_nanos=_confirm_threshold(yes, confirm_above),
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     store = opt.open_store(connection.db)
     batch = store.find_batch(batch_ref)
-    if batch.status == BatchStatus.CANCELED:
-        raise ConfigError(f"batch {batch.name} was canceled; run its file again for a new batch")
-    if batch.status == BatchStatus.LOADING:
-        raise ConfigError(
-            f"batch {batch.name} was interrupted while its file was being loaded, so it holds "
-            "only part of the file; run the file again (that makes a complete new batch)"
-        )
+    check_resumable(batch)
     if retry_errored:
         out.print(f"{store.reset_errored(batch.id):,} failed requests will be sent again.")
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
@@ -202,7 +196,7 @@ def resume_command(
 
 def _confirm_threshold(yes: bool, confirm_above: str) -> int | None:
     """Above how much to ask before sending; None when nobody can answer (or --yes)."""
-    threshold = opt.parse_usd(confirm_above, "--confirm-above", allow_zero=True)
+    threshold = parse_usd(confirm_above, "--confirm-above", allow_zero=True)
     asks = not yes and sys.stdin.isatty() and sys.stdout.isatty()
     return threshold if asks else None
 
@@ -246,9 +240,8 @@ def _set_budget(
     store: Store, batch: BatchInfo, connection: opt.Connection, out: Console
 ) -> int | None:
     """The batch's cap: --max-cost, else the one it had; kept with the batch and shown."""
-    cap = connection.max_cost_nanos if connection.max_cost_nanos else batch.max_cost_nanos
+    cap = batch_cap(store, batch, connection.max_cost_nanos)
     if cap is not None:
-        store.set_batch(batch.id, max_cost_nanos=cap)
         out.print(f"Budget: {usd(cap)} for this batch, {usd(store.batch_spend(batch.id))} spent.")
     return cap
 

@@ -11,7 +11,7 @@ from batchrun.cli.prepare import (
     parse_models,
 )
 from batchrun.config import read_environment
-from batchrun.pricing import usd
+from batchrun.pricing import parse_usd, usd
 from batchrun.run.launch import open_endpoint
 from batchrun.run.report import count_requests
 from batchrun.status import OPEN_BATCHES, BatchStatus, RequestStatus
@@ -39,7 +39,7 @@ def submit_command(
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, simulate=simulate,
         sim_time_scale=sim_time_scale, max_attempts=1, precheck=not no_precheck,
-        max_cost_nanos=opt.parse_usd(max_cost),
+        max_cost_nanos=parse_usd(max_cost),
     )  # fmt: skip
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
     from batchrun.plan.planner import PlanOptions, file_digest  # noqa: PLC0415

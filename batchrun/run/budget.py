@@ -11,7 +11,20 @@ generous local estimate rather than an exact count.)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import anyio
+
+if TYPE_CHECKING:
+    from batchrun.store import BatchInfo, Store
+
+
+def batch_cap(store: Store, batch: BatchInfo, max_cost_nanos: int | None) -> int | None:
+    """The batch's cap for this run: the one given now, else the one it had; kept with it."""
+    cap = max_cost_nanos or batch.max_cost_nanos
+    if cap is not None:
+        store.set_batch(batch.id, max_cost_nanos=cap)
+    return cap
 
 
 class Budget:

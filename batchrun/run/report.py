@@ -1,4 +1,5 @@
-"""How a run ended, and the status that gives its batch (``finish_batch``).
+"""A batch's status around a run: whether it may be resumed (``check_resumable``), how a run
+ended, and the status that gives its batch (``finish_batch``).
 
 Light to import: the commands read a report after the run without loading anything more.
 """
@@ -10,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from batchrun.exceptions import ConfigError
 from batchrun.status import BatchStatus, RequestStatus, batch_status_after_run
 
 if TYPE_CHECKING:
-    from batchrun.store import Outcome, Store
+    from batchrun.store import BatchInfo, Outcome, Store
 
 
 @dataclass
@@ -49,6 +51,17 @@ class FinishedBatch:
 def count_requests(counts: Mapping[str, Mapping[str, int]], *statuses: RequestStatus) -> int:
     """Requests in any of ``statuses``, over every model of ``counts`` (Store.status_counts)."""
     return sum(by.get(s, 0) for by in counts.values() for s in statuses)
+
+
+def check_resumable(batch: BatchInfo) -> None:
+    """Refuse to resume a canceled batch, or one whose file was not wholly loaded."""
+    if batch.status == BatchStatus.CANCELED:
+        raise ConfigError(f"batch {batch.name} was canceled; run its file again for a new batch")
+    if batch.status == BatchStatus.LOADING:
+        raise ConfigError(
+            f"batch {batch.name} was interrupted while its file was being loaded, so it holds "
+            "only part of the file; run the file again (that makes a complete new batch)"
+        )
 
 
 def finish_batch(
