@@ -191,7 +191,8 @@ async def _run_file(
     file: Path, store: Store, catalog: Catalog, models: list[str], options: RunOptions
 ) -> BatchRun:
     with _endpoint(options) as endpoint:
-        batch = store.find_resumable(file_digest(file), models)
+        digest = file_digest(file)
+        batch = store.find_resumable(digest, models)
         if batch is None:
             plan = PlanOptions(
                 models=models,
@@ -199,7 +200,7 @@ async def _run_file(
                 strict=options.strict,
                 name=options.name,
             )
-            batch = load_file(store, catalog, file, plan, endpoint).batch
+            batch = load_file(store, catalog, file, plan, endpoint, digest=digest).batch
         return await _send(store, catalog, batch, endpoint, options)
 
 

@@ -56,12 +56,15 @@ def create_from_file(
     options: PlanOptions,
     endpoint: Endpoint,
     out: Console,
+    *,
+    digest: str,
 ) -> BatchInfo:
-    """Store ``file`` as a new batch and say what it holds, invalid lines included."""
+    """Store ``file`` (of ``digest``) as a new batch and say what it holds, invalid lines
+    included."""
     from batchrun.jobs import format_line_errors  # noqa: PLC0415
     from batchrun.plan.planner import load_file  # noqa: PLC0415
 
-    plan = load_file(store, catalog, file, options, endpoint)
+    plan = load_file(store, catalog, file, options, endpoint, digest=digest)
     out.print(
         f"Batch [bold]{plan.batch.name}[/] ({plan.batch.id}): {plan.batch.jobs_total:,} jobs, "
         f"{plan.requests:,} requests"

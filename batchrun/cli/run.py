@@ -99,7 +99,7 @@ def run_command(
                 "finished requests are not sent again."
             )
         else:
-            batch = create_from_file(store, loaded, file, plan, endpoint, out)
+            batch = create_from_file(store, loaded, file, plan, endpoint, out, digest=digest)
         code = _execute(store, loaded, batch, endpoint, connection, out)
     if grade and code != EXIT_INTERRUPTED:
         grade_expectations(store, batch, out)

@@ -56,7 +56,7 @@ def submit_command(
         found = store.find_resumable(digest, fan_out)
         if found is not None:
             out.print(f"{file} is already stored as batch [bold]{found.name}[/] ({found.id}).")
-        batch = found or create_from_file(store, loaded, file, plan, endpoint, out)
+        batch = found or create_from_file(store, loaded, file, plan, endpoint, out, digest=digest)
         if connection.max_cost_nanos is not None:
             store.set_batch(batch.id, max_cost_nanos=connection.max_cost_nanos)
             out.print(f"Budget: {usd(connection.max_cost_nanos)} for this batch, across workers.")

@@ -71,9 +71,16 @@ def unique_name(base: str, store: Store) -> str:
 
 
 def load_file(
-    store: Store, catalog: Catalog, path: Path, options: PlanOptions, endpoint: Endpoint
+    store: Store,
+    catalog: Catalog,
+    path: Path,
+    options: PlanOptions,
+    endpoint: Endpoint,
+    *,
+    digest: str,
 ) -> Plan:
-    """Store ``path`` as a new batch bound for ``endpoint`` (its URL kept without secrets)."""
+    """Store ``path`` (whose ``file_digest`` is ``digest``: the caller has looked for its batch
+    with it already) as a new batch bound for ``endpoint``, its URL kept without secrets."""
     from batchrun.store import redact_url  # noqa: PLC0415 - the store is open by now
 
     return create_batch(
@@ -81,7 +88,7 @@ def load_file(
         catalog,
         path,
         options,
-        digest=file_digest(path),
+        digest=digest,
         base_url=redact_url(endpoint.base_url),
         simulated=endpoint.simulated,
         settings={"default_max_tokens": options.default_max_tokens},
