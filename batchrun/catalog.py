@@ -22,6 +22,8 @@ ThinkingRule = Literal["always", "adaptive"]
 BUILTIN_NAME = "batchrun/data/catalog.toml"
 _MODEL_FIELDS = {
     "context_window",
+    "max_output_tokens",
+    "max_output_source",
     "thinking",
     "content_kinds",
     "default_top_p",
@@ -80,6 +82,8 @@ class ModelInfo:
     concurrency: int | None
     count_tokens: str
     prices: tuple[Price, ...]
+    max_output_tokens: int | None = None  # the most max_tokens the model accepts; None: the window
+    max_output_source: str = "unknown"
 
     def price_on(self, day: date) -> Price | None:
         """The price in effect on ``day``, or None when no entry had started by then."""
@@ -88,6 +92,33 @@ class ModelInfo:
             if price.effective <= day:
                 current = price
         return current
+
+    def refuses_max_tokens(self, max_tokens: int) -> str | None:
+        """Why this model refuses a request asking ``max_tokens``, or None when it may ask it."""
+        if max_tokens > self.context_window:
+            return (
+                f"max_tokens {max_tokens} is more than {self.name}'s context window "
+                f"of {self.context_window} tokens"
+            )
+        cap = self.max_output_tokens
+        if cap is not None and max_tokens > cap:
+            return (
+                f"max_tokens {max_tokens} is more than {self.name}'s output cap of {cap} tokens "
+                f"({self.max_output_source}): MiniMax refuses it (2013); ask {cap} or fewer"
+            )
+        return None
+
+    def refuses_request(self, max_tokens: int, input_tokens: int, estimated: bool) -> str | None:
+        """Why this model refuses a request before it is sent, or None: ``max_tokens`` over its
+        window or output cap, or a counted input that with ``max_tokens`` passes the window (a
+        local estimate is generous, so it never refuses a request by itself)."""
+        refused = self.refuses_max_tokens(max_tokens)
+        if refused is not None or estimated or input_tokens + max_tokens <= self.context_window:
+            return refused
+        return (
+            f"input ({input_tokens:,} tokens) plus max_tokens ({max_tokens:,}) exceeds "
+            f"{self.name}'s context window of {self.context_window:,} tokens"
+        )
 
     def accepts(self, content_kind: str) -> bool:
         """Whether messages to this model may contain blocks of this kind."""
@@ -212,6 +243,8 @@ def _build_model(name: str, fields: Any, where: str) -> ModelInfo:
         tpm=_positive_int(fields, "tpm", where, ctx),
         concurrency=_positive_int(fields, "concurrency", where, ctx),
         count_tokens=str(fields.get("count_tokens", "undocumented")),
+        max_output_tokens=_positive_int(fields, "max_output_tokens", where, ctx),
+        max_output_source=str(fields.get("max_output_source", "unknown")),
         prices=tuple(
             sorted(
                 (

@@ -1,13 +1,14 @@
 """The only module that talks to the API (and imports ``anthropic``).
 
 The SDK counts tokens on its aiohttp transport (its default transport collapses past a few hundred
-connections) and gives the streamed calls their headers (auth, version, client identity). The
+connections) and gives the streamed calls their headers (version, client identity). The
 streamed Messages call, the hot path, is posted with aiohttp directly and its bytes are assembled
 by ``stream.py``: the SDK's response layers and per-event objects cost several times more CPU per
 read (bench/stream_cpu.py). Error answers are classified from their status, MiniMax code and body
-as the SDK's errors are. Every call streams, under an idle deadline (no bytes for N seconds, one
-watchdog timer per call, not a timeout per read) and a total deadline. The API key never appears
-in an error, a log or a result.
+as the SDK's errors are. The key always goes as ``Authorization: Bearer``, set here and not left to
+the SDK: MiniMax refuses a key sent only as ``x-api-key`` (401, code 1004). Every call streams,
+under an idle deadline (no bytes for N seconds, one watchdog timer per call, not a timeout per
+read) and a total deadline. The API key never appears in an error, a log or a result.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import anthropic
@@ -24,11 +25,13 @@ import httpx2
 import orjson
 
 from batchrun.api.endpoint import Deadlines, Endpoint
-from batchrun.api.failures import CallFailure, FailureKind
+from batchrun.api.failures import CallFailure, FailureKind, quota_reset
 from batchrun.api.stream import StreamAssembler, StreamError, Timings
 
 COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking")
 _REFUSED_COUNT_STATUSES = frozenset({404, 405, 501})  # 400/422: this request, not the model
+_REFUSED_COUNT_TEXT = "not supported for model"  # a 400 that is about the model after all
+_KEY_HEADERS = frozenset({"authorization", "x-api-key"})
 _BALANCE_CODE = 1008
 
 
@@ -50,6 +53,7 @@ class ApiClient:
         self._sdk = anthropic.AsyncAnthropic(
             base_url=endpoint.base_url,
             api_key=endpoint.api_key,
+            default_headers=_auth_headers(endpoint.api_key),
             max_retries=0,  # retry.py decides, and every attempt is recorded
             timeout=httpx2.Timeout(deadlines.total, connect=deadlines.connect),
             http_client=anthropic.DefaultAioHttpClient(
@@ -60,8 +64,16 @@ class ApiClient:
         )
         self._max_connections = max_connections
         self._url = str(self._sdk.base_url).rstrip("/") + "/v1/messages"
-        headers = {k: v for k, v in self._sdk.default_headers.items() if isinstance(v, str)}
-        self._headers = {**headers, "Accept": "text/event-stream"}
+        headers = {
+            name: value
+            for name, value in self._sdk.default_headers.items()
+            if isinstance(value, str) and name.lower() not in _KEY_HEADERS
+        }
+        self._headers = {
+            **headers,
+            "Authorization": f"Bearer {endpoint.api_key}",
+            "Accept": "text/event-stream",
+        }
         self._session: aiohttp.ClientSession | None = None
 
     async def aclose(self) -> None:
@@ -88,7 +100,7 @@ class ApiClient:
                     model=model, messages=params["messages"], extra_body=extra
                 )
         except anthropic.APIStatusError as exc:
-            if exc.status_code in _REFUSED_COUNT_STATUSES:
+            if _refuses_counting(exc.status_code, _error_fields(exc.body, exc.message)[1]):
                 return None
             raise self._failure_from_status(exc) from None
         except (anthropic.APIConnectionError, httpx2.TransportError, TimeoutError) as exc:
@@ -167,15 +179,17 @@ class ApiClient:
     ) -> CallFailure:
         error_type, message = _error_fields(body, fallback)
         code = _minimax_code(message)
+        kind = _classify(status, code, message)
         request_id = body.get("request_id") if isinstance(body, dict) else None
         return CallFailure(
-            _classify(status, code),
-            self._redact(message),
+            kind,
+            self._redact(_with_hint(message)),
             status=status,
             error_type=error_type,
             code=code,
             request_id=request_id if isinstance(request_id, str) else header_id,
             retry_after=_retry_after(headers.get("retry-after")),
+            reset_at=quota_reset(message) if kind is FailureKind.QUOTA else None,
         )
 
     def _redact(self, text: str) -> str:
@@ -208,6 +222,19 @@ class _Watchdog:
 
     def cancel(self) -> None:
         self._timer.cancel()
+
+
+def _auth_headers(api_key: str) -> dict[str, str]:
+    """The SDK's key headers, made explicit: Bearer always, and never ``x-api-key``."""
+    omit = cast(str, anthropic.omit)  # the SDK types header values as str, and takes Omit too
+    return {"Authorization": f"Bearer {api_key}", "X-Api-Key": omit}
+
+
+def _refuses_counting(status: int, message: str) -> bool:
+    """Whether a count_tokens error means the endpoint does not count this model at all."""
+    if status in _REFUSED_COUNT_STATUSES:
+        return True
+    return status == 400 and _REFUSED_COUNT_TEXT in message.lower()
 
 
 def _describe(exc: BaseException) -> str:
@@ -249,16 +276,33 @@ _BY_CODE = {  # MiniMax's documented codes (minimax-facts.md), whatever the HTTP
     1001: FailureKind.TIMEOUT,
 }
 _TOKEN_LIMIT_CODE = 1039  # a rate limit as a 429, a context overflow as a 400
+_INVALID_PARAMS_CODE = 2013
+_OVERFLOW_TEXTS = ("context window exceeds limit", "does not support max tokens")
+_THINKING_TEXT = "invalid thinking.type"
+_THINKING_HINT = (
+    'MiniMax-M3 takes thinking {"type": "adaptive"} (or "disabled"), not "enabled": '
+    'change the line\'s thinking to {"type": "adaptive"}'
+)
 _BY_STATUS = {
+    408: FailureKind.TIMEOUT,  # MiniMax's "request timeout (1001)" after ~120 s: try again
     429: FailureKind.RATE_LIMITED,
     529: FailureKind.OVERLOADED,
     401: FailureKind.AUTH,
+    402: FailureKind.BALANCE,  # pay-as-you-go accounts were seen to get 402 for 1008
     403: FailureKind.AUTH,
 }
 
 
-def _classify(status: int, code: int | None) -> FailureKind:
-    """MiniMax's code decides first (1008 balance comes as a 500), then the HTTP status."""
+def _classify(status: int, code: int | None, message: str = "") -> FailureKind:
+    """MiniMax's code decides first (1008 balance comes as a 500), then the HTTP status.
+
+    A 408 is a timeout whatever its body says; a 2013 that says the request is too long for
+    the model is a context overflow (invalid for that model), any other 2013 a bad request.
+    """
+    if status == 408:
+        return FailureKind.TIMEOUT
+    if code == _INVALID_PARAMS_CODE and any(t in message.lower() for t in _OVERFLOW_TEXTS):
+        return FailureKind.CONTEXT_OVERFLOW
     if code in _BY_CODE:
         return _BY_CODE[code]
     if code == _TOKEN_LIMIT_CODE and status < 500:
@@ -268,14 +312,26 @@ def _classify(status: int, code: int | None) -> FailureKind:
     return FailureKind.SERVER if status >= 500 else FailureKind.BAD_REQUEST
 
 
+def _with_hint(message: str) -> str:
+    """MiniMax's message, with what to do next where MiniMax's own text does not say."""
+    if _THINKING_TEXT in message.lower():
+        return f"{message}; {_THINKING_HINT}"
+    return message
+
+
+_STREAM_KINDS = {
+    "overloaded_error": FailureKind.OVERLOADED,
+    "rate_limit_error": FailureKind.RATE_LIMITED,
+}
+
+
 def _failure_from_stream_error(exc: StreamError) -> CallFailure:
-    kinds = {
-        "overloaded_error": FailureKind.OVERLOADED,
-        "rate_limit_error": FailureKind.RATE_LIMITED,
-    }
+    """An ``event: error`` in the stream: its MiniMax code decides, else its type (as a 500)."""
     code = _minimax_code(exc.message)
-    kind = kinds.get(exc.error_type, _classify(500, code))
-    return CallFailure(kind, exc.message, error_type=exc.error_type, code=code)
+    kind = _STREAM_KINDS.get(exc.error_type) if code not in _BY_CODE else None
+    kind = kind or _classify(500, code, exc.message)
+    reset_at = quota_reset(exc.message) if kind is FailureKind.QUOTA else None
+    return CallFailure(kind, exc.message, error_type=exc.error_type, code=code, reset_at=reset_at)
 
 
 def _retry_after(value: str | None) -> float | None:

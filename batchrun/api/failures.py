@@ -6,7 +6,15 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from enum import Enum
+
+# MiniMax's 2056 quota message says when the plan renews: "... resets at 2026-05-15T15:00:00Z".
+_RESET_AT = re.compile(
+    r"resets at (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}))",
+    re.IGNORECASE,
+)
 
 
 class FailureKind(Enum):
@@ -19,6 +27,7 @@ class FailureKind(Enum):
     TIMEOUT = "timeout"  # total deadline passed
     STALLED = "stalled"  # no event within the idle deadline
     BAD_REQUEST = "bad_request"  # 400, 404, 413, 422: the request itself is wrong
+    CONTEXT_OVERFLOW = "context_overflow"  # MiniMax 2013: too long for the model (input+max_tokens)
     MODERATION = "moderation"  # MiniMax 1026 / 1027: flagged input or output
     AUTH = "auth"  # 401 / 403: the key is refused
     BALANCE = "balance"  # MiniMax 1008: insufficient balance (sent as a 500)
@@ -38,6 +47,7 @@ class CallFailure(Exception):
         code: int | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        reset_at: float | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -47,3 +57,18 @@ class CallFailure(Exception):
         self.code = code
         self.request_id = request_id
         self.retry_after = retry_after
+        self.reset_at = reset_at  # a quota's renewal (UTC epoch seconds), when the message says
+
+
+def quota_reset(message: str) -> float | None:
+    """When a 2056 quota renews (UTC epoch seconds), from its message; None when it says not."""
+    found = _RESET_AT.search(message)
+    if found is None:
+        return None
+    text = found.group(1)
+    try:
+        # fromisoformat takes "+00:00"; a trailing Z is UTC too.
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "zZ" else text)
+    except ValueError:
+        return None
+    return moment.timestamp()

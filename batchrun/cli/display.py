@@ -150,7 +150,7 @@ def _estimate_cells(row: ModelEstimate) -> list[str]:
     if row.unpriced:
         notes.append(f"{row.unpriced:,} unpriced")
     if row.invalid:
-        notes.append(f"{row.invalid:,} over the context window")
+        notes.append(f"{row.invalid:,} over the context window or output cap")
     if row.expected_output_tokens is None and row.model != "total":
         notes.append("no past results: no expected value")
     expected_output = row.expected_output_tokens

@@ -52,11 +52,9 @@ class Targets:
             for kind in checked
             if not model.accepts(kind)
         ]
-        if max_tokens > model.context_window:
-            why.append(
-                f"max_tokens {max_tokens} is more than {model.name}'s context window "
-                f"of {model.context_window} tokens"
-            )
+        refused = model.refuses_max_tokens(max_tokens)
+        if refused is not None:
+            why.append(refused)
         return why
 
     def _model(self, name: Any) -> ModelInfo:

@@ -46,7 +46,7 @@ class ModelEstimate:
 
     model: str
     requests: int = 0
-    invalid: int = 0  # input plus max_tokens over the context window
+    invalid: int = 0  # over the model's context window or output cap (ModelInfo.refuses_request)
     input_tokens: int = 0
     estimated: int = 0  # requests whose input is a local estimate
     max_output_tokens: int = 0
@@ -150,7 +150,7 @@ class _Estimator:
         entry.requests += 1
         entry.estimated += estimated
         entry.input_tokens += tokens
-        if not estimated and tokens + max_tokens > info.context_window:
+        if info.refuses_request(max_tokens, tokens, estimated) is not None:
             entry.invalid += 1
             return
         entry.max_output_tokens += max_tokens

@@ -1,5 +1,7 @@
 """One request's way through a run: the pre-check, then attempts under the model's limits and
 the budget, retried as ``retry.decide`` says, each attempt recorded on the request's outcome.
+A plan's quota (2056) that renews soon pauses the model (``RunControl.pause_for_quota``) without
+using up the request's attempts.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from batchrun.pricing import Usage, day_of, request_cost
 from batchrun.run.budget import Budget
 from batchrun.run.control import RunControl
 from batchrun.run.limits import ModelLimiter
+from batchrun.run.progress import eta_text, utc_minute
 from batchrun.run.results import count_success, result_row
 from batchrun.run.retry import BACKS_OFF_MODEL, STOPS_EVERY_MODEL, Action, Decision, decide
 from batchrun.run.settings import RunSettings
 from batchrun.status import RequestStatus
 from batchrun.store import AttemptRecord, Outcome, WorkItem
 
-_LABELS = {Action.RETRY: "retry", Action.GIVE_UP: "failed", Action.STOP_MODEL: "stopped"}
+_LABELS = {
+    Action.RETRY: "retry",
+    Action.WAIT_QUOTA: "retry",  # tried again once the quota renews
+    Action.GIVE_UP: "failed",
+    Action.STOP_MODEL: "stopped",
+}
+_TRIES_AGAIN = frozenset({Action.RETRY, Action.WAIT_QUOTA})
 _REFUSED = {
     FailureKind.AUTH: "the API key was refused",
     FailureKind.BALANCE: "the account's balance is exhausted; top it up, then resume",
@@ -90,33 +99,46 @@ class RequestAttempts:
         )
         outcome.input_tokens, outcome.input_estimated = tokens, estimated
         max_tokens = int(item.params["max_tokens"])
-        if not estimated and tokens + max_tokens > info.context_window:
-            return self._invalid(outcome, _overflow_message(info, tokens, max_tokens))
+        refused = info.refuses_request(max_tokens, tokens, estimated)
+        if refused is not None:
+            return self._invalid(outcome, refused)
         await self._attempts(info, item, outcome, tokens + max_tokens)
         return outcome
 
     async def _attempts(
         self, info: ModelInfo, item: WorkItem, outcome: Outcome, reserve: int
     ) -> None:
-        for number in range(1, self.settings.retry.max_attempts + 1):
+        calls = spent = 0  # calls made; attempts used up (a quota wait uses none)
+        while spent < self.settings.retry.max_attempts:
+            await self.control.wait_for_quota(info.name)
             if self.control.halted(info.name):
                 return
             worst = await self._reserve_budget(info, item, outcome)
             if worst is None:
                 return
+            calls += 1
             try:
-                delay = await self._attempt(info, item, outcome, reserve, number)
+                decision = await self._attempt(info, item, outcome, reserve, (calls, spent + 1))
             finally:
                 self._settle_budget(worst, outcome)
-            if delay is None:
+            if decision is None or decision.action not in _TRIES_AGAIN:
                 return
+            spent += decision.action is Action.RETRY
             self.control.progress.of(info.name).retries += 1
-            await self.control.sleep_unless_stopping(delay)
+            await self.control.sleep_unless_stopping(decision.delay)
 
     async def _attempt(
-        self, info: ModelInfo, item: WorkItem, outcome: Outcome, reserve: int, number: int
-    ) -> float | None:
-        """One call under the model's limits; the delay before a retry, or None when done."""
+        self,
+        info: ModelInfo,
+        item: WorkItem,
+        outcome: Outcome,
+        reserve: int,
+        numbers: tuple[int, int],
+    ) -> Decision | None:
+        """One call under the model's limits: what to do after it failed, None when it did not.
+
+        ``numbers``: this call's number in the run, and the attempt it uses up (1-based).
+        """
         limiter = self.limiters[info.name]
         async with limiter.slots:
             await limiter.acquire(reserve)
@@ -127,7 +149,7 @@ class RequestAttempts:
                 info=info,
                 item=item,
                 outcome=outcome,
-                number=number,
+                number=numbers[0],
                 started=time.time(),
                 clock=time.perf_counter(),
             )
@@ -135,7 +157,7 @@ class RequestAttempts:
                 call = await self._call(attempt)
             except CallFailure as failure:
                 limiter.settle(reserve, 0)
-                return self._after_failure(attempt, failure)
+                return self._after_failure(attempt, failure, numbers[1])
             used = int(call.message.get("usage", {}).get("output_tokens", 0))
             limiter.settle(reserve, (outcome.input_tokens or 0) + used)
             self._succeeded(attempt, call)
@@ -177,28 +199,45 @@ class RequestAttempts:
                 await self.outcomes.send(attempt.outcome)
             raise
 
-    def _after_failure(self, attempt: _Try, failure: CallFailure) -> float | None:
-        """Record a failed attempt; return the delay before retrying, or None to stop trying."""
+    def _after_failure(self, attempt: _Try, failure: CallFailure, spent: int) -> Decision:
+        """Record a failed attempt (the ``spent``-th to count) and say what comes next."""
         model = attempt.info.name
-        decision = decide(self.settings.retry, failure.kind, attempt.number, failure.retry_after)
+        reset_in = failure.reset_at - time.time() if failure.reset_at is not None else None
+        decision = decide(
+            self.settings.retry, failure.kind, spent, failure.retry_after, quota_reset_in=reset_in
+        )
         if failure.kind in BACKS_OFF_MODEL:
             rate_limited = failure.kind is FailureKind.RATE_LIMITED
             self.limiters[model].on_throttled(rate_limited, failure.retry_after)
             self.control.progress.of(model).throttled += 1
         _record_failure(attempt, failure, decision)
-        if decision.action is Action.STOP_MODEL:
+        if failure.reset_at is not None:
+            self.control.progress.of(model).quota_reset = failure.reset_at
+        if decision.action is Action.WAIT_QUOTA:
+            self.control.pause_for_quota(model, time.time() + decision.delay)
+        elif decision.action is Action.STOP_MODEL:
             self._stop_model(model, failure)
         elif decision.action is Action.GIVE_UP:
-            attempt.outcome.status = RequestStatus.ERRORED
-            progress = self.control.progress.of(model)
-            progress.errored += 1
-            progress.finished()
-        return decision.delay if decision.action is Action.RETRY else None
+            self._give_up(attempt, failure)
+        return decision
+
+    def _give_up(self, attempt: _Try, failure: CallFailure) -> None:
+        """The request is finished without an answer: invalid when too long for the model."""
+        outcome = attempt.outcome
+        if failure.kind is FailureKind.CONTEXT_OVERFLOW:
+            outcome.error_message = _refused_overflow(attempt, failure.message)
+            self._invalid(outcome, outcome.error_message, error_type=failure.error_type)
+            return
+        outcome.status = RequestStatus.ERRORED
+        progress = self.control.progress.of(outcome.model)
+        progress.errored += 1
+        progress.finished()
 
     def _stop_model(self, model: str, failure: CallFailure) -> None:
-        reason = (
-            f"{_REFUSED[failure.kind]}: {failure.status} {failure.error_type}: {failure.message}"
-        )
+        why = _REFUSED[failure.kind]
+        if failure.kind is FailureKind.QUOTA:
+            why = _quota_stop(failure.reset_at, self.settings.retry.quota_wait)
+        reason = f"{why}: {failure.status} {failure.error_type}: {failure.message}"
         stopped = self.control.models if failure.kind in STOPS_EVERY_MODEL else [model]
         for name in stopped:
             self.control.stop_model(name, reason)
@@ -218,9 +257,11 @@ class RequestAttempts:
         )
         count_success(self.control.progress.of(attempt.info.name), outcome.result)
 
-    def _invalid(self, outcome: Outcome, message: str) -> Outcome:
+    def _invalid(
+        self, outcome: Outcome, message: str, error_type: str = "invalid_request"
+    ) -> Outcome:
         outcome.status = RequestStatus.INVALID
-        outcome.error_type = "invalid_request"
+        outcome.error_type = error_type
         outcome.error_message = message
         progress = self.control.progress.of(outcome.model)
         progress.invalid += 1
@@ -245,8 +286,24 @@ def _record_failure(attempt: _Try, failure: CallFailure, decision: Decision) -> 
     outcome.error_status, outcome.error_code = failure.status, failure.code
 
 
-def _overflow_message(info: ModelInfo, tokens: int, max_tokens: int) -> str:
+def _refused_overflow(attempt: _Try, said: str) -> str:
+    """MiniMax's overflow refusal (which gives no numbers), with the numbers batchrun knows."""
+    info, outcome = attempt.info, attempt.outcome
+    how = "estimated locally" if outcome.input_estimated else "counted by count_tokens"
+    cap = f", output cap {info.max_output_tokens:,}" if info.max_output_tokens else ""
     return (
-        f"input ({tokens:,} tokens) plus max_tokens ({max_tokens:,}) exceeds {info.name}'s "
-        f"context window of {info.context_window:,} tokens"
+        f"too long for {info.name}: input {outcome.input_tokens or 0:,} tokens ({how}) plus "
+        f"max_tokens {int(attempt.item.params['max_tokens']):,}, against its context window of "
+        f"{info.context_window:,} tokens{cap} (the catalog's); MiniMax said: {said}"
+    )
+
+
+def _quota_stop(reset_at: float | None, quota_wait: float) -> str:
+    """Why a model stopped on its plan's quota, and when to resume."""
+    if reset_at is None:
+        return "the plan's usage quota is used up and MiniMax gave no renewal time; resume later"
+    limit = f"more than --quota-wait ({eta_text(quota_wait)})" if quota_wait else "--quota-wait 0"
+    return (
+        f"the plan's usage quota is used up until {utc_minute(reset_at)}, {limit} from now; "
+        f"resume after {utc_minute(reset_at)}"
     )

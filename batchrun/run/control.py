@@ -1,4 +1,5 @@
-"""What every task of one run shares: its report, its progress, and whether dispatch stops."""
+"""What every task of one run shares: its report, its progress, and whether dispatch stops
+(for the whole run, or for one model: stopped, or paused until its plan's quota renews)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 import anyio
 
-from batchrun.run.progress import RunProgress
+from batchrun.run.progress import RunProgress, utc_clock
 from batchrun.run.report import RunReport
 
 log = logging.getLogger(__name__)
@@ -46,3 +47,20 @@ class RunControl:
             return
         with anyio.move_on_after(seconds):
             await self.stopping.wait()
+
+    def pause_for_quota(self, model: str, until: float) -> None:
+        """Send nothing to ``model`` before ``until`` (UTC epoch seconds): its quota renews then."""
+        progress = self.progress.of(model)
+        waiting = progress.quota_left() > 0
+        progress.pause_for_quota(until)
+        if not waiting:
+            log.warning(
+                "%s: the plan's quota is used up; waiting until %s", model, utc_clock(until)
+            )
+
+    async def wait_for_quota(self, model: str) -> None:
+        """Return once ``model``'s quota pause has passed, or the run stops."""
+        progress = self.progress.of(model)
+        # A loop: the pause may be lengthened while this waits.
+        while (left := progress.quota_left()) > 0 and not self.stopping.is_set():
+            await self.sleep_unless_stopping(left)
