@@ -56,6 +56,26 @@ def parse_per_model(spec: str | None, what: str) -> dict[str, int]:
     return limits
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, what: str) -> float:
+    """Seconds from ``900s``, ``15m``, ``1h`` or a bare number of seconds (0 allowed)."""
+    spec = text.strip().lower()
+    scale = _DURATION_UNITS.get(spec[-1:], 1.0) if spec else 1.0
+    number = spec[:-1] if spec[-1:] in _DURATION_UNITS else spec
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):  # also refuses nan
+        raise ConfigError(
+            f"bad {what} {text!r}: use seconds (900 or 900s), minutes (15m) or hours (1h); "
+            "0 never waits"
+        )
+    return seconds
+
+
 def child_environment(**overrides: str) -> dict[str, str]:
     """This process's environment with some variables set: for a program batchrun starts."""
     return {**os.environ, **overrides}

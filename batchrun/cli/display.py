@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from batchrun.pricing import usd
-from batchrun.run.progress import RunProgress, eta_text
+from batchrun.run.progress import ModelProgress, RunProgress, eta_text
 
 if TYPE_CHECKING:
     import polars as pl
@@ -59,7 +59,7 @@ def progress_table(progress: RunProgress) -> Table:
     for model in progress.models.values():
         spent = usd(model.spent_nanos) + (f" +{model.unpriced} unpriced" if model.unpriced else "")
         table.add_row(
-            model.model + (" [red](stopped)[/]" if model.stopped else ""),
+            _model_cell(model),
             f"{model.succeeded:,}",
             f"{model.errored + model.invalid:,}",
             f"{model.remaining:,}",
@@ -71,8 +71,22 @@ def progress_table(progress: RunProgress) -> Table:
     return table
 
 
+def _model_cell(model: ModelProgress) -> str:
+    """The model's name, and whether it stopped or waits for its plan's quota."""
+    if model.stopped:
+        return f"{model.model} [red](stopped)[/]"
+    waiting = model.quota_note()
+    return f"{model.model} [yellow]({waiting})[/]" if waiting else model.model
+
+
+def quota_lines(progress: RunProgress) -> list[str]:
+    """'MODEL waiting for the plan's quota until 15:00:00 UTC, 4m12s', per model that waits."""
+    notes = ((m.model, m.quota_note()) for m in progress.models.values() if not m.stopped)
+    return [f"{model} {note}" for model, note in notes if note]
+
+
 def progress_line(progress: RunProgress) -> str:
-    """One line for logs: totals over every model."""
+    """One line for logs: totals over every model, and the models waiting for their quota."""
     models = progress.models.values()
     done = sum(m.succeeded for m in models)
     failed = sum(m.errored + m.invalid for m in models)
@@ -80,10 +94,21 @@ def progress_line(progress: RunProgress) -> str:
     rate = sum(m.rate() for m in models)
     spent = usd(sum(m.spent_nanos for m in models))
     eta = eta_text(remaining / rate if rate else None)
+    waiting = "".join(f"; {line}" for line in quota_lines(progress))
     return (
         f"[{time.strftime('%H:%M:%S')}] {done:,} done, {failed:,} failed, {remaining:,} "
-        f"remaining, {rate:.1f} req/s, {spent} spent, ETA {eta}"
+        f"remaining, {rate:.1f} req/s, {spent} spent, ETA {eta}{waiting}"
     )
+
+
+def quota_waits(progress: RunProgress) -> list[str]:
+    """For the end of a run: how long each model waited for its plan's quota to renew."""
+    return [
+        f"{m.model} waited {eta_text(m.quota_waited())} for the plan's quota (MiniMax 2056) "
+        "to renew, then carried on"
+        for m in progress.models.values()
+        if m.quota_waited() > 0
+    ]
 
 
 def summary_of(store: Store, batch: BatchInfo) -> pl.DataFrame:

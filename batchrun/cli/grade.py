@@ -67,6 +67,7 @@ def grade_command(
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
     idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
     timeout: opt.Timeout = opt.TIMEOUT,
+    quota_wait: opt.QuotaWait = opt.QUOTA_WAIT,
     max_cost: opt.MaxCost = None,
 ) -> None:
     """Grade BATCH's answers by each job's "expect", and with --judge by a model; show pass
@@ -91,7 +92,8 @@ def grade_command(
         sending = opt.connection(
             db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
             simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
-            idle_timeout=idle_timeout, timeout=timeout, max_cost_nanos=parse_usd(max_cost),
+            idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
+            max_cost_nanos=parse_usd(max_cost),
         )  # fmt: skip
         judging = _Judging(
             model=judge, rubric=rubric_text, max_tokens=judge_max_tokens, sending=sending

@@ -10,7 +10,7 @@ import typer
 
 from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import Catalog, load_catalog
-from batchrun.config import parse_per_model, read_environment
+from batchrun.config import parse_duration, parse_per_model, read_environment
 from batchrun.exceptions import ConfigError
 from batchrun.run.launch import EndpointOptions, LimitOptions
 from batchrun.run.retry import RetryPolicy
@@ -98,6 +98,19 @@ IdleTimeout = Annotated[
 ]
 Timeout = Annotated[
     float, typer.Option("--timeout", help="Seconds one call may take in all before it is retried.")
+]
+
+# --quota-wait: how long a model may pause for its plan's quota (MiniMax 2056) to renew.
+QUOTA_WAIT = "15m"
+QuotaWait = Annotated[
+    str,
+    typer.Option(
+        "--quota-wait",
+        help="When MiniMax says a model's plan quota is used up (2056) and renews within this "
+        "long, that model waits for it and carries on (its requests keep their attempts); "
+        "beyond it, or with no renewal time, the model stops and its requests stay pending "
+        "for a resume. Seconds (900 or 900s), minutes (15m) or hours (1h); 0 never waits.",
+    ),
 ]
 
 
@@ -212,6 +225,7 @@ def connection(
     max_attempts: int = MAX_ATTEMPTS,
     idle_timeout: float = IDLE_TIMEOUT,
     timeout: float = TIMEOUT,
+    quota_wait: str = QUOTA_WAIT,
     precheck: bool = True,
     max_cost_nanos: int | None = None,
     confirm_above_nanos: int | None = None,
@@ -231,7 +245,9 @@ def connection(
             concurrency=parse_per_model(concurrency, "--concurrency"),
         ),
         deadlines=Deadlines(idle=idle_timeout, total=timeout),
-        retry=RetryPolicy(max_attempts=max_attempts),
+        retry=RetryPolicy(
+            max_attempts=max_attempts, quota_wait=parse_duration(quota_wait, "--quota-wait")
+        ),
         precheck=precheck,
         max_cost_nanos=max_cost_nanos,
         confirm_above_nanos=confirm_above_nanos,

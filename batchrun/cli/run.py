@@ -10,7 +10,13 @@ import orjson
 import typer
 
 from batchrun.cli import options as opt
-from batchrun.cli.display import ProgressDisplay, estimate_table, summary_of, summary_table
+from batchrun.cli.display import (
+    ProgressDisplay,
+    estimate_table,
+    quota_waits,
+    summary_of,
+    summary_table,
+)
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.grade import grade_expectations, print_quality
 from batchrun.cli.output import console
@@ -26,6 +32,7 @@ from batchrun.config import read_environment
 from batchrun.pricing import parse_usd, usd
 from batchrun.run.budget import batch_cap
 from batchrun.run.launch import EndpointOptions, open_endpoint
+from batchrun.run.progress import utc_minute
 from batchrun.run.report import check_resumable, finish_batch
 from batchrun.status import BatchStatus
 
@@ -57,6 +64,7 @@ def run_command(
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
     idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
     timeout: opt.Timeout = opt.TIMEOUT,
+    quota_wait: opt.QuotaWait = opt.QUOTA_WAIT,
     max_cost: opt.MaxCost = None,
     yes: opt.Yes = False,
     confirm_above: opt.ConfirmAbove = "1.00",
@@ -76,8 +84,8 @@ def run_command(
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
-        idle_timeout=idle_timeout, timeout=timeout, precheck=not no_precheck,
-        max_cost_nanos=parse_usd(max_cost),
+        idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
+        precheck=not no_precheck, max_cost_nanos=parse_usd(max_cost),
         confirm_above_nanos=_confirm_threshold(yes, confirm_above),
     )  # fmt: skip
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
@@ -167,6 +175,7 @@ def resume_command(
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
     idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
     timeout: opt.Timeout = opt.TIMEOUT,
+    quota_wait: opt.QuotaWait = opt.QUOTA_WAIT,
     max_cost: opt.MaxCost = None,
     yes: opt.Yes = False,
     confirm_above: opt.ConfirmAbove = "1.00",
@@ -175,7 +184,8 @@ def resume_command(
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
-        idle_timeout=idle_timeout, timeout=timeout, max_cost_nanos=parse_usd(max_cost),
+        idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
+        max_cost_nanos=parse_usd(max_cost),
         confirm_above_nanos=_confirm_threshold(yes, confirm_above),
     )  # fmt: skip
     out = console()
@@ -256,11 +266,14 @@ def _finish(
     summary = summary_of(store, batch)
     label = " (simulated)" if batch.simulated else ""
     out.print(summary_table(summary, f"Batch {batch.name}{label}: {progress.elapsed():.1f}s"))
+    for line in quota_waits(progress):
+        out.print(f"[yellow]Quota:[/] {line}.", highlight=False)
     for model, reason in report.stopped_models.items():
         out.print(f"[red]Stopped sending to {model}[/]: {reason}", markup=True, highlight=False)
     if report.store_error:
         out.print(f"[red]Could not save results:[/] {report.store_error}")
     _print_what_is_left(store, batch, report, finished, out)
+    _print_quota_resume(batch, report, progress, out)
     if finished.status is BatchStatus.CANCELED or report.interrupted:
         return EXIT_INTERRUPTED
     unfinished = finished.failed or finished.pending or batch.lines_invalid
@@ -287,6 +300,19 @@ def _print_what_is_left(
             f"[yellow]Batch {batch.name} was canceled while it ran:[/] nothing more was sent "
             "and the calls in flight were abandoned."
         )
+
+
+def _print_quota_resume(
+    batch: BatchInfo, report: RunReport, progress: RunProgress, out: Console
+) -> None:
+    """For each model stopped on its plan's quota: when it renews, and the command to resume."""
+    for model in report.stopped_models:
+        reset = progress.of(model).quota_reset
+        if reset is not None:
+            out.print(
+                f"{model}: resume after {utc_minute(reset)}: [bold]batchrun resume {batch.name}[/]",
+                highlight=False,
+            )
 
 
 def _save_unsaved(batch: BatchInfo, unsaved: list[Outcome], out: Console) -> None:

@@ -50,6 +50,7 @@ def worker_command(
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
     idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
     timeout: opt.Timeout = opt.TIMEOUT,
+    quota_wait: opt.QuotaWait = opt.QUOTA_WAIT,
 ) -> None:
     """Run the pending requests of the store's open batches, alongside any other workers.
 
@@ -65,7 +66,8 @@ def worker_command(
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
-        idle_timeout=idle_timeout, timeout=timeout, precheck=not no_precheck,
+        idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
+        precheck=not no_precheck,
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)

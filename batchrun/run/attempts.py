@@ -211,8 +211,6 @@ class RequestAttempts:
             self.limiters[model].on_throttled(rate_limited, failure.retry_after)
             self.control.progress.of(model).throttled += 1
         _record_failure(attempt, failure, decision)
-        if failure.reset_at is not None:
-            self.control.progress.of(model).quota_reset = failure.reset_at
         if decision.action is Action.WAIT_QUOTA:
             self.control.pause_for_quota(model, time.time() + decision.delay)
         elif decision.action is Action.STOP_MODEL:
@@ -237,6 +235,8 @@ class RequestAttempts:
         why = _REFUSED[failure.kind]
         if failure.kind is FailureKind.QUOTA:
             why = _quota_stop(failure.reset_at, self.settings.retry.quota_wait)
+            if model not in self.control.report.stopped_models:  # for the command to resume
+                self.control.progress.of(model).quota_reset = failure.reset_at
         reason = f"{why}: {failure.status} {failure.error_type}: {failure.message}"
         stopped = self.control.models if failure.kind in STOPS_EVERY_MODEL else [model]
         for name in stopped:
@@ -271,7 +271,7 @@ class RequestAttempts:
 
 def _record_failure(attempt: _Try, failure: CallFailure, decision: Decision) -> None:
     """The failed attempt on the request's record, and its error on the outcome."""
-    retrying = decision.action is Action.RETRY
+    retrying = decision.action in _TRIES_AGAIN
     attempt.record(
         _LABELS[decision.action],
         status=failure.status,

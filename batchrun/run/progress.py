@@ -25,7 +25,7 @@ class ModelProgress:
     spent_nanos: int = 0
     unpriced: int = 0
     stopped: str | None = None  # why dispatch to this model stopped
-    quota_reset: float | None = None  # when the plan's quota (2056) renews, UTC epoch seconds
+    quota_reset: float | None = None  # stopped on its plan's quota (2056): when it renews
     quota_until: float | None = None  # dispatch paused until then for the quota (epoch seconds)
     _quota_since: float | None = None  # when the current quota pause began
     _quota_waited: float = 0.0  # seconds of quota pauses that have ended
