@@ -49,7 +49,11 @@ class Reply:
 def error_body(error_type: str, message: str, request_id: str) -> bytes:
     """MiniMax's error body."""
     return orjson.dumps(
-        {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+        {
+            "type": "error",
+            "error": {"type": error_type, "message": message},
+            "request_id": request_id,
+        }
     )
 
 
@@ -130,7 +134,9 @@ class FieldServer:
         self.headers.append({k.lower(): v for k, v in request.headers.items()})
         if request.headers.get("Authorization") == f"Bearer {self.api_key}":
             return None
-        message = KEY_MISSING if "Authorization" not in request.headers else "invalid api key (1004)"
+        message = (
+            KEY_MISSING if "Authorization" not in request.headers else "invalid api key (1004)"
+        )
         body = error_body("authentication_error", message, "req-auth")
         return web.Response(status=401, body=body, content_type="application/json")
 
@@ -159,9 +165,7 @@ class FieldServer:
         request_id = f"req-{body['model']}-{number}"
         if reply.status != 200:
             raw = reply.raw or error_body(reply.error_type, reply.message, request_id)
-            return web.Response(
-                status=reply.status, body=raw, headers={"request-id": request_id}
-            )
+            return web.Response(status=reply.status, body=raw, headers={"request-id": request_id})
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "request-id": request_id}
         )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import time
 
 import polars as pl
 from rich.console import Console
 
-from batchrun.cli.display import progress_line, progress_table, summary_table
+from batchrun.cli.display import progress_line, progress_table, quota_waits, summary_table
 from batchrun.run.progress import ModelProgress, RunProgress, eta_text
 
 
@@ -75,3 +76,31 @@ def test_summary_never_shows_unpriced_as_zero() -> None:
     assert "$0.000000" not in text
     assert "1.50s" in text
     assert "100.0%" in text
+
+
+def test_a_model_waiting_for_its_quota_shows_until_when_and_how_long() -> None:
+    progress = _progress()
+    model = progress.of("MiniMax-M2.7")
+    reset = 1778857200.0  # 2026-05-15T15:00:00Z
+    model.pause_for_quota(reset, now=reset - 252)
+    assert model.quota_note(now=reset - 252) == (
+        "waiting for the plan's quota until 15:00:00 UTC, 4m12s"
+    )
+    assert model.quota_note(now=reset + 1) is None  # over: nothing shown
+    assert model.quota_waited(now=reset - 52) == 200
+    assert model.quota_waited(now=reset + 100) == 252  # only until the reset
+    model.pause_for_quota(reset + 600, now=reset + 500)  # a second pause, later
+    assert model.quota_waited(now=reset + 700) == 252 + 100
+
+
+def test_the_live_table_and_the_plain_line_show_the_quota_wait() -> None:
+    progress = _progress()
+    progress.of("MiniMax-M2.7").pause_for_quota(time.time() + 250)
+    table = _render(progress_table(progress))
+    assert "MiniMax-M2.7 (waiting for the plan's quota until" in table
+    line = progress_line(progress)
+    assert "; MiniMax-M2.7 waiting for the plan's quota until" in line
+    assert " UTC, 4m" in line
+    waits = quota_waits(progress)
+    assert len(waits) == 1
+    assert waits[0].startswith("MiniMax-M2.7 waited 0m0")

@@ -108,6 +108,16 @@ def test_storm_completes_with_every_attempt_recorded(
     assert elapsed < WALL_FACTOR * ideal + 2.0, f"{elapsed:.1f} s against an ideal of {ideal:.1f}"
 
 
+def test_a_2013_that_says_too_long_is_a_context_overflow() -> None:
+    overflow = "invalid params, context window exceeds limit (2013)"
+    cap = "invalid params, does not support max tokens > 524288 (2013)"
+    other = 'invalid params, invalid thinking.type: "enabled" (allowed: adaptive, disabled) (2013)'
+    assert _classify(400, 2013, overflow) is FailureKind.CONTEXT_OVERFLOW
+    assert _classify(400, 2013, cap) is FailureKind.CONTEXT_OVERFLOW
+    assert _classify(400, 2013, other) is FailureKind.BAD_REQUEST
+    assert decide(RetryPolicy(), FailureKind.CONTEXT_OVERFLOW, 1).action is Action.GIVE_UP
+
+
 @pytest.mark.parametrize(
     ("status", "code", "kind"),
     [
@@ -127,6 +137,10 @@ def test_storm_completes_with_every_attempt_recorded(
         (500, 1000, FailureKind.SERVER),
         (500, 1033, FailureKind.SERVER),
         (500, 1001, FailureKind.TIMEOUT),
+        (408, None, FailureKind.TIMEOUT),  # whatever the body says
+        (408, 2013, FailureKind.TIMEOUT),
+        (402, None, FailureKind.BALANCE),  # a pay-as-you-go account's insufficient balance
+        (402, 1008, FailureKind.BALANCE),
         (529, None, FailureKind.OVERLOADED),
         (429, None, FailureKind.RATE_LIMITED),
         (502, None, FailureKind.SERVER),
