@@ -106,6 +106,7 @@ QuotaWait = Annotated[
     str,
     typer.Option(
         "--quota-wait",
+        metavar="DURATION",
         help="When MiniMax says a model's plan quota is used up (2056) and renews within this "
         "long, that model waits for it and carries on (its requests keep their attempts); "
         "beyond it, or with no renewal time, the model stops and its requests stay pending "
