@@ -130,7 +130,7 @@ def test_a_2013_that_says_too_long_is_a_context_overflow() -> None:
         (500, 1041, FailureKind.RATE_LIMITED),  # connection limit
         (400, 2045, FailureKind.RATE_LIMITED),  # rate growth limit
         (429, 1039, FailureKind.RATE_LIMITED),  # token limit as a rate limit
-        (400, 1039, FailureKind.BAD_REQUEST),  # token limit as a context overflow
+        (400, 1039, FailureKind.CONTEXT_OVERFLOW),  # token limit as a context overflow
         (429, 2056, FailureKind.QUOTA),  # the plan's 5-hour quota
         (500, 1026, FailureKind.MODERATION),
         (400, 1027, FailureKind.MODERATION),

@@ -131,7 +131,7 @@ def test_bad_request_is_not_retried(tmp_path: Path, sim: RunningSimulator) -> No
     jobs = [{"custom_id": "x", "prompt": "word " * 50, "max_tokens": 204_790}]
     run = run_jobs(tmp_path, sim, jobs, [M27], precheck=False)
     (request,) = run.requests()
-    assert request["status"] == "errored"
+    assert request["status"] == "invalid"  # too long for the model: invalid for it, not errored
     assert request["error_status"] == 400
     assert request["error_code"] == 1039
     assert request["attempts"] == 1

@@ -297,7 +297,8 @@ def _classify(status: int, code: int | None, message: str = "") -> FailureKind:
     """MiniMax's code decides first (1008 balance comes as a 500), then the HTTP status.
 
     A 408 is a timeout whatever its body says; a 2013 that says the request is too long for
-    the model is a context overflow (invalid for that model), any other 2013 a bad request.
+    the model (or a 1039 token limit sent as a 400) is a context overflow (invalid for that
+    model), any other 2013 a bad request.
     """
     if status == 408:
         return FailureKind.TIMEOUT
@@ -306,7 +307,7 @@ def _classify(status: int, code: int | None, message: str = "") -> FailureKind:
     if code in _BY_CODE:
         return _BY_CODE[code]
     if code == _TOKEN_LIMIT_CODE and status < 500:
-        return FailureKind.RATE_LIMITED if status == 429 else FailureKind.BAD_REQUEST
+        return FailureKind.RATE_LIMITED if status == 429 else FailureKind.CONTEXT_OVERFLOW
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     return FailureKind.SERVER if status >= 500 else FailureKind.BAD_REQUEST
