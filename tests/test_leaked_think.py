@@ -4,18 +4,23 @@ real HTTP against tests/thinkserver.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import polars as pl
 import pytest
+from rich.console import Console
 
 from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.api.failures import CallFailure, FailureKind
 from batchrun.api.stream import StreamAssembler, block_texts, split_answer
+from batchrun.cli.display import summary_of, summary_table
 from batchrun.export import flatten, result_records
 from batchrun.grading.apply import grade_batch
 from batchrun.status import RequestStatus
+from tests.runharness import Run
 from tests.test_stream_parser import sse
 from tests.thinkserver import (
     CUT,
@@ -183,11 +188,18 @@ async def test_a_stream_that_only_pings_is_stalled() -> None:
     assert caught.value.kind is FailureKind.STALLED  # pings came every GAP s, far under idle
 
 
-def test_the_runner_stores_the_visible_answer_thinking_flags_and_timings(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def think_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """JOBS run on MiniMax-M3 against the test API: leaked, cut, empty and plain replies."""
     with think_api() as served:
-        run = run_think_jobs(tmp_path, served)
-    results = {row["custom_id"]: row for row in run.results()}
-    assert {row["status"] for row in run.requests()} == {RequestStatus.SUCCEEDED}
+        run = run_think_jobs(tmp_path_factory.mktemp("think"), served)
+    yield run
+    run.store.close()
+
+
+def test_the_runner_stores_the_visible_answer_thinking_flags_and_timings(think_run: Run) -> None:
+    results = {row["custom_id"]: row for row in think_run.results()}
+    assert {row["status"] for row in think_run.requests()} == {RequestStatus.SUCCEEDED}
 
     leak = results["leak"]
     assert (leak["text"], leak["thinking"], leak["flags"]) == (
@@ -212,27 +224,41 @@ def test_the_runner_stores_the_visible_answer_thinking_flags_and_timings(tmp_pat
     assert (plain["text"], plain["flags"]) == ("The answer is 42.", None)
     assert plain["first_text_s"] == plain["first_token_s"]
 
-    # grading uses the visible answer; an empty one fails cleanly
-    assert grade_batch(run.store, run.plan.batch.id).graded == 3
-    grades = {g["custom_id"]: g for g in run.store.grade_rows(run.plan.batch.id)}
-    assert grades["leak"]["passed"] is True
-    assert grades["cut"]["passed"] is False
-    assert grades["empty"]["passed"] is False
+
+def test_grading_reads_the_visible_answer_and_fails_an_empty_one_cleanly(think_run: Run) -> None:
+    batch_id = think_run.plan.batch.id
+    assert grade_batch(think_run.store, batch_id).graded == 3
+    grades = {g["custom_id"]: g for g in think_run.store.grade_rows(batch_id)}
+    assert grades["leak"]["passed"] is True  # <think>six times seven is 42</think>42 equals 42
+    assert (grades["cut"]["passed"], grades["empty"]["passed"]) == (False, False)
     assert grades["empty"]["error"] is None
 
-    # exports: the visible answer in the text fields, the raw message where the record has one
-    records = {r["custom_id"]: r for r in result_records(run.store, run.plan.batch)}
+
+def test_exports_carry_the_visible_answer_the_raw_message_and_the_flags(think_run: Run) -> None:
+    records = {r["custom_id"]: r for r in result_records(think_run.store, think_run.plan.batch)}
     leaked = records["leak"]
     assert leaked["answer"] == {"text": "42", "thinking": "six times seven is 42"}
     assert leaked["result"]["message"]["content"][0]["text"].startswith("<think>")
     assert leaked["metrics"]["flags"] == ["think_leaked"]
-    assert leaked["metrics"]["ttft_text_s"] == leak["first_text_s"]
+    assert records["plain"]["metrics"]["flags"] == []
     flat = {name: flatten(record) for name, record in records.items()}
     assert (flat["leak"]["text"], flat["leak"]["thinking"]) == ("42", "six times seven is 42")
     assert (flat["leak"]["flags"], flat["plain"]["flags"]) == ("think_leaked", None)
     assert (flat["empty"]["text"], flat["empty"]["flags"]) == ("", "empty_reply")
-    orjson.dumps(list(records.values()))  # every record is plain JSON
-    run.store.close()
+    assert orjson.dumps(list(records.values()))  # every record is plain JSON
+
+
+def test_status_and_analytics_count_the_flagged_answers(think_run: Run) -> None:
+    summary = summary_of(think_run.store, think_run.plan.batch).row(0, named=True)
+    assert (summary["think_leaked"], summary["empty_replies"]) == (2, 1)
+    console = Console(width=200, record=True)
+    console.print(summary_table(summary_of(think_run.store, think_run.plan.batch), "t"))
+    assert "2 think leaked, 1 empty" in console.export_text()
+    clean = summary_of(think_run.store, think_run.plan.batch).with_columns(
+        think_leaked=pl.lit(0), empty_replies=pl.lit(0)
+    )
+    console.print(summary_table(clean, "clean"))
+    assert "flagged" not in console.export_text().split("clean")[1]  # shown only when non-zero
 
 
 def test_a_stream_that_only_pings_is_retried_by_the_runner(tmp_path: Path) -> None:
