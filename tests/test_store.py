@@ -912,3 +912,22 @@ def test_database_url_from_a_bare_path_opens_a_store(tmp_path: Path) -> None:
     finally:
         opened.close()
     assert (tmp_path / "fresh.db").is_file()
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_create_it_once(tmp_path: Path) -> None:
+    errors: list[str] = []
+
+    def open_store(url: str) -> None:
+        try:
+            Store(url).close()
+        except StoreError as exc:
+            errors.append(str(exc))
+
+    for round_no in range(4):
+        url = database_url(str(tmp_path / f"new-{round_no}.db"))
+        openers = [threading.Thread(target=open_store, args=(url,)) for _ in range(3)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(60)
+    assert errors == []
