@@ -68,7 +68,7 @@ class _TextWatch:
     only a tag's length of text is carried from one read to the next.
     """
 
-    __slots__ = ("_block", "_carry", "_piece", "_state", "started")
+    __slots__ = ("_block", "_carry", "_piece", "_state", "done", "started")
 
     def __init__(self) -> None:
         # sniff -> plain (a normal reply), or sniff -> inside -> blank -> shown (leaked reasoning)
@@ -77,11 +77,7 @@ class _TextWatch:
         self._block = 0  # the cursor: the next piece to read
         self._piece = 0
         self.started: float | None = None  # when the first text piece came
-
-    @property
-    def done(self) -> bool:
-        """True once the visible text has begun."""
-        return self._state in ("plain", "shown")
+        self.done = False  # the visible text has begun: nothing more to watch
 
     def scan(self, blocks: list[_Block], elapsed: float, timings: Timings) -> None:
         """Read the text pieces that came since the last scan, all at ``elapsed``."""
@@ -115,7 +111,7 @@ class _TextWatch:
         if self._state == "inside":
             piece = self._inside(piece)
         if self._state == "blank" and piece.strip():
-            self._state = "shown"
+            self._state, self.done = "shown", True
             if timings.first_text is None:
                 timings.first_text = elapsed
 
@@ -127,7 +123,7 @@ class _TextWatch:
             return ""  # not decided yet
         self._carry = ""
         if not text.startswith(THINK_OPEN):
-            self._state = "plain"
+            self._state, self.done = "plain", True
             if timings.first_text is None:
                 timings.first_text = self.started
             return ""
