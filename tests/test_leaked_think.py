@@ -19,6 +19,7 @@ from batchrun.api.stream import StreamAssembler, block_texts, split_answer
 from batchrun.cli.display import summary_of, summary_table
 from batchrun.export import flatten, result_records
 from batchrun.grading.apply import grade_batch
+from batchrun.grading.judge import judge_prompt, question_of
 from batchrun.status import RequestStatus
 from tests.runharness import Run
 from tests.test_stream_parser import sse
@@ -232,6 +233,11 @@ def test_grading_reads_the_visible_answer_and_fails_an_empty_one_cleanly(think_r
     assert grades["leak"]["passed"] is True  # <think>six times seven is 42</think>42 equals 42
     assert (grades["cut"]["passed"], grades["empty"]["passed"]) == (False, False)
     assert grades["empty"]["error"] is None
+    # the judge is asked about the visible answer too
+    leak = next(r for r in think_run.store.grading_rows(batch_id) if r["custom_id"] == "leak")
+    prompt = judge_prompt("Is it right?", question_of(leak["params"]), leak["text"])
+    assert "six times seven is 42" not in prompt
+    assert "<think>" not in prompt
 
 
 def test_exports_carry_the_visible_answer_the_raw_message_and_the_flags(think_run: Run) -> None:
