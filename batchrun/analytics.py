@@ -3,13 +3,16 @@ dashboard show.
 
 Definitions (stated wherever a number is shown, see ``DEFINITIONS``):
 - latency: done - sent, the whole call;
-- TTFT: first content token (thinking, text or tool input) - sent; TTFT (text): first text token;
+- TTFT: first content token (thinking, text or tool input) - sent; TTFT (text): first token of
+  visible text (reasoning leaked into the text as ``<think>...</think>`` is thinking, not text);
 - output tps: output_tokens / (last token - first token), MiniMax's own definition, which leaves
   out the time to first token;
 - end-to-end tps: output_tokens / (done - sent);
 - error rate: failed requests (errored or invalid) / finished requests (succeeded, errored or
   invalid); pending and canceled requests are not finished;
 - retries: attempts beyond the first;
+- think leaked / empty replies: results flagged ``think_leaked`` (reasoning sent as text) or
+  ``empty_reply`` (a reply with no content), counted per model;
 - cost: the sum over priced results; results of a model without a price are counted as
   ``unpriced`` and never added as $0; cost per 1,000 requests and per million output tokens are
   over priced results only.
@@ -26,19 +29,26 @@ from typing import Any
 
 import polars as pl
 
+from batchrun.api.stream import EMPTY_REPLY, THINK_LEAKED
 from batchrun.status import FINISHED_REQUESTS, RequestStatus
 
 DEFINITIONS: dict[str, str] = {
     "latency": "Seconds from sending the request to the end of the answer (done - sent).",
     "TTFT": "Time to first token: seconds from sending to the first content token of any kind "
     "(thinking, text or tool input).",
-    "TTFT (text)": "Seconds from sending to the first token of visible text (after any thinking).",
+    "TTFT (text)": "Seconds from sending to the first token of visible text (after any thinking, "
+    "including reasoning the model leaked into the text as <think>...</think>).",
     "output tps": "Output tokens per second while generating: output tokens / (last token - first "
     "token). MiniMax's own definition; it leaves out the time to first token.",
     "end-to-end tps": "Output tokens / (done - sent): speed as the caller experiences it.",
     "error rate": "Failed requests (errored or invalid) / finished requests. Pending and canceled "
     "requests are not counted.",
     "retries": "Attempts beyond the first (each retry is one more call to the API).",
+    "think leaked": "Answers whose text began with <think>...</think>: the model sent its "
+    "reasoning as visible text. batchrun stores that part as thinking and grades, exports and "
+    "shows only what follows </think>; output tokens (and output tps) still count all of it.",
+    "empty replies": "Succeeded calls that returned no content at all (no blocks, or content: "
+    "null): stored with an empty answer, which fails any expect check.",
     "cost": "Sum of the priced results, in USD. Results of a model without a price are counted "
     "as unpriced, never as $0.",
     "cost / 1k requests": "Mean cost of one priced result x 1,000.",
@@ -58,6 +68,7 @@ _TIMING = {
     "cache_read_tokens": pl.Int64,
     "cache_creation_tokens": pl.Int64,
     "cost_nanos": pl.Int64,
+    "flags": pl.String,  # what was odd about the reply: think_leaked, empty_reply
 }
 
 RESULT_SCHEMA: dict[str, Any] = {"model": pl.String, "batch_id": pl.String, "batch_name": pl.String}
@@ -185,6 +196,7 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
         pl.len().alias("requests"),
         *[(status == s).sum().alias(s) for s in STATUSES],
         pl.col("retries").sum(),
+        *_flag_counts(),
         *_percentiles("latency_s", "latency"),
         *_percentiles("ttft_s", "ttft"),
         *_percentiles("ttft_text_s", "ttft_text"),
@@ -209,6 +221,15 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
             pl.col("cost_nanos") * 1_000_000 / pl.col("priced_output")
         ),
     ).sort(list(by))
+
+
+FLAG_COUNTS = {"think_leaked": THINK_LEAKED, "empty_replies": EMPTY_REPLY}  # column: flag
+
+
+def _flag_counts() -> list[pl.Expr]:
+    """Per group, how many results carry each flag (``flags`` is comma-separated)."""
+    flags = pl.col("flags").fill_null("").str.split(",")
+    return [flags.list.contains(flag).sum().alias(name) for name, flag in FLAG_COUNTS.items()]
 
 
 def _rates() -> list[pl.Expr]:

@@ -3,6 +3,11 @@
 Rows come in input-file order, then model order, so output joins back to input. Invalid lines of
 the file appear at their line as ``errored`` results. A request that has not run yet is
 ``{"type": "pending"}``: batchrun's addition to Anthropic's four result types.
+
+A succeeded result keeps the message as received; the record's ``answer`` (batchrun's addition)
+holds the visible answer and its thinking, with reasoning leaked into the text as
+``<think>...</think>`` moved to the thinking, and the text fields of CSV and Parquet are those.
+``metrics.flags`` lists what was odd about the reply (``think_leaked``, ``empty_reply``).
 """
 
 from __future__ import annotations
@@ -55,27 +60,26 @@ def write_table(records: Iterator[dict[str, Any]], path: str, fmt: str) -> int:
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
-    """One result as a flat row: ids, outcome, answer text and every metric."""
+    """One result as a flat row: ids, outcome, visible answer text and every metric."""
     result = record["result"]
     message = result.get("message") or {}
     error = result.get("error") or {}
+    answer = record.get("answer") or {}
+    metrics = dict(record.get("metrics") or {})
+    if "flags" in metrics:
+        metrics["flags"] = ",".join(metrics["flags"]) or None
     return {
         "line": record.get("line"),
         "custom_id": record["custom_id"],
         "model": record["model"],
         "result_type": result["type"],
         "stop_reason": message.get("stop_reason"),
-        "text": _joined(message, "text"),
-        "thinking": _joined(message, "thinking"),
+        "text": answer.get("text"),
+        "thinking": answer.get("thinking") or None,
         "error_type": error.get("type"),
         "error_message": error.get("message"),
-        **(record.get("metrics") or {}),
+        **metrics,
     }
-
-
-def _joined(message: dict[str, Any], kind: str) -> str | None:
-    blocks = [b.get(kind, "") for b in message.get("content", []) if b.get("type") == kind]
-    return "".join(blocks) if blocks else None
 
 
 def _request_record(row: dict[str, Any], batch: BatchInfo) -> dict[str, Any]:
@@ -84,8 +88,16 @@ def _request_record(row: dict[str, Any], batch: BatchInfo) -> dict[str, Any]:
         "model": row["model"],
         "line": row["line_no"],
         "result": _result(row),
+        "answer": _answer(row),
         "metrics": _metrics(row, batch),
     }
+
+
+def _answer(row: dict[str, Any]) -> dict[str, str] | None:
+    """The visible answer and its thinking, as stored (leaked reasoning moved to thinking)."""
+    if row["status"] != RequestStatus.SUCCEEDED or row.get("message") is None:
+        return None
+    return {"text": row.get("text") or "", "thinking": row.get("thinking") or ""}
 
 
 def _result(row: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +136,7 @@ def _metrics(row: dict[str, Any], batch: BatchInfo) -> dict[str, Any]:
         "cost_usd": str(Decimal(cost) / NANOS_PER_USD) if cost is not None else None,
         "cost_status": _cost_status(row, cost),
         "simulated": row.get("simulated", batch.simulated) if row.get("message") else None,
+        "flags": row["flags"].split(",") if row.get("flags") else [],
     }
 
 
@@ -143,5 +156,6 @@ def _line_record(row: dict[str, Any]) -> dict[str, Any]:
             "type": "errored",
             "error": {"type": "invalid_request_error", "message": f"{where}: {row['message']}"},
         },
+        "answer": None,
         "metrics": None,
     }

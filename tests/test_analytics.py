@@ -41,9 +41,10 @@ def result(
     done: float = 4.0,
     out: int = 100,
     cost: int | None = 1000,
+    flags: str | None = None,
 ) -> tuple[Any, ...]:
     text_s = ttft if text is None else text
-    return (rid, "unused", sent, ttft, text_s, last, done, 10, out, 2, 1, cost)
+    return (rid, "unused", sent, ttft, text_s, last, done, 10, out, 2, 1, cost, flags)
 
 
 @pytest.fixture

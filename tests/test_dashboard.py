@@ -15,6 +15,7 @@ from batchrun.teams.claims import claim, register
 from bench.synthetic_store import build
 from tests.dashboardfixtures import MODELS, seed_store
 from tests.dbfixtures import postgres_server, postgres_url  # noqa: F401 - fixtures
+from tests.thinkserver import run_think_jobs, think_api
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
@@ -236,6 +237,26 @@ def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
     m3 = table[table["model"] == "MiniMax-M3"].iloc[0]
     assert m3["cost"].startswith("unpriced")
     assert "No price is known for MiniMax-M3" in texts(compare)
+
+
+def test_compare_counts_leaked_reasoning_and_empty_replies(tmp_path: Path) -> None:
+    with think_api() as served:
+        run_think_jobs(tmp_path, served).store.close()
+    app = open_page(tmp_path / "batchrun.db", "compare")
+    table = app.dataframe[0].value
+    row = table[table["model"] == "MiniMax-M3"].iloc[0]
+    assert (row["think leaked"], row["empty replies"]) == (2, 1)
+    shown = texts(app)
+    assert "MiniMax-M3: 2 think leaked, 1 empty" in shown
+    assert "sent its reasoning as visible text" in shown  # the caption says what it means
+    outputs = open_page(tmp_path / "batchrun.db", "outputs")
+    outputs.selectbox(key="outputs_job").set_value("empty")
+    assert "empty reply" in texts(rerun(outputs))
+    outputs.selectbox(key="outputs_job").set_value("leak")
+    answers = [e.value for e in rerun(outputs).markdown]
+    assert "42" in answers  # the visible answer, alone
+    assert not [a for a in answers if "<think>" in a or "six times seven is 42" in a]
+    assert "six times seven is 42" in [e.value for e in outputs.text]  # under Thinking
 
 
 @pytest.mark.postgres

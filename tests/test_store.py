@@ -239,6 +239,45 @@ def test_alembic_runs_on_a_given_connection(store_url: str, engine: Engine) -> N
     assert schema_diff(engine) == []
 
 
+def test_upgrade_from_0004_keeps_the_results_and_adds_their_flags(
+    store_url: str, engine: Engine
+) -> None:
+    store = Store(store_url)
+    loaded(store)
+    ids = request_ids(store, "b1", M3)
+    store.record(
+        [
+            Outcome(
+                request_id=ids["q1"],
+                batch_id="b1",
+                model=M3,
+                custom_id="q1",
+                status="succeeded",
+                attempts=[attempt(1, "ok")],
+                result=result_row("answer one"),
+            )
+        ]
+    )
+    store.close()
+    config = alembic_config()
+    with engine.begin() as connection:  # back to the schema before flags, with the result in it
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    assert "flags" not in {c["name"] for c in inspect(engine).get_columns("results")}
+
+    reopened = Store(store_url)  # opening migrates 0004 -> head
+    try:
+        [kept] = reopened.result_rows("b1")
+        assert (kept["text"], kept["flags"]) == ("answer one", None)
+        metric_row = next(iter(reopened.result_metric_rows(["b1"])))[0]
+        assert metric_row[-1] is None  # flags, the last metric column
+    finally:
+        reopened.close()
+    assert schema_diff(engine) == []
+    indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("results")}
+    assert indexes["ix_results_metrics"][-1] == "flags"
+
+
 # --------------------------------------------------------------------------- batches
 
 
@@ -873,3 +912,22 @@ def test_database_url_from_a_bare_path_opens_a_store(tmp_path: Path) -> None:
     finally:
         opened.close()
     assert (tmp_path / "fresh.db").is_file()
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_create_it_once(tmp_path: Path) -> None:
+    errors: list[str] = []
+
+    def open_store(url: str) -> None:
+        try:
+            Store(url).close()
+        except StoreError as exc:
+            errors.append(str(exc))
+
+    for round_no in range(4):
+        url = database_url(str(tmp_path / f"new-{round_no}.db"))
+        openers = [threading.Thread(target=open_store, args=(url,)) for _ in range(3)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(60)
+    assert errors == []

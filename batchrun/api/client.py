@@ -151,9 +151,10 @@ class ApiClient:
                     chunk = await content.readany()
                     if not chunk:
                         break  # the server ended the stream
-                    now = time.perf_counter()
-                    watchdog.last = now
+                    now, events = time.perf_counter(), assembler.events
                     assembler.feed(chunk, now)
+                    if assembler.events != events:  # pings alone do not keep a stream alive
+                        watchdog.last = now
             except aiohttp.ClientError:
                 if watchdog.fired:
                     message = f"no data for {self.deadlines.idle:g} s (a stalled stream)"

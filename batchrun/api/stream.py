@@ -2,14 +2,17 @@
 
 This is the hot path of every call, so it parses bytes itself (orjson, one pass, no per-event
 objects) instead of using the SDK's event classes. It follows Anthropic's event contract and
-tolerates MiniMax's reported quirks: a thinking block that starts without ``signature``, and usage
+tolerates MiniMax's reported quirks: a thinking block that starts without ``signature``; usage
 spread over ``message_start``, ``message_delta`` and ``message_stop`` (each field is a running
-total, so the largest value seen wins).
+total, so the largest value seen wins); reasoning leaked into the text as ``<think>...</think>``
+(its timings are thinking, not text: see ``_TextWatch``; ``split_answer`` takes it out of the
+answer); and an empty reply (no content blocks, or ``content: null``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +26,9 @@ _DELTA_FIELDS = {
 _BLOCK_FIELDS = {"text": "text", "thinking": "thinking", "tool_use": "input"}
 # An event in its usual form: an optional ``event:`` line and exactly one ``data:`` line.
 _PLAIN_EVENT = re.compile(rb"(?:^|\n\n)(?:event:[^\n]*\n)?data:([^\n]*)(?=\n\n|\Z)")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+THINK_LEAKED, EMPTY_REPLY = "think_leaked", "empty_reply"  # the flags of a result
+_BLANK_LINES = re.compile(r"\A\s*\n")  # leading blank lines (not the next line's indent)
 
 
 class StreamError(Exception):
@@ -52,6 +58,91 @@ class _Block:
     pieces: list[str] = field(default_factory=list)
 
 
+class _TextWatch:
+    """Finds when the visible text of a reply began, reading its text pieces in arrival order.
+
+    A reply whose text starts (after whitespace) with ``<think>`` leaked its reasoning into the
+    text: that part is thinking, and the visible text begins with the first non-blank character
+    after ``</think>``. The tags may be split over deltas. The watch decides at the first text of a
+    normal reply and is then done, so only leaked reasoning costs more than a glance; inside it,
+    only a tag's length of text is carried from one read to the next.
+    """
+
+    __slots__ = ("_block", "_carry", "_piece", "_state", "done", "started")
+
+    def __init__(self) -> None:
+        # sniff -> plain (a normal reply), or sniff -> inside -> blank -> shown (leaked reasoning)
+        self._state = "sniff"
+        self._carry = ""  # sniff: the text so far; inside: the tail that may begin </think>
+        self._block = 0  # the cursor: the next piece to read
+        self._piece = 0
+        self.started: float | None = None  # when the first text piece came
+        self.done = False  # the visible text has begun: nothing more to watch
+
+    def scan(self, blocks: list[_Block], elapsed: float, timings: Timings) -> None:
+        """Read the text pieces that came since the last scan, all at ``elapsed``."""
+        for piece in self._new_pieces(blocks):
+            if self.started is None:
+                self.started = elapsed
+            self._read(piece, elapsed, timings)
+            if self.done:
+                return
+
+    def finish(self, timings: Timings) -> None:
+        """At the end of the stream: text that never settled (only blanks, or a lone ``<th``) was
+        plain visible text from its first piece."""
+        if self._state == "sniff" and self.started is not None and timings.first_text is None:
+            timings.first_text = self.started
+
+    def _new_pieces(self, blocks: list[_Block]) -> Iterable[str]:
+        while self._block < len(blocks):
+            block = blocks[self._block]
+            if block.data.get("type") == "text":
+                while self._piece < len(block.pieces):
+                    self._piece += 1
+                    yield block.pieces[self._piece - 1]
+            if self._block + 1 == len(blocks):
+                return  # the last block may still grow
+            self._block, self._piece = self._block + 1, 0
+
+    def _read(self, piece: str, elapsed: float, timings: Timings) -> None:
+        if self._state == "sniff":
+            piece = self._sniff(piece, timings)
+        if self._state == "inside":
+            piece = self._inside(piece)
+        if self._state == "blank" and piece.strip():
+            self._state, self.done = "shown", True
+            if timings.first_text is None:
+                timings.first_text = elapsed
+
+    def _sniff(self, piece: str, timings: Timings) -> str:
+        """Decide from the first non-blank characters; return what follows ``<think>``."""
+        text = (self._carry + piece).lstrip()
+        self._carry = text
+        if not text or (len(text) < len(THINK_OPEN) and THINK_OPEN.startswith(text)):
+            return ""  # not decided yet
+        self._carry = ""
+        if not text.startswith(THINK_OPEN):
+            self._state, self.done = "plain", True
+            if timings.first_text is None:
+                timings.first_text = self.started
+            return ""
+        self._state = "inside"
+        if timings.first_thinking is None:
+            timings.first_thinking = self.started
+        return text[len(THINK_OPEN) :]
+
+    def _inside(self, piece: str) -> str:
+        """Look for ``</think>``; return what follows it."""
+        text = self._carry + piece
+        end = text.find(THINK_CLOSE)
+        if end < 0:
+            self._carry = text[-(len(THINK_CLOSE) - 1) :]
+            return ""
+        self._state, self._carry = "blank", ""
+        return text[end + len(THINK_CLOSE) :]
+
+
 class StreamAssembler:
     """Feed it the response bytes as they arrive; it builds the message and records timings."""
 
@@ -63,6 +154,10 @@ class StreamAssembler:
         self._usage: dict[str, Any] = {}
         self.timings = Timings()
         self.finished = False
+        # Events other than ping (and comments) so far: the client's idle deadline counts only
+        # these, so a stream that only pings is stalled (MiniMax's streams that never end).
+        self.events = 0
+        self._watch = _TextWatch()
 
     def feed(self, chunk: bytes, now: float) -> None:
         """Parse every complete event in what has arrived; ``now`` is when ``chunk`` came.
@@ -97,10 +192,12 @@ class StreamAssembler:
     def _events(self, payloads: list[bytes], elapsed: float) -> None:
         blocks = self._blocks
         kinds: set[str] = set()
+        quiet = 0
         for payload in payloads:
             if self.finished:
                 break
             if not payload:
+                quiet += 1
                 continue  # a comment or an event without data
             event = orjson.loads(payload)
             if not isinstance(event, dict):
@@ -117,11 +214,20 @@ class StreamAssembler:
                     continue
             if self.timings.first_event is None:
                 self.timings.first_event = elapsed
+            if kind == "ping":
+                quiet += 1
+                continue
             handler = _HANDLERS.get(str(kind))
             if handler is not None:
                 handler(self, event, elapsed)
+        self._end_read(len(payloads) - quiet, kinds, elapsed)
+
+    def _end_read(self, events: int, kinds: set[str], elapsed: float) -> None:
+        self.events += events
         if kinds:
             self._note_tokens(kinds, elapsed)
+        if self.finished:
+            self._watch.finish(self.timings)
 
     def _note_tokens(self, kinds: set[str], elapsed: float) -> None:
         timings = self.timings
@@ -129,10 +235,10 @@ class StreamAssembler:
             timings.first_event = elapsed
         if timings.first_token is None:
             timings.first_token = elapsed
-        if "text_delta" in kinds and timings.first_text is None:
-            timings.first_text = elapsed
         if "thinking_delta" in kinds and timings.first_thinking is None:
             timings.first_thinking = elapsed
+        if "text_delta" in kinds and not self._watch.done:
+            self._watch.scan(self._blocks, elapsed, timings)
         timings.last_token = elapsed
 
     def _on_message_start(self, event: dict[str, Any], elapsed: float) -> None:
@@ -222,9 +328,46 @@ _HANDLERS = {
 
 
 def block_texts(message: dict[str, Any]) -> tuple[str, str]:
-    """(text, thinking) of a final message: every block of each kind, joined."""
-    text = "".join(b.get("text", "") for b in message.get("content", []) if b.get("type") == "text")
-    thinking = "".join(
-        b.get("thinking", "") for b in message.get("content", []) if b.get("type") == "thinking"
-    )
+    """(text, thinking) of a final message as received: every block of each kind, joined.
+
+    ``content: null`` (MiniMax's empty reply) has neither."""
+    content = message.get("content") or []
+    text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
+    thinking = "".join(b.get("thinking", "") for b in content if b.get("type") == "thinking")
     return text, thinking
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Answer:
+    """What a reply says: the visible answer, its thinking, and what was odd about it."""
+
+    text: str  # the visible answer: what grading, exports and the dashboard show
+    thinking: str  # thinking blocks, then any reasoning leaked into the text
+    flags: tuple[str, ...] = ()  # THINK_LEAKED, EMPTY_REPLY
+
+    @property
+    def flag_text(self) -> str | None:
+        """The flags as stored: comma-separated, None when there are none."""
+        return ",".join(self.flags) or None
+
+
+def split_answer(message: dict[str, Any]) -> Answer:
+    """The visible answer of a final message, with leaked ``<think>`` reasoning taken out.
+
+    Text that starts (after blanks) with ``<think>`` and holds ``</think>``: the part inside is
+    thinking, the answer is what follows (leading blank lines dropped). Without ``</think>`` (cut
+    by max_tokens) all of it is thinking. The message itself is left as received.
+    """
+    text, thinking = block_texts(message)
+    flags = [EMPTY_REPLY] if _is_empty(message.get("content")) else []
+    if text.lstrip().startswith(THINK_OPEN):
+        inner, closed, after = text.lstrip()[len(THINK_OPEN) :].partition(THINK_CLOSE)
+        thinking = "\n\n".join(part for part in (thinking, inner.strip()) if part)
+        text = _BLANK_LINES.sub("", after) if closed else ""
+        flags.append(THINK_LEAKED)
+    return Answer(text=text, thinking=thinking, flags=tuple(flags))
+
+
+def _is_empty(content: list[dict[str, Any]] | None) -> bool:
+    """No content at all: no blocks, ``content: null``, or only blank text blocks."""
+    return all(b.get("type") == "text" and not b.get("text", "").strip() for b in content or [])

@@ -125,11 +125,22 @@ def summary_table(summary: pl.DataFrame, title: str) -> Table:
         "model", "requests", "success", "latency p50", "latency p90", "TTFT p50",
         "output tps p50", "tokens in/out", "cost",
     )  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="left" if column == "model" else "right")
+    flagged = any(_flag_note(row) for row in summary.iter_rows(named=True))
+    for column in (*columns, "flagged") if flagged else columns:
+        table.add_column(column, justify="left" if column in ("model", "flagged") else "right")
     for row in summary.iter_rows(named=True):
-        table.add_row(*_summary_cells(row))
+        table.add_row(*_summary_cells(row), *([_flag_note(row)] if flagged else []))
     return table
+
+
+def _flag_note(row: dict[str, Any]) -> str:
+    """Answers with leaked ``<think>`` reasoning or no content (see README, results), if any."""
+    notes = [
+        f"{row.get(column) or 0:,} {label}"
+        for column, label in (("think_leaked", "think leaked"), ("empty_replies", "empty"))
+        if row.get(column)
+    ]
+    return ", ".join(notes)
 
 
 def _summary_cells(row: dict[str, Any]) -> list[str]:

@@ -17,6 +17,8 @@ METRIC_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
     ("succeeded", "succeeded", None, "%d"),
     ("error_rate", "error rate", "error rate", "percent"),
     ("retries", "retries", "retries", "%d"),
+    ("think_leaked", "think leaked", "think leaked", "%d"),
+    ("empty_replies", "empty replies", "empty replies", "%d"),
     ("latency_p50", "latency p50 (s)", "latency", "%.2f"),
     ("latency_p90", "latency p90 (s)", "latency", "%.2f"),
     ("latency_p99", "latency p99 (s)", "latency", "%.2f"),

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from batchrun.api.client import CallResult
-from batchrun.api.stream import block_texts
+from batchrun.api.stream import split_answer
 from batchrun.catalog import ModelInfo
 from batchrun.pricing import Usage, day_of, request_cost
 from batchrun.run.progress import ModelProgress
@@ -20,11 +20,14 @@ def result_row(
     priority_multiplier: Decimal,
     simulated: bool,
 ) -> dict[str, Any]:
-    """The stored result of a successful call, priced on the day it was sent."""
+    """The stored result of a successful call, priced on the day it was sent.
+
+    ``text`` is the visible answer (reasoning leaked as ``<think>...</think>`` goes to
+    ``thinking``); ``message`` keeps the content as received; ``flags`` says what was odd."""
     message = call.message
     usage = _usage(message.get("usage") or {})
     cost = request_cost(info, usage, day_of(call.sent_at), params, priority_multiplier)
-    text, thinking = block_texts(message)
+    answer = split_answer(message)
     return {
         "sent_at": call.sent_at,
         **_timings(call),
@@ -33,8 +36,9 @@ def result_row(
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_creation_tokens": usage.cache_creation_tokens,
         "stop_reason": message.get("stop_reason"),
-        "text": text,
-        "thinking": thinking,
+        "text": answer.text,
+        "thinking": answer.thinking,
+        "flags": answer.flag_text,
         "message": message,
         "cost_nanos": cost.nanos if cost else None,
         "price_date": cost.price_date.isoformat() if cost else None,

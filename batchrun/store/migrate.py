@@ -15,7 +15,7 @@ from sqlalchemy import Connection, inspect, text
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD_REVISION = "0004"  # the newest file in migrations/versions: move it with every new one
+HEAD_REVISION = "0005"  # the newest file in migrations/versions: move it with every new one
 _VERSION_TABLE = "alembic_version"
 _READ_VERSION = text("SELECT version_num FROM alembic_version")
 _CREATE_LOCK = 7219034451  # the advisory lock PostgreSQL openers take while migrating
@@ -42,9 +42,15 @@ def stored_revision(connection: Connection) -> str | None:
 
 def migrate(connection: Connection) -> None:
     """Bring the database to ``HEAD_REVISION``, in the caller's transaction."""
+    # Two processes opening a new (or older) database at once must not both create the tables:
+    # the second waits for the first's lock, then finds the head.
     if connection.dialect.name == "postgresql":
-        # Two processes opening a new database at once must not both create the tables.
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK})"))
+    elif stored_revision(connection) != HEAD_REVISION:
+        # SQLite: the driver runs DDL outside any transaction unless one is begun explicitly;
+        # IMMEDIATE takes the write lock now (the check above took none: a reader of a database
+        # at the head never waits for a writer).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     if stored_revision(connection) == HEAD_REVISION:
         return
     from alembic import command  # noqa: PLC0415 (only when migrating)

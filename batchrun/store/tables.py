@@ -5,7 +5,7 @@
     line_errors  one per invalid line: where and why (the good lines still run)
     requests     one per (batch, custom_id, model): the unit of work and its status
     attempts     one per HTTP call: status, error, MiniMax code, duration (retries show here)
-    results      at most one per request: usage, timings, content, cost
+    results      at most one per request: usage, timings, content, cost, flags
     grades       one per (result, grader): score, passed, reason; a judge's model and cost
     workers      one per `batchrun worker` process: its heartbeat (teams on one PostgreSQL store)
     pacers       one per model: the next free slot of its RPM / TPM pacer, shared by all workers
@@ -46,6 +46,7 @@ RESULT_METRICS = (
     "cache_read_tokens",
     "cache_creation_tokens",
     "cost_nanos",
+    "flags",
 )
 
 metadata = MetaData(
@@ -170,12 +171,14 @@ results = Table(
     Column("cache_read_tokens", Integer, nullable=False),
     Column("cache_creation_tokens", Integer, nullable=False),
     Column("stop_reason", String(40)),
-    Column("text", Text, nullable=False),
-    Column("thinking", Text, nullable=False),
-    Column("message", JSON, nullable=False),  # the final message, Anthropic's shape
+    Column("text", Text, nullable=False),  # the visible answer (leaked <think> taken out)
+    Column("thinking", Text, nullable=False),  # thinking blocks, then leaked reasoning
+    Column("message", JSON, nullable=False),  # the final message as received, Anthropic's shape
     Column("cost_nanos", BigInteger),  # NULL: unpriced
     Column("price_date", String(10)),  # the effective date of the price used
     Column("simulated", Boolean, nullable=False),
+    # What was odd about the reply, comma-separated (think_leaked, empty_reply); NULL: nothing.
+    Column("flags", String(100)),
     Index(None, "batch_id", "model"),
     Index(None, "model", "sent_at"),
     # Covers every figure the dashboard computes, so reading a million results' metrics scans

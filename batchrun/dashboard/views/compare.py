@@ -44,6 +44,7 @@ def _table(frame: pl.DataFrame) -> None:
     metrics = analytics.model_metrics(frame, by=keys)
     shown = tables.metrics_table(metrics, keys=tuple(k for k in keys))
     st.dataframe(shown, hide_index=True, column_config=tables.metric_config())
+    _flagged(analytics.model_metrics(frame) if keys != ("model",) else metrics)
     tables.definitions()
     errors = analytics.error_breakdown(frame)
     if not errors.is_empty():
@@ -53,6 +54,21 @@ def _table(frame: pl.DataFrame) -> None:
             hide_index=True,
             column_config={"share": st.column_config.NumberColumn(format="percent")},
         )
+
+
+def _flagged(metrics: pl.DataFrame) -> None:
+    """Under the table: which models' answers leaked reasoning or were empty, and what that is."""
+    flagged = metrics.filter((pl.col("think_leaked") > 0) | (pl.col("empty_replies") > 0))
+    if flagged.is_empty():
+        return
+    counts = "; ".join(
+        f"{row['model']}: {row['think_leaked']:,} think leaked, {row['empty_replies']:,} empty"
+        for row in flagged.iter_rows(named=True)
+    )
+    st.caption(
+        f"Flagged answers ({counts}). **think leaked**: {analytics.DEFINITIONS['think leaked']} "
+        f"**empty replies**: {analytics.DEFINITIONS['empty replies']}"
+    )
 
 
 def _distributions(frame: pl.DataFrame) -> None:

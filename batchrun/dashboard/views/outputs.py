@@ -8,6 +8,7 @@ import polars as pl
 import streamlit as st
 
 from batchrun import analytics
+from batchrun.api.stream import EMPTY_REPLY, THINK_LEAKED
 from batchrun.dashboard import data, tables
 from batchrun.dashboard.views.common import pick_batch
 from batchrun.grading.report import disagreements
@@ -80,15 +81,22 @@ def _answer(answer: dict[str, Any]) -> None:
         f"{answer['output_tokens']:,} output tokens · {answer['done_s']:.2f} s · "
         f"{tables.money(answer['cost_nanos'])} · attempts: {answer['attempts']}"
         + (" · simulated" if answer["simulated"] else "")
+        + "".join(f" · {_FLAG_NOTES[f]}" for f in (answer.get("flags") or "").split(",") if f)
     )
     if answer["thinking"]:
         with st.expander("Thinking", expanded=False):
             st.text(answer["thinking"])
     st.markdown(answer["text"] or "_(no text)_")
-    for block in answer["message"].get("content", []):
+    for block in answer["message"].get("content") or []:  # MiniMax may send content: null
         if block.get("type") == "tool_use":
             st.markdown(f"**tool call** `{block.get('name')}`")
             st.json(block.get("input", {}))
+
+
+_FLAG_NOTES = {
+    THINK_LEAKED: "reasoning sent as text in `<think>` (shown under Thinking, not in the answer)",
+    EMPTY_REPLY: "empty reply: the model returned no content",
+}
 
 
 def _grades(grades: pl.DataFrame) -> None:
