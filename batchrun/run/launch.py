@@ -6,8 +6,10 @@ never load the SDK.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
@@ -16,6 +18,9 @@ from batchrun.run.limits import ModelLimitSettings, PoolSettings, default_concur
 
 SIMULATOR_KEY = "batchrun-simulator"
 ACCOUNT_POOL = "account"  # the pool --account-rpm / --account-tpm make
+# The key of a batch's settings where ``submit --account-rpm/--account-tpm`` leaves the account's
+# pool for the workers that run the batch.
+ACCOUNT_SETTING = "account_limits"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +106,50 @@ def run_pools(
         for pool in catalog.pools.values()
         if set(pool.models) & set(models)
     )
+
+
+def pool_text(rpm: float | None, tpm: float | None) -> str:
+    """A pool's figures for people: ``500 requests/min, 20,000,000 tokens/min``."""
+    parts = [
+        f"{_figure(rpm)} requests/min" if rpm else "",
+        f"{_figure(tpm)} tokens/min" if tpm else "",
+    ]
+    return ", ".join(part for part in parts if part) or "no limit"
+
+
+def _figure(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
+
+
+def pool_lines(catalog: Catalog, models: Sequence[str], options: LimitOptions) -> list[str]:
+    """One line per pool a run over ``models`` paces by, for the run's output."""
+    return [
+        f"Shared limit {pool.name!r}: {pool_text(pool.rpm, pool.tpm)} for "
+        f"{', '.join(m for m in pool.models if m in models)} together ({pool.source})."
+        for pool in run_pools(catalog, models, options)
+    ]
+
+
+def account_setting(options: LimitOptions) -> dict[str, int | None]:
+    """The account's pool as ``submit`` keeps it in a batch's settings (ACCOUNT_SETTING)."""
+    return {"rpm": options.account_rpm, "tpm": options.account_tpm}
+
+
+def with_batch_account(options: LimitOptions, settings: Mapping[str, Any]) -> LimitOptions:
+    """The options, with the account's pool the batch was submitted with when they set none."""
+    stored = settings.get(ACCOUNT_SETTING)
+    if options.account or not isinstance(stored, dict):
+        return options
+    return dataclasses.replace(
+        options, account_rpm=_count(stored.get("rpm")), account_tpm=_count(stored.get("tpm"))
+    )
+
+
+def _count(value: object) -> int | None:
+    """A positive whole number from stored JSON, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
 
 
 def _pick(overrides: Mapping[str, int], model: str, default: int | None) -> int | None:
