@@ -6,8 +6,8 @@ with the same effective date as ours replaces it.
 
 ``[pools.NAME]`` tables name limits several models share (``models``, ``rpm``, ``tpm``,
 ``source``): an account's, if MiniMax counts the account rather than the model. The built-in
-catalog has none (MiniMax's guide gives each model its own limits); a user's file may add one, or
-change one field by field as for models.
+catalog has none (MiniMax's guide gives each model its own limits); a user's file may add one (a
+pool of the same name as one of ours replaces it whole).
 """
 
 from __future__ import annotations
@@ -177,24 +177,16 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
             else:
                 target[key] = value
     merged["models"] = models
-    merged["pools"] = _merge_pools(base.get("pools", {}), extra.get("pools", {}))
+    merged["pools"] = _merge_tables(base.get("pools", {}), extra.get("pools", {}))
     return merged
 
 
-def _merge_pools(ours: Any, theirs: Any) -> Any:
-    """Pools field by field, as models: a user's pool adds to ours or changes its fields."""
-    if not isinstance(ours, dict) or not isinstance(theirs, dict):
-        return theirs or ours  # not tables: _build_pools says so
-    pools = {
-        name: dict(fields) if isinstance(fields, dict) else fields for name, fields in ours.items()
-    }
-    for name, fields in theirs.items():
-        target = pools.get(name)
-        if isinstance(target, dict) and isinstance(fields, dict):
-            target.update(fields)
-        else:
-            pools[name] = fields
-    return pools
+def _merge_tables(ours: Any, theirs: Any) -> Any:
+    """Tables by name: one of theirs replaces ours of the same name whole (not tables: as given,
+    for _build_pools to refuse)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return {**ours, **theirs}
+    return theirs or ours
 
 
 def _merge_prices(ours: list[Any], theirs: list[Any]) -> list[Any]:
