@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.cli import app
+from batchrun.exceptions import ConfigError
 from batchrun.run.launch import LimitOptions
 from batchrun.sim import RunningSimulator, SimSettings
 from tests.helpers import KEY, batchrun, db_rows
@@ -164,3 +165,23 @@ def test_submit_keeps_the_account_pool_for_the_workers(
     assert stored["limits"]["pools"]["account"]["models"] == [M27, M3]
     rows = db_rows(tmp_path / "team.db", "select name from pacers order by name")
     assert ("rpm:pool:account",) in rows
+
+
+def test_the_python_api_takes_the_account_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import batchrun as api
+
+    for name in ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "BATCHRUN_DB"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="account_rpm must be a whole number"):
+        api.RunOptions(account_rpm=0)
+    options = api.RunOptions(models=(M27, M3), sim_time_scale=0.0, account_tpm=5_000_000)
+    store = api.open_store(tmp_path / "api.db")
+    try:
+        jobs = [{"custom_id": f"q{n}", "prompt": f"Hi {n}"} for n in range(2)]
+        done = api.run_jobs(jobs, store=store, options=options)
+        pool = done.batch.settings["limits"]["pools"]["account"]
+    finally:
+        store.close()
+    assert (pool["rpm"], pool["tpm"], pool["models"]) == (None, 5_000_000, [M27, M3])
