@@ -3,13 +3,18 @@
 The data lives in ``data/catalog.toml`` (with the source of every figure); a user's own TOML file
 of the same shape overrides it: scalar fields replace ours, price entries are added, and an entry
 with the same effective date as ours replaces it.
+
+``[pools.NAME]`` tables name limits several models share (``models``, ``rpm``, ``tpm``,
+``source``): an account's, if MiniMax counts the account rather than the model. The built-in
+catalog has none (MiniMax's guide gives each model its own limits); a user's file may add one (a
+pool of the same name as one of ours replaces it whole).
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from importlib import resources
@@ -36,6 +41,7 @@ _MODEL_FIELDS = {
     "prices",
 }
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write")
+_POOL_FIELDS = {"models", "rpm", "tpm", "source"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,12 +132,24 @@ class ModelInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PoolInfo:
+    """Rate limits several models share (``[pools.NAME]``); None means no limit of that kind."""
+
+    name: str
+    models: tuple[str, ...]
+    rpm: int | None
+    tpm: int | None
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Catalog:
-    """All models, looked up by exact name."""
+    """All models, looked up by exact name, and the pools of limits they share."""
 
     models: Mapping[str, ModelInfo]
     priority_multiplier: Decimal
     sources: tuple[str, ...]
+    pools: Mapping[str, PoolInfo] = field(default_factory=dict)
 
     def get(self, name: str) -> ModelInfo:
         """The model called ``name``; UnknownModelError names the known ones otherwise."""
@@ -190,7 +208,16 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
             else:
                 target[key] = value
     merged["models"] = models
+    merged["pools"] = _merge_tables(base.get("pools", {}), extra.get("pools", {}))
     return merged
+
+
+def _merge_tables(ours: Any, theirs: Any) -> Any:
+    """Tables by name: one of theirs replaces ours of the same name whole (not tables: as given,
+    for _build_pools to refuse)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return {**ours, **theirs}
+    return theirs or ours
 
 
 def _merge_prices(ours: list[Any], theirs: list[Any]) -> list[Any]:
@@ -211,6 +238,45 @@ def _build(raw: dict[str, Any], where: str, sources: tuple[str, ...]) -> Catalog
         models=models,
         priority_multiplier=Decimal(multiplier) if multiplier is not None else Decimal("1.5"),
         sources=sources,
+        pools=_build_pools(raw.get("pools", {}), models, where),
+    )
+
+
+def _build_pools(raw: Any, models: Mapping[str, ModelInfo], where: str) -> dict[str, PoolInfo]:
+    if not isinstance(raw, dict):
+        raise CatalogError(where, "pools must be tables: [pools.NAME] with models = [...]")
+    return {name: _build_pool(name, fields, models, where) for name, fields in raw.items()}
+
+
+def _build_pool(name: str, fields: Any, models: Mapping[str, ModelInfo], where: str) -> PoolInfo:
+    ctx = f"pools.{name!r}"
+    if not isinstance(fields, dict):
+        raise CatalogError(where, f"{ctx} must be a table")
+    unknown = set(fields) - _POOL_FIELDS
+    if unknown:
+        raise CatalogError(where, f"{ctx} has unknown field(s): {', '.join(sorted(unknown))}")
+    members = fields.get("models")
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise CatalogError(where, f'{ctx}.models must list model names, e.g. ["MiniMax-M2.7"]')
+    strangers = [m for m in members if m not in models]
+    if strangers:
+        raise CatalogError(
+            where,
+            f"{ctx} names unknown model(s) {', '.join(strangers)}; "
+            f"known models: {', '.join(models)}",
+        )
+    if len(set(members)) != len(members):
+        raise CatalogError(where, f"{ctx}.models names a model twice")
+    rpm = _positive_int(fields, "rpm", where, ctx)
+    tpm = _positive_int(fields, "tpm", where, ctx)
+    if rpm is None and tpm is None:
+        raise CatalogError(where, f"{ctx} needs rpm or tpm (or both): the limits its models share")
+    return PoolInfo(
+        name=name,
+        models=tuple(members),
+        rpm=rpm,
+        tpm=tpm,
+        source=str(fields.get("source", "user catalog")),
     )
 
 

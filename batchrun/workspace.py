@@ -67,9 +67,21 @@ class RunOptions:
     rpm: Mapping[str, int] = field(default_factory=dict)  # model (or "*") -> requests/minute
     tpm: Mapping[str, int] = field(default_factory=dict)  # model (or "*") -> tokens/minute
     concurrency: Mapping[str, int] = field(default_factory=dict)
+    # One pool over every model of the run (the account's), replacing the catalog's pools.
+    account_rpm: int | None = None  # requests/minute for all the models together
+    account_tpm: int | None = None  # tokens/minute (input + max_tokens) for all together
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     deadlines: Deadlines = field(default_factory=Deadlines)
     catalog: Path | None = None  # a catalog file of your own (models, prices, limits)
+
+    def __post_init__(self) -> None:
+        # Checked here, so that a bad figure fails before anything is stored or sent.
+        for name in ("account_rpm", "account_tpm"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,7 +243,7 @@ async def _send(
         catalog=catalog,
         batch=batch,
         endpoint=endpoint,
-        limits=LimitOptions(rpm=options.rpm, tpm=options.tpm, concurrency=options.concurrency),
+        limits=_limit_options(options),
         retry=options.retry,
         precheck=options.precheck,
         deadlines=options.deadlines,
@@ -239,6 +251,16 @@ async def _send(
         handle_signals=_in_main_thread(),
     )
     return _ended(store, batch, report)
+
+
+def _limit_options(options: RunOptions) -> LimitOptions:
+    return LimitOptions(
+        rpm=options.rpm,
+        tpm=options.tpm,
+        concurrency=options.concurrency,
+        account_rpm=options.account_rpm,
+        account_tpm=options.account_tpm,
+    )
 
 
 def _ended(store: Store, batch: BatchInfo, report: RunReport) -> BatchRun:

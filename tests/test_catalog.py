@@ -148,3 +148,78 @@ def test_models_command_prints_every_model_and_price() -> None:
 def test_models_command_reports_a_bad_catalog_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["models", "--catalog", str(tmp_path / "missing.toml")])
     assert result.exit_code != 0
+
+
+# --- pools: limits several models share ------------------------------------------------------
+
+
+def test_builtin_catalog_has_no_pool_and_its_commented_example_loads(tmp_path: Path) -> None:
+    # MiniMax's guide gives each model its own limits: no pool unless the user adds one. The
+    # example in catalog.toml, uncommented, must be a valid pool.
+    assert load_catalog().pools == {}
+    text = (Path(__file__).parents[1] / "batchrun/data/catalog.toml").read_text("utf-8")
+    lines = text.splitlines()
+    start = lines.index("# [pools.minimax-text]")
+    example = []
+    for line in lines[start:]:
+        if not line.startswith("# ") and line != "#":
+            break
+        example.append(line[2:])
+    mine = tmp_path / "pool.toml"
+    mine.write_text("\n".join(example) + "\n")
+    pool = load_catalog(mine).pools["minimax-text"]
+    assert (pool.rpm, pool.tpm) == (500, 20_000_000)
+    assert set(pool.models) == set(ALL_MODELS)
+    assert "disputed" in pool.source
+
+
+def test_a_users_pool_is_added(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text(
+        '[pools.team]\nmodels = ["MiniMax-M3", "MiniMax-M2.7"]\nrpm = 300\n'
+        'source = "our account manager"\n'
+    )
+    catalog = load_catalog(mine)
+    pool = catalog.pools["team"]
+    assert (pool.models, pool.rpm, pool.tpm) == (("MiniMax-M3", "MiniMax-M2.7"), 300, None)
+    assert pool.source == "our account manager"
+    assert catalog.get("MiniMax-M3").rpm == 200  # each model keeps its own limits
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('[pools.p]\nmodels = ["MiniMax-M9"]\nrpm = 5\n', "names unknown model(s) MiniMax-M9"),
+        (
+            '[pools.p]\nmodels = ["MiniMax-M3"]\nrpm = 0\n',
+            "pools.'p'.rpm must be a whole number > 0",
+        ),
+        ('[pools.p]\nmodels = ["MiniMax-M3"]\ntpm = -5\n', "tpm must be a whole number > 0"),
+        ('[pools.p]\nmodels = ["MiniMax-M3"]\nrpm = 2.5\n', "rpm must be a whole number > 0"),
+        ('[pools.p]\nmodels = ["MiniMax-M3"]\n', "needs rpm or tpm"),
+        ("[pools.p]\nmodels = []\nrpm = 5\n", "must list model names"),
+        ('[pools.p]\nmodels = "MiniMax-M3"\nrpm = 5\n', "must list model names"),
+        ('[pools.p]\nmodels = ["MiniMax-M3", "MiniMax-M3"]\nrpm = 5\n', "names a model twice"),
+        ('[pools.p]\nmodels = ["MiniMax-M3"]\nrpm = 5\nburst = 9\n', "unknown field(s): burst"),
+        ("pools = 5\n", "pools must be tables"),
+    ],
+)
+def test_a_bad_pool_is_a_clear_catalog_error(tmp_path: Path, text: str, fragment: str) -> None:
+    override = tmp_path / "bad.toml"
+    override.write_text(text)
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(override)
+    assert str(override) in str(caught.value)
+    assert fragment in str(caught.value)
+
+
+def test_models_command_shows_the_pools(tmp_path: Path) -> None:
+    plain = CliRunner().invoke(app, ["models"])
+    assert plain.exit_code == 0, plain.output
+    assert "Shared limits: none" in plain.output
+    assert "disputed" in plain.output
+    mine = tmp_path / "pool.toml"
+    mine.write_text('[pools.team]\nmodels = ["MiniMax-M3", "MiniMax-M2.7"]\nrpm = 300\n')
+    shown = CliRunner().invoke(app, ["models", "--catalog", str(mine)], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "Shared limit 'team': 300 requests/min for MiniMax-M3, MiniMax-M2.7" in shown.output

@@ -17,13 +17,14 @@ from batchrun.catalog import load_catalog
 from batchrun.plan.planner import Plan, PlanOptions, create_batch, file_digest
 from batchrun.pricing import Usage, day_of, request_cost
 from batchrun.run.launch import LimitOptions
+from batchrun.run.limits import ModelLimitSettings, PoolSettings
 from batchrun.run.retry import RetryPolicy
 from batchrun.sim.host import RunningSimulator
 from batchrun.sim.loop import run_fast
 from batchrun.store import Outcome, Store
 from batchrun.store.tables import budget_holds, budgets, requests, workers
 from batchrun.teams import claims
-from batchrun.teams.shared import SharedBudget, SharedPacer
+from batchrun.teams.shared import SharedBudget, SharedPacer, shared_limiters
 from batchrun.teams.worker import Worker, WorkerOptions, WorkerReport
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
 from tests.helpers import API_KEY, KEY, batchrun
@@ -168,6 +169,24 @@ def test_pacers_of_one_name_share_one_clock(store: Store) -> None:
     two.refund(3)  # the last three slots given back: the next one is the third
     now[0] = 1_001.5
     assert one.reserve(1) == pytest.approx(2 - 1.5)
+
+
+def test_two_workers_limiters_share_one_pool_clock(store: Store) -> None:
+    # Each worker builds its own limiters; the pool's pacers are rows of the store, so a slot
+    # one worker's M3 takes is gone for the other worker's M2.7.
+    pool = PoolSettings(name="account", models=(M3, "MiniMax-M2.7"), rpm=60, tpm=None)
+    limits = {
+        model: ModelLimitSettings(rpm=None, tpm=None, concurrency=4, headroom=1.0, pools=(pool,))
+        for model in pool.models
+    }
+    one, two = shared_limiters(store, limits), shared_limiters(store, limits)
+    assert one[M3].pools[0] is one["MiniMax-M2.7"].pools[0]  # one pool per worker
+    first, second = one[M3].pools[0].requests, two["MiniMax-M2.7"].pools[0].requests
+    assert isinstance(first, SharedPacer)
+    assert isinstance(second, SharedPacer)
+    assert first.name == second.name == "rpm:pool:account"
+    assert first.reserve(1) < 0.5
+    assert second.reserve(1) > 0.5  # a second after the first, at 60 a minute
 
 
 def test_submit_then_worker_once_on_sqlite(tmp_path: Path, sim: RunningSimulator) -> None:

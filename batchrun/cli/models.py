@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from batchrun.catalog import ModelInfo, Rates, load_catalog
+from batchrun.catalog import Catalog, ModelInfo, Rates, load_catalog
 from batchrun.cli.output import console
+from batchrun.run.launch import pool_text
 
 CatalogOption = Annotated[
     Path | None,
@@ -24,7 +26,8 @@ CatalogOption = Annotated[
 
 
 def models_command(catalog: CatalogOption = None) -> None:
-    """List the models batchrun knows: context window, prices, rate limits and speed."""
+    """List the models batchrun knows: context window, prices, rate limits and speed, and the
+    limits several models share (pools)."""
     loaded = load_catalog(catalog)
     table = Table(title=f"MiniMax models (prices in USD per million tokens, on {date.today()})")
     table.add_column("model", no_wrap=True)
@@ -46,6 +49,7 @@ def models_command(catalog: CatalogOption = None) -> None:
     out = console()
     out.print(table)
     out.print(f"Catalog: {' + '.join(loaded.sources)}. '-' means MiniMax publishes no figure.")
+    _print_pools(loaded, out)
     for model in loaded:
         price = model.price_on(date.today())
         if price is not None and price.long_context is not None:
@@ -54,6 +58,27 @@ def models_command(catalog: CatalogOption = None) -> None:
                 f"{model.name}: input above {tier.above_input_tokens:,} tokens is charged "
                 f"{_rates_text(tier.rates)} for the whole request."
             )
+
+
+def _print_pools(catalog: Catalog, out: Console) -> None:
+    """The limits several models share, or why there are none."""
+    if not catalog.pools:
+        out.print(
+            "Shared limits: none. Each model is paced by its own RPM / TPM, as MiniMax's "
+            "rate-limit guide lists them; whether models on one account share one pool is "
+            "disputed. If yours do: --account-rpm / --account-tpm, or [pools.NAME] in your "
+            "catalog file.",
+            highlight=False,
+            markup=False,
+        )
+        return
+    for pool in catalog.pools.values():
+        out.print(
+            f"Shared limit {pool.name!r}: {pool_text(pool.rpm, pool.tpm)} for "
+            f"{', '.join(pool.models)} together ({pool.source}).",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _row(model: ModelInfo) -> list[str]:

@@ -76,6 +76,29 @@ Tpm = Annotated[
         show_default=False,
     ),
 ]
+# The account's pool (issue 15, evidence row 11): limits all the run's models share.
+AccountRpm = Annotated[
+    int | None,
+    typer.Option(
+        "--account-rpm",
+        min=1,
+        help="Requests per minute for all the run's models together: one pool, as when your "
+        "account's limit is shared by every model (each model also keeps its own RPM). "
+        "Replaces the catalog's [pools]. Default: the catalog's pools; the built-in catalog has "
+        "none, as MiniMax's guide gives each model its own limits.",
+        show_default=False,
+    ),
+]
+AccountTpm = Annotated[
+    int | None,
+    typer.Option(
+        "--account-tpm",
+        min=1,
+        help="Tokens per minute (input + max_tokens) for all the run's models together, as "
+        "--account-rpm does for requests.",
+        show_default=False,
+    ),
+]
 Simulate = Annotated[
     bool,
     typer.Option(
@@ -221,6 +244,8 @@ def connection(
     concurrency: str | None = None,
     rpm: str | None = None,
     tpm: str | None = None,
+    account_rpm: int | None = None,
+    account_tpm: int | None = None,
     simulate: bool = False,
     sim_time_scale: float = 1.0,
     max_attempts: int = MAX_ATTEMPTS,
@@ -244,6 +269,8 @@ def connection(
             rpm=parse_per_model(rpm, "--rpm"),
             tpm=parse_per_model(tpm, "--tpm"),
             concurrency=parse_per_model(concurrency, "--concurrency"),
+            account_rpm=account_rpm,
+            account_tpm=account_tpm,
         ),
         deadlines=Deadlines(idle=idle_timeout, total=timeout),
         retry=RetryPolicy(

@@ -31,7 +31,7 @@ from batchrun.cli.startup import load_sender
 from batchrun.config import read_environment
 from batchrun.pricing import parse_usd, usd
 from batchrun.run.budget import batch_cap
-from batchrun.run.launch import EndpointOptions, open_endpoint
+from batchrun.run.launch import EndpointOptions, open_endpoint, pool_lines
 from batchrun.run.progress import utc_minute
 from batchrun.run.report import check_resumable, finish_batch
 from batchrun.status import BatchStatus
@@ -59,6 +59,8 @@ def run_command(
     concurrency: opt.Concurrency = None,
     rpm: opt.Rpm = None,
     tpm: opt.Tpm = None,
+    account_rpm: opt.AccountRpm = None,
+    account_tpm: opt.AccountTpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
@@ -83,6 +85,7 @@ def run_command(
     """
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        account_rpm=account_rpm, account_tpm=account_tpm,
         simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
         precheck=not no_precheck, max_cost_nanos=parse_usd(max_cost),
@@ -170,6 +173,8 @@ def resume_command(
     concurrency: opt.Concurrency = None,
     rpm: opt.Rpm = None,
     tpm: opt.Tpm = None,
+    account_rpm: opt.AccountRpm = None,
+    account_tpm: opt.AccountTpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
@@ -183,6 +188,7 @@ def resume_command(
     """Continue a batch: its pending requests run, finished ones are never sent again."""
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        account_rpm=account_rpm, account_tpm=account_tpm,
         simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
         max_cost_nanos=parse_usd(max_cost),
@@ -225,6 +231,8 @@ def _execute(
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
 
     cap = _set_budget(store, batch, connection, out)
+    for line in pool_lines(catalog, store.batch_models(batch.id), connection.limits):
+        out.print(line, highlight=False)
     if not estimate_and_confirm(store, catalog, batch, endpoint, connection, out):
         out.print(f"Nothing sent. When you are ready: [bold]batchrun resume {batch.name}[/]")
         return EXIT_OK

@@ -12,7 +12,7 @@ from batchrun.cli.prepare import (
 )
 from batchrun.config import read_environment
 from batchrun.pricing import parse_usd, usd
-from batchrun.run.launch import open_endpoint
+from batchrun.run.launch import ACCOUNT_SETTING, account_setting, open_endpoint, pool_text
 from batchrun.run.report import count_requests
 from batchrun.status import OPEN_BATCHES, BatchStatus, RequestStatus
 
@@ -30,16 +30,20 @@ def submit_command(
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
     max_cost: opt.MaxCost = None,
+    account_rpm: opt.AccountRpm = None,
+    account_tpm: opt.AccountTpm = None,
 ) -> None:
     """Store FILE as a batch that `batchrun worker` processes run; nothing is generated here.
 
     Every line is validated and (unless --no-precheck) its input counted with count_tokens, as
     for run. Submitting the same file with the same models again keeps the batch already stored.
+    --account-rpm / --account-tpm are kept with the batch: its workers pace every model of it by
+    that pool unless they are given their own.
     """
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, simulate=simulate,
         sim_time_scale=sim_time_scale, max_attempts=1, precheck=not no_precheck,
-        max_cost_nanos=parse_usd(max_cost),
+        max_cost_nanos=parse_usd(max_cost), account_rpm=account_rpm, account_tpm=account_tpm,
     )  # fmt: skip
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
     from batchrun.plan.planner import PlanOptions, file_digest  # noqa: PLC0415
@@ -68,8 +72,13 @@ def submit_command(
     if found is None or batch.status not in OPEN_BATCHES:
         store.set_batch(batch.id, status=BatchStatus.QUEUED)
     # Read again: the estimate may have added to the settings meanwhile.
-    settings = store.find_batch(batch.id).settings
-    store.set_batch(batch.id, settings={**settings, "workers": True})
+    settings = {**store.find_batch(batch.id).settings, "workers": True}
+    limits = connection.limits
+    if limits.account:
+        settings[ACCOUNT_SETTING] = account_setting(limits)
+        shared = pool_text(limits.account_rpm, limits.account_tpm)
+        out.print(f"Workers pace the batch's models by one account limit: {shared} together.")
+    store.set_batch(batch.id, settings=settings)
     where = shown_url(store.url)
     out.print(
         f"Batch [bold]{batch.name}[/] ({batch.id}) queued: {pending:,} requests pending. "

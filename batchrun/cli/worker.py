@@ -45,6 +45,8 @@ def worker_command(
     concurrency: opt.Concurrency = None,
     rpm: opt.Rpm = None,
     tpm: opt.Tpm = None,
+    account_rpm: opt.AccountRpm = None,
+    account_tpm: opt.AccountTpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
@@ -65,6 +67,7 @@ def worker_command(
 
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        account_rpm=account_rpm, account_tpm=account_tpm,
         simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
         precheck=not no_precheck,

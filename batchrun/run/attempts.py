@@ -208,7 +208,7 @@ class RequestAttempts:
         )
         if failure.kind in BACKS_OFF_MODEL:
             rate_limited = failure.kind is FailureKind.RATE_LIMITED
-            self.limiters[model].on_throttled(rate_limited, failure.retry_after)
+            self.limiters[model].on_throttled(rate_limited, failure.retry_after, failure.message)
             self.control.progress.of(model).throttled += 1
         _record_failure(attempt, failure, decision)
         if decision.action is Action.WAIT_QUOTA:

@@ -12,7 +12,7 @@ from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
 from batchrun.run.budget import Budget
 from batchrun.run.launch import LimitOptions, limit_settings
-from batchrun.run.limits import ModelLimiter
+from batchrun.run.limits import ModelLimiter, describe_limits
 from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.report import RunReport
 from batchrun.run.retry import RetryPolicy
@@ -78,6 +78,7 @@ async def run_batch(
     is left to the caller.
     """
     progress = await _pending_progress(store, batch, settings)
+    await anyio.to_thread.run_sync(_keep_limits, store, batch.id, settings)
     models = list(progress.models)
     connections = sum(settings.limits[m].concurrency for m in models) or 1
     client = ApiClient(endpoint, deadlines, max_connections=min(connections, 4096))
@@ -102,6 +103,12 @@ async def run_batch(
         with anyio.CancelScope(shield=True):
             await client.aclose()
     return report, progress
+
+
+def _keep_limits(store: Store, batch_id: str, settings: RunSettings) -> None:
+    """Keep the limits this run paces by (each model's, each pool's) in the batch's settings."""
+    kept = store.find_batch(batch_id).settings
+    store.set_batch(batch_id, settings={**kept, "limits": describe_limits(settings.limits)})
 
 
 async def _pending_progress(store: Store, batch: BatchInfo, settings: RunSettings) -> RunProgress:

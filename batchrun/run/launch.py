@@ -1,19 +1,26 @@
 """Before a run: pick the endpoint (MiniMax, or the simulator when there is no key) and set each
-model's limits. Light to import: the commands that do not send requests never load the SDK.
+model's limits and the pools they share. Light to import: the commands that do not send requests
+never load the SDK.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.config import MINIMAX_BASE_URL, Environment
-from batchrun.run.limits import ModelLimitSettings, default_concurrency
+from batchrun.run.limits import ModelLimitSettings, PoolSettings, default_concurrency
 
 SIMULATOR_KEY = "batchrun-simulator"
+ACCOUNT_POOL = "account"  # the pool --account-rpm / --account-tpm make
+# The key of a batch's settings where ``submit --account-rpm/--account-tpm`` leaves the account's
+# pool for the workers that run the batch.
+ACCOUNT_SETTING = "account_limits"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +40,15 @@ class LimitOptions:
     rpm: Mapping[str, int]
     tpm: Mapping[str, int]
     concurrency: Mapping[str, int]
+    # One pool over every model of the run (--account-rpm / --account-tpm): given, it replaces
+    # the catalog's pools.
+    account_rpm: int | None = None
+    account_tpm: int | None = None
+
+    @property
+    def account(self) -> bool:
+        """Whether the command line sets the account's pool."""
+        return self.account_rpm is not None or self.account_tpm is not None
 
 
 @contextlib.contextmanager
@@ -52,7 +68,8 @@ def open_endpoint(env: Environment, options: EndpointOptions) -> Iterator[Endpoi
 def limit_settings(
     catalog: Catalog, models: Sequence[str], options: LimitOptions
 ) -> dict[str, ModelLimitSettings]:
-    """Each model's limits: the command line over the catalog (and the user's catalog file)."""
+    """Each model's limits and pools: the command line over the catalog (and the user's file)."""
+    pools = run_pools(catalog, models, options)
     limits = {}
     for model in models:
         info = catalog.get(model)
@@ -60,9 +77,79 @@ def limit_settings(
         tpm = _pick(options.tpm, model, info.tpm)
         concurrency = _pick(options.concurrency, model, info.concurrency)
         limits[model] = ModelLimitSettings(
-            rpm=rpm, tpm=tpm, concurrency=concurrency or default_concurrency(rpm)
+            rpm=rpm,
+            tpm=tpm,
+            concurrency=concurrency or default_concurrency(rpm),
+            pools=tuple(pool for pool in pools if model in pool.models),
         )
     return limits
+
+
+def run_pools(
+    catalog: Catalog, models: Sequence[str], options: LimitOptions
+) -> tuple[PoolSettings, ...]:
+    """The pools over the run's models: the account's from the command line over every model,
+    else the catalog's pools that hold at least one of them."""
+    if options.account:
+        account = PoolSettings(
+            name=ACCOUNT_POOL,
+            models=tuple(models),
+            rpm=options.account_rpm,
+            tpm=options.account_tpm,
+            source="--account-rpm / --account-tpm",
+        )
+        return (account,)
+    return tuple(
+        PoolSettings(
+            name=pool.name, models=pool.models, rpm=pool.rpm, tpm=pool.tpm, source=pool.source
+        )
+        for pool in catalog.pools.values()
+        if set(pool.models) & set(models)
+    )
+
+
+def pool_text(rpm: float | None, tpm: float | None) -> str:
+    """A pool's figures for people: ``500 requests/min, 20,000,000 tokens/min``."""
+    parts = [
+        f"{_figure(rpm)} requests/min" if rpm else "",
+        f"{_figure(tpm)} tokens/min" if tpm else "",
+    ]
+    return ", ".join(part for part in parts if part) or "no limit"
+
+
+def _figure(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
+
+
+def pool_lines(catalog: Catalog, models: Sequence[str], options: LimitOptions) -> list[str]:
+    """One line per pool a run over ``models`` paces by, for the run's output."""
+    return [
+        f"Shared limit {pool.name!r}: {pool_text(pool.rpm, pool.tpm)} for "
+        f"{', '.join(m for m in pool.models if m in models)} together ({pool.source})."
+        for pool in run_pools(catalog, models, options)
+    ]
+
+
+def account_setting(options: LimitOptions) -> dict[str, int | None]:
+    """The account's pool as ``submit`` keeps it in a batch's settings (ACCOUNT_SETTING)."""
+    return {"rpm": options.account_rpm, "tpm": options.account_tpm}
+
+
+def with_batch_account(options: LimitOptions, settings: Mapping[str, Any]) -> LimitOptions:
+    """The options, with the account's pool the batch was submitted with when they set none."""
+    stored = settings.get(ACCOUNT_SETTING)
+    if options.account or not isinstance(stored, dict):
+        return options
+    return dataclasses.replace(
+        options, account_rpm=_count(stored.get("rpm")), account_tpm=_count(stored.get("tpm"))
+    )
+
+
+def _count(value: object) -> int | None:
+    """A positive whole number from stored JSON, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
 
 
 def _pick(overrides: Mapping[str, int], model: str, default: int | None) -> int | None:

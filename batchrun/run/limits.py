@@ -13,14 +13,26 @@ burst. So one request at a time waits for its slot, and each request is also spa
 before by its share of the request rate, measured from when that one really went (less
 LATE_TOLERANCE): after a stall the requests resume at the paced rate, while a steady lag of the
 loop (every wake-up equally late) costs no throughput.
+
+A pool holds limits that several models share (an account's, where MiniMax counts the account
+rather than the model): its own RPM and TPM pacers, one waiter at a time and spacing after
+stalls, exactly as a model's (both are a RateGate). A request passes its model's gate, then each
+of the model's pools' in name order, holding every gate it passed until it goes (one fixed order,
+so no two requests wait for each other), and is marked as sent on all of them at once. Holding
+the model's gate while it waits for a pool keeps at most one request of each model queued at the
+pool, so the pool serves its models in turn. A 429 whose message names the account (the
+simulator's ``(account requests per minute)``) slows and pauses the model's pools; any other 429
+or 529 the model, as without pools. A pool paces rates only: concurrency stays per model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -28,16 +40,37 @@ MIN_FACTOR = 0.05
 RECOVERY_PER_SECOND = 0.1
 RECOVERY_QUIET = 2.0  # seconds after a throttle before the rate starts to recover
 LATE_TOLERANCE = 0.02  # seconds two requests may come closer than their spacing
+# A 429 whose message holds this word is the account's limit: the simulator says
+# "rate limit exceeded (account requests per minute) (1002)". MiniMax's own wording for an
+# account-wide refusal is not documented (an assumption).
+ACCOUNT_WORD = "account"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolSettings:
+    """Limits several models share (an account's); None means unlimited."""
+
+    name: str
+    models: tuple[str, ...]
+    rpm: float | None
+    tpm: float | None
+    headroom: float = 0.98
+    source: str = ""  # where the figures come from, as shown and stored
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelLimitSettings:
-    """Configured limits of one model; None means unlimited."""
+    """Configured limits of one model, and the pools it shares; None means unlimited."""
 
     rpm: float | None
     tpm: float | None
     concurrency: int
     headroom: float = 0.98
+    pools: tuple[PoolSettings, ...] = ()
+
+    def pool_names(self) -> list[str]:
+        """The names of the pools this model shares."""
+        return [pool.name for pool in self.pools]
 
 
 class Pacer:
@@ -60,21 +93,19 @@ class Pacer:
         self._next = max(self._clock(), self._next - amount / (self.rate_per_s * factor))
 
 
-class ModelLimiter:
-    """Everything that paces one model's requests; shared by all of that model's workers."""
+class RateGate:
+    """RPM and TPM pacers passed by one request at a time, with back-off and recovery.
+
+    What a model's limiter and a pool's have in common; a None rate is unlimited.
+    """
 
     def __init__(
-        self, settings: ModelLimitSettings, clock: Callable[[], float] = time.monotonic
+        self, rpm: float | None, tpm: float | None, headroom: float, clock: Callable[[], float]
     ) -> None:
-        self.settings = settings
         self._clock = clock
-        headroom = settings.headroom
-        self.requests = Pacer(settings.rpm * headroom / 60.0, clock) if settings.rpm else None
-        self.tokens = Pacer(settings.tpm * headroom / 60.0, clock) if settings.tpm else None
-        self.slots = anyio.CapacityLimiter(settings.concurrency)
-        self._dispatch = anyio.Lock(
-            fast_acquire=True
-        )  # held by the one request waiting for its slot
+        self.requests = Pacer(rpm * headroom / 60.0, clock) if rpm else None
+        self.tokens = Pacer(tpm * headroom / 60.0, clock) if tpm else None
+        self.dispatch = anyio.Lock(fast_acquire=True)  # held by the one request waiting its turn
         self._earliest = float("-inf")  # when the next request may go, from the last one's send
         self.factor = 1.0
         self._changed_at = clock()
@@ -83,25 +114,26 @@ class ModelLimiter:
         self._paused_until = 0.0
         self.throttled = 0  # 429s and 529s seen
 
-    async def acquire(self, tokens: int) -> None:
-        """Wait until one more request of ``tokens`` (input plus max_tokens) may be sent.
+    def paces(self) -> bool:
+        """Whether a request may have to wait at this gate at all."""
+        return self.requests is not None or self.tokens is not None or self._paused_until != 0.0
 
-        The caller holds a concurrency slot (``self.slots``) around the whole request.
-        """
-        self._recover()  # also for a model without rates: its concurrency recovers after a 429
-        if self.requests is None and self.tokens is None and self._paused_until == 0.0:
-            return
-        async with self._dispatch:
-            pause = self._paused_until - self._clock()
-            if pause > 0:
-                await anyio.sleep(pause)
-            wait = self._reserve(tokens)
-            if wait > 0:
-                await anyio.sleep(wait)
-            hold = self._earliest - self._clock()
-            if hold > 0:  # the previous request went late (a stall): keep the spacing from it
-                await anyio.sleep(hold)
-            self._earliest = self._clock() + self._spacing() - LATE_TOLERANCE
+    async def wait_turn(self, tokens: int) -> None:
+        """Sleep until one more request of ``tokens`` may pass: past any pause, to its slot, and
+        its spacing from the last one sent. The caller holds ``dispatch``."""
+        pause = self._paused_until - self._clock()
+        if pause > 0:
+            await anyio.sleep(pause)
+        wait = self._reserve(tokens)
+        if wait > 0:
+            await anyio.sleep(wait)
+        hold = self._earliest - self._clock()
+        if hold > 0:  # the previous request went late (a stall): keep the spacing from it
+            await anyio.sleep(hold)
+
+    def mark_sent(self) -> None:
+        """The request goes now: the next one is spaced from this moment."""
+        self._earliest = self._clock() + self._spacing() - LATE_TOLERANCE
 
     def _spacing(self) -> float:
         """The seconds one request spans at the current request rate.
@@ -127,8 +159,8 @@ class ModelLimiter:
         if self.tokens is not None and used < reserved:
             self.tokens.refund(reserved - used, self.factor)
 
-    def on_throttled(self, rate_limited: bool, retry_after: float | None) -> None:
-        """A 429 (``rate_limited``) or 529: slow this model down, and pause for retry-after."""
+    def slow_down(self, rate_limited: bool, retry_after: float | None) -> None:
+        """A 429 (``rate_limited``) or 529: slow down, and pause for retry-after."""
         self.throttled += 1
         now = self._clock()
         self._throttled_at = now
@@ -152,8 +184,112 @@ class ModelLimiter:
     def _set_factor(self, factor: float, now: float) -> None:
         self.factor = min(1.0, max(MIN_FACTOR, factor))
         self._changed_at = now
-        total = max(1, math.ceil(self.settings.concurrency * self.factor))
-        self.slots.total_tokens = total
+
+
+class PoolLimiter(RateGate):
+    """The pacers of limits several models share: one per pool, in its models' limiters."""
+
+    def __init__(self, settings: PoolSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(settings.rpm, settings.tpm, settings.headroom, clock)
+        self.settings = settings
+
+
+class ModelLimiter(RateGate):
+    """Everything that paces one model's requests; shared by all of that model's workers.
+
+    ``pools``: the limiters of the pools the model shares (``make_limiters`` builds them).
+    """
+
+    def __init__(
+        self,
+        settings: ModelLimitSettings,
+        clock: Callable[[], float] = time.monotonic,
+        pools: Sequence[PoolLimiter] = (),
+    ) -> None:
+        super().__init__(settings.rpm, settings.tpm, settings.headroom, clock)
+        self.settings = settings
+        self.slots = anyio.CapacityLimiter(settings.concurrency)
+        # One order for every model, so that no two requests hold gates the other waits for.
+        self.pools = tuple(sorted(pools, key=lambda pool: pool.settings.name))
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait until one more request of ``tokens`` (input plus max_tokens) may be sent.
+
+        The caller holds a concurrency slot (``self.slots``) around the whole request.
+        """
+        self._recover()  # also for a model without rates: its concurrency recovers after a 429
+        if not self.pools and not self.paces():
+            return
+        for pool in self.pools:
+            pool._recover()
+        gates: list[RateGate] = [self, *self.pools]
+        async with contextlib.AsyncExitStack() as held:
+            for gate in gates:
+                await held.enter_async_context(gate.dispatch)
+                await gate.wait_turn(tokens)
+            for gate in gates:
+                gate.mark_sent()
+
+    def settle(self, reserved: int, used: int) -> None:
+        """Return the tokens reserved for a request but not used by it, to its pools too."""
+        super().settle(reserved, used)
+        for pool in self.pools:
+            pool.settle(reserved, used)
+
+    def on_throttled(
+        self, rate_limited: bool, retry_after: float | None, message: str = ""
+    ) -> None:
+        """A 429 (``rate_limited``) or 529: slow this model down and pause it for retry-after;
+        a 429 whose ``message`` names the account slows and pauses the model's pools instead."""
+        if rate_limited and self.pools and ACCOUNT_WORD in message.lower():
+            self.throttled += 1
+            for pool in self.pools:
+                pool.slow_down(rate_limited, retry_after)
+            return
+        self.slow_down(rate_limited, retry_after)
+
+    def _set_factor(self, factor: float, now: float) -> None:
+        super()._set_factor(factor, now)
+        self.slots.total_tokens = max(1, math.ceil(self.settings.concurrency * self.factor))
+
+
+def make_limiters(
+    limits: Mapping[str, ModelLimitSettings], clock: Callable[[], float] = time.monotonic
+) -> dict[str, ModelLimiter]:
+    """A limiter for each model; the models of one pool share one PoolLimiter."""
+    pools: dict[str, PoolLimiter] = {}
+    for settings in limits.values():
+        for pool in settings.pools:
+            if pool.name not in pools:
+                pools[pool.name] = PoolLimiter(pool, clock)
+    return {
+        model: ModelLimiter(settings, clock, pools=[pools[name] for name in settings.pool_names()])
+        for model, settings in limits.items()
+    }
+
+
+def describe_limits(limits: Mapping[str, ModelLimitSettings]) -> dict[str, Any]:
+    """A run's limits as JSON, as a batch's settings keep them: each model's, each pool's."""
+    pools = {
+        pool.name: {
+            "models": list(pool.models),
+            "rpm": pool.rpm,
+            "tpm": pool.tpm,
+            "source": pool.source,
+        }
+        for settings in limits.values()
+        for pool in settings.pools
+    }
+    models = {
+        model: {
+            "rpm": s.rpm,
+            "tpm": s.tpm,
+            "concurrency": s.concurrency,
+            "pools": s.pool_names(),
+        }
+        for model, s in limits.items()
+    }
+    return {"models": models, "pools": pools}
 
 
 def default_concurrency(rpm: float | None, expected_seconds: float = 20.0) -> int:

@@ -30,7 +30,7 @@ from batchrun.plan.precheck import TokenCounter
 from batchrun.run.attempts import RequestAttempts
 from batchrun.run.budget import Budget
 from batchrun.run.control import RunControl
-from batchrun.run.limits import ModelLimiter
+from batchrun.run.limits import ModelLimiter, make_limiters
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport
 from batchrun.run.settings import OUTCOME_QUEUE, PAGE, RunSettings
@@ -199,8 +199,9 @@ class BatchRunner:
 def _limiters(
     models: list[str], settings: RunSettings, given: Mapping[str, ModelLimiter] | None
 ) -> dict[str, ModelLimiter]:
-    """The given limiters (a team's shared ones), and a local one for every other model."""
+    """The given limiters (a team's shared ones), and local ones for the other models (those of
+    one pool sharing its limiter)."""
     limiters = dict(given or {})
-    for model in models:
-        limiters.setdefault(model, ModelLimiter(settings.limits[model]))
+    missing = {m: settings.limits[m] for m in models if m not in limiters}
+    limiters.update(make_limiters(missing))
     return limiters

@@ -17,7 +17,8 @@ from batchrun.store.tables import budget_holds, budgets, pacers
 
 
 class Pacers:
-    """The pacers table: one virtual clock per name (``rpm:<model>``, ``tpm:<model>``)."""
+    """The pacers table: one virtual clock per name (``rpm:<model>``, ``tpm:<model>``, and
+    ``rpm:pool:<name>``, ``tpm:pool:<name>`` for a pool of limits several models share)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database

@@ -1,8 +1,9 @@
 """Limits and budgets shared by every worker through the database.
 
-A pacer (see limits.Pacer) is one row per model and kind holding the next free slot. Reserving
-advances it atomically, on the database's clock for PostgreSQL so that the machines' clocks do
-not matter: the workers together keep one model's pace, however many of them there are and
+A pacer (see limits.Pacer) is one row per model and kind holding the next free slot (and one per
+pool and kind, ``rpm:pool:NAME``, for limits several models share). Reserving advances it
+atomically, on the database's clock for PostgreSQL so that the machines' clocks do not matter:
+the workers together keep one model's pace, and one pool's, however many of them there are and
 whenever they join or leave. A capped batch has one budgets row; a reservation is a single
 ``UPDATE ... WHERE spent + reserved + amount <= cap``, so the workers together never commit more
 than the cap, and each worker's share of ``reserved`` is kept in budget_holds so that it is freed
@@ -16,7 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 import anyio
 
 from batchrun.run.budget import Budget
-from batchrun.run.limits import ModelLimiter, ModelLimitSettings, Pacer
+from batchrun.run.limits import (
+    ModelLimiter,
+    ModelLimitSettings,
+    Pacer,
+    PoolLimiter,
+    RateGate,
+    make_limiters,
+)
 from batchrun.store import Store
 
 BUDGET_POLL = 0.2  # seconds between tries while other workers' reservations are in flight
@@ -61,16 +69,25 @@ class SharedPacer(Pacer):
 def shared_limiters(
     store: Store, limits: Mapping[str, ModelLimitSettings]
 ) -> dict[str, ModelLimiter]:
-    """Limiters whose RPM and TPM pacers are shared through the store (concurrency stays local)."""
-    made = {}
-    for model, settings in limits.items():
-        limiter = ModelLimiter(settings)
-        if limiter.requests is not None:
-            limiter.requests = SharedPacer(store, f"rpm:{model}", limiter.requests.rate_per_s)
-        if limiter.tokens is not None:
-            limiter.tokens = SharedPacer(store, f"tpm:{model}", limiter.tokens.rate_per_s)
-        made[model] = limiter
+    """Limiters whose RPM and TPM pacers, their pools' too, are shared through the store
+    (concurrency, spacing and back-off stay local to each worker)."""
+    made = make_limiters(limits)
+    pools: dict[str, PoolLimiter] = {}
+    for model, limiter in made.items():
+        _share(store, limiter, model)
+        pools.update((pool.settings.name, pool) for pool in limiter.pools)
+    for name, pool in pools.items():
+        # "pool:" keeps a pool's rows apart from a model's of the same name.
+        _share(store, pool, f"pool:{name}")
     return made
+
+
+def _share(store: Store, gate: RateGate, key: str) -> None:
+    """Swap the gate's pacers for rows ``rpm:<key>`` and ``tpm:<key>`` of the pacers table."""
+    if gate.requests is not None:
+        gate.requests = SharedPacer(store, f"rpm:{key}", gate.requests.rate_per_s)
+    if gate.tokens is not None:
+        gate.tokens = SharedPacer(store, f"tpm:{key}", gate.tokens.rate_per_s)
 
 
 class SharedBudget(Budget):

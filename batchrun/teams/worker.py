@@ -19,13 +19,13 @@ from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import BatchMoveError, StoreError
 from batchrun.run.execute import run_batch
-from batchrun.run.launch import LimitOptions, limit_settings
+from batchrun.run.launch import LimitOptions, limit_settings, with_batch_account
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport, finish_batch
 from batchrun.run.retry import RetryPolicy
 from batchrun.run.settings import RunSettings
 from batchrun.status import BatchStatus
-from batchrun.store import Store
+from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
 from batchrun.teams.shared import SharedBudget, shared_limiters
 
@@ -137,7 +137,7 @@ class Worker:
                 self.say(f"worker {self.id}: skipping batch {batch.name}: {exc}")
                 return
         self.say(f"worker {self.id}: running batch {batch.name} ({batch.id})")
-        settings = self._settings(models)
+        settings = self._settings(models, batch)
         page = max(s.concurrency for s in settings.limits.values())
         budget = None
         if batch.max_cost_nanos is not None:
@@ -167,9 +167,11 @@ class Worker:
         self.report.refused.update(report.stopped_models)
         self._finish(batch.id, report)
 
-    def _settings(self, models: list[str]) -> RunSettings:
+    def _settings(self, models: list[str], batch: BatchInfo) -> RunSettings:
+        # The account's pool: this worker's options, else the one the batch was submitted with.
+        options = with_batch_account(self.options.limits, batch.settings)
         return RunSettings(
-            limits=limit_settings(self.catalog, models, self.options.limits),
+            limits=limit_settings(self.catalog, models, options),
             retry=self.options.retry,
             precheck=self.options.precheck,
             grace_seconds=self.options.grace_seconds,
