@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -182,5 +183,8 @@ def _check_window(who: str, rpm: int | None, window: float) -> None:
 
 
 def _iso_utc(instant: float) -> str:
-    """``instant`` (Unix seconds) as C4 writes it: ISO 8601 UTC, seconds, a trailing Z."""
-    return datetime.fromtimestamp(round(instant), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``instant`` (Unix seconds) as C4 writes it: ISO 8601 UTC, seconds, a trailing Z.
+
+    Rounded up, so that a client waiting until then never comes back before the reset.
+    """
+    return datetime.fromtimestamp(math.ceil(instant), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
