@@ -209,6 +209,13 @@ def test_a_real_quota_refuses_until_its_window_ends(sim_factory: SimFactory) -> 
     assert post(sim, ask(M2)).status_code == 200
 
 
+def test_requests_refused_by_a_limit_do_not_use_the_quota(sim_factory: SimFactory) -> None:
+    sim = sim_factory(quota_requests=2, rpm={M2: 1}, limit_window=60)
+    statuses = [post(sim, ask(model)).status_code for model in (M2, M2, M27, M27)]
+    assert statuses == [200, 429, 200, 429]
+    assert QUOTA.match(error_of(post(sim, ask(M3)))["message"])
+
+
 def test_system_error_fault_is_a_500_1033(sim_factory: SimFactory) -> None:
     sim = sim_factory(faults=FaultRates(system_error=1.0))
     with make_client(sim) as sdk, pytest.raises(anthropic.InternalServerError) as caught:

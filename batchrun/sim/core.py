@@ -62,28 +62,27 @@ class SimulatorCore:
         if self.settings.api_key is not None and key != self.settings.api_key:
             raise errors.invalid_key()
 
-    def check_quota(self) -> None:
-        """Count a message request against the Token Plan quota, or refuse it with C4's 429."""
-        quota = self._quota
-        if quota is None:
-            return
-        if quota.used() >= quota.limit:
-            raise errors.usage_limit(quota.limit, quota.limit, _iso_utc(quota.window_end()))
-        quota.use()
-
     def admit(self, model: str, input_tokens: int) -> None:
-        """Count the request against its model's and the account's limits, or refuse a 429."""
-        if not self.settings.limits:
-            return
-        limits = self._limits_for(model)
-        refusal = limits.refusal(input_tokens)
-        if refusal is not None:
-            raise errors.rate_limited(model, refusal)
-        refusal = self._account.refusal(input_tokens)
-        if refusal is not None:
-            raise errors.account_rate_limited(refusal)
-        limits.admit(input_tokens)
-        self._account.admit(input_tokens)
+        """Count the request against the quota and the limits, or refuse it.
+
+        A used-up Token Plan quota answers C4's 429 (2056); a model's or the account's limit
+        a 429 (1002). Only a request that passes all of them counts against any.
+        """
+        quota = self._quota
+        if quota is not None and quota.used() >= quota.limit:
+            raise errors.usage_limit(quota.limit, quota.limit, _iso_utc(quota.window_end()))
+        if self.settings.limits:
+            limits = self._limits_for(model)
+            refusal = limits.refusal(input_tokens)
+            if refusal is not None:
+                raise errors.rate_limited(model, refusal)
+            refusal = self._account.refusal(input_tokens)
+            if refusal is not None:
+                raise errors.account_rate_limited(refusal)
+            limits.admit(input_tokens)
+            self._account.admit(input_tokens)
+        if quota is not None:
+            quota.use()
 
     def settle(self, model: str, output_tokens: int) -> None:
         """Count a finished reply's output tokens against its model's and the account's limit."""

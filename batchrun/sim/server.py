@@ -94,7 +94,6 @@ class SimulatorApp:
         try:
             core.authorize(_headers(scope))
             checked = validate_message_request(_sized(body), core.catalog, core.settings)
-            core.check_quota()
             core.admit(model, checked.input_tokens)
             fault = core.draw_fault(model)
         except ApiFailure as failure:
