@@ -133,7 +133,7 @@ def test_bad_request_is_not_retried(tmp_path: Path, sim: RunningSimulator) -> No
     (request,) = run.requests()
     assert request["status"] == "invalid"  # too long for the model: invalid for it, not errored
     assert request["error_status"] == 400
-    assert request["error_code"] == 1039
+    assert request["error_code"] == 2013  # MiniMax: context window exceeds limit (C2)
     assert request["attempts"] == 1
     assert sim.fetch_stats()["messages_total"] == 1
 

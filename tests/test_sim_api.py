@@ -14,6 +14,7 @@ import pytest
 from batchrun.sim import RunningSimulator
 from tests.helpers import API_KEY, make_async_client, make_client, user
 
+BEARER = {"authorization": f"Bearer {API_KEY}"}
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Weather forecast for a city",
@@ -305,15 +306,17 @@ def test_images_and_video_are_accepted_by_m3(client: anthropic.Anthropic) -> Non
     assert message.usage.input_tokens > 10_000  # an image and a video weigh many tokens
 
 
-def test_context_window_overflow_names_both_numbers(client: anthropic.Anthropic) -> None:
+def test_context_window_overflow_is_2013_without_numbers(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(
             model="MiniMax-M2", max_tokens=204_800, messages=user("Hello"), timeout=30
         )
-    message = str(caught.value)
-    assert "204800" in message
-    assert "context window" in message
-    assert "(1039)" in message
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["error"] == {  # C2: MiniMax gives no numbers
+        "type": "invalid_request_error",
+        "message": "invalid params, context window exceeds limit (2013)",
+    }
     # the same request fits M3's 1,000,000-token window
     client.messages.create(
         model="MiniMax-M3", max_tokens=204_800, messages=user("Hello"), timeout=30
@@ -339,12 +342,26 @@ def test_ignored_parameters_are_accepted(client: anthropic.Anthropic) -> None:
     assert message.usage.output_tokens > 0
 
 
+_MISSING_BEARER = (
+    "login fail: Please carry the API secret key in the 'Authorization' field of the "
+    "request header (1004)"
+)
+
+
 @pytest.mark.parametrize(
-    ("headers", "configured"),
-    [({}, None), ({"x-api-key": "wrong"}, "right"), ({"authorization": "Bearer wrong"}, "right")],
+    ("headers", "configured", "message"),
+    [
+        ({}, None, _MISSING_BEARER),
+        ({"x-api-key": "right"}, "right", _MISSING_BEARER),  # MiniMax wants Bearer (row 1)
+        ({"x-api-key": "any"}, None, _MISSING_BEARER),
+        ({"authorization": "Bearer wrong"}, "right", "invalid api key (1004)"),
+    ],
 )
 def test_auth_failures_are_401_with_minimax_code(
-    sim_factory: Callable[..., RunningSimulator], headers: dict[str, str], configured: str | None
+    sim_factory: Callable[..., RunningSimulator],
+    headers: dict[str, str],
+    configured: str | None,
+    message: str,
 ) -> None:
     sim = sim_factory(api_key=configured)
     body = {"model": "MiniMax-M2", "max_tokens": 10, "messages": user("x")}
@@ -352,15 +369,14 @@ def test_auth_failures_are_401_with_minimax_code(
     assert response.status_code == 401
     error = response.json()
     assert error["type"] == "error"
-    assert error["error"]["type"] == "authentication_error"
-    assert error["error"]["message"].endswith("(1004)")
-    assert error["request_id"]
+    assert error["error"] == {"type": "authentication_error", "message": message}
+    assert error["request_id"] == response.headers["request-id"]
 
 
 def test_bearer_and_configured_key_are_accepted(
     sim_factory: Callable[..., RunningSimulator],
 ) -> None:
-    sim = sim_factory(api_key="right")
+    sim = sim_factory(api_key="right", accept_x_api_key=True)
     body = {"model": "MiniMax-M2", "max_tokens": 10, "messages": user("x")}
     for headers in ({"x-api-key": "right"}, {"authorization": "Bearer right"}):
         response = httpx2.post(f"{sim.base_url}/anthropic/v1/messages", json=body, headers=headers)
@@ -374,12 +390,14 @@ def test_bearer_and_configured_key_are_accepted(
     ("method", "path"),
     [("GET", "/v1/messages"), ("POST", "/v1/complete"), ("GET", "/"), ("POST", "/v2/messages")],
 )
-def test_unknown_routes_are_404_in_anthropic_shape(
+def test_unknown_routes_are_a_plain_text_404(
     sim: RunningSimulator, method: str, path: str
 ) -> None:
     response = httpx2.request(method, f"{sim.base_url}{path}")
     assert response.status_code == 404
-    assert response.json()["error"]["type"] == "not_found_error"
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text.strip() == "404 page not found"  # as MiniMax's host (row 15)
+    assert response.headers["request-id"]
 
 
 @pytest.mark.parametrize("max_tokens", [None, "100", 1.5, True, -3])
@@ -387,14 +405,14 @@ def test_missing_or_mistyped_max_tokens_is_400(sim: RunningSimulator, max_tokens
     body: dict[str, Any] = {"model": "MiniMax-M2", "messages": user("x")}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
-    response = httpx2.post(f"{sim.base_url}/v1/messages", json=body, headers={"x-api-key": "k"})
+    response = httpx2.post(f"{sim.base_url}/v1/messages", json=body, headers=BEARER)
     assert response.status_code == 400
     assert "max_tokens" in response.json()["error"]["message"]
 
 
 def test_body_that_is_not_json_is_400(sim: RunningSimulator) -> None:
     response = httpx2.post(
-        f"{sim.base_url}/v1/messages", content=b"{not json", headers={"x-api-key": API_KEY}
+        f"{sim.base_url}/v1/messages", content=b"{not json", headers=BEARER
     )
     assert response.status_code == 400
     assert response.json()["error"]["message"].endswith("(2013)")
@@ -404,8 +422,14 @@ def test_count_tokens_can_be_limited_to_m3(sim_factory: Callable[..., RunningSim
     sim = sim_factory(count_tokens_models=frozenset({"MiniMax-M3"}))
     with make_client(sim) as sdk:
         assert sdk.messages.count_tokens(model="MiniMax-M3", messages=user("a b")).input_tokens
-        with pytest.raises(anthropic.BadRequestError, match="count_tokens"):
+        with pytest.raises(anthropic.BadRequestError) as caught:
             sdk.messages.count_tokens(model="MiniMax-M2.7", messages=user("a b"))
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["error"] == {  # C3
+        "type": "invalid_request_error",
+        "message": "invalid params, count_tokens is not supported for model MiniMax-M2.7 (2013)",
+    }
 
 
 def test_stats_count_requests_and_reset(sim: RunningSimulator, client: anthropic.Anthropic) -> None:

@@ -304,7 +304,7 @@ def test_model_faults_replace_the_global_rates_for_that_model(sim_factory: SimFa
             assert isinstance(body, dict)
             assert body["error"] == {
                 "type": "authentication_error",
-                "message": "invalid API key (1004)",
+                "message": "invalid api key (1004)",
             }
             message = client.messages.create(model=M27, max_tokens=30, messages=user(f"Hi {i}"))
             assert message.model == M27
@@ -359,7 +359,11 @@ def test_parse_faults_empty_is_no_faults() -> None:
 @pytest.mark.parametrize(
     ("spec", "words"),
     [
-        ("teapot=0.1", "KIND one of 529, 500, balance, 401, drop, stall"),
+        (
+            "teapot=0.1",
+            "KIND one of 529, 500, balance, 401, 2056, 1033, 408, drop, stall, endless, "
+            "stream_error",
+        ),
         ("529", "use KIND=RATE"),
         ("MiniMax-M2:418=1", "bad fault 'MiniMax-M2:418=1'"),
         ("overloaded=0.1", "bad fault 'overloaded=0.1'"),
@@ -369,7 +373,9 @@ def test_parse_faults_empty_is_no_faults() -> None:
         ("drop=-0.1", "must be in [0, 1]"),
         ("529=0.6,500=0.5", "add up to more than 1"),
         ("MiniMax-M2:529=0.6,MiniMax-M2:500=0.5", "add up to more than 1"),
-        ("drop=0.8,stall=0.8", "drop and stall rates add up to more than 1"),
+        ("drop=0.8,stall=0.8", "mid-response rates (drop, stall, endless, stream_error) add up"),
+        ("endless=0.5,stream_error=0.6", "mid-response rates"),
+        ("1033=0.5,408=0.6", "refusal rates (529, 500, balance, 401, 2056, 1033, 408) add up"),
     ],
 )
 def test_parse_faults_refuses_bad_specs(spec: str, words: str) -> None:
@@ -379,16 +385,29 @@ def test_parse_faults_refuses_bad_specs(spec: str, words: str) -> None:
 
 
 def test_fault_kinds_are_the_parse_keys() -> None:
-    assert FAULT_KINDS == ("529", "500", "balance", "401", "drop", "stall")
+    assert FAULT_KINDS == (
+        "529",
+        "500",
+        "balance",
+        "401",
+        "2056",
+        "1033",
+        "408",
+        "drop",
+        "stall",
+        "endless",
+        "stream_error",
+    )
     for kind in FAULT_KINDS:
         base, _ = parse_faults(f"{kind}=0.25")
-        assert sorted(vars(base).values()) == [0.0] * 5 + [0.25]
+        assert sorted(vars(base).values()) == [0.0] * 10 + [0.25]
 
 
 @pytest.mark.parametrize(
     "spec",
     [
         "529=0.2,500=0.05,balance=0.01,drop=0.05,stall=0.02",
+        "2056=0.1,1033=0.2,408=0.3,endless=0.1,stream_error=0.4",
         "MiniMax-M2:401=1",
         "529=0.1,MiniMax-M2:401=1,MiniMax-M2:529=0,MiniMax-M2.7:stall=0.3",
         "",
@@ -406,14 +425,20 @@ def test_format_faults_writes_each_models_own_rates() -> None:
     assert text == "529=0.2,MiniMax-M2:401=1.0,MiniMax-M2.7:529=0"
 
 
-_RATE = st.integers(min_value=0, max_value=2500).map(lambda n: n / 10_000)
 
 
-@given(st.lists(_RATE, min_size=6, max_size=6), st.lists(_RATE, min_size=6, max_size=6))
+_FIELDS = tuple(vars(FaultRates()))
+_RATE = st.integers(min_value=0, max_value=1400).map(lambda n: n / 10_000)  # 7 x 0.14 < 1
+
+
+@given(
+    st.lists(_RATE, min_size=len(_FIELDS), max_size=len(_FIELDS)),
+    st.lists(_RATE, min_size=len(_FIELDS), max_size=len(_FIELDS)),
+)
 def test_format_faults_round_trips_any_rates(
     base_rates: list[float], m2_rates: list[float]
 ) -> None:
-    fields = ("overloaded", "server_error", "balance", "auth", "drop", "stall")
+    fields = _FIELDS
     base = FaultRates(**dict(zip(fields, base_rates, strict=True)))
     per_model = {M2: FaultRates(**dict(zip(fields, m2_rates, strict=True)))}
     again_base, again_models = parse_faults(format_faults(base, per_model))

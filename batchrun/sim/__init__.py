@@ -1,4 +1,5 @@
-"""A MiniMax-compatible simulator of the Anthropic Messages API, held to MiniMax's documents.
+"""A MiniMax-compatible simulator of the Anthropic Messages API, held to MiniMax's documents
+and, by default, to what MiniMax was seen to do in the field (see settings.py, PROFILES).
 
 Use ``serve`` (in the running loop), ``simulator_thread`` (background thread) or
 ``simulator_process`` (child process), or ``batchrun sim`` on the command line.

@@ -8,20 +8,23 @@ it.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import typer
 
 from batchrun.exceptions import SimulatorError
 from batchrun.sim.settings import (
+    MB,
     SimSettings,
     parse_faults,
     parse_model_limits,
     parse_quirks,
+    profile_settings,
 )
 
 
 def sim_command(
+    ctx: typer.Context,
     host: Annotated[
         str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless you must.")
     ] = "127.0.0.1",
@@ -57,8 +60,13 @@ def sim_command(
     faults: Annotated[
         str,
         typer.Option(
-            help="Injected faults, e.g. 529=0.2,500=0.05,balance=0.01,drop=0.05,"
-            "stall=0.02,401=0; MODEL:KIND=RATE for one model only."
+            help="Injected faults, KIND=RATE,...; MODEL:KIND=RATE for one model only. "
+            "Refusals: 529 (overloaded), 500 (unknown error 1000), balance (insufficient "
+            "balance 1008), 401 (refused key), 2056 (Token Plan quota used up), 1033 (system "
+            "error), 408 (request timeout after --timeout-seconds). Mid-answer: drop "
+            "(connection cut), stall (silent for --stall-seconds), endless (a stream that "
+            "only pings, never ends), stream_error (an SSE error event after part of the "
+            "answer). Each group adds up to at most 1. Example: 529=0.02,1033=0.005,drop=0.01."
         ),
     ] = "",
     stall_seconds: Annotated[
@@ -92,36 +100,217 @@ def sim_command(
             "a tick are written together."
         ),
     ] = 0.01,
+    # --- Field behaviour: refusals, faults, limits, profiles (issue 15, "simfaults") ---
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from a named set of settings; options given here still win. "
+            "'field': what MiniMax was seen to do, with realistic random faults (529 2%, "
+            "500 1%, 1033 0.5%, 408 0.2%, drop 0.5%, stall 0.2% for 2 s, endless 0.2%, "
+            "stream_error 0.5%). 'docs': what MiniMax's documents say (x-api-key accepted, "
+            "M3 takes thinking 'enabled'). Default: the field behaviour without random faults.",
+            show_default=False,
+        ),
+    ] = None,
+    accept_x_api_key: Annotated[
+        bool,
+        typer.Option(
+            "--accept-x-api-key/--no-accept-x-api-key",
+            help="Also accept the key as an x-api-key header, as MiniMax's documents say. "
+            "Default: only 'Authorization: Bearer KEY' works, as in the field; an "
+            "x-api-key-only request gets a 401 (1004).",
+        ),
+    ] = False,
+    x_api_key_status: Annotated[
+        int,
+        typer.Option(
+            help="How an x-api-key-only request is refused: 401 (login fail, 1004) or 500 "
+            "(system error 1033, as MiniMax's mainland host answered).",
+        ),
+    ] = 401,
+    context_window: Annotated[
+        str | None,
+        typer.Option(
+            help="The context window served, MODEL=N,MODEL=N or N for every model; input "
+            "plus max_tokens over it gets a 400 (2013). Default: the catalog's windows.",
+            show_default=False,
+        ),
+    ] = None,
+    max_output_tokens: Annotated[
+        str,
+        typer.Option(
+            help="Largest max_tokens accepted, MODEL=N,...; more gets a 400 (2013). "
+            "Empty: no cap but the context window.",
+        ),
+    ] = "MiniMax-M3=524288",
+    accept_enabled_thinking: Annotated[
+        bool,
+        typer.Option(
+            "--accept-enabled-thinking/--no-accept-enabled-thinking",
+            help='Let MiniMax-M3 take thinking {"type": "enabled"} (one live test did). '
+            "Default: refused with a 400 (2013), as most reports say; M2.x take it always.",
+        ),
+    ] = False,
+    balance_status: Annotated[
+        int,
+        typer.Option(
+            help="HTTP status of an insufficient balance (1008): 500 api_error (most "
+            "reports) or 402 insufficient_balance_error (one 2026 report).",
+        ),
+    ] = 500,
+    quota_requests: Annotated[
+        int | None,
+        typer.Option(
+            help="A Token Plan quota: this many message requests per --quota-window for the "
+            "whole account, then 429 (2056) naming when it resets. Default: no quota.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    quota_window: Annotated[
+        float,
+        typer.Option(help="Wall-clock seconds of one quota window (MiniMax's: 5 hours)."),
+    ] = 5 * 3600.0,
+    quota_reset_seconds: Annotated[
+        float,
+        typer.Option(help="A random 2056 fault says the quota resets this many seconds on."),
+    ] = 5 * 3600.0,
+    timeout_seconds: Annotated[
+        float,
+        typer.Option(
+            help="A 408 fault answers after this many seconds, times --time-scale "
+            "(MiniMax: about 120)."
+        ),
+    ] = 120.0,
+    ping_interval: Annotated[
+        float,
+        typer.Option(help="Wall-clock seconds between the pings of an endless stream."),
+    ] = 5.0,
+    account_rpm: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests per minute for the whole account, across every model, on top of "
+            "the per-model limits. Default: no account pool (the evidence is disputed).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    account_tpm: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens per minute for the whole account, like --account-rpm.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    max_body_mb: Annotated[
+        float,
+        typer.Option(help="Largest request body in MB (MiniMax's documented 64); more: 400."),
+    ] = 64.0,
+    max_image_mb: Annotated[
+        float,
+        typer.Option(help="Largest base64 image in MB, decoded (MiniMax's documented 10)."),
+    ] = 10.0,
+    max_video_mb: Annotated[
+        float,
+        typer.Option(help="Largest base64 video in MB, decoded (MiniMax's documented 50)."),
+    ] = 50.0,
 ) -> None:
     """Serve a MiniMax-compatible API on this machine, for tests and for running without a key."""
-    base, per_model = parse_faults(faults)
-    settings = SimSettings(
-        host=host,
-        port=port,
-        time_scale=time_scale,
-        seed=seed,
-        api_key=api_key,
-        limits=not no_limits,
-        rpm=parse_model_limits(rpm, "--rpm"),
-        tpm=parse_model_limits(tpm, "--tpm"),
-        limit_window=limit_window,
-        retry_after=retry_after,
-        faults=base,
-        model_faults=per_model,
-        stall_seconds=stall_seconds,
-        quirks=parse_quirks(quirks),
-        ttft_median=ttft,
-        output_median=output_tokens,
-        tick=tick,
-        count_tokens_models=(
+    settings = settings_from_context(ctx)
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - only when serving
+
+    run_fast(_serve_until_signal(settings))
+
+
+class _Parsed(Protocol):
+    """What settings_from_context needs of a parsed command line (typer's click context)."""
+
+    params: dict[str, Any]
+
+    def get_parameter_source(self, name: str) -> Any: ...
+
+
+def settings_from_context(ctx: _Parsed) -> SimSettings:
+    """The settings the parsed options of ``batchrun sim`` describe; options given win a profile."""
+    values = _settings_values(ctx.params)
+    given = {
+        field
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+        for field in _FIELDS_OF.get(name, (name,))
+    }
+    profile = ctx.params["profile"]
+    overrides = {k: v for k, v in profile_settings(profile).items() if k not in given}
+    return SimSettings(**{**values, **overrides})
+
+
+def settings_from_args(args: list[str]) -> SimSettings:
+    """The settings ``batchrun sim ARGS`` would serve with (for tests and settings_to_args)."""
+    command = typer.main.get_command(_app())
+    with command.make_context("sim", list(args)) as ctx:
+        return settings_from_context(ctx)
+
+
+# The settings fields an option sets, where they are not just the option's own name.
+_FIELDS_OF = {
+    "no_limits": ("limits",),
+    "faults": ("faults", "model_faults"),
+    "ttft": ("ttft_median",),
+    "output_tokens": ("output_median",),
+    "context_window": ("context_windows",),
+    "max_body_mb": ("max_body_bytes",),
+    "max_image_mb": ("max_image_bytes",),
+    "max_video_mb": ("max_video_bytes",),
+}
+
+
+def _settings_values(params: dict[str, Any]) -> dict[str, Any]:
+    p = params
+    base, per_model = parse_faults(p["faults"])
+    count_tokens_models = p["count_tokens_models"]
+    return {
+        "host": p["host"],
+        "port": p["port"],
+        "time_scale": p["time_scale"],
+        "seed": p["seed"],
+        "api_key": p["api_key"],
+        "limits": not p["no_limits"],
+        "rpm": parse_model_limits(p["rpm"], "--rpm"),
+        "tpm": parse_model_limits(p["tpm"], "--tpm"),
+        "limit_window": p["limit_window"],
+        "retry_after": p["retry_after"],
+        "faults": base,
+        "model_faults": per_model,
+        "stall_seconds": p["stall_seconds"],
+        "quirks": parse_quirks(p["quirks"]),
+        "ttft_median": p["ttft"],
+        "output_median": p["output_tokens"],
+        "tick": p["tick"],
+        "count_tokens_models": (
             frozenset(m.strip() for m in count_tokens_models.split(",") if m.strip())
             if count_tokens_models
             else None
         ),
-    )
-    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - only when serving
-
-    run_fast(_serve_until_signal(settings))
+        # --- field behaviour (issue 15, "simfaults") ---
+        "profile": p["profile"],
+        "accept_x_api_key": p["accept_x_api_key"],
+        "x_api_key_status": p["x_api_key_status"],
+        "context_windows": parse_model_limits(p["context_window"], "--context-window"),
+        "max_output_tokens": parse_model_limits(p["max_output_tokens"], "--max-output-tokens"),
+        "accept_enabled_thinking": p["accept_enabled_thinking"],
+        "balance_status": p["balance_status"],
+        "quota_requests": p["quota_requests"],
+        "quota_window": p["quota_window"],
+        "quota_reset_seconds": p["quota_reset_seconds"],
+        "timeout_seconds": p["timeout_seconds"],
+        "ping_interval": p["ping_interval"],
+        "account_rpm": p["account_rpm"],
+        "account_tpm": p["account_tpm"],
+        "max_body_bytes": round(p["max_body_mb"] * MB),
+        "max_image_bytes": round(p["max_image_mb"] * MB),
+        "max_video_bytes": round(p["max_video_mb"] * MB),
+    }
 
 
 async def _serve_until_signal(settings: SimSettings) -> None:
@@ -137,18 +326,23 @@ async def _serve_until_signal(settings: SimSettings) -> None:
     async with serve(settings) as running:
         typer.echo(f"{READY_PREFIX}{running.base_url}")
         typer.echo(
-            f"  base URL for the SDK: {running.base_url}/anthropic (any API key; stop with Ctrl-C)",
+            f"  base URL for the SDK: {running.base_url}/anthropic "
+            "(send the key as Authorization: Bearer; stop with Ctrl-C)",
             err=True,
         )
         await stop.wait()
 
 
-def main() -> None:
-    """Entry point of ``python -m batchrun.sim``."""
+def _app() -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(sim_command)
+    return app
+
+
+def main() -> None:
+    """Entry point of ``python -m batchrun.sim``."""
     try:
-        app()
+        _app()()
     except SimulatorError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(exc.exit_code) from None

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from batchrun.catalog import Catalog
 from batchrun.exceptions import SimulatorError
 from batchrun.sim import errors
 from batchrun.sim.errors import ApiFailure
-from batchrun.sim.limits import ModelLimits, model_limits, per_window
-from batchrun.sim.settings import SimSettings
+from batchrun.sim.limits import ModelLimits, Quota, model_limits, per_window
+from batchrun.sim.settings import FaultRates, SimSettings
 from batchrun.sim.stats import SimStats
 from batchrun.sim.tokens import cache_prefix
 
@@ -28,58 +31,116 @@ class SimulatorCore:
         self._faults = random.Random(settings.seed ^ _FAULT_SALT)
         self._limits: dict[str, ModelLimits] = {}
         self._cache: set[tuple[str, str]] = set()
+        self._account = model_limits(
+            settings.account_rpm, settings.account_tpm, settings.limit_window
+        )
+        self._quota = (
+            Quota(settings.quota_requests, settings.quota_window)
+            if settings.quota_requests is not None
+            else None
+        )
         if settings.limits:
             for model in catalog.names():
                 _check_window(model, self._rpm(model), settings.limit_window)
+            _check_window("the account", settings.account_rpm, settings.limit_window)
 
     def authorize(self, headers: Mapping[str, str]) -> None:
-        """Refuse a request without a key, or with another key than the configured one."""
-        key = headers.get("x-api-key")
-        if key is None:
-            bearer = headers.get("authorization", "")
-            key = bearer[7:] if bearer.lower().startswith("bearer ") else None
+        """Refuse a request whose key is missing, sent the wrong way, or not the configured one.
+
+        MiniMax takes the key from ``Authorization: Bearer`` only (field evidence row 1);
+        ``accept_x_api_key`` takes ``x-api-key`` as well, as MiniMax's documents say.
+        """
+        bearer = headers.get("authorization", "")
+        key = bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""
+        x_api_key = headers.get("x-api-key", "")
+        if not key and x_api_key and self.settings.accept_x_api_key:
+            key = x_api_key
         if not key:
-            raise errors.unauthorized("no API key: send x-api-key or Authorization: Bearer")
+            if x_api_key and self.settings.x_api_key_status == 500:
+                raise errors.system_error()  # as the mainland host answered
+            raise errors.missing_bearer()
         if self.settings.api_key is not None and key != self.settings.api_key:
-            raise errors.unauthorized("invalid API key")
+            raise errors.invalid_key()
 
     def admit(self, model: str, input_tokens: int) -> None:
-        """Count the request against its model's limits, or refuse it with a 429."""
-        if not self.settings.limits:
-            return
-        limits = self._limits_for(model)
-        refusal = limits.refusal(input_tokens)
-        if refusal is not None:
-            raise errors.rate_limited(model, refusal)
-        limits.admit(input_tokens)
+        """Count the request against the quota and the limits, or refuse it.
+
+        A used-up Token Plan quota answers C4's 429 (2056); a model's or the account's limit
+        a 429 (1002). Only a request that passes all of them counts against any.
+        """
+        quota = self._quota
+        if quota is not None and quota.used() >= quota.limit:
+            raise errors.usage_limit(quota.limit, quota.limit, _iso_utc(quota.window_end()))
+        if self.settings.limits:
+            limits = self._limits_for(model)
+            refusal = limits.refusal(input_tokens)
+            if refusal is not None:
+                raise errors.rate_limited(model, refusal)
+            refusal = self._account.refusal(input_tokens)
+            if refusal is not None:
+                raise errors.account_rate_limited(refusal)
+            limits.admit(input_tokens)
+            self._account.admit(input_tokens)
+        if quota is not None:
+            quota.use()
 
     def settle(self, model: str, output_tokens: int) -> None:
-        """Count a finished reply's output tokens against its model's token limit."""
+        """Count a finished reply's output tokens against its model's and the account's limit."""
         if self.settings.limits:
             self._limits_for(model).add_output(output_tokens)
+            self._account.add_output(output_tokens)
 
     def draw_fault(self, model: str) -> str | None:
-        """Draw this request's injected fault: raises an error fault, returns drop/stall/None."""
+        """Draw this request's injected fault.
+
+        A refusal is raised as an ApiFailure; a mid-response fault is returned by name (drop,
+        stall, endless, stream_error); None means the answer goes through whole.
+        """
         rates = self.settings.faults_for(model)
         draw = self._faults.random()
-        for rate, failure in (
-            (rates.overloaded, errors.overloaded),
-            (rates.server_error, errors.server_error),
-            (rates.balance, errors.insufficient_balance),
-            (rates.auth, _refused_key),
-        ):
+        for rate, failure in self._refusals(rates):
             if draw < rate:
                 raise failure()
             draw -= rate
         second = self._faults.random()
-        if second < rates.drop:
-            return "drop"
-        if second < rates.drop + rates.stall:
-            return "stall"
+        for rate, name in (
+            (rates.drop, "drop"),
+            (rates.stall, "stall"),
+            (rates.endless, "endless"),
+            (rates.stream_error, "stream_error"),
+        ):
+            if second < rate:
+                return name
+            second -= rate
         return None
 
-    def fault_point(self, length: int) -> int:
-        """Where in a response of ``length`` chunks a drop or stall happens."""
+    def _refusals(self, rates: FaultRates) -> list[tuple[float, Callable[[], ApiFailure]]]:
+        settings = self.settings
+        return [
+            (rates.overloaded, errors.overloaded),
+            (rates.server_error, errors.server_error),
+            (rates.balance, lambda: errors.insufficient_balance(settings.balance_status)),
+            (rates.auth, errors.invalid_key),
+            (rates.quota, self._quota_fault),
+            (rates.system_error, errors.system_error),
+            (
+                rates.timeout,
+                lambda: errors.request_timeout(settings.timeout_seconds * settings.time_scale),
+            ),
+        ]
+
+    def _quota_fault(self) -> ApiFailure:
+        reset = time.time() + self.settings.quota_reset_seconds
+        return errors.usage_limit(0, 0, _iso_utc(reset))
+
+    def fault_point(self, length: int, *, after_start: bool = False) -> int:
+        """Where in a response of ``length`` chunks a fault happens.
+
+        With ``after_start`` the point falls after the first chunk (message_start) when the
+        response has more than one, and never past the last chunk's start.
+        """
+        if after_start and length > 1:
+            return 1 + self._faults.randrange(length - 1)
         return self._faults.randrange(max(1, length))
 
     def cached_tokens(self, model: str, body: dict[str, Any]) -> tuple[int, int]:
@@ -112,13 +173,17 @@ class SimulatorCore:
         return self.settings.tpm.get(model, self.settings.tpm.get("*", self.catalog.get(model).tpm))
 
 
-def _check_window(model: str, rpm: int | None, window: float) -> None:
+def _check_window(who: str, rpm: int | None, window: float) -> None:
     if rpm and per_window(rpm, window) < 1:
         raise SimulatorError(
-            f"{model}: {rpm} requests per minute is less than one request per "
+            f"{who}: {rpm} requests per minute is less than one request per "
             f"{window:g}-second window; use --limit-window {60 / rpm:g} or longer"
         )
 
 
-def _refused_key() -> ApiFailure:
-    return errors.unauthorized("invalid API key")
+def _iso_utc(instant: float) -> str:
+    """``instant`` (Unix seconds) as C4 writes it: ISO 8601 UTC, seconds, a trailing Z.
+
+    Rounded up, so that a client waiting until then never comes back before the reset.
+    """
+    return datetime.fromtimestamp(math.ceil(instant), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -22,7 +22,7 @@ import orjson
 
 from batchrun.exceptions import SimulatorError
 from batchrun.sim.loop import loop_factory
-from batchrun.sim.settings import SimSettings, format_faults, format_model_limits
+from batchrun.sim.settings import MB, SimSettings, format_faults, format_model_limits
 
 if TYPE_CHECKING:
     from batchrun.catalog import Catalog
@@ -193,12 +193,47 @@ def settings_to_args(settings: SimSettings) -> list[str]:
     if settings.tpm:
         args.append(f"--tpm={format_model_limits(settings.tpm)}")
     faults = format_faults(settings.faults, settings.model_faults)
-    if faults:
+    if faults or settings.profile is not None:  # given, even empty, it wins over the profile's
         args.append(f"--faults={faults}")
     if settings.count_tokens_models is not None:
         args.append(f"--count-tokens-models={','.join(sorted(settings.count_tokens_models))}")
     if settings.quirks:
         args.append(f"--quirks={','.join(sorted(settings.quirks))}")
+    return [*args, *_field_args(settings)]
+
+
+def _field_args(settings: SimSettings) -> list[str]:
+    """The field-behaviour options (issue 15, "simfaults").
+
+    Each is given even at its default: an option given on the command line wins over
+    ``--profile``, so the child serves exactly these settings, not the profile's.
+    """
+    s = settings
+    args = [
+        f"--{'' if s.accept_x_api_key else 'no-'}accept-x-api-key",
+        f"--x-api-key-status={s.x_api_key_status}",
+        f"--max-output-tokens={format_model_limits(s.max_output_tokens)}",
+        f"--{'' if s.accept_enabled_thinking else 'no-'}accept-enabled-thinking",
+        f"--balance-status={s.balance_status}",
+        f"--quota-window={s.quota_window!r}",
+        f"--quota-reset-seconds={s.quota_reset_seconds!r}",
+        f"--timeout-seconds={s.timeout_seconds!r}",
+        f"--ping-interval={s.ping_interval!r}",
+        f"--max-body-mb={s.max_body_bytes / MB!r}",
+        f"--max-image-mb={s.max_image_bytes / MB!r}",
+        f"--max-video-mb={s.max_video_bytes / MB!r}",
+    ]
+    if s.profile is not None:
+        args.append(f"--profile={s.profile}")
+    if s.context_windows:
+        args.append(f"--context-window={format_model_limits(s.context_windows)}")
+    for option, value in (
+        ("quota-requests", s.quota_requests),
+        ("account-rpm", s.account_rpm),
+        ("account-tpm", s.account_tpm),
+    ):
+        if value is not None:
+            args.append(f"--{option}={value}")
     return args
 
 

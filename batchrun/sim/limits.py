@@ -80,3 +80,37 @@ def model_limits(rpm: int | None, tpm: int | None, window: float) -> ModelLimits
 def per_window(per_minute: int, window: float) -> float:
     """A per-minute limit scaled to ``window`` seconds, free of float noise (600 x 0.7 s = 7)."""
     return round(per_minute * window / 60.0, 9)
+
+
+@dataclass
+class Quota:
+    """A Token Plan's quota: ``limit`` requests per fixed window of ``window`` wall seconds.
+
+    Windows follow each other from the simulator's start; a used-up quota refuses every request
+    until the current window ends (MiniMax's 2056 answer names that instant).
+    """
+
+    limit: int
+    window: float
+    clock: Callable[[], float] = time.time
+    _start: float = 0.0
+    _index: int = 0  # which window the count belongs to
+    _used: int = 0
+
+    def __post_init__(self) -> None:
+        self._start = self.clock()
+
+    def used(self) -> int:
+        """Requests counted in the current window (a new window starts from 0)."""
+        index = int((self.clock() - self._start) // self.window)
+        if index != self._index:
+            self._index, self._used = index, 0
+        return self._used
+
+    def window_end(self) -> float:
+        """The wall-clock instant (Unix seconds) at which the current window ends."""
+        return self._start + (int((self.clock() - self._start) // self.window) + 1) * self.window
+
+    def use(self) -> None:
+        """Count one request against the current window."""
+        self._used = self.used() + 1

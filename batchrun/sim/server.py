@@ -1,7 +1,8 @@
 """The simulator's HTTP layer: a plain ASGI application, served by uvicorn (uvloop, httptools).
 
 Routes: POST /v1/messages and POST /v1/messages/count_tokens, also under /anthropic; GET
-/_sim/stats and POST /_sim/reset. Anything else is a 404 in Anthropic's error shape.
+/_sim/stats and POST /_sim/reset. Anything else is a plain-text ``404 page not found``, as
+MiniMax's host answers (field evidence row 15). Every response carries a ``request-id`` header.
 
 Plain ASGI on uvicorn served 1.2-1.9x the requests of aiohttp.web on this machine (README,
 "Simulator throughput"); writes are coalesced because each write is a system call.
@@ -34,7 +35,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON = [(b"content-type", b"application/json")]
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_NOT_FOUND = b"404 page not found\n"  # Go's net/http answer, which MiniMax's host sends
+_PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+_STREAM_ERROR = b"event: error\ndata: " + orjson.dumps(errors.STREAM_ERROR) + b"\n\n"
 _DROP_NOTICE = "ASGI callable returned without completing response."
 
 
@@ -77,19 +82,18 @@ class SimulatorApp:
             return
         handler = self._routes.get((scope["method"], scope["path"]))
         if handler is None:
-            failure = errors.not_found(f"{scope['method']} {scope['path']}")
-            await _send_json(send, failure.body(), 404)
+            await _send_bytes(send, _NOT_FOUND, 404, _TEXT)
             return
         await handler(scope, receive, send)
 
     async def _messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         core = self.core
         core.stats.messages_total += 1
-        body = await _read_json(receive)
+        body = await _read_json(receive, core.settings.max_body_bytes)
         model = _model_of(body)
         try:
             core.authorize(_headers(scope))
-            checked = validate_message_request(body, core.catalog)
+            checked = validate_message_request(_sized(body), core.catalog, core.settings)
             core.admit(model, checked.input_tokens)
             fault = core.draw_fault(model)
         except ApiFailure as failure:
@@ -125,10 +129,16 @@ class SimulatorApp:
         body = orjson.dumps(message_body(reply))
         if fault == "drop":
             # Promise the whole body, send part of it, and end the connection.
-            headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+            headers = [*_JSON, (b"content-length", str(len(body)).encode()), _request_id()]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             cut = len(body) * self.core.fault_point(100) // 100
             await send({"type": "http.response.body", "body": body[:cut], "more_body": True})
+            return "dropped"
+        if fault == "endless":  # no stream to ping on: the answer just never comes
+            await _client_gone(receive)
+            return "client_gone"
+        if fault == "stream_error":  # no stream to carry an error event: a 500 instead
+            await self._send_error(send, errors.server_error())
             return "dropped"
         await _send_bytes(send, body, 200, _JSON)
         return "ok"
@@ -136,12 +146,12 @@ class SimulatorApp:
     async def _count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         core = self.core
         core.stats.count_tokens_total += 1
-        body = await _read_json(receive)
+        body = await _read_json(receive, core.settings.max_body_bytes)
         try:
             core.authorize(_headers(scope))
-            model, tokens = validate_count_request(body, core.catalog)
+            model, tokens = validate_count_request(_sized(body), core.catalog, core.settings)
             if not core.count_tokens_allowed(model.name):
-                raise errors.invalid(f"count_tokens is not supported for {model.name}")
+                raise errors.invalid(f"count_tokens is not supported for model {model.name}")
         except ApiFailure as failure:
             await self._send_error(send, failure)
             return
@@ -155,10 +165,12 @@ class SimulatorApp:
         await _send_json(send, {"reset": True})
 
     async def _send_error(self, send: Send, failure: ApiFailure) -> None:
-        headers = []
+        headers = [_request_id(failure.request_id)]
         retry_after = self.core.settings.retry_after
         if failure.status == 429 and retry_after is not None:
             headers.append((b"retry-after", f"{retry_after:g}".encode()))
+        if failure.delay > 0:  # a 408 comes only after the request has waited
+            await asyncio.sleep(failure.delay)
         await _send_json(send, failure.body(), failure.status, headers)
 
 
@@ -173,20 +185,20 @@ class _Stream:
         self.send = send
         self.plan = stream_plan(reply, core.settings.quirks)
         self.fault = fault
-        self.cut = core.fault_point(len(self.plan.chunks)) if fault else -1
+        # an endless stream or an error event comes after message_start and part of the answer
+        after_start = fault in ("endless", "stream_error")
+        chunks = len(self.plan.chunks)
+        self.cut = core.fault_point(chunks, after_start=after_start) if fault else -1
 
     async def run(self) -> str:
         """Send the stream; return its outcome: ok, dropped or client_gone."""
-        gone = asyncio.ensure_future(self._client_gone())
+        gone = asyncio.ensure_future(_client_gone(self.receive))
         try:
-            await self.send({"type": "http.response.start", "status": 200, "headers": _SSE})
+            headers = [*_SSE, _request_id()]
+            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
             return await self._send_chunks(gone)
         finally:
             gone.cancel()
-
-    async def _client_gone(self) -> None:
-        while (await self.receive())["type"] != "http.disconnect":
-            pass
 
     async def _send_chunks(self, gone: asyncio.Future[None]) -> str:
         loop = asyncio.get_running_loop()
@@ -201,15 +213,30 @@ class _Stream:
                 return "client_gone"
             due = bisect_right(offsets, loop.time() - started, lo=sent + 1)
             if sent <= self.cut < due:  # the injected fault falls in this write
-                if self.fault == "drop":
+                if self.fault != "stall":
                     await self._write(b"".join(chunks[sent : self.cut]), more=True)
-                    return "dropped"
+                    return await self._break_off(gone)
                 await asyncio.sleep(self.core.settings.stall_seconds)
                 self.cut = -1
                 continue
             await self._write(b"".join(chunks[sent:due]), more=due < len(chunks))
             sent = due
         return "ok"
+
+    async def _break_off(self, gone: asyncio.Future[None]) -> str:
+        """End the stream the way the drawn fault says, once part of the answer is out."""
+        if self.fault == "stream_error":
+            await self._write(_STREAM_ERROR, more=False)
+            return "dropped"
+        if self.fault == "endless":
+            interval = self.core.settings.ping_interval
+            while not gone.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(gone), interval)
+                if not gone.done():
+                    await self._write(_PING, more=True)
+            return "client_gone"
+        return "dropped"  # drop: the connection just ends
 
     async def _write(self, data: bytes, *, more: bool) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
@@ -225,17 +252,52 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _read_json(receive: Receive) -> Any:
-    parts = []
+class _TooLarge:
+    """A request body over the size limit (read to its end, but not kept)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+
+async def _read_json(receive: Receive, limit: int) -> Any:
+    """The parsed body, None if it is not JSON, or _TooLarge once it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
-        parts.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit:
+            parts.append(chunk)
+        elif parts:
+            parts = []  # drop what was held: the rest is only read to keep the connection sane
         if not message.get("more_body"):
             break
+    if size > limit:
+        return _TooLarge(limit)
     try:
         return orjson.loads(b"".join(parts))
     except orjson.JSONDecodeError:
         return None
+
+
+def _sized(body: Any) -> Any:
+    """``body``, or the refusal of a body over MiniMax's size limit (assumed 400, 2013)."""
+    if isinstance(body, _TooLarge):
+        raise errors.invalid(
+            f"the request body is over the {body.limit / (1024 * 1024):g} MB limit"
+        )
+    return body
+
+
+async def _client_gone(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _request_id(value: str | None = None) -> tuple[bytes, bytes]:
+    """The ``request-id`` header every response carries (C12)."""
+    return (b"request-id", (value or errors.new_request_id()).encode())
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -262,6 +324,8 @@ async def _send_json(
 async def _send_bytes(
     send: Send, body: bytes, status: int, headers: list[tuple[bytes, bytes]]
 ) -> None:
+    if not any(name == b"request-id" for name, _ in headers):
+        headers = [*headers, _request_id()]
     headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -3,38 +3,75 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from batchrun.config import parse_per_model
 from batchrun.exceptions import ConfigError, SimulatorError
 
-FAULT_KINDS = ("529", "500", "balance", "401", "drop", "stall")
+FAULT_KINDS = (
+    "529",
+    "500",
+    "balance",
+    "401",
+    "2056",
+    "1033",
+    "408",
+    "drop",
+    "stall",
+    "endless",
+    "stream_error",
+)
 QUIRKS = ("start_without_signature", "usage_on_stop", "stream_cache_read_zero")
+MB = 1024 * 1024
+DEFAULT_MAX_OUTPUT = {"MiniMax-M3": 524_288}  # row 3 of the field evidence (single report)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FaultRates:
-    """Probability of each injected fault per request, each in [0, 1]."""
+    """Probability of each injected fault per request, each in [0, 1].
 
+    Two groups, drawn one after the other: the refusals (an error instead of an answer) add up to
+    at most 1, and so do the faults in the middle of an answer (drop, stall, endless, stream_error).
+    """
+
+    # refusals: an error response instead of an answer
     overloaded: float = 0.0  # 529 overloaded_error
     server_error: float = 0.0  # 500 api_error (1000), retryable
-    balance: float = 0.0  # 500 api_error (1008) insufficient balance
+    balance: float = 0.0  # insufficient balance (1008): 500, or 402 by balance_status
     auth: float = 0.0  # 401 authentication_error (1004): a refused key
+    quota: float = 0.0  # 429 rate_limit_error (2056): the Token Plan's quota is used up
+    system_error: float = 0.0  # 500 api_error (1033), retryable
+    timeout: float = 0.0  # 408 api_error (1001) after timeout_seconds, retryable
+    # faults in the middle of an answer
     drop: float = 0.0  # connection closed mid-response
     stall: float = 0.0  # no bytes for stall_seconds, then the response goes on
+    endless: float = 0.0  # a stream that only pings after part of the answer, never ends
+    stream_error: float = 0.0  # an SSE error event after part of the answer
 
     def __post_init__(self) -> None:
         for name, rate in vars(self).items():
             if not 0.0 <= rate <= 1.0:
                 raise SimulatorError(f"fault rate {name}={rate} must be in [0, 1]")
         if self.total_before_response() > 1.0:
-            raise SimulatorError("the 529, 500, balance and 401 rates add up to more than 1")
-        if self.drop + self.stall > 1.0:
-            raise SimulatorError("the drop and stall rates add up to more than 1")
+            raise SimulatorError(
+                f"the refusal rates ({', '.join(REFUSAL_KINDS)}) add up to more than 1"
+            )
+        if self.total_during_response() > 1.0:
+            raise SimulatorError(
+                f"the mid-response rates ({', '.join(MID_RESPONSE_KINDS)}) add up to more than 1"
+            )
 
     def total_before_response(self) -> float:
         """Probability that a request is refused outright by an injected error."""
-        return self.overloaded + self.server_error + self.balance + self.auth
+        return self._total(REFUSAL_KINDS)
+
+    def total_during_response(self) -> float:
+        """Probability that an answered request goes wrong in the middle of its answer."""
+        return self._total(MID_RESPONSE_KINDS)
+
+    def _total(self, kinds: tuple[str, ...]) -> float:
+        return float(sum(getattr(self, _FAULT_FIELDS[kind]) for kind in kinds))
 
 
 _FAULT_FIELDS = {
@@ -42,9 +79,16 @@ _FAULT_FIELDS = {
     "500": "server_error",
     "balance": "balance",
     "401": "auth",
+    "2056": "quota",
+    "1033": "system_error",
+    "408": "timeout",
     "drop": "drop",
     "stall": "stall",
+    "endless": "endless",
+    "stream_error": "stream_error",
 }
+REFUSAL_KINDS = ("529", "500", "balance", "401", "2056", "1033", "408")
+MID_RESPONSE_KINDS = ("drop", "stall", "endless", "stream_error")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,10 +123,100 @@ class SimSettings:
     speed_jitter: float = 0.2
     fallback_speed_tps: float = 60.0  # for models whose speed MiniMax does not state
     tick: float = 0.01  # events due within one tick are written together
+    # --- Field behaviour: refusals, faults, limits, profiles (issue 15, "simfaults"). ---
+    # Defaults follow the strongest field evidence (README, "MiniMax in the field"; the row
+    # numbers are those of minimax-field-evidence.md).
+    profile: str | None = None  # the profile these settings came from (see PROFILES)
+    accept_x_api_key: bool = False  # row 1: MiniMax wants Authorization: Bearer
+    x_api_key_status: int = 401  # 401 (C1) or 500 "system error (1033)" as on the mainland host
+    context_windows: Mapping[str, int] = field(default_factory=dict)  # default: the catalog's
+    max_output_tokens: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_MAX_OUTPUT)
+    )  # row 3: max_tokens above these is refused
+    accept_enabled_thinking: bool = False  # row 4 (disputed): M3 refuses thinking "enabled"
+    balance_status: int = 500  # row 10: 500 (most reports) or 402 (one 2026-09 report)
+    quota_reset_seconds: float = 5 * 3600.0  # a 2056 fault's reset: now + this (wall clock)
+    quota_requests: int | None = None  # row 8: a real quota, N message requests per window
+    quota_window: float = 5 * 3600.0  # wall seconds of one quota window
+    timeout_seconds: float = 120.0  # row 9: a 408 comes after this, times time_scale
+    ping_interval: float = 5.0  # wall seconds between the pings of an endless stream
+    account_rpm: int | None = None  # row 11 (disputed): one pool for every model
+    account_tpm: int | None = None
+    max_body_bytes: int = 64 * MB  # MiniMax's documented limits (Anthropic API page)
+    max_image_bytes: int = 10 * MB  # decoded base64 size
+    max_video_bytes: int = 50 * MB
+
+    def __post_init__(self) -> None:
+        # Only the field settings (issue 15) are checked here; the others are checked where used.
+        if self.balance_status not in (500, 402):
+            raise SimulatorError(f"balance_status must be 500 or 402, not {self.balance_status}")
+        if self.x_api_key_status not in (401, 500):
+            raise SimulatorError(
+                f"x_api_key_status must be 401 or 500, not {self.x_api_key_status}"
+            )
+        for name in ("quota_requests", "account_rpm", "account_tpm"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SimulatorError(f"{name} must be at least 1 (or unset), not {value}")
+        for name in ("quota_window", "ping_interval"):
+            if getattr(self, name) <= 0:
+                raise SimulatorError(f"{name} must be more than 0 seconds")
 
     def faults_for(self, model: str) -> FaultRates:
         """The fault rates that apply to requests for ``model``."""
         return self.model_faults.get(model, self.faults)
+
+    @classmethod
+    def from_profile(cls, name: str | None, **explicit: Any) -> SimSettings:
+        """Settings of profile ``name`` (None: the defaults), with ``explicit`` values winning."""
+        return cls(**{**profile_settings(name), **explicit, "profile": name})
+
+
+# --- Profiles (issue 15): named sets of SimSettings overrides; explicit settings win. ---
+
+# What MiniMax's documents promise: x-api-key works, M3 takes thinking "enabled".
+DOCS_PROFILE: dict[str, Any] = {
+    "accept_x_api_key": True,
+    "accept_enabled_thinking": True,
+}
+
+# The field defaults (already SimSettings' defaults) plus realistic random faults. Chosen, not
+# measured: MiniMax publishes no failure rates. Stalls and 408s are short so that a test run at
+# a small time scale stays quick. The content helper adds its field rates here too.
+FIELD_PROFILE: dict[str, Any] = {
+    "faults": FaultRates(
+        overloaded=0.02,
+        server_error=0.01,
+        system_error=0.005,
+        timeout=0.002,
+        drop=0.005,
+        stall=0.002,
+        endless=0.002,
+        stream_error=0.005,
+    ),
+    "stall_seconds": 2.0,
+    "timeout_seconds": 120.0,  # simulated: 1.2 wall seconds at time scale 0.01
+    "ping_interval": 1.0,
+}
+
+PROFILES: dict[str, dict[str, Any]] = {"docs": DOCS_PROFILE, "field": FIELD_PROFILE}
+
+
+def profile_settings(name: str | None) -> dict[str, Any]:
+    """The SimSettings overrides of profile ``name``; None is the default (no overrides)."""
+    if name is None:
+        return {}
+    try:
+        overrides = PROFILES[name]
+    except KeyError:
+        raise SimulatorError(
+            f"unknown profile {name!r}; known: {', '.join(PROFILES)} (or none for the defaults)"
+        ) from None
+    known = {f.name for f in fields(SimSettings)}
+    unknown = set(overrides) - known
+    if unknown:  # a programming error in PROFILES, said plainly
+        raise SimulatorError(f"profile {name!r} sets unknown settings {sorted(unknown)}")
+    return dict(overrides)
 
 
 def parse_faults(spec: str) -> tuple[FaultRates, dict[str, FaultRates]]:

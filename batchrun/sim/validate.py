@@ -1,12 +1,19 @@
-"""Request validation as MiniMax documents it; every refusal is a 400 with MiniMax's code."""
+"""Request validation as MiniMax documents it and was seen to answer; every refusal is a 400 (2013).
+
+Beyond the documents (field evidence, ../shared/reference/minimax-field-evidence.md): a context
+overflow says no numbers (row 2), M3 refuses max_tokens over 524,288 (row 3) and, by default,
+thinking "enabled" (row 4, disputed). Size limits and media formats are the documented ones.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from batchrun.catalog import Catalog, ModelInfo
-from batchrun.sim.errors import TOKEN_LIMIT, invalid
+from batchrun.sim.errors import invalid
+from batchrun.sim.settings import MB, SimSettings
 from batchrun.sim.tokens import count_request
 
 _BLOCK_KINDS = {
@@ -20,6 +27,13 @@ _BLOCK_KINDS = {
 }
 _THINKING_TYPES = {"adaptive", "enabled", "disabled"}
 _TOOL_CHOICES = {"auto", "any", "tool", "none"}
+# The formats MiniMax's Anthropic API page lists: images JPEG, PNG, GIF, WEBP; videos MP4, AVI,
+# MOV, MKV. The media type names for the videos are the usual ones (an assumption: the page
+# names only the formats).
+MEDIA_TYPES = {
+    "image": ("image/jpeg", "image/png", "image/gif", "image/webp"),
+    "video": ("video/mp4", "video/x-msvideo", "video/avi", "video/quicktime", "video/x-matroska"),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,24 +49,26 @@ class SimRequest:
     input_tokens: int
 
 
-def validate_message_request(body: Any, catalog: Catalog) -> SimRequest:
+def validate_message_request(
+    body: Any, catalog: Catalog, settings: SimSettings | None = None
+) -> SimRequest:
     """Check a POST /v1/messages body; raise ApiFailure (400) on the first problem."""
-    model = _check_common(body, catalog)
+    settings = settings or SimSettings()
+    model = _check_common(body, catalog, settings)
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise invalid(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+    cap = _per_model(settings.max_output_tokens, model.name)
+    if cap is not None and max_tokens > cap:
+        raise invalid(f"does not support max tokens > {cap}")
     _check_range(body, "temperature", 0.0, 2.0)
     _check_range(body, "top_p", 0.0, 1.0)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise invalid("stream must be true or false")
     input_tokens = count_request(body)
-    if input_tokens + max_tokens > model.context_window:
-        raise invalid(
-            f"input ({input_tokens} tokens) plus max_tokens ({max_tokens}) exceeds "
-            f"{model.name}'s context window of {model.context_window} tokens",
-            TOKEN_LIMIT,
-        )
+    if input_tokens + max_tokens > context_window(model, settings):
+        raise invalid("context window exceeds limit")  # MiniMax gives no numbers
     return SimRequest(
         model=model,
         body=body,
@@ -64,13 +80,25 @@ def validate_message_request(body: Any, catalog: Catalog) -> SimRequest:
     )
 
 
-def validate_count_request(body: Any, catalog: Catalog) -> tuple[ModelInfo, int]:
+def validate_count_request(
+    body: Any, catalog: Catalog, settings: SimSettings | None = None
+) -> tuple[ModelInfo, int]:
     """Check a POST /v1/messages/count_tokens body; return the model and its input tokens."""
-    model = _check_common(body, catalog)
+    model = _check_common(body, catalog, settings or SimSettings())
     return model, count_request(body)
 
 
-def _check_common(body: Any, catalog: Catalog) -> ModelInfo:
+def context_window(model: ModelInfo, settings: SimSettings) -> int:
+    """The window the simulator serves for ``model``: a setting, else the catalog's."""
+    window = _per_model(settings.context_windows, model.name)
+    return model.context_window if window is None else window
+
+
+def _per_model(values: Mapping[str, int], name: str) -> int | None:
+    return values.get(name, values.get("*"))
+
+
+def _check_common(body: Any, catalog: Catalog, settings: SimSettings) -> ModelInfo:
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
     name = body.get("model")
@@ -78,14 +106,24 @@ def _check_common(body: Any, catalog: Catalog) -> ModelInfo:
         raise invalid(f"unknown model {name!r}; supported: {', '.join(catalog.names())}")
     model = catalog.get(name)
     _check_system(body.get("system"))
-    _check_messages(body.get("messages"), model)
+    _check_messages(body.get("messages"), model, settings)
     _check_tools(body)
-    thinking = body.get("thinking")
-    if thinking is not None and (
-        not isinstance(thinking, dict) or thinking.get("type") not in _THINKING_TYPES
-    ):
-        raise invalid('thinking must be {"type": "adaptive"} or {"type": "disabled"}')
+    _check_thinking(body.get("thinking"), model, settings)
     return model
+
+
+def _check_thinking(thinking: Any, model: ModelInfo, settings: SimSettings) -> None:
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in _THINKING_TYPES:
+        raise invalid('thinking must be {"type": "adaptive"} or {"type": "disabled"}')
+    # M3 (thinking "adaptive" in the catalog) refused "enabled" for most who tried; M2.x take it.
+    if (
+        thinking["type"] == "enabled"
+        and model.thinking == "adaptive"
+        and not settings.accept_enabled_thinking
+    ):
+        raise invalid('invalid thinking.type: "enabled" (allowed: adaptive, disabled)')
 
 
 def _check_range(body: dict[str, Any], key: str, low: float, high: float) -> None:
@@ -106,7 +144,7 @@ def _check_system(system: Any) -> None:
         raise invalid("system must be a string or a list of text blocks")
 
 
-def _check_messages(messages: Any, model: ModelInfo) -> None:
+def _check_messages(messages: Any, model: ModelInfo, settings: SimSettings) -> None:
     if not isinstance(messages, list) or not messages:
         raise invalid("messages must be a non-empty list")
     for i, message in enumerate(messages):
@@ -122,6 +160,35 @@ def _check_messages(messages: Any, model: ModelInfo) -> None:
             raise invalid(f"{where}.content must be a non-empty string or list of blocks")
         for j, block in enumerate(content):
             _check_block(block, f"{where}.content[{j}]", model)
+            if block["type"] in MEDIA_TYPES:
+                _check_media(block, f"{where}.content[{j}]", settings)
+
+
+def _check_media(block: dict[str, Any], where: str, settings: SimSettings) -> None:
+    """A base64 image or video: a listed media type, and no larger than MiniMax's limit.
+
+    URL and mm_file:// sources are not fetched, so their format and size go unchecked.
+    """
+    kind = block["type"]
+    source = block.get("source")
+    if not isinstance(source, dict) or source.get("type") != "base64":
+        return
+    media_type = source.get("media_type")
+    if media_type not in MEDIA_TYPES[kind]:
+        raise invalid(
+            f"{where}.source.media_type {media_type!r} is not a supported {kind} format; "
+            f"supported: {', '.join(MEDIA_TYPES[kind])}"
+        )
+    data = source.get("data")
+    if not isinstance(data, str):
+        raise invalid(f"{where}.source.data must be a base64 string")
+    limit = settings.max_image_bytes if kind == "image" else settings.max_video_bytes
+    size = len(data.rstrip("=")) * 3 // 4  # decoded size, without decoding
+    if size > limit:
+        raise invalid(
+            f"{where}: the {kind} is {size / MB:.1f} MB, over the {limit / MB:g} MB limit "
+            f"for a base64 {kind}"
+        )
 
 
 def _check_block(block: Any, where: str, model: ModelInfo) -> None:
