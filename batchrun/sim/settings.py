@@ -79,6 +79,18 @@ class SimSettings:
     speed_jitter: float = 0.2
     fallback_speed_tps: float = 60.0  # for models whose speed MiniMax does not state
     tick: float = 0.01  # events due within one tick are written together
+    # --- What the simulator answers (issue 15; rows of the field evidence page) -------------
+    # Rates are per request, in [0, 1], drawn from the request's own seed (repeatable).
+    think_leak_rate: float = 0.0  # row 5: reasoning sent as <think>...</think> inside the text
+    empty_reply_rate: float = 0.0  # row 6: MiniMax-M3 without thinking answers content null
+    tool_call_rate: float = 0.0  # row 16: a tool is called under tool_choice auto (or absent)
+    passive_cache: bool = True  # row 7: prompts of cache_min_tokens or more cached by prefix
+    cache_min_tokens: int = 512
+    cache_mark_min_tokens: int = 600  # cache_control marks take effect from about this size
+    cache_ttl: float = 300.0  # seconds of simulated time; refreshed on every hit
+    passive_cache_writes: bool = False  # assumption: passive writes are not reported as creation
+    passive_only_models: frozenset[str] = frozenset({"MiniMax-M3"})  # ignore marks, no creation
+    cache_max_entries: int = 100_000  # per model, least recently used evicted first
 
     def faults_for(self, model: str) -> FaultRates:
         """The fault rates that apply to requests for ``model``."""
