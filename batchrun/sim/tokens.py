@@ -3,7 +3,8 @@
 A token is a run of word characters or a single other non-space character, so ``"Hi, how are
 you?"`` is six tokens. Each message adds a fixed overhead, as real chat formats do. Images and
 videos count a fixed amount by their ``detail`` (MiniMax gives only rough ranges for images).
-count_tokens and a request's usage both come from here, so the two always agree.
+count_tokens and a request's usage both come from here, so the two always agree, and so do the
+prompt prefixes the prompt cache matches.
 """
 
 from __future__ import annotations
@@ -94,14 +95,20 @@ def prompt_prefixes(body: dict[str, Any], min_tokens: int) -> tuple[int, list[Pr
     prefixes: list[PromptPrefix] = []
     for item, tokens in items:
         marked = isinstance(item, dict) and bool(item.get("cache_control"))
-        # A mark is not content: the same block with and without one is the same prefix.
-        content = {k: v for k, v in item.items() if k != "cache_control"} if marked else item
-        data = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+        data = orjson.dumps(_as_read(item, marked=marked), option=orjson.OPT_SORT_KEYS)
         hasher.update(len(data).to_bytes(8, "big") + data)
         running += tokens
         if running >= min_tokens:
             prefixes.append(PromptPrefix(tokens=running, digest=hasher.digest(), marked=marked))
     return total, prefixes
+
+
+def _as_read(item: Any, *, marked: bool) -> Any:
+    """An item as the model reads it: a plain string is a text block, and a mark is not content
+    (the same block with and without ``cache_control`` is the same prefix)."""
+    if isinstance(item, str):
+        return {"type": "text", "text": item}
+    return {k: v for k, v in item.items() if k != "cache_control"} if marked else item
 
 
 def _prompt_items(body: dict[str, Any]) -> list[tuple[Any, int]]:
