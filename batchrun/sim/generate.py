@@ -111,7 +111,7 @@ def draw_reply(
     )
     output = request.max_tokens - budget + answer_tokens
     if request.thinking and _chance(seed, _LEAK_SALT, settings.think_leak_rate):
-        blocks, output, stop_reason = leak_reasoning(blocks, request.max_tokens, stop_reason)
+        blocks, output, stop_reason = _leak_reasoning(blocks, request.max_tokens, stop_reason)
     return _reply(
         rng, settings, request, cached, blocks=blocks, stop_reason=stop_reason, output=output
     )
@@ -188,7 +188,7 @@ def _auto_tool(request: SimRequest, settings: SimSettings, seed: int) -> dict[st
     return tools[int(_uniform(seed, _PICK_SALT) * len(tools))]
 
 
-def leak_reasoning(
+def _leak_reasoning(
     blocks: list[Block], max_tokens: int, stop_reason: str
 ) -> tuple[list[Block], int, str]:
     """The reply with its thinking block sent as text instead (row 5, contract C10).
