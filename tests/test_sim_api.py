@@ -390,9 +390,7 @@ def test_bearer_and_configured_key_are_accepted(
     ("method", "path"),
     [("GET", "/v1/messages"), ("POST", "/v1/complete"), ("GET", "/"), ("POST", "/v2/messages")],
 )
-def test_unknown_routes_are_a_plain_text_404(
-    sim: RunningSimulator, method: str, path: str
-) -> None:
+def test_unknown_routes_are_a_plain_text_404(sim: RunningSimulator, method: str, path: str) -> None:
     response = httpx2.request(method, f"{sim.base_url}{path}")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/plain")
@@ -411,9 +409,7 @@ def test_missing_or_mistyped_max_tokens_is_400(sim: RunningSimulator, max_tokens
 
 
 def test_body_that_is_not_json_is_400(sim: RunningSimulator) -> None:
-    response = httpx2.post(
-        f"{sim.base_url}/v1/messages", content=b"{not json", headers=BEARER
-    )
+    response = httpx2.post(f"{sim.base_url}/v1/messages", content=b"{not json", headers=BEARER)
     assert response.status_code == 400
     assert response.json()["error"]["message"].endswith("(2013)")
 

@@ -425,8 +425,6 @@ def test_format_faults_writes_each_models_own_rates() -> None:
     assert text == "529=0.2,MiniMax-M2:401=1.0,MiniMax-M2.7:529=0"
 
 
-
-
 _FIELDS = tuple(vars(FaultRates()))
 _RATE = st.integers(min_value=0, max_value=1400).map(lambda n: n / 10_000)  # 7 x 0.14 < 1
 

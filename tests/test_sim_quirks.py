@@ -202,16 +202,16 @@ def test_stream_cache_read_zero_hides_cache_reads_only_when_streamed(
     assert written is not None
     assert written > 0
     assert _usage(first) == (total - written, 60, written, 0)
-    # Unstreamed, the second call reads the whole cached prefix.
-    assert _usage(again) == (total - written, 60, 0, written)
+    # Unstreamed, the second call reads the whole prompt (cached passively by the first).
+    assert _usage(again) == (0, 60, 0, total)
     # Streamed, the read is reported as 0, though input_tokens still leaves it out.
     assert _only(events, "message_start")["message"]["usage"] == {
-        "input_tokens": total - written,
+        "input_tokens": 0,
         "output_tokens": 0,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
-    assert _usage(streamed) == (total - written, 60, 0, 0)
+    assert _usage(streamed) == (0, 60, 0, 0)
 
 
 def test_without_the_quirk_a_streamed_call_reports_its_cache_read(
@@ -219,12 +219,14 @@ def test_without_the_quirk_a_streamed_call_reports_its_cache_read(
 ) -> None:
     params = _params(system=_cached_system())
     with make_client(sim_factory()) as client:
-        written = client.messages.create(**params).usage.cache_creation_input_tokens
+        first = client.messages.create(**params).usage
         events = _raw_events(client, **params)
-    assert written
+    assert first.cache_creation_input_tokens
     usage = _only(events, "message_start")["message"]["usage"]
-    assert usage["cache_read_input_tokens"] == written
-    assert usage["cache_creation_input_tokens"] == 0
+    assert (
+        usage["cache_read_input_tokens"] == first.input_tokens + first.cache_creation_input_tokens
+    )
+    assert usage["cache_creation_input_tokens"] == usage["input_tokens"] == 0
 
 
 def test_quirks_together(sim_factory: SimFactory) -> None:
@@ -261,9 +263,11 @@ def test_prompt_cache_write_then_read(sim_factory: SimFactory) -> None:
     assert first.usage.cache_read_input_tokens == 0
     assert first.usage.input_tokens == 4
     assert first.usage.input_tokens < total
-    assert second.usage.cache_read_input_tokens == written
+    # The first call also cached the whole prompt passively (it is over 512 tokens), so the
+    # same prompt again reads all of it; the mark's prefix is already there, nothing is written.
+    assert second.usage.cache_read_input_tokens == total
     assert second.usage.cache_creation_input_tokens == 0
-    assert second.usage.input_tokens == first.usage.input_tokens
+    assert second.usage.input_tokens == 0
     for message in (first, second):
         usage = message.usage
         assert (
@@ -292,18 +296,21 @@ def test_prompt_cache_is_a_prefix(sim_factory: SimFactory) -> None:
     assert (
         other_question.usage.cache_read_input_tokens,
         other_question.usage.cache_creation_input_tokens,
-    ) == (written, 0)
-    assert other_question.usage.input_tokens == 3 + 5  # message overhead + "What is a batch?"
+    ) == (written + 3, 0)  # the system prompt and the user turn's role (3 tokens of overhead)
+    assert other_question.usage.input_tokens == 5  # "What is a batch?"
     assert other_system.usage.cache_read_input_tokens == 0
     assert other_system.usage.cache_creation_input_tokens == written + 3  # " Be brief."
 
 
-def test_no_cache_control_no_caching(sim_factory: SimFactory) -> None:
+def test_without_cache_control_a_long_prompt_is_cached_passively(sim_factory: SimFactory) -> None:
     params = _params(system=[{"type": "text", "text": LONG_SYSTEM}])
     with make_client(sim_factory()) as client:
         total = client.messages.count_tokens(
             model=M27, system=params["system"], messages=params["messages"]
         ).input_tokens
+        usages = [_usage(client.messages.create(**params)) for _ in range(2)]
+    assert usages == [(total, 60, 0, 0), (0, 60, 0, total)]  # passive writes report no creation
+    with make_client(sim_factory(passive_cache=False)) as client:
         usages = [_usage(client.messages.create(**params)) for _ in range(2)]
     assert usages == [(total, 60, 0, 0)] * 2
 
@@ -318,8 +325,8 @@ def test_streamed_prompt_cache_matches_unstreamed(sim_factory: SimFactory) -> No
     written = first.usage.cache_creation_input_tokens
     assert written
     assert first.usage.cache_read_input_tokens == 0
-    assert second.usage.cache_read_input_tokens == written
-    assert second.usage.cache_creation_input_tokens == 0
+    assert second.usage.cache_read_input_tokens == written + first.usage.input_tokens  # all of it
+    assert second.usage.cache_creation_input_tokens == second.usage.input_tokens == 0
 
 
 def test_prompt_cache_is_per_model(sim_factory: SimFactory) -> None:

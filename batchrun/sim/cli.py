@@ -107,8 +107,10 @@ def sim_command(
             help="Start from a named set of settings; options given here still win. "
             "'field': what MiniMax was seen to do, with realistic random faults (529 2%, "
             "500 1%, 1033 0.5%, 408 0.2%, drop 0.5%, stall 0.2% for 2 s, endless 0.2%, "
-            "stream_error 0.5%). 'docs': what MiniMax's documents say (x-api-key accepted, "
-            "M3 takes thinking 'enabled'). Default: the field behaviour without random faults.",
+            "stream_error 0.5%; reasoning leaked as <think> 5%, empty M3 replies 1%, a tool "
+            "called under tool_choice auto 50%). 'docs': what MiniMax's documents say "
+            "(x-api-key accepted, M3 takes thinking 'enabled'). Default: the field behaviour "
+            "without random faults.",
             show_default=False,
         ),
     ] = None,
@@ -215,6 +217,79 @@ def sim_command(
         float,
         typer.Option(help="Largest base64 video in MB, decoded (MiniMax's documented 50)."),
     ] = 50.0,
+    # --- What the simulator answers (issue 15; rows of MiniMax's field evidence) ------------
+    think_leak_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of replies with thinking whose reasoning comes as visible text, "
+            "'<think>...</think>' then the answer, with no thinking block (seen on MiniMax).",
+        ),
+    ] = 0.0,
+    empty_reply_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of MiniMax-M3 replies without thinking that come back empty: "
+            '"content": null, 1 output token (seen once on MiniMax).',
+        ),
+    ] = 0.0,
+    tool_call_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of requests with tools and tool_choice auto (or none given) that "
+            "call a tool (stop_reason tool_use). The simulator cannot tell if a tool fits.",
+        ),
+    ] = 0.0,
+    passive_cache: Annotated[
+        bool,
+        typer.Option(
+            help="Cache long prompts by prefix on its own, as MiniMax does (tools, system, "
+            "messages); a later prompt with the same start reads it (cache_read_input_tokens)."
+        ),
+    ] = True,
+    cache_min_tokens: Annotated[
+        int, typer.Option(min=1, help="Prompts this long or longer are cached passively.")
+    ] = 512,
+    cache_mark_min_tokens: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Explicit cache_control marks take effect only on a prefix this long; "
+            "what they write is reported as cache_creation_input_tokens.",
+        ),
+    ] = 600,
+    cache_ttl: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a cache entry lives, in simulated time (wall time / --time-scale; "
+            "never expires at time scale 0); every hit renews it."
+        ),
+    ] = 300.0,
+    passive_cache_writes: Annotated[
+        bool,
+        typer.Option(
+            help="Report passive cache writes as cache_creation_input_tokens (an assumption: "
+            "by default they are not reported)."
+        ),
+    ] = False,
+    passive_only_models: Annotated[
+        str,
+        typer.Option(
+            help="Models (comma-separated) that ignore cache_control marks and always report "
+            "cache_creation_input_tokens 0, as MiniMax-M3 was seen to; '' for none."
+        ),
+    ] = "MiniMax-M3",
+    cache_max_entries: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Prompt prefixes kept per model; the least recently used go first."
+        ),
+    ] = 100_000,
 ) -> None:
     """Serve a MiniMax-compatible API on this machine, for tests and for running without a key."""
     settings = settings_from_context(ctx)
@@ -310,6 +385,19 @@ def _settings_values(params: dict[str, Any]) -> dict[str, Any]:
         "max_body_bytes": round(p["max_body_mb"] * MB),
         "max_image_bytes": round(p["max_image_mb"] * MB),
         "max_video_bytes": round(p["max_video_mb"] * MB),
+        # --- what the simulator answers (issue 15, "simcontent") ---
+        "think_leak_rate": p["think_leak_rate"],
+        "empty_reply_rate": p["empty_reply_rate"],
+        "tool_call_rate": p["tool_call_rate"],
+        "passive_cache": p["passive_cache"],
+        "cache_min_tokens": p["cache_min_tokens"],
+        "cache_mark_min_tokens": p["cache_mark_min_tokens"],
+        "cache_ttl": p["cache_ttl"],
+        "passive_cache_writes": p["passive_cache_writes"],
+        "passive_only_models": frozenset(
+            filter(None, map(str.strip, p["passive_only_models"].split(",")))
+        ),
+        "cache_max_entries": p["cache_max_entries"],
     }
 
 

@@ -12,11 +12,11 @@ from typing import Any
 from batchrun.catalog import Catalog
 from batchrun.exceptions import SimulatorError
 from batchrun.sim import errors
+from batchrun.sim.cache import PromptCache
 from batchrun.sim.errors import ApiFailure
 from batchrun.sim.limits import ModelLimits, Quota, model_limits, per_window
 from batchrun.sim.settings import FaultRates, SimSettings
 from batchrun.sim.stats import SimStats
-from batchrun.sim.tokens import cache_prefix
 
 _FAULT_SALT = 0x5EED_FA17
 
@@ -30,7 +30,7 @@ class SimulatorCore:
         self.stats = SimStats()
         self._faults = random.Random(settings.seed ^ _FAULT_SALT)
         self._limits: dict[str, ModelLimits] = {}
-        self._cache: set[tuple[str, str]] = set()
+        self._cache = PromptCache(settings)
         self._account = model_limits(
             settings.account_rpm, settings.account_tpm, settings.limit_window
         )
@@ -145,14 +145,7 @@ class SimulatorCore:
 
     def cached_tokens(self, model: str, body: dict[str, Any]) -> tuple[int, int]:
         """(tokens written to, tokens read from) ``model``'s prompt cache for this request."""
-        prefix = cache_prefix(body)
-        if prefix is None:
-            return 0, 0
-        tokens, digest = prefix
-        if (model, digest) in self._cache:
-            return 0, tokens
-        self._cache.add((model, digest))
-        return tokens, 0
+        return self._cache.usage(model, body)
 
     def count_tokens_allowed(self, model: str) -> bool:
         """Whether count_tokens answers for this model (MiniMax documents it for M3 only)."""

@@ -3,7 +3,12 @@
 The same request body (whether streamed or not) with the same seed always gets the same reply.
 Each generated token is one delta, so ``output_tokens`` is exactly the number of thinking and
 text deltas plus the tokens of any tool input. A last user message with an ``#answer: X`` line
-gets exactly ``X`` as its text (how tests and demos steer what grading sees).
+gets exactly ``X`` as its text (how tests and demos steer what grading sees); when the reasoning
+leaks into the text, ``X`` is still the whole visible answer after ``</think>``.
+
+MiniMax's reported deviations come at set rates, each drawn from the request's seed: reasoning
+leaked into the text (``think_leak_rate``), M3's empty replies (``empty_reply_rate``) and tools
+called under ``tool_choice`` auto (``tool_call_rate``).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class Reply:
     cache_read_input_tokens: int
     start_offset: float  # seconds after the request until message_start
     token_offsets: list[float]  # seconds after the request at which each delta is due
+    null_content: bool = False  # MiniMax's empty reply: no blocks, "content": null
 
 
 def request_seed(body: dict[str, Any], seed: int) -> int:
@@ -80,17 +86,49 @@ def draw_reply(
     request: SimRequest, settings: SimSettings, cached: tuple[int, int] = (0, 0)
 ) -> Reply:
     """Draw the reply to a validated request; ``cached`` is (tokens written, tokens read)."""
-    rng = random.Random(request_seed(request.body, settings.seed))
+    seed = request_seed(request.body, settings.seed)
+    rng = random.Random(seed)
+    if _empty_reply_drawn(request, settings, seed):
+        return _reply(
+            rng,
+            settings,
+            request,
+            cached,
+            blocks=[],
+            stop_reason="end_turn",
+            output=1,
+            null_content=True,
+        )
     blocks: list[Block] = []
     budget = request.max_tokens
     if request.thinking:
         wanted = _lognormal_int(rng, settings.thinking_median, settings.output_sigma)
         blocks.append(_thinking_block(rng, min(wanted, budget)))
         budget -= len(blocks[0].pieces)
+    tool = request.forced_tool or _auto_tool(request, settings, seed)
     stop_reason, answer_tokens = (
-        _answer(request, settings, rng, budget, blocks) if budget else ("max_tokens", 0)
+        _answer(request, settings, rng, budget, blocks, tool=tool) if budget else ("max_tokens", 0)
     )
     output = request.max_tokens - budget + answer_tokens
+    if request.thinking and _chance(seed, _LEAK_SALT, settings.think_leak_rate):
+        blocks, output, stop_reason = _leak_reasoning(blocks, request.max_tokens, stop_reason)
+    return _reply(
+        rng, settings, request, cached, blocks=blocks, stop_reason=stop_reason, output=output
+    )
+
+
+def _reply(
+    rng: random.Random,
+    settings: SimSettings,
+    request: SimRequest,
+    cached: tuple[int, int],
+    *,
+    blocks: list[Block],
+    stop_reason: str,
+    output: int,
+    null_content: bool = False,
+) -> Reply:
+    """The Reply around drawn content (``null_content``: MiniMax's empty reply)."""
     written, read = cached
     return Reply(
         message_id=f"msg_{rng.getrandbits(96):024x}",
@@ -101,15 +139,93 @@ def draw_reply(
         output_tokens=output,
         cache_creation_input_tokens=written,
         cache_read_input_tokens=read,
+        null_content=null_content,
         **_timing(rng, settings, request, output),
     )
 
 
+# Salts keep each per-request decision independent of the others and of the drawn content, so a
+# rate of 0 leaves every reply exactly as it was, and a leaked reply has the same reasoning and
+# answer as its clean twin.
+_LEAK_SALT = 0x7E1C_0001
+_EMPTY_SALT = 0x7E1C_0002
+_TOOL_SALT = 0x7E1C_0003
+_PICK_SALT = 0x7E1C_0004
+EMPTY_REPLY_MODELS = frozenset({"MiniMax-M3"})  # row 6: seen on M3 only (single report)
+
+
+def _uniform(seed: int, salt: int) -> float:
+    """A number in [0, 1) drawn from ``seed`` and ``salt`` (splitmix64's finalizer)."""
+    mask = (1 << 64) - 1
+    z = ((seed ^ salt) + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return (z ^ (z >> 31)) / (1 << 64)
+
+
+def _chance(seed: int, salt: int, rate: float) -> bool:
+    return rate > 0 and _uniform(seed, salt) < rate
+
+
+def _empty_reply_drawn(request: SimRequest, settings: SimSettings, seed: int) -> bool:
+    """Whether this is one of MiniMax-M3's empty replies (only ever without thinking)."""
+    return (
+        not request.thinking
+        and request.model.name in EMPTY_REPLY_MODELS
+        and _chance(seed, _EMPTY_SALT, settings.empty_reply_rate)
+    )
+
+
+def _auto_tool(request: SimRequest, settings: SimSettings, seed: int) -> dict[str, Any] | None:
+    """The tool called of the model's own accord (tool_choice auto or absent), if any.
+
+    The simulator cannot tell whether a tool fits the prompt, so it calls one at a set rate.
+    """
+    tools: list[dict[str, Any]] = request.body.get("tools") or []
+    choice = (request.body.get("tool_choice") or {}).get("type", "auto")
+    if not tools or choice != "auto" or not _chance(seed, _TOOL_SALT, settings.tool_call_rate):
+        return None
+    return tools[int(_uniform(seed, _PICK_SALT) * len(tools))]
+
+
+def _leak_reasoning(
+    blocks: list[Block], max_tokens: int, stop_reason: str
+) -> tuple[list[Block], int, str]:
+    """The reply with its thinking block sent as text instead (row 5, contract C10).
+
+    The text is ``<think>``, the reasoning, ``</think>``, a blank line, then the answer; each tag
+    is one piece and one token. Reasoning gives way so that the answer (and any tool call) still
+    fits in ``max_tokens``; a reply cut off while thinking has no ``</think>``. Returns the
+    blocks, the output tokens and the stop reason.
+    """
+    thinking, rest = blocks[0], blocks[1:]
+    answer = rest[0] if rest and rest[0].kind == "text" else None
+    tool = rest[0] if rest and rest[0].kind == "tool_use" else None
+    if answer is None and tool is None:  # max_tokens hit while thinking: the tag stays open
+        text = Block(kind="text", pieces=["<think>", *thinking.pieces][:max_tokens])
+        return [text], len(text.pieces), stop_reason
+    tool_tokens = count_text(tool.text()) if tool is not None else 0
+    tail = ["</think>", "\n\n", *answer.pieces] if answer is not None else ["</think>"]
+    room = max_tokens - tool_tokens - 1 - len(tail)  # reasoning pieces that still fit
+    if room < 0:  # not even the answer fits beside the tags: cut at max_tokens, tool dropped
+        pieces = ["<think>", *thinking.pieces, *tail][:max_tokens]
+        return [Block(kind="text", pieces=pieces)], len(pieces), "max_tokens"
+    text = Block(kind="text", pieces=["<think>", *thinking.pieces[:room], *tail])
+    leaked = [text, tool] if tool is not None else [text]
+    return leaked, len(text.pieces) + tool_tokens, stop_reason
+
+
 def _answer(
-    request: SimRequest, settings: SimSettings, rng: random.Random, budget: int, blocks: list[Block]
+    request: SimRequest,
+    settings: SimSettings,
+    rng: random.Random,
+    budget: int,
+    blocks: list[Block],
+    *,
+    tool: dict[str, Any] | None,
 ) -> tuple[str, int]:
-    if request.forced_tool is not None:
-        block = _tool_block(rng, request.forced_tool)
+    if tool is not None:
+        block = _tool_block(rng, tool)
         tokens = count_text(block.text())
         if tokens > budget:
             return "max_tokens", 0

@@ -234,6 +234,19 @@ def _field_args(settings: SimSettings) -> list[str]:
     ):
         if value is not None:
             args.append(f"--{option}={value}")
+    # what the simulator answers (issue 15, "simcontent")
+    args += [
+        f"--think-leak-rate={settings.think_leak_rate!r}",
+        f"--empty-reply-rate={settings.empty_reply_rate!r}",
+        f"--tool-call-rate={settings.tool_call_rate!r}",
+        "--passive-cache" if settings.passive_cache else "--no-passive-cache",
+        f"--cache-min-tokens={settings.cache_min_tokens}",
+        f"--cache-mark-min-tokens={settings.cache_mark_min_tokens}",
+        f"--cache-ttl={settings.cache_ttl!r}",
+        "--passive-cache-writes" if settings.passive_cache_writes else "--no-passive-cache-writes",
+        f"--passive-only-models={','.join(sorted(settings.passive_only_models))}",
+        f"--cache-max-entries={settings.cache_max_entries}",
+    ]
     return args
 
 

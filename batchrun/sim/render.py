@@ -2,7 +2,8 @@
 
 The stream follows Anthropic's event contract: ``message_start``, ``ping``, per block
 ``content_block_start`` / ``content_block_delta`` / ``content_block_stop``, ``message_delta``
-with stop_reason and usage, ``message_stop``. MiniMax's reported quirks are opt-in.
+with stop_reason and usage, ``message_stop``. MiniMax's reported quirks are opt-in. An empty
+reply (MiniMax-M3's ``content: null``) streams no content block at all.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def message_body(reply: Reply) -> dict[str, Any]:
         "type": "message",
         "role": "assistant",
         "model": reply.model,
-        "content": [_final_block(block) for block in reply.blocks],
+        "content": None if reply.null_content else [_final_block(b) for b in reply.blocks],
         "stop_reason": reply.stop_reason,
         "stop_sequence": None,
         "usage": _usage(reply),
@@ -82,7 +83,12 @@ def stream_plan(reply: Reply, quirks: frozenset[str]) -> StreamPlan:
             "usage": delta_usage,
         },
     ) + _event("message_stop", stop)
-    chunks[-1] += tail
+    end = reply.token_offsets[-1] if reply.token_offsets else offsets[-1]
+    if end > offsets[-1]:  # tokens no block sent (an empty reply's one): the end waits for them
+        chunks.append(tail)
+        offsets.append(end)
+    else:
+        chunks[-1] += tail
     return StreamPlan(chunks=chunks, offsets=offsets)
 
 

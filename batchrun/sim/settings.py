@@ -146,6 +146,19 @@ class SimSettings:
     max_image_bytes: int = 10 * MB  # decoded base64 size
     max_video_bytes: int = 50 * MB
 
+    # --- What the simulator answers (issue 15; rows of the field evidence page) -------------
+    # Rates are per request, in [0, 1], drawn from the request's own seed (repeatable).
+    think_leak_rate: float = 0.0  # row 5: reasoning sent as <think>...</think> inside the text
+    empty_reply_rate: float = 0.0  # row 6: MiniMax-M3 without thinking answers content null
+    tool_call_rate: float = 0.0  # row 16: a tool is called under tool_choice auto (or absent)
+    passive_cache: bool = True  # row 7: prompts of cache_min_tokens or more cached by prefix
+    cache_min_tokens: int = 512
+    cache_mark_min_tokens: int = 600  # cache_control marks take effect from about this size
+    cache_ttl: float = 300.0  # seconds of simulated time; refreshed on every hit
+    passive_cache_writes: bool = False  # assumption: passive writes are not reported as creation
+    passive_only_models: frozenset[str] = frozenset({"MiniMax-M3"})  # ignore marks, no creation
+    cache_max_entries: int = 100_000  # per model, least recently used evicted first
+
     def __post_init__(self) -> None:
         # Only the field settings (issue 15) are checked here; the others are checked where used.
         if self.balance_status not in (500, 402):
@@ -197,6 +210,10 @@ FIELD_PROFILE: dict[str, Any] = {
     "stall_seconds": 2.0,
     "timeout_seconds": 120.0,  # simulated: 1.2 wall seconds at time scale 0.01
     "ping_interval": 1.0,
+    # what the simulator answers ("simcontent"; passive caching is on by default already)
+    "think_leak_rate": 0.05,
+    "empty_reply_rate": 0.01,
+    "tool_call_rate": 0.5,
 }
 
 PROFILES: dict[str, dict[str, Any]] = {"docs": DOCS_PROFILE, "field": FIELD_PROFILE}

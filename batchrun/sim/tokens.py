@@ -3,7 +3,8 @@
 A token is a run of word characters or a single other non-space character, so ``"Hi, how are
 you?"`` is six tokens. Each message adds a fixed overhead, as real chat formats do. Images and
 videos count a fixed amount by their ``detail`` (MiniMax gives only rough ranges for images).
-count_tokens and a request's usage both come from here, so the two always agree.
+count_tokens and a request's usage both come from here, so the two always agree, and so do the
+prompt prefixes the prompt cache matches.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,23 +67,48 @@ def count_request(body: dict[str, Any]) -> int:
     return REQUEST_OVERHEAD + sum(tokens for _, tokens in _prompt_items(body))
 
 
-def cache_prefix(body: dict[str, Any]) -> tuple[int, str] | None:
-    """Tokens and digest of the prompt prefix up to the last ``cache_control`` mark, if any.
-
-    The prefix runs in the order the model reads the prompt: tools, then system, then messages.
+@dataclass(frozen=True, slots=True)
+class PromptPrefix:
+    """A prefix of a prompt that ends at an item boundary (a tool, a system block, a message's
+    role or one of its blocks): its tokens, a digest of its items, and whether a ``cache_control``
+    mark ends it.
     """
-    parts: list[Any] = []
-    total = REQUEST_OVERHEAD
-    marked: tuple[int, int] | None = None  # (tokens so far, parts so far) at the last mark
-    for item, tokens in _prompt_items(body):
-        parts.append(item)
-        total += tokens
-        if isinstance(item, dict) and item.get("cache_control"):
-            marked = (total, len(parts))
-    if marked is None:
-        return None
-    digest = hashlib.sha256(orjson.dumps(parts[: marked[1]], option=orjson.OPT_SORT_KEYS))
-    return marked[0], digest.hexdigest()
+
+    tokens: int
+    digest: bytes
+    marked: bool
+
+
+def prompt_prefixes(body: dict[str, Any], min_tokens: int) -> tuple[int, list[PromptPrefix]]:
+    """The prompt's input tokens, and each prefix of at least ``min_tokens`` at an item boundary.
+
+    The prefixes run in the order the model reads the prompt: tools, then system, then messages.
+    Nothing is hashed when the whole prompt is shorter than ``min_tokens`` (the common case of
+    short prompts costs one count), and the items are hashed once, incrementally.
+    """
+    items = _prompt_items(body)
+    total = REQUEST_OVERHEAD + sum(tokens for _, tokens in items)
+    if total < min_tokens:
+        return total, []
+    hasher = hashlib.blake2b(digest_size=16)
+    running = REQUEST_OVERHEAD
+    prefixes: list[PromptPrefix] = []
+    for item, tokens in items:
+        marked = isinstance(item, dict) and bool(item.get("cache_control"))
+        data = orjson.dumps(_as_read(item, marked=marked), option=orjson.OPT_SORT_KEYS)
+        hasher.update(len(data).to_bytes(8, "big") + data)
+        running += tokens
+        if running >= min_tokens:
+            prefixes.append(PromptPrefix(tokens=running, digest=hasher.digest(), marked=marked))
+    return total, prefixes
+
+
+def _as_read(item: Any, *, marked: bool) -> Any:
+    """An item as the model reads it: a plain string is a text block, and a mark is not content
+    (the same block with and without ``cache_control`` is the same prefix)."""
+    if isinstance(item, str):
+        return {"type": "text", "text": item}
+    return {k: v for k, v in item.items() if k != "cache_control"} if marked else item
 
 
 def _prompt_items(body: dict[str, Any]) -> list[tuple[Any, int]]:
