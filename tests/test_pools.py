@@ -7,7 +7,6 @@ flake them, while without the pool every model's requests would go out at once.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from batchrun.cli import app
 from batchrun.exceptions import ConfigError
 from batchrun.run.launch import LimitOptions
 from batchrun.run.retry import RetryPolicy
-from batchrun.sim import RunningSimulator, SimSettings
+from batchrun.sim import RunningSimulator
 from tests.helpers import KEY, batchrun, db_rows
 from tests.runharness import Run, prompts, run_jobs, write_jobs
 
@@ -28,12 +27,6 @@ SimFactory = Callable[..., RunningSimulator]
 M27, M3, M2 = "MiniMax-M2.7", "MiniMax-M3", "MiniMax-M2"
 THREE = [M27, M3, M2]
 
-
-# The simulator's account pool (contract C13) comes from another branch: the lead removes this.
-NEEDS_SIM_POOL = pytest.mark.skipif(
-    "account_rpm" not in {f.name for f in dataclasses.fields(SimSettings)},
-    reason="the simulator has no account pool yet (SimSettings.account_rpm, contract C13)",
-)
 
 
 def _most_in_a_second(times: list[float]) -> int:
@@ -105,7 +98,6 @@ def test_a_catalog_pool_paces_its_models_and_leaves_the_others(
     assert stored["models"][M3]["pools"] == []  # not in the pool: paced by its own limits only
 
 
-@NEEDS_SIM_POOL
 def test_the_same_account_pool_on_both_sides_gives_no_429(
     tmp_path: Path, sim_factory: SimFactory
 ) -> None:
@@ -121,7 +113,6 @@ def test_the_same_account_pool_on_both_sides_gives_no_429(
     assert sum(models[m]["ok"] for m in THREE) == 60
 
 
-@NEEDS_SIM_POOL
 def test_account_429s_back_off_and_every_request_finishes(
     tmp_path: Path, sim_factory: SimFactory
 ) -> None:

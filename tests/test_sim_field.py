@@ -148,8 +148,9 @@ def test_m3_refuses_max_tokens_over_524288(client: anthropic.Anthropic) -> None:
 
 
 def test_the_max_tokens_cap_is_a_setting(sim_factory: SimFactory) -> None:
-    sim = sim_factory(max_output_tokens={M2: 100})
+    sim = sim_factory(max_output_tokens={M2: 100, M3: 600_000})  # over the catalog's M3 cap
     assert post(sim, ask(M3, max_tokens=600_000)).status_code == 200
+    assert post(sim, ask(M3, max_tokens=600_001)).status_code == 400
     response = post(sim, ask(M2, max_tokens=101))
     assert error_of(response)["message"] == (
         "invalid params, does not support max tokens > 100 (2013)"

@@ -142,9 +142,10 @@ def sim_command(
         str,
         typer.Option(
             help="Largest max_tokens accepted, MODEL=N,...; more gets a 400 (2013). "
-            "Empty: no cap but the context window.",
+            "Default: the catalog's output caps (MiniMax-M3: 524288); other models are "
+            "capped only by the context window.",
         ),
-    ] = "MiniMax-M3=524288",
+    ] = "",
     accept_enabled_thinking: Annotated[
         bool,
         typer.Option(

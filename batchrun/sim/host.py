@@ -212,7 +212,6 @@ def _field_args(settings: SimSettings) -> list[str]:
     args = [
         f"--{'' if s.accept_x_api_key else 'no-'}accept-x-api-key",
         f"--x-api-key-status={s.x_api_key_status}",
-        f"--max-output-tokens={format_model_limits(s.max_output_tokens)}",
         f"--{'' if s.accept_enabled_thinking else 'no-'}accept-enabled-thinking",
         f"--balance-status={s.balance_status}",
         f"--quota-window={s.quota_window!r}",
@@ -227,6 +226,8 @@ def _field_args(settings: SimSettings) -> list[str]:
         args.append(f"--profile={s.profile}")
     if s.context_windows:
         args.append(f"--context-window={format_model_limits(s.context_windows)}")
+    if s.max_output_tokens:
+        args.append(f"--max-output-tokens={format_model_limits(s.max_output_tokens)}")
     for option, value in (
         ("quota-requests", s.quota_requests),
         ("account-rpm", s.account_rpm),

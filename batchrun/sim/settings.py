@@ -24,7 +24,6 @@ FAULT_KINDS = (
 )
 QUIRKS = ("start_without_signature", "usage_on_stop", "stream_cache_read_zero")
 MB = 1024 * 1024
-DEFAULT_MAX_OUTPUT = {"MiniMax-M3": 524_288}  # row 3 of the field evidence (single report)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,9 +129,9 @@ class SimSettings:
     accept_x_api_key: bool = False  # row 1: MiniMax wants Authorization: Bearer
     x_api_key_status: int = 401  # 401 (C1) or 500 "system error (1033)" as on the mainland host
     context_windows: Mapping[str, int] = field(default_factory=dict)  # default: the catalog's
-    max_output_tokens: Mapping[str, int] = field(
-        default_factory=lambda: dict(DEFAULT_MAX_OUTPUT)
-    )  # row 3: max_tokens above these is refused
+    # Row 3: max_tokens above a model's cap is refused; default: the catalog's max_output_tokens
+    # (MiniMax-M3 524,288).
+    max_output_tokens: Mapping[str, int] = field(default_factory=dict)
     accept_enabled_thinking: bool = False  # row 4 (disputed): M3 refuses thinking "enabled"
     balance_status: int = 500  # row 10: 500 (most reports) or 402 (one 2026-09 report)
     quota_reset_seconds: float = 5 * 3600.0  # a 2056 fault's reset: now + this (wall clock)

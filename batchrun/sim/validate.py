@@ -58,7 +58,7 @@ def validate_message_request(
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise invalid(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
-    cap = _per_model(settings.max_output_tokens, model.name)
+    cap = _per_model(settings.max_output_tokens, model.name) or model.max_output_tokens
     if cap is not None and max_tokens > cap:
         raise invalid(f"does not support max tokens > {cap}")
     _check_range(body, "temperature", 0.0, 2.0)
