@@ -64,6 +64,7 @@ class RunOptions:
     base_url: str | None = None  # default: ANTHROPIC_BASE_URL, else MiniMax's
     simulate: bool = False  # the built-in simulator even with a key
     sim_time_scale: float = 1.0  # simulated latency x this (0: as fast as possible)
+    sim_profile: str | None = None  # "field" or "docs" (batchrun.sim.settings.PROFILES)
     rpm: Mapping[str, int] = field(default_factory=dict)  # model (or "*") -> requests/minute
     tpm: Mapping[str, int] = field(default_factory=dict)  # model (or "*") -> tokens/minute
     concurrency: Mapping[str, int] = field(default_factory=dict)
@@ -82,6 +83,10 @@ class RunOptions:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
+        if self.sim_profile is not None:
+            from batchrun.sim.settings import profile_settings  # noqa: PLC0415 - light
+
+            profile_settings(self.sim_profile)  # an unknown name is refused with the known ones
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,7 +230,10 @@ async def _resume(
 
 def _endpoint(options: RunOptions) -> AbstractContextManager[Endpoint]:
     endpoint_options = EndpointOptions(
-        base_url=options.base_url, simulate=options.simulate, sim_time_scale=options.sim_time_scale
+        base_url=options.base_url,
+        simulate=options.simulate,
+        sim_time_scale=options.sim_time_scale,
+        sim_profile=options.sim_profile,
     )
     return open_endpoint(_environment(options), endpoint_options)
 

@@ -28,7 +28,6 @@ M27, M3, M2 = "MiniMax-M2.7", "MiniMax-M3", "MiniMax-M2"
 THREE = [M27, M3, M2]
 
 
-
 def _most_in_a_second(times: list[float]) -> int:
     """The most of ``times`` that fall in any one second."""
     return max(sum(1 for t in times if start <= t < start + 1.0) for start in times)

@@ -64,6 +64,7 @@ def grade_command(
     tpm: opt.Tpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
+    sim_profile: opt.SimProfile = None,
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
     idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
     timeout: opt.Timeout = opt.TIMEOUT,
@@ -91,7 +92,8 @@ def grade_command(
     if judge is not None and rubric_text is not None:
         sending = opt.connection(
             db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
-            simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
+            simulate=simulate, sim_time_scale=sim_time_scale, sim_profile=sim_profile,
+        max_attempts=max_attempts,
             idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
             max_cost_nanos=parse_usd(max_cost),
         )  # fmt: skip

@@ -112,12 +112,26 @@ SimTimeScale = Annotated[
         help="Speed of the simulator: 1 is MiniMax's real pace, 0.1 ten times faster, 0 instant.",
     ),
 ]
+SimProfile = Annotated[
+    str | None,
+    typer.Option(
+        "--sim-profile",
+        help="How the built-in simulator behaves: 'field' adds what MiniMax was seen to do "
+        "at realistic rates (faults, reasoning leaked as <think>, empty replies); 'docs' what "
+        "its documents say. Default: the field behaviour without random faults. See "
+        "`batchrun sim --help`.",
+        show_default=False,
+    ),
+]
 MaxAttempts = Annotated[
     int, typer.Option("--max-attempts", min=1, help="Attempts per request before giving up.")
 ]
 IdleTimeout = Annotated[
     float,
-    typer.Option("--idle-timeout", help="Seconds without data before a stream counts as stalled."),
+    typer.Option(
+        "--idle-timeout",
+        help="Seconds without an event (pings do not count) before a stream counts as stalled.",
+    ),
 ]
 Timeout = Annotated[
     float, typer.Option("--timeout", help="Seconds one call may take in all before it is retried.")
@@ -248,6 +262,7 @@ def connection(
     account_tpm: int | None = None,
     simulate: bool = False,
     sim_time_scale: float = 1.0,
+    sim_profile: str | None = None,
     max_attempts: int = MAX_ATTEMPTS,
     idle_timeout: float = IDLE_TIMEOUT,
     timeout: float = TIMEOUT,
@@ -259,11 +274,15 @@ def connection(
     """The sending options from their command-line values, checked."""
     if sim_time_scale < 0:
         raise ConfigError("--sim-time-scale must be 0 or more")
+    check_sim_profile(sim_profile)
     return Connection(
         db=db,
         catalog=catalog,
         endpoint=EndpointOptions(
-            base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale
+            base_url=base_url,
+            simulate=simulate,
+            sim_time_scale=sim_time_scale,
+            sim_profile=sim_profile,
         ),
         limits=LimitOptions(
             rpm=parse_per_model(rpm, "--rpm"),
@@ -280,3 +299,14 @@ def connection(
         max_cost_nanos=max_cost_nanos,
         confirm_above_nanos=confirm_above_nanos,
     )
+
+
+def check_sim_profile(name: str | None) -> None:
+    """Refuse an unknown --sim-profile before anything starts."""
+    from batchrun.sim.settings import PROFILES  # noqa: PLC0415 - light, and only when given
+
+    if name is not None and name not in PROFILES:
+        raise ConfigError(
+            f"unknown --sim-profile {name!r}; use one of {', '.join(PROFILES)}, or leave it out "
+            "for the field behaviour without random faults"
+        )

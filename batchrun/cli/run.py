@@ -63,6 +63,7 @@ def run_command(
     account_tpm: opt.AccountTpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
+    sim_profile: opt.SimProfile = None,
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
     idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
     timeout: opt.Timeout = opt.TIMEOUT,
@@ -86,7 +87,8 @@ def run_command(
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         account_rpm=account_rpm, account_tpm=account_tpm,
-        simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
+        simulate=simulate, sim_time_scale=sim_time_scale, sim_profile=sim_profile,
+        max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
         precheck=not no_precheck, max_cost_nanos=parse_usd(max_cost),
         confirm_above_nanos=_confirm_threshold(yes, confirm_above),
@@ -135,6 +137,7 @@ def estimate_command(
     base_url: opt.BaseUrl = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
+    sim_profile: opt.SimProfile = None,
 ) -> None:
     """What FILE would cost on these models, from count_tokens alone: nothing is generated.
 
@@ -151,8 +154,9 @@ def estimate_command(
     check_file(file)
     store = opt.open_store(db)
     read = ReadOptions(models=fan_out or None, default_max_tokens=max_tokens)
+    opt.check_sim_profile(sim_profile)
     endpoint_options = EndpointOptions(
-        base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale
+        base_url=base_url, simulate=simulate, sim_time_scale=sim_time_scale, sim_profile=sim_profile
     )
     lines = read_jobs(file, loaded, read)
     with open_endpoint(read_environment(), endpoint_options) as endpoint:
@@ -177,6 +181,7 @@ def resume_command(
     account_tpm: opt.AccountTpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
+    sim_profile: opt.SimProfile = None,
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
     idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
     timeout: opt.Timeout = opt.TIMEOUT,
@@ -189,7 +194,8 @@ def resume_command(
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         account_rpm=account_rpm, account_tpm=account_tpm,
-        simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
+        simulate=simulate, sim_time_scale=sim_time_scale, sim_profile=sim_profile,
+        max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
         max_cost_nanos=parse_usd(max_cost),
         confirm_above_nanos=_confirm_threshold(yes, confirm_above),

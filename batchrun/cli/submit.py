@@ -29,6 +29,7 @@ def submit_command(
     base_url: opt.BaseUrl = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
+    sim_profile: opt.SimProfile = None,
     max_cost: opt.MaxCost = None,
     account_rpm: opt.AccountRpm = None,
     account_tpm: opt.AccountTpm = None,
@@ -42,7 +43,8 @@ def submit_command(
     """
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, simulate=simulate,
-        sim_time_scale=sim_time_scale, max_attempts=1, precheck=not no_precheck,
+        sim_time_scale=sim_time_scale, sim_profile=sim_profile,
+        max_attempts=1, precheck=not no_precheck,
         max_cost_nanos=parse_usd(max_cost), account_rpm=account_rpm, account_tpm=account_tpm,
     )  # fmt: skip
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used

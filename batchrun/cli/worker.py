@@ -49,6 +49,7 @@ def worker_command(
     account_tpm: opt.AccountTpm = None,
     simulate: opt.Simulate = False,
     sim_time_scale: opt.SimTimeScale = 1.0,
+    sim_profile: opt.SimProfile = None,
     max_attempts: opt.MaxAttempts = opt.MAX_ATTEMPTS,
     idle_timeout: opt.IdleTimeout = opt.IDLE_TIMEOUT,
     timeout: opt.Timeout = opt.TIMEOUT,
@@ -68,7 +69,8 @@ def worker_command(
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         account_rpm=account_rpm, account_tpm=account_tpm,
-        simulate=simulate, sim_time_scale=sim_time_scale, max_attempts=max_attempts,
+        simulate=simulate, sim_time_scale=sim_time_scale, sim_profile=sim_profile,
+        max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
         precheck=not no_precheck,
     )  # fmt: skip

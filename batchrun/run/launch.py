@@ -31,6 +31,7 @@ class EndpointOptions:
     simulate: bool = False
     sim_time_scale: float = 1.0
     sim_seed: int = 0
+    sim_profile: str | None = None  # a simulator profile (batchrun.sim.settings.PROFILES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +61,9 @@ def open_endpoint(env: Environment, options: EndpointOptions) -> Iterator[Endpoi
         return
     from batchrun.sim import SimSettings, simulator_process  # noqa: PLC0415 - only when used
 
-    settings = SimSettings(time_scale=options.sim_time_scale, seed=options.sim_seed)
+    settings = SimSettings.from_profile(
+        options.sim_profile, time_scale=options.sim_time_scale, seed=options.sim_seed
+    )
     with simulator_process(settings) as sim:
         yield Endpoint(base_url=f"{sim.base_url}/anthropic", api_key=SIMULATOR_KEY, simulated=True)
 
