@@ -24,6 +24,7 @@ from batchrun.plan.estimate import Planned, estimate
 from batchrun.plan.precheck import TokenCounter
 from batchrun.run.launch import LimitOptions
 from batchrun.run.retry import QUOTA_MARGIN, Action, RetryPolicy, decide
+from batchrun.sim import RunningSimulator
 from tests import fieldserver as fs
 from tests.fieldserver import FieldServer, Reply, field_server
 from tests.helpers import API_KEY, batchrun, db_rows
@@ -191,6 +192,20 @@ def test_a_402_balance_stops_every_model(tmp_path: Path, server: FieldServer) ->
     assert set(run.report.stopped_models) == {M27, M3}
     assert "balance is exhausted" in run.report.stopped_models[M27]
     assert {row["status"] for row in run.requests()} == {"pending"}
+
+
+def test_a_wrong_base_url_stops_every_model_and_says_so(
+    tmp_path: Path, sim: RunningSimulator
+) -> None:
+    # MiniMax's host (and the simulator) answers an unknown path with a plain-text 404: every
+    # request would get it, so the run stops at once instead of failing each request.
+    wrong = RunningSimulator(base_url=f"{sim.base_url}/v2")
+    run = run_jobs(tmp_path, wrong, prompts(3), [M27, M3], limits=_one_at_a_time())
+    assert set(run.report.stopped_models) == {M27, M3}
+    assert "the base URL is wrong" in run.report.stopped_models[M27]
+    assert "404 page not found" in run.report.stopped_models[M27]
+    assert {row["status"] for row in run.requests()} == {"pending"}
+    assert len(run.attempts()) <= 2  # one per model at the most
 
 
 def _one_at_a_time() -> LimitOptions:

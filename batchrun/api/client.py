@@ -181,6 +181,8 @@ class ApiClient:
         error_type, message = _error_fields(body, fallback)
         code = _minimax_code(message)
         kind = _classify(status, code, message)
+        if status == 404 and not isinstance(body, dict):  # MiniMax's host for an unknown path
+            kind = FailureKind.NO_ROUTE
         request_id = body.get("request_id") if isinstance(body, dict) else None
         return CallFailure(
             kind,

@@ -32,6 +32,7 @@ class FailureKind(Enum):
     AUTH = "auth"  # 401 / 403: the key is refused
     BALANCE = "balance"  # MiniMax 1008: insufficient balance (sent as a 500)
     QUOTA = "quota"  # MiniMax 2056: the plan's usage quota (a 5-hour window) is used up
+    NO_ROUTE = "no_route"  # a plain-text 404 ("404 page not found"): the base URL is wrong
 
 
 class CallFailure(Exception):

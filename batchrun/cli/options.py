@@ -84,7 +84,7 @@ AccountRpm = Annotated[
         min=1,
         help="Requests per minute for all the run's models together: one pool, as when your "
         "account's limit is shared by every model (each model also keeps its own RPM). "
-        "Replaces the catalog's [pools]. Default: the catalog's pools; the built-in catalog has "
+        "Replaces the catalog's \\[pools]. Default: the catalog's pools; the built-in catalog has "
         "none, as MiniMax's guide gives each model its own limits.",
         show_default=False,
     ),

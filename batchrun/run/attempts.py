@@ -40,6 +40,11 @@ _REFUSED = {
     FailureKind.AUTH: "the API key was refused",
     FailureKind.BALANCE: "the account's balance is exhausted; top it up, then resume",
     FailureKind.QUOTA: "the plan's usage quota is used up; resume once it renews",
+    FailureKind.NO_ROUTE: (
+        "the server has no such path, so the base URL is wrong: MiniMax's is "
+        "https://api.minimax.io/anthropic (mainland: https://api.minimaxi.com/anthropic); "
+        "fix --base-url or ANTHROPIC_BASE_URL, then resume"
+    ),
 }
 _UNPRICED = (
     "it has no price today, so it cannot be held to --max-cost; add a price in "

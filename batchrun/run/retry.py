@@ -23,11 +23,14 @@ RETRYABLE = frozenset(
         FailureKind.STALLED,
     }
 )
-STOPS_MODEL = frozenset({FailureKind.AUTH, FailureKind.BALANCE, FailureKind.QUOTA})
+STOPS_MODEL = frozenset(
+    {FailureKind.AUTH, FailureKind.BALANCE, FailureKind.QUOTA, FailureKind.NO_ROUTE}
+)
 QUOTA_WAIT = 900.0  # seconds: a quota that renews within 15 minutes is waited for
 # MiniMax gives the reset to the second; a little after it, so the first call is not too early.
 QUOTA_MARGIN = 0.5
-STOPS_EVERY_MODEL = frozenset({FailureKind.BALANCE})  # one balance pays for every model
+# One balance pays for every model, and one base URL serves them all.
+STOPS_EVERY_MODEL = frozenset({FailureKind.BALANCE, FailureKind.NO_ROUTE})
 BACKS_OFF_MODEL = frozenset({FailureKind.RATE_LIMITED, FailureKind.OVERLOADED})
 
 
