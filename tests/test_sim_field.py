@@ -21,6 +21,7 @@ import anthropic
 import httpx2
 import pytest
 
+from batchrun.exceptions import SimulatorError
 from batchrun.sim import RunningSimulator, SimSettings, simulator_process
 from batchrun.sim.cli import settings_from_args
 from batchrun.sim.host import settings_to_args
@@ -566,3 +567,22 @@ def test_sim_help_documents_every_field_option() -> None:
         "408",
     ):
         assert option in done.stdout, option
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"think_leak_rate": 1.5},
+        {"empty_reply_rate": -0.1},
+        {"tool_call_rate": 2.0},
+        {"cache_min_tokens": 0},
+        {"cache_max_entries": 0},
+        {"balance_status": 403},
+        {"account_rpm": 0},
+        {"ping_interval": 0.0},
+    ],
+)
+def test_settings_out_of_range_are_refused_when_made(bad: dict[str, Any]) -> None:
+    # In Python as on the command line: a bad figure fails before a simulator starts.
+    with pytest.raises(SimulatorError, match=next(iter(bad))):
+        SimSettings(**bad)

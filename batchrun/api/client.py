@@ -157,7 +157,7 @@ class ApiClient:
                         watchdog.last = now
             except aiohttp.ClientError:
                 if watchdog.fired:
-                    message = f"no data for {self.deadlines.idle:g} s (a stalled stream)"
+                    message = f"no event but pings for {self.deadlines.idle:g} s (a stalled stream)"
                     raise CallFailure(FailureKind.STALLED, message) from None
                 raise
             finally:

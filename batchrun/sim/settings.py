@@ -159,13 +159,16 @@ class SimSettings:
     cache_max_entries: int = 100_000  # per model, least recently used evicted first
 
     def __post_init__(self) -> None:
-        # Only the field settings (issue 15) are checked here; the others are checked where used.
+        # Only the settings of issue 15 are checked here; the others are checked where used.
         if self.balance_status not in (500, 402):
             raise SimulatorError(f"balance_status must be 500 or 402, not {self.balance_status}")
         if self.x_api_key_status not in (401, 500):
             raise SimulatorError(
                 f"x_api_key_status must be 401 or 500, not {self.x_api_key_status}"
             )
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
         for name in ("quota_requests", "account_rpm", "account_tpm"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -173,6 +176,12 @@ class SimSettings:
         for name in ("quota_window", "ping_interval"):
             if getattr(self, name) <= 0:
                 raise SimulatorError(f"{name} must be more than 0 seconds")
+        for name in ("think_leak_rate", "empty_reply_rate", "tool_call_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SimulatorError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        for name in ("cache_min_tokens", "cache_mark_min_tokens", "cache_max_entries"):
+            if getattr(self, name) < 1:
+                raise SimulatorError(f"{name} must be at least 1, not {getattr(self, name)}")
 
     def faults_for(self, model: str) -> FaultRates:
         """The fault rates that apply to requests for ``model``."""
