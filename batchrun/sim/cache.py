@@ -36,16 +36,19 @@ class PromptCache:
         self._started = clock()
         self._models: dict[str, OrderedDict[bytes, float]] = {}
 
-    def usage(self, model: str, body: dict[str, Any]) -> tuple[int, int]:
-        """(tokens written, tokens read) of this request; its prefixes are kept for later ones."""
+    def usage(self, model: str, body: dict[str, Any], input_tokens: int) -> tuple[int, int]:
+        """(tokens written, tokens read) of this request; its prefixes are kept for later ones.
+
+        ``input_tokens``: the prompt's count (validation has it), so that a prompt too short to
+        cache, the common case, is not walked a second time."""
         settings = self._settings
         marks = model not in settings.passive_only_models
         passive_min = settings.cache_min_tokens if settings.passive_cache else math.inf
         mark_min = settings.cache_mark_min_tokens if marks else math.inf
         threshold = min(passive_min, mark_min)
-        if threshold == math.inf:
+        if input_tokens < threshold:  # also when nothing is cached at all (an infinite threshold)
             return 0, 0
-        _, prefixes = prompt_prefixes(body, math.ceil(threshold))
+        prefixes = prompt_prefixes(body, math.ceil(threshold))
         if not prefixes:
             return 0, 0
         now = self._now()

@@ -7,7 +7,6 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from batchrun.catalog import Catalog
 from batchrun.exceptions import SimulatorError
@@ -17,6 +16,7 @@ from batchrun.sim.errors import ApiFailure
 from batchrun.sim.limits import ModelLimits, Quota, model_limits, per_window
 from batchrun.sim.settings import FaultRates, SimSettings
 from batchrun.sim.stats import SimStats
+from batchrun.sim.validate import SimRequest
 
 _FAULT_SALT = 0x5EED_FA17
 
@@ -143,9 +143,9 @@ class SimulatorCore:
             return 1 + self._faults.randrange(length - 1)
         return self._faults.randrange(max(1, length))
 
-    def cached_tokens(self, model: str, body: dict[str, Any]) -> tuple[int, int]:
-        """(tokens written to, tokens read from) ``model``'s prompt cache for this request."""
-        return self._cache.usage(model, body)
+    def cached_tokens(self, request: SimRequest) -> tuple[int, int]:
+        """(tokens written to, tokens read from) its model's prompt cache for this request."""
+        return self._cache.usage(request.model.name, request.body, request.input_tokens)
 
     def count_tokens_allowed(self, model: str) -> bool:
         """Whether count_tokens answers for this model (MiniMax documents it for M3 only)."""

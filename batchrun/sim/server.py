@@ -100,7 +100,7 @@ class SimulatorApp:
             core.stats.record(model, _outcome(failure.status))
             await self._send_error(send, failure)
             return
-        reply = draw_reply(checked, core.settings, core.cached_tokens(model, checked.body))
+        reply = draw_reply(checked, core.settings, core.cached_tokens(checked))
         core.stats.in_flight += 1
         try:
             outcome = await self._answer(receive, send, checked, reply, fault)

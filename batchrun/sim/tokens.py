@@ -79,17 +79,14 @@ class PromptPrefix:
     marked: bool
 
 
-def prompt_prefixes(body: dict[str, Any], min_tokens: int) -> tuple[int, list[PromptPrefix]]:
-    """The prompt's input tokens, and each prefix of at least ``min_tokens`` at an item boundary.
+def prompt_prefixes(body: dict[str, Any], min_tokens: int) -> list[PromptPrefix]:
+    """Each prefix of the prompt of at least ``min_tokens`` that ends at an item boundary.
 
     The prefixes run in the order the model reads the prompt: tools, then system, then messages.
-    Nothing is hashed when the whole prompt is shorter than ``min_tokens`` (the common case of
-    short prompts costs one count), and the items are hashed once, incrementally.
+    The items are hashed once, incrementally. A caller that knows the prompt is shorter than
+    ``min_tokens`` (its ``count_request``) need not call this at all.
     """
     items = _prompt_items(body)
-    total = REQUEST_OVERHEAD + sum(tokens for _, tokens in items)
-    if total < min_tokens:
-        return total, []
     hasher = hashlib.blake2b(digest_size=16)
     running = REQUEST_OVERHEAD
     prefixes: list[PromptPrefix] = []
@@ -100,7 +97,7 @@ def prompt_prefixes(body: dict[str, Any], min_tokens: int) -> tuple[int, list[Pr
         running += tokens
         if running >= min_tokens:
             prefixes.append(PromptPrefix(tokens=running, digest=hasher.digest(), marked=marked))
-    return total, prefixes
+    return prefixes
 
 
 def _as_read(item: Any, *, marked: bool) -> Any:
