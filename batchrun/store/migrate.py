@@ -46,12 +46,13 @@ def migrate(connection: Connection) -> None:
     # the second waits for the first's lock, then finds the head.
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK})"))
-    elif stored_revision(connection) != HEAD_REVISION:
+    elif stored_revision(connection) == HEAD_REVISION:
+        return  # SQLite at the head: no lock taken, so a reader never waits for a writer
+    else:
         # SQLite: the driver runs DDL outside any transaction unless one is begun explicitly;
-        # IMMEDIATE takes the write lock now (the check above took none: a reader of a database
-        # at the head never waits for a writer).
+        # IMMEDIATE takes the write lock now.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-    if stored_revision(connection) == HEAD_REVISION:
+    if stored_revision(connection) == HEAD_REVISION:  # under the lock: migrated meanwhile
         return
     from alembic import command  # noqa: PLC0415 (only when migrating)
 
