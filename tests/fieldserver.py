@@ -21,6 +21,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.test_stream_parser import sse
+from tests.thinkserver import message_end, message_start, text_delta, text_start, text_stop
+
 KEY_MISSING = (
     "login fail: Please carry the API secret key in the 'Authorization' field of the request "
     "header (1004)"
@@ -74,42 +77,6 @@ def quota(reset_in: float | None) -> Reply:
         else quota_message(time.time() + reset_in)
     )
     return Reply(status=429, error_type="rate_limit_error", message=message)
-
-
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
-def _stream_start(model: str, number: int) -> bytes:
-    message = {
-        "id": f"msg_{number}", "type": "message", "role": "assistant", "model": model,
-        "content": [], "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 0},
-    }  # fmt: skip
-    return _sse("message_start", {"type": "message_start", "message": message}) + _sse(
-        "content_block_start",
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-    )
-
-
-def _delta(text: str) -> bytes:
-    delta = {"type": "text_delta", "text": text}
-    return _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
-
-
-def _stream_end(output_tokens: int) -> bytes:
-    return (
-        _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-        + _sse(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": output_tokens},
-            },
-        )
-        + _sse("message_stop", {"type": "message_stop"})
-    )
 
 
 Script = Callable[[int, dict[str, Any]], Reply]  # (call number of this model from 1, body)
@@ -170,13 +137,13 @@ class FieldServer:
             headers={"Content-Type": "text/event-stream", "request-id": request_id}
         )
         await response.prepare(request)
-        await response.write(_stream_start(body["model"], number))
+        await response.write(message_start(body["model"], number, input_tokens=12) + text_start())
         if reply.break_after is not None:
-            await response.write(_delta(reply.break_after))
-            await response.write(_sse("error", STREAM_ERROR))
+            await response.write(text_delta(reply.break_after))
+            await response.write(sse("error", STREAM_ERROR))
             return response
-        await response.write(_delta(reply.text))
-        await response.write(_stream_end(len(reply.text.split())))
+        await response.write(text_delta(reply.text))
+        await response.write(text_stop() + message_end(len(reply.text.split())))
         return response
 
 

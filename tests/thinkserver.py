@@ -27,15 +27,15 @@ GAP = 0.05  # seconds between the pieces, so that arrival times differ
 MODEL = "MiniMax-M3"
 
 
-def message_start() -> bytes:
-    """C11's and C10's first event."""
+def message_start(model: str = MODEL, number: int = 1, input_tokens: int = 9) -> bytes:
+    """A stream's first event (C11's and C10's): message ``msg_NUMBER`` of ``model``."""
     message: dict[str, Any] = {
-        "id": "msg_1",
+        "id": f"msg_{number}",
         "type": "message",
         "role": "assistant",
-        "model": MODEL,
+        "model": model,
     }
-    usage: dict[str, Any] = {"input_tokens": 9, "output_tokens": 0}
+    usage: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": 0}
     return sse(
         "message_start",
         {"type": "message_start", "message": {**message, "content": [], "usage": usage}},
@@ -54,6 +54,10 @@ def text_delta(text: str) -> bytes:
     return sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
 
 
+def text_stop() -> bytes:
+    return sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+
+
 def message_end(output_tokens: int, stop_reason: str = "end_turn") -> bytes:
     """message_delta (with the stop reason and output tokens) and message_stop."""
     delta = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
@@ -64,11 +68,10 @@ def message_end(output_tokens: int, stop_reason: str = "end_turn") -> bytes:
 
 def text_reply(pieces: tuple[str, ...], stop_reason: str = "end_turn") -> list[bytes]:
     """A reply of one text block, a piece per part (each sent ``GAP`` after the last)."""
-    closing = sse("content_block_stop", {"type": "content_block_stop", "index": 0})
     return [
         message_start() + text_start(),
         *(text_delta(piece) for piece in pieces),
-        closing + message_end(len(pieces), stop_reason),
+        text_stop() + message_end(len(pieces), stop_reason),
     ]
 
 
