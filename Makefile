@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: setup demo test check lint typecheck pytest format bench-sim clean
+.PHONY: setup demo test test-slow check lint typecheck pytest format bench-sim clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ typecheck: setup
 
 pytest: setup
 	$(BIN)/pytest
+
+# The soak and scale tests (marked slow) that the default run leaves out; .ci/run runs them too.
+test-slow: setup
+	$(BIN)/pytest -m slow
 
 format: setup
 	$(BIN)/ruff format .

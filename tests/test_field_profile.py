@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from batchrun.api.endpoint import Deadlines
 from batchrun.run.launch import LimitOptions
 from batchrun.run.retry import RetryPolicy
@@ -153,6 +155,7 @@ STORM_SETTINGS: dict[str, object] = {
 }
 
 
+@pytest.mark.slow  # a storm of every fault: ~15-20 s each; make test-slow
 def test_a_field_storm_with_attempts_enough_ends_with_every_request_succeeded(
     tmp_path: Path, sim_factory: SimFactory
 ) -> None:
@@ -186,6 +189,7 @@ def test_a_field_storm_with_attempts_enough_ends_with_every_request_succeeded(
     assert sim.fetch_stats()["messages_total"] > 90
 
 
+@pytest.mark.slow  # a storm of every fault: ~15-20 s each; make test-slow
 def test_a_field_storm_that_exhausts_attempts_ends_every_request_once_with_an_honest_exit_code(
     tmp_path: Path,
 ) -> None:
