@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from batchrun.exceptions import ConfigError
 
 MINIMAX_BASE_URL = "https://api.minimax.io/anthropic"
+MINIMAX_HOSTS = ("minimax.io", "minimaxi.com")  # MiniMax's global and mainland domains
+ANTHROPIC_KEY_PREFIX = "sk-ant-"
 KEY_VARIABLES = ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY")
 # The judge's default max_tokens: room for a thinking model to think, then reply. Here, not in
 # batchrun.grading.judge, so that ``batchrun grade`` can show it without importing the judge.
@@ -37,6 +40,44 @@ def read_environment(env: Mapping[str, str] | None = None) -> Environment:
         db=env.get("BATCHRUN_DB") or None,
         catalog=env.get("BATCHRUN_CATALOG") or None,
     )
+
+
+def check_base_url(url: str, source: str) -> str:
+    """``url`` (from ``source``: --base-url or ANTHROPIC_BASE_URL) if it is an http(s) URL
+    without credentials; a clear error that never repeats them otherwise."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(
+            f"{source} is not a usable URL: give one such as {MINIMAX_BASE_URL}"
+        ) from None
+    if "@" in parts.netloc:
+        host = parts.netloc.rpartition("@")[2]
+        raise ConfigError(
+            f"{source} holds a user name or password (…@{host}), which batchrun refuses so that "
+            "it is never stored or shown: give the URL without them and put the API key in "
+            "MINIMAX_API_KEY"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{source} must be an http:// or https:// URL with a host, such as {MINIMAX_BASE_URL}"
+        )
+    return url.strip().rstrip("/")
+
+
+def check_key_for_host(env: Environment, base_url: str) -> None:
+    """Refuse to send an Anthropic key (``sk-ant-...``) to MiniMax: it cannot work there, and
+    the key would leave for a host it was never meant for."""
+    key = env.api_key or ""
+    host = (urlsplit(base_url).hostname or "").lower()
+    to_minimax = any(host == name or host.endswith("." + name) for name in MINIMAX_HOSTS)
+    if key.startswith(ANTHROPIC_KEY_PREFIX) and to_minimax:
+        raise ConfigError(
+            f"{env.key_variable} holds an Anthropic key (sk-ant-…), and MiniMax does not accept "
+            f"Anthropic keys: nothing was sent to {host}. Set MINIMAX_API_KEY to your MiniMax "
+            "key (batchrun reads it before ANTHROPIC_API_KEY)"
+        )
 
 
 def parse_per_model(spec: str | None, what: str) -> dict[str, int]:

@@ -47,6 +47,7 @@ class Reply:
     text: str = "the complete answer"
     break_after: str | None = None  # stream this much text, then `event: error`
     raw: bytes | None = None  # a body that is not MiniMax's JSON (e.g. a proxy's 408)
+    error_event: dict[str, Any] | None = None  # the `event: error` sent after break_after
 
 
 def error_body(error_type: str, message: str, request_id: str) -> bytes:
@@ -140,7 +141,7 @@ class FieldServer:
         await response.write(message_start(body["model"], number, input_tokens=12) + text_start())
         if reply.break_after is not None:
             await response.write(text_delta(reply.break_after))
-            await response.write(sse("error", STREAM_ERROR))
+            await response.write(sse("error", reply.error_event or STREAM_ERROR))
             return response
         await response.write(text_delta(reply.text))
         await response.write(text_stop() + message_end(len(reply.text.split())))

@@ -43,16 +43,26 @@ def user(text: str) -> list[dict[str, Any]]:
 
 
 def batchrun(
-    cwd: Path, *args: str, key: str | None = None, timeout: float = 120
+    cwd: Path,
+    *args: str,
+    key: str | None = None,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the batchrun CLI in ``cwd``; with ``key``, as a user with an API key."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY")}
+    """Run the batchrun CLI in ``cwd``; with ``key``, as a user with an API key; ``env``: more
+    variables for it."""
+    variables = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MINIMAX_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+    }
+    variables.update(env or {})
     if key is not None:
-        env["MINIMAX_API_KEY"] = key
+        variables["MINIMAX_API_KEY"] = key
     return subprocess.run(
         [sys.executable, "-m", "batchrun.cli", *args],
         cwd=cwd,
-        env=env,
+        env=variables,
         capture_output=True,
         text=True,
         timeout=timeout,

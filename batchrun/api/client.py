@@ -93,6 +93,12 @@ class ApiClient:
 
     async def count_tokens(self, model: str, params: dict[str, Any]) -> int | None:
         """Input tokens of a request by count_tokens; None when the endpoint refuses the model."""
+        try:
+            return await self._count_tokens(model, params)
+        except CallFailure as failure:
+            raise failure.redacted() from None
+
+    async def _count_tokens(self, model: str, params: dict[str, Any]) -> int | None:
         extra = {key: params[key] for key in COUNTED_FIELDS if key in params}
         try:
             with anyio.fail_after(self.deadlines.total):
@@ -104,12 +110,22 @@ class ApiClient:
                 return None
             raise self._failure_from_status(exc) from None
         except (anthropic.APIConnectionError, httpx2.TransportError, TimeoutError) as exc:
-            raise CallFailure(FailureKind.CONNECTION, self._redact(str(exc))) from None
+            raise CallFailure(FailureKind.CONNECTION, str(exc)) from None
         tokens = getattr(counted, "input_tokens", None)
         return tokens if isinstance(tokens, int) and tokens >= 0 else None
 
     async def stream_message(self, model: str, params: dict[str, Any]) -> CallResult:
-        """Send one streamed Messages call; raise CallFailure when it does not complete."""
+        """Send one streamed Messages call; raise CallFailure when it does not complete.
+
+        Every failure's message, whichever path it came by (an HTTP error body, an ``event:
+        error`` in the stream, an exception), is redacted here, before anyone stores or shows it.
+        """
+        try:
+            return await self._stream_message(model, params)
+        except CallFailure as failure:
+            raise failure.redacted() from None
+
+    async def _stream_message(self, model: str, params: dict[str, Any]) -> CallResult:
         sent_at = time.time()
         started = time.perf_counter()
         assembler = StreamAssembler(started)
@@ -121,12 +137,12 @@ class ApiClient:
         except StreamError as exc:
             raise _failure_from_stream_error(exc) from None
         except aiohttp.ClientError as exc:  # first: aiohttp's connect timeouts are TimeoutErrors
-            raise CallFailure(FailureKind.CONNECTION, self._redact(_describe(exc))) from None
+            raise CallFailure(FailureKind.CONNECTION, _describe(exc)) from None
         except TimeoutError:  # the total deadline (before OSError: TimeoutError is one)
             message = f"the call took longer than {self.deadlines.total:g} s"
             raise CallFailure(FailureKind.TIMEOUT, message) from None
         except OSError as exc:
-            raise CallFailure(FailureKind.CONNECTION, self._redact(_describe(exc))) from None
+            raise CallFailure(FailureKind.CONNECTION, _describe(exc)) from None
         if not assembler.finished:
             raise CallFailure(FailureKind.CONNECTION, "the stream ended before message_stop")
         try:
@@ -186,7 +202,7 @@ class ApiClient:
         request_id = body.get("request_id") if isinstance(body, dict) else None
         return CallFailure(
             kind,
-            self._redact(_with_hint(message)),
+            _with_hint(message),
             status=status,
             error_type=error_type,
             code=code,
@@ -194,10 +210,6 @@ class ApiClient:
             retry_after=_retry_after(headers.get("retry-after")),
             reset_at=quota_reset(message) if kind is FailureKind.QUOTA else None,
         )
-
-    def _redact(self, text: str) -> str:
-        key = self.endpoint.api_key
-        return text.replace(key, "***") if key else text
 
 
 class _Watchdog:

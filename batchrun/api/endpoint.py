@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from batchrun.redaction import keep_secret
+
 
 @dataclass(frozen=True, kw_only=True)
 class Endpoint:
@@ -12,6 +14,9 @@ class Endpoint:
     base_url: str
     api_key: str
     simulated: bool
+
+    def __post_init__(self) -> None:
+        keep_secret(self.api_key)  # from now on, every error text this process keeps omits it
 
     def __repr__(self) -> str:  # never show the key
         return f"Endpoint(base_url={self.base_url!r}, simulated={self.simulated})"

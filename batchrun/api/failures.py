@@ -10,6 +10,8 @@ import re
 from datetime import datetime
 from enum import Enum
 
+from batchrun.redaction import redact
+
 # MiniMax's 2056 quota message says when the plan renews: "... resets at 2026-05-15T15:00:00Z".
 _RESET_AT = re.compile(
     r"resets at (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}))",
@@ -59,6 +61,12 @@ class CallFailure(Exception):
         self.request_id = request_id
         self.retry_after = retry_after
         self.reset_at = reset_at  # a quota's renewal (UTC epoch seconds), when the message says
+
+    def redacted(self) -> CallFailure:
+        """This failure with secrets and credentials taken out of its message (in place)."""
+        self.message = redact(self.message)
+        self.args = (self.message,)
+        return self
 
 
 def quota_reset(message: str) -> float | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from batchrun.cli.output import console
 from batchrun.exceptions import BatchrunError
+from batchrun.redaction import redact
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -20,7 +22,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except BatchrunError as exc:
-        console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True)
+        message = escape(redact(str(exc)))  # what a user typed or a server said is not markup
+        console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console(stderr=True).print("interrupted")

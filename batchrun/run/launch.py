@@ -13,7 +13,7 @@ from typing import Any
 
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
-from batchrun.config import MINIMAX_BASE_URL, Environment
+from batchrun.config import MINIMAX_BASE_URL, Environment, check_base_url, check_key_for_host
 from batchrun.run.limits import ModelLimitSettings, PoolSettings, default_concurrency
 
 SIMULATOR_KEY = "batchrun-simulator"
@@ -56,8 +56,9 @@ class LimitOptions:
 def open_endpoint(env: Environment, options: EndpointOptions) -> Iterator[Endpoint]:
     """MiniMax with the user's key, or a simulator started for this run."""
     if env.api_key and not options.simulate:
-        base_url = options.base_url or env.base_url or MINIMAX_BASE_URL
-        yield Endpoint(base_url=base_url.rstrip("/"), api_key=env.api_key, simulated=False)
+        base_url = real_base_url(env, options)
+        check_key_for_host(env, base_url)
+        yield Endpoint(base_url=base_url, api_key=env.api_key, simulated=False)
         return
     from batchrun.sim import SimSettings, simulator_process  # noqa: PLC0415 - only when used
 
@@ -66,6 +67,15 @@ def open_endpoint(env: Environment, options: EndpointOptions) -> Iterator[Endpoi
     )
     with simulator_process(settings) as sim:
         yield Endpoint(base_url=f"{sim.base_url}/anthropic", api_key=SIMULATOR_KEY, simulated=True)
+
+
+def real_base_url(env: Environment, options: EndpointOptions) -> str:
+    """Where a run with a key sends its requests: --base-url, ANTHROPIC_BASE_URL or MiniMax's."""
+    if options.base_url:
+        return check_base_url(options.base_url, "--base-url")
+    if env.base_url:
+        return check_base_url(env.base_url, "ANTHROPIC_BASE_URL")
+    return MINIMAX_BASE_URL
 
 
 def limit_settings(

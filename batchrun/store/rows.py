@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchrun.redaction import redact
+
 
 @dataclass(frozen=True, kw_only=True)
 class BatchInfo:
@@ -82,5 +84,8 @@ class Outcome:
 
 
 def vars_of(record: AttemptRecord) -> dict[str, Any]:
-    """An attempt as a row."""
-    return {name: getattr(record, name) for name in AttemptRecord.__slots__}
+    """An attempt as a row (its message redacted: the last guard before the disk)."""
+    row = {name: getattr(record, name) for name in AttemptRecord.__slots__}
+    if row["message"]:
+        row["message"] = redact(row["message"])
+    return row

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 
+from batchrun.redaction import redact
 from batchrun.status import RequestStatus
 from batchrun.store.database import Database
 from batchrun.store.rows import Outcome, WorkItem, vars_of
@@ -194,8 +195,13 @@ def _request_update(outcome: Outcome, now: float) -> dict[str, Any]:
         "new_input_tokens": outcome.input_tokens,
         "new_estimated": outcome.input_estimated,
         "new_error_type": outcome.error_type,
-        "new_error_message": outcome.error_message,
+        "new_error_message": _redacted(outcome.error_message),
         "new_error_status": outcome.error_status,
         "new_error_code": outcome.error_code,
         "now": now,
     }
+
+
+def _redacted(text: str | None) -> str | None:
+    """The last guard before the disk: whatever path an error text came by, no secret in it."""
+    return redact(text) if text else text
