@@ -6,7 +6,8 @@ server of ``batchrun dashboard``.
 which sets up two guards in the child, then runs MODULE in that same process:
 
 - on Linux, ``prctl(PR_SET_PDEATHSIG, SIGTERM)``: the kernel sends the child SIGTERM when its
-  parent dies;
+  parent dies (strictly, when the parent's thread that started it ends: keep a ``spawn`` block
+  in one thread);
 - everywhere, a pipe: the parent holds its writing end, which the system closes when the parent
   ends however it ends; a thread of the child reads the other end, and at its end sends the
   child SIGTERM, and ends it for good if it is still there a few seconds later.
