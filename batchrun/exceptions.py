@@ -7,6 +7,8 @@
     ├── JobFileError              a job file that cannot be used at all (not JSONL, unreadable)
     │   └── StrictModeError       --strict: the file has invalid lines, nothing was sent
     ├── StoreError                the database cannot be opened, migrated, read or written
+    ├── OutputFileError           a file the user named cannot be written (exists, is the
+    │                             database, a directory, in a missing folder, or the disk refused)
     ├── BatchMoveError            a batch cannot take that status from its own (canceled meanwhile)
     ├── BatchNotFoundError        no batch with that id or name
     └── SimulatorError            the built-in simulator could not start or was misused
@@ -70,6 +72,14 @@ class StrictModeError(JobFileError):
 
 class StoreError(BatchrunError):
     """The database cannot be opened, migrated, read or written."""
+
+
+class OutputFileError(BatchrunError):
+    """A file the user asked batchrun to write cannot be written; nothing was written to it."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
 
 
 class BatchMoveError(BatchrunError):

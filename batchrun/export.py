@@ -1,4 +1,4 @@
-"""Results of a batch as JSONL (Anthropic's batch result shape), CSV or Parquet.
+"""Results of a batch as JSONL (Anthropic's batch result shape), CSV, TSV or Parquet.
 
 Rows come in input-file order, then model order, so output joins back to input. Invalid lines of
 the file appear at their line as ``errored`` results. A request that has not run yet is
@@ -8,6 +8,10 @@ A succeeded result keeps the message as received; the record's ``answer`` (batch
 holds the visible answer and its thinking, with reasoning leaked into the text as
 ``<think>...</think>`` moved to the thinking, and the text fields of CSV and Parquet are those.
 ``metrics.flags`` lists what was odd about the reply (``think_leaked``, ``empty_reply``).
+
+A CSV or TSV text cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return: OWASP's CSV-injection list) is written with a ``'``
+in front, which spreadsheets show as text.
 """
 
 from __future__ import annotations
@@ -15,17 +19,32 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import PurePath
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from batchrun.exceptions import ConfigError
 from batchrun.pricing import NANOS_PER_USD
 from batchrun.status import RequestStatus
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from batchrun.store import BatchInfo, Store
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "tsv", "parquet")
+# The format a file name's extension stands for (``results -o`` without ``--format``).
+EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
+SEPARATORS = {"csv": ",", "tsv": "\t"}
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_START = r"^[=+\-@\t\r]"
 
 
 def result_records(store: Store, batch: BatchInfo) -> Iterator[dict[str, Any]]:
@@ -47,16 +66,59 @@ def write_jsonl(records: Iterator[dict[str, Any]], out: IO[bytes]) -> int:
     return count
 
 
-def write_table(records: Iterator[dict[str, Any]], path: str, fmt: str) -> int:
-    """Write records flattened to one row each, as CSV or Parquet; return how many."""
+def format_for(file_name: str, given: str | None) -> str:
+    """The format to write ``file_name`` in: ``given``, else the one its extension names, else
+    JSONL; a ``given`` format that its extension contradicts is refused."""
+    if given is not None and given not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {given!r}")
+    suffix = PurePath(file_name).suffix.lower()
+    named = EXTENSIONS.get(suffix)
+    if given is None and suffix == ".json":
+        raise ConfigError(
+            f"{file_name}: batchrun writes JSON Lines (one result per line), not one JSON "
+            "document; name the file .jsonl, or add --format jsonl to write JSON Lines under "
+            "this name"
+        )
+    if given is not None and named is not None and named != given:
+        raise ConfigError(
+            f"--format {given} does not match the file name {file_name} ({suffix} means "
+            f"{named}): leave out --format, or name the file "
+            f"{PurePath(file_name).with_suffix('.' + given).name}"
+        )
+    return given or named or "jsonl"
+
+
+def write_records(records: Iterator[dict[str, Any]], out: IO[bytes], fmt: str) -> int:
+    """Write records in ``fmt`` (one of FORMATS); return how many."""
+    if fmt == "jsonl":
+        return write_jsonl(records, out)
+    return write_table(records, out, fmt)
+
+
+def write_table(records: Iterator[dict[str, Any]], out: IO[bytes], fmt: str) -> int:
+    """Write records flattened to one row each, as CSV, TSV or Parquet; return how many."""
     import polars as pl  # noqa: PLC0415 - only tables need it: JSONL output starts fast
 
     frame = pl.DataFrame([flatten(record) for record in records], infer_schema_length=None)
-    if fmt == "csv":
-        frame.write_csv(path)
+    if fmt in SEPARATORS:
+        defuse_formulas(frame).write_csv(out, separator=SEPARATORS[fmt])
     else:
-        frame.write_parquet(path)
+        frame.write_parquet(out)
     return frame.height
+
+
+def defuse_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with a ``'`` before every text cell a spreadsheet would run as a formula."""
+    import polars as pl  # noqa: PLC0415
+
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(FORMULA_START))
+        .then(pl.lit("'") + pl.col(name))
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name in texts
+    )
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,10 @@ from rich.table import Table
 
 from batchrun.cli import options as opt
 from batchrun.cli.display import summary_of, summary_table
+from batchrun.cli.files import database_files, write_user_file
 from batchrun.cli.output import console, shown_url
 from batchrun.exceptions import ConfigError
-from batchrun.export import FORMATS, result_records, write_jsonl, write_table
+from batchrun.export import FORMATS, format_for, result_records, write_jsonl, write_records
 from batchrun.status import BatchStatus, RequestStatus
 
 if TYPE_CHECKING:
@@ -94,35 +95,56 @@ def status_command(
 
 def results_command(
     batch_ref: Annotated[str, typer.Argument(metavar="BATCH", help="Batch id or name.")],
-    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "jsonl",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help=f"One of {', '.join(FORMATS)}. Default: the one the file name's extension "
+            "names (.jsonl, .csv, .tsv, .parquet), else jsonl.",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
             "-o",
             "--output",
-            help="File to write (default: standard output, JSONL only).",
+            help="File to write (default: standard output, JSONL only). It is written whole "
+            "or not at all, and an existing file is left alone unless --force.",
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the -o file if it exists already.")
+    ] = False,
     db: opt.Db = None,
 ) -> None:
     """Export a batch's results in input order, then model order."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if fmt != "jsonl" and output is None:
-        raise ConfigError(f"--format {fmt} writes a file: give it with -o FILE")
+    chosen = _results_format(fmt, output)
     store = opt.open_store(db)
     batch = store.find_batch(batch_ref)
     records = result_records(store, batch)
     if output is None:
         write_jsonl(records, sys.stdout.buffer)
         return
-    if fmt == "jsonl":
-        with output.open("wb") as handle:
-            count = write_jsonl(records, handle)
-    else:
-        count = write_table(records, str(output), fmt)
-    console(stderr=True).print(f"{count:,} results written to {output}")
+    count = write_user_file(
+        output,
+        lambda out: write_records(records, out, chosen),
+        force=force,
+        keep=database_files(store),
+    )
+    console(stderr=True).print(f"{count:,} results written to {output} ({chosen})")
+
+
+def _results_format(fmt: str | None, output: Path | None) -> str:
+    """The export format: ``--format``, else the -o file's extension; checked against both."""
+    if output is not None:
+        return format_for(output.name, fmt)
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt not in (None, "jsonl"):
+        raise ConfigError(f"--format {fmt} writes a file: give it with -o FILE")
+    return "jsonl"
 
 
 def cancel_command(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from batchrun.exceptions import SimulatorError
+from batchrun.sim.lifeline import spawn
 from batchrun.sim.loop import loop_factory
 from batchrun.sim.settings import MB, SimSettings, format_faults, format_model_limits
 
@@ -136,13 +137,12 @@ def simulator_thread(
 
 @contextlib.contextmanager
 def simulator_process(settings: SimSettings, *extra_args: str) -> Iterator[RunningSimulator]:
-    """Run ``batchrun sim`` as a child process (its own core) until the block exits."""
+    """Run ``batchrun sim`` as a child process (its own core) until the block exits; the child
+    ends with this process, even if this one is killed with SIGKILL (``lifeline``)."""
     command = [sys.executable, "-m", "batchrun.sim", *settings_to_args(settings), *extra_args]
     with (
         tempfile.TemporaryFile() as errors,
-        subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdout=subprocess.PIPE, stderr=errors, text=True
-        ) as process,
+        spawn(command, stdout=subprocess.PIPE, stderr=errors, text=True) as process,
     ):
         try:
             line = process.stdout.readline() if process.stdout else ""
@@ -156,7 +156,7 @@ def simulator_process(settings: SimSettings, *extra_args: str) -> Iterator[Runni
             _stop(process)
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def _stop(process: subprocess.Popen[Any]) -> None:
     process.terminate()
     try:
         process.wait(timeout=10)
