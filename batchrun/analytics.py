@@ -69,6 +69,9 @@ _TIMING = {
     "cache_creation_tokens": pl.Int64,
     "cost_nanos": pl.Int64,
     "flags": pl.String,  # what was odd about the reply: think_leaked, empty_reply
+    "expected_cache_tokens": pl.Int64,  # prompt tokens expected from the cache; null: not known
+    "uncached_cost_nanos": pl.Int64,  # the cost with every prompt token at the input rate
+    "cache_write_cost_nanos": pl.Int64,  # the part of cost_nanos paid for cache writes
 }
 
 RESULT_SCHEMA: dict[str, Any] = {"model": pl.String, "batch_id": pl.String, "batch_name": pl.String}
