@@ -125,7 +125,14 @@ def reprice_command(
             f"{change.unpriced_before:,}",
             f"{change.unpriced_after:,}",
         )
-    console().print(table)
+    out = console()
+    out.print(table)
+    filled = sum(change.cache_figures_filled for change in changes)
+    if filled:
+        out.print(
+            f"{filled:,} results gained their cache figures (cache-write cost, and what they would "
+            "have cost without the prompt cache), so their saving is now known."
+        )
 
 
 def _day(text: str) -> float:
