@@ -186,15 +186,15 @@ def cache_table(rows: list[dict[str, Any]], key: str, results: str, title: str) 
 
 def _cache_cells(row: dict[str, Any], results: str) -> list[str]:
     rate = row.get("cache_hit_rate")
+    written = row.get("cache_creation_tokens") or 0
+    unpriced, unknown = row.get("unpriced") or 0, row.get("saving_unknown") or 0
     return [
         f"{rate:.1%}" if rate is not None else "-",
         f"{row.get('cached_requests') or 0:,} of {row.get(results) or 0:,}",
         f"{row.get('cache_read_tokens') or 0:,}",
-        f"{row.get('cache_creation_tokens') or 0:,}",
-        *(
-            _priced_cell(row.get(column), row.get("unpriced") or 0, row.get("saving_unknown") or 0)
-            for column in ("cache_write_cost_nanos", "cache_saving_nanos")
-        ),
+        f"{written:,}",
+        _priced_cell(row.get("cache_write_cost_nanos"), unpriced, unknown) if written else "-",
+        _priced_cell(row.get("cache_saving_nanos"), unpriced, unknown),
     ]
 
 
