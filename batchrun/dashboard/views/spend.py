@@ -30,18 +30,61 @@ def render(source: data.Source) -> None:
         )
     by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
     table = analytics.spend(frame, by or "day")
-    st.dataframe(_money_columns(table), hide_index=True)
+    per_model = table if by == "model" else analytics.spend(frame, "model")
+    tables.cache_warnings(per_model)
+    st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
+    st.caption(tables.cache_captions())
     _budgets(batches, frame)
     _estimate(source, batches)
 
 
-def _money_columns(table: pl.DataFrame) -> pl.DataFrame:
-    rows = []
-    for row in table.iter_rows(named=True):
-        row["cost"] = tables.money(row.pop("cost_nanos"), row["unpriced"])
-        rows.append(row)
+def _spend_table(table: pl.DataFrame, by: str) -> pl.DataFrame:
+    """The spend rows as shown: tokens, then the cost with the cache saving beside it, then the
+    other caching figures (money as text, so unpriced stays visible)."""
+    rows = [
+        {
+            by: str(row[by]),
+            "requests": row["requests"],
+            "input tokens": row["input_tokens"],
+            "output tokens": row["output_tokens"],
+            "cache read tokens": row["cache_read_tokens"],
+            "cache write tokens": row["cache_creation_tokens"],
+            "cost": tables.money(row["cost_nanos"], row["unpriced"]),
+            "cache saving": tables.derived_money(
+                row["cache_saving_nanos"], row["unpriced"], row["saving_unknown"]
+            ),
+            "cache hit rate": row["cache_hit_rate"],
+            "cached requests": row["cached_requests"],
+            "cache write cost": tables.derived_money(
+                row["cache_write_cost_nanos"], 0, row["saving_unknown"]
+            ),
+            "unpriced": row["unpriced"],
+            "cache figures": "possibly under-reported" if row["cache_trust"] else "ok",
+        }
+        for row in table.iter_rows(named=True)
+    ]
     return pl.DataFrame(rows)
+
+
+_SPEND_CONFIG = {
+    "cost": st.column_config.TextColumn("cost", help=analytics.DEFINITIONS["cost"]),
+    "cache saving": st.column_config.TextColumn(
+        "cache saving", help=analytics.DEFINITIONS["cache saving"]
+    ),
+    "cache hit rate": st.column_config.NumberColumn(
+        "cache hit rate", help=analytics.DEFINITIONS["cache hit rate"], format="percent"
+    ),
+    "cached requests": st.column_config.NumberColumn(
+        "cached requests", help=analytics.DEFINITIONS["cached requests"], format="%d"
+    ),
+    "cache write cost": st.column_config.TextColumn(
+        "cache write cost", help=analytics.DEFINITIONS["cache writes"]
+    ),
+    "cache figures": st.column_config.TextColumn(
+        "cache figures", help=analytics.DEFINITIONS["cache under-reported"]
+    ),
+}
 
 
 def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
