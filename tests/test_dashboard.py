@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from batchrun import analytics
-from batchrun.dashboard import data
+from batchrun.dashboard import data, tables
 from batchrun.pricing import usd
 from batchrun.store import Store, database_url
 from batchrun.teams.claims import claim, register
@@ -235,6 +235,13 @@ def test_under_reported_cache_reads_are_flagged_where_they_are(tmp_path: Path) -
     assert compare.loc["MiniMax-M2.7", "cache hit rate"] == "0.0%"
 
 
+def test_names_in_markdown_are_set_as_typed() -> None:
+    # A model or batch name in a warning is Markdown's inline code: no emphasis, colours, links.
+    assert tables.literal("M*2* :red[x] $y$") == "` M*2* :red[x] $y$ `"
+    assert tables.literal("a`b") == "`` a`b ``"  # a longer fence than any run inside
+    assert tables.literal("two\n\nlines") == "` two lines `"  # a blank line would end it
+
+
 def test_outputs_side_by_side_search_and_filters(seeded: Path) -> None:
     app = open_page(seeded, "outputs")
     headers = [h.value for h in app.subheader]
@@ -306,8 +313,13 @@ def test_spend_page_by_day_model_batch_and_budget(seeded: Path) -> None:
     by_batch = rerun(app).dataframe[0].value
     assert sorted(by_batch["batch"]) == ["demo", "faulty", "graded"]
     assert all(str(cost).startswith("$") for cost in by_batch["cost"])
-    estimate = app.dataframe[-1].value
+    estimate = app.dataframe[-1].value.set_index("model")
     assert "cost expected" in estimate.columns
+    # count_tokens counts the whole prompt; the results' input tokens leave the cached part out
+    prompt = estimate["prompt tokens actual"]
+    assert (estimate["input tokens actual"] < prompt).all()  # the demo read its system prompt
+    for model, figures in cache_figures(seeded, "demo").items():
+        assert f"{prompt[model]:,}" == figures["prompt tokens"]
 
 
 def test_batch_detail_filters_and_downloads(seeded: Path) -> None:
@@ -362,6 +374,7 @@ def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
     succeeded = table[table["model"] == "MiniMax-M2.7"].iloc[0]["succeeded"]
     assert priced["cache saving"] == f"unknown ({succeeded:,})"
     assert "batchrun reprice" in texts(compare)
+    assert "No result read its prompt from the cache" in texts(compare)
     assert "$0.000000" not in texts(compare)
 
 

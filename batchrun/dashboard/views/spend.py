@@ -113,6 +113,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
         )
         return
     metrics = analytics.model_metrics(data.requests(source.url, (batch["id"],)))
+    prompts = dict(metrics.select("model", "prompt_tokens").iter_rows())
     compared = analytics.estimate_vs_actual(estimates, metrics)
     shown = [
         {
@@ -121,6 +122,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
             "results": r["actual_results"],
             "input tokens estimated": r["estimated_input_tokens"],
             "input tokens actual": r["actual_input_tokens"],
+            "prompt tokens actual": prompts.get(r["model"]),
             "cost estimated (min-max)": f"{tables.money(r['cost_min_nanos'])} - "
             f"{tables.money(r['cost_max_nanos'])}",
             "cost expected": tables.money(r["cost_expected_nanos"]),
@@ -136,5 +138,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
     )
     st.caption(
         "The estimate is the one shown before the batch ran: input tokens from count_tokens, "
-        "output from 0 to max_tokens, expected output from the model's past results."
+        "output from 0 to max_tokens, expected output from the model's past results. Input "
+        "tokens actual leave out what was read from or written to the prompt cache; prompt "
+        "tokens actual count them, as count_tokens does."
     )
