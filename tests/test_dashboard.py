@@ -188,6 +188,15 @@ def test_compare_shows_each_models_cache_figures(seeded: Path) -> None:
 
 def test_spend_shows_the_cache_figures_beside_the_spend(seeded: Path) -> None:
     app = open_page(seeded, "spend")
+    headline = {m.label: m.value for m in app.metric}
+    [(cost, saving, read, prompt)] = db_rows(
+        seeded,
+        "SELECT sum(cost_nanos), sum(uncached_cost_nanos - cost_nanos), sum(cache_read_tokens), "
+        "sum(input_tokens + cache_read_tokens + cache_creation_tokens) FROM results",
+    )
+    assert headline["Spend"] == usd(int(str(cost)))
+    assert headline["Cache saving"] == usd(int(str(saving)))
+    assert headline["Cache hit rate"] == f"{int(str(read)) / int(str(prompt)):.1%}"
     app.segmented_control(key="spend_by").set_value("model")
     by_model = rerun(app).dataframe[0].value.set_index("model")
     columns = list(by_model.columns)
@@ -357,9 +366,15 @@ def test_overview_shows_running_batches_and_progress(synthetic: Path, tmp_path: 
 
 
 def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
-    spend = texts(open_page(synthetic, "spend"))
+    spend_page = open_page(synthetic, "spend")
+    spend = texts(spend_page)
     assert "have no price" in spend
     assert "$0.000000" not in spend
+    headline = {m.label: m.value for m in spend_page.metric}
+    assert headline["Spend"].startswith("$")
+    assert headline["Spend"].endswith(" unpriced")  # M3's results, beside the priced spend
+    assert headline["Cache saving"].startswith("unknown (")  # no uncached cost stored
+    assert headline["Cache hit rate"] == "0.0%"
     compare = open_page(synthetic, "compare")
     table = compare.dataframe[0].value
     m3 = table[table["model"] == "MiniMax-M3"].iloc[0]

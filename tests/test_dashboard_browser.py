@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from batchrun.pricing import usd
 from tests.browser import CHROMIUM, PAGES, browser_page, dashboard, show
 from tests.dashboardfixtures import MODELS, cache_figures, seed_store
+from tests.helpers import db_rows
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None and os.environ.get("CI") != "true",
@@ -48,6 +50,9 @@ def test_the_dashboard_renders_every_page_in_a_browser(seeded: Path, tmp_path: P
     assert "Simulated data" in shown["overview"]
     assert "Prompt" in shown["outputs"]
     assert "of $5.0000" in shown["spend"]
+    [(saved,)] = db_rows(seeded, "SELECT sum(uncached_cost_nanos - cost_nanos) FROM results")
+    assert f"Cache saving\n\n{usd(int(str(saved)))}" in shown["spend"]  # a metric: label, value
+    assert "Cache hit rate" in shown["spend"]
     assert "36 of 36 requests match" in shown["batch"]
     assert "graded (completed, simulated)" in quality  # ?batch= chose it
     assert "Grader" in quality

@@ -28,15 +28,40 @@ def render(source: data.Source) -> None:
             "counted as unpriced in every table, never as $0. `batchrun reprice` prices them "
             "once a price is added."
         )
-    by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
-    table = analytics.spend(frame, by or "day")
-    per_model = table if by == "model" else analytics.spend(frame, "model")
+    per_model = analytics.spend(frame, "model")  # a few rows: the totals and the warnings
+    _totals(per_model)
     tables.cache_warnings(per_model)
+    by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
+    table = per_model if by == "model" else analytics.spend(frame, by or "day")
     st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
     st.caption(tables.cache_captions())
     _budgets(batches, frame)
     _estimate(source, batches)
+
+
+def _totals(per_model: pl.DataFrame) -> None:
+    """All batches together: the priced spend, and beside it what the prompt cache saved."""
+    total = analytics.cache_total(per_model, also=("unpriced",)).row(0, named=True)
+    priced = [int(cost) for cost in per_model.get_column("cost_nanos").drop_nulls()]
+    spent, saved, rate = st.columns(3)
+    spent.metric(
+        "Spend",
+        tables.money(sum(priced) if priced else None, total["unpriced"]),
+        help=analytics.DEFINITIONS["cost"],
+    )
+    saved.metric(
+        "Cache saving",
+        tables.derived_money(
+            total["cache_saving_nanos"], total["unpriced"], total["saving_unknown"]
+        ),
+        help=analytics.DEFINITIONS["cache saving"],
+    )
+    rate.metric(
+        "Cache hit rate",
+        tables.share(total["cache_hit_rate"]),
+        help=analytics.DEFINITIONS["cache hit rate"],
+    )
 
 
 def _spend_table(table: pl.DataFrame, by: str) -> pl.DataFrame:
