@@ -27,13 +27,13 @@ from batchrun.api.client import CallResult
 from batchrun.api.stream import Timings
 from batchrun.catalog import Catalog, load_catalog
 from batchrun.cli.display import summary_of
-from batchrun.pricing import day_of, usd
+from batchrun.pricing import Usage, cost_of, day_of, usd
 from batchrun.reprice import reprice
 from batchrun.run.launch import LimitOptions
 from batchrun.run.results import result_row
 from batchrun.sim import RunningSimulator
 from batchrun.store import Outcome, Store, alembic_config
-from batchrun.store.tables import results
+from batchrun.store.tables import RESULT_METRICS, results
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store_url
 from tests.helpers import batchrun
 from tests.runharness import Run, run_jobs
@@ -559,3 +559,50 @@ def test_reprice_command_says_it_filled_the_cache_figures(tmp_path: Path) -> Non
     assert repriced.returncode == 0, repriced.stderr
     assert "4 results gained their cache figures" in repriced.stdout
     assert "unknown" not in batchrun(tmp_path, "spend").stdout
+
+
+# --------------------------------------------------------------------------- pricing, index
+
+
+def test_the_uncached_cost_uses_the_same_tier_and_multiplier_as_the_cost() -> None:
+    m3, m27 = load_catalog().get(M3), load_catalog().get(M27)
+    # 580,000 + 20,000 cached = 600,000 prompt tokens: past M3's 512,000, so every token is at the
+    # long-context rates (0.60 input, 2.40 output, 0.12 read), uncached as well as cached.
+    cost = cost_of(m3, Usage(input_tokens=580_000, output_tokens=1_000, cache_read_tokens=20_000),
+                   day_of(DAY))  # fmt: skip
+    assert cost is not None
+    assert cost.nanos == 580_000 * 600 + 1_000 * 2_400 + 20_000 * 120
+    assert cost.uncached_nanos == 600_000 * 600 + 1_000 * 2_400
+    assert cost.saving_nanos == 20_000 * (600 - 120)
+    assert cost.cache_write_nanos == 0
+    # Priority (x1.5) applies to all three figures; the write part is of the cost.
+    usage = Usage(
+        input_tokens=100, output_tokens=10, cache_read_tokens=300, cache_creation_tokens=7
+    )
+    priority = cost_of(m27, usage, day_of(DAY), Decimal("1.5"))
+    assert priority is not None
+    # (100 x 300 + 10 x 1,200 + 300 x 60 + 7 x 375) x 1.5 = 62,625 x 1.5 = 93,937.5, half up
+    assert priority.nanos == 93_938
+    assert priority.uncached_nanos == (407 * 300 + 10 * 1_200) * 3 // 2 == 201_150
+    assert priority.cache_write_nanos == 3_938  # 7 x 375 x 1.5 = 3,937.5, half up
+    # A cache write without a write price (M3) leaves all of it unpriced, saving included.
+    assert cost_of(m3, Usage(input_tokens=10, cache_creation_tokens=600), day_of(DAY)) is None
+
+
+def test_the_cache_figures_are_read_from_the_covering_index(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'batchrun.db'}"
+    synthetic_store(url, load_catalog(), MIGRATED_LINES).close()
+    columns = (results.c[c] for c in RESULT_METRICS)
+    query = select(results.c.request_id, results.c.model, *columns).where(
+        results.c.batch_id.in_(["b1"])
+    )
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+            plan = " ".join(
+                str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")
+            )
+    finally:
+        engine.dispose()
+    assert "USING COVERING INDEX ix_results_metrics" in plan

@@ -221,6 +221,12 @@ def print_cache(
     figures mean, the saving, and the warnings; nothing when no prompt was sent."""
     if not total.get("prompt_tokens"):
         return
+    if not (total["cache_read_tokens"] or total["cache_creation_tokens"] or total["cache_trust"]):
+        out.print(
+            "Prompt cache: no cache reads or writes reported (MiniMax caches prompts that share a "
+            "long start, 512 tokens or more, with one sent shortly before)."
+        )
+        return
     shown = [*rows, {**total, key: total_label}] if len(rows) > 1 else rows
     out.print(cache_table(shown, key, results, title))
     out.print(f"[dim]{CACHE_NOTE}[/]")
