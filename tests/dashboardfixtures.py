@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+from batchrun.pricing import usd
 from batchrun.sim import FaultRates, SimSettings, simulator_process
 from tests.helpers import batchrun
 from tests.runharness import prompts, write_jobs
 
 MODELS = ("MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M3")
 KEY = "sk-dashboard-test-0123456789-secret"
+# The demo batch's shared system prompt: 720 simulator tokens, past the 512 from which MiniMax
+# (and the simulator) caches passively, so every line after a model's first reads it from the
+# cache. Marked with cache_control, so the M2.7 models also report (and are billed) a cache write.
+SYSTEM = " ".join(
+    f"Rule {i}: answer in plain words, name your sources, and keep each answer short."
+    for i in range(1, 41)
+)
+SYSTEM_BLOCKS = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
 
 
 def run_cli(cwd: Path, *args: str, key: str | None = None) -> str:
@@ -22,9 +33,10 @@ def run_cli(cwd: Path, *args: str, key: str | None = None) -> str:
 def seed_store(work: Path, time_scale: float = 0.0) -> Path:
     """Three batches in ``work/dash.db``: the graded sample set on the simulator, graded; a
     batch with a key against a simulator where M3 always fails (errors and retries to show);
-    then (the newest) a capped demo on the built-in simulator (no key). ``time_scale`` 1 gives
-    realistic latencies (for screenshots)."""
-    jobs = prompts(12)
+    then (the newest) a capped demo on the built-in simulator (no key) whose lines share a long
+    system prompt (cache reads and writes to show). ``time_scale`` 1 gives realistic latencies
+    (for screenshots)."""
+    jobs = prompts(12, system=SYSTEM_BLOCKS)
     del jobs[3]["prompt"]
     jobs[3]["messages"] = [{"role": "user", "content": "Name three rivers of Europe."}]
     lines = write_jobs(work / "jobs.jsonl", jobs).read_text()
@@ -50,3 +62,59 @@ def seed_store(work: Path, time_scale: float = 0.0) -> Path:
     run_cli(work, "run", "jobs.jsonl", "--models", models, "--name", "demo",
              "--sim-time-scale", str(time_scale), "--max-cost", "5", *common)  # fmt: skip
     return db
+
+
+def under_reported_store(work: Path) -> Path:
+    """One batch in ``work/quirk.db`` whose lines share SYSTEM, run with a key against a
+    simulator with the streamed-usage quirk (``stream_cache_read_zero``: streamed answers report
+    no cache reads), so every result reports 0 cache-read tokens.
+
+    batchrun stores, per result, the cache reads it expected when it sent the request. They are
+    set here as batchrun's expectation would be for MiniMax-M2.7 (every line after the first
+    expects the shared prefix) and as none for MiniMax-M3, so that M2.7's figures are flagged as
+    under-reported and M3's are not, whatever the runner itself stored.
+    """
+    write_jobs(work / "shared.jsonl", prompts(8, system=SYSTEM))
+    db = work / "quirk.db"
+    quirked = SimSettings(
+        time_scale=0.0, seed=5, api_key=KEY, quirks=frozenset({"stream_cache_read_zero"})
+    )
+    with simulator_process(quirked) as sim:
+        run_cli(work, "run", "shared.jsonl", "--models", "MiniMax-M2.7,MiniMax-M3",
+                "--name", "quirk", "--base-url", f"{sim.base_url}/anthropic", "--db", str(db),
+                "--yes", key=KEY)  # fmt: skip
+    with closing(sqlite3.connect(db)) as connection, connection:
+        first = "(SELECT request_id FROM results WHERE model = ? ORDER BY sent_at LIMIT 1)"
+        connection.execute(
+            "UPDATE results SET expected_cache_tokens = CASE WHEN model = ? AND request_id != "
+            f"{first} THEN ? ELSE 0 END",
+            ("MiniMax-M2.7", "MiniMax-M2.7", 720),  # SYSTEM's tokens, the shared prefix
+        )
+    return db
+
+
+def cache_figures(db: Path, batch: str | None = None) -> dict[str, dict[str, str]]:
+    """Per model, the caching figures of one batch (or of all) as the dashboard should show
+    them, computed here from the store's result rows (not by analytics)."""
+    query = (
+        "SELECT r.model, r.input_tokens, r.cache_read_tokens, r.cache_creation_tokens, "
+        "r.cost_nanos, r.uncached_cost_nanos, r.cache_write_cost_nanos FROM results r "
+        "JOIN batches b ON b.id = r.batch_id WHERE ? IS NULL OR b.name = ?"
+    )
+    with closing(sqlite3.connect(db)) as connection:
+        rows = connection.execute(query, (batch, batch)).fetchall()
+    shown: dict[str, dict[str, str]] = {}
+    for model in sorted({row[0] for row in rows}):
+        mine = [row[1:] for row in rows if row[0] == model]
+        prompt = sum(i + r + c for i, r, c, *_ in mine)
+        writes = [w for *_, w in mine if w is not None]
+        savings = [u - cost for *_, cost, u, _ in mine if cost is not None and u is not None]
+        shown[model] = {
+            "prompt tokens": f"{prompt:,}",
+            "cache hit rate": f"{sum(r for _, r, *_ in mine) / prompt:.1%}",
+            "cached requests": f"{sum(1 for _, r, *_ in mine if r > 0)} of {len(mine)}",
+            "cache write tokens": f"{sum(c for _, _, c, *_ in mine):,}",
+            "cache write cost": usd(sum(writes)) if writes else "unpriced",
+            "cache saving": usd(sum(savings)) if savings else "unpriced",
+        }
+    return shown

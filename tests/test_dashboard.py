@@ -9,12 +9,20 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from batchrun.dashboard import data
+from batchrun import analytics
+from batchrun.dashboard import data, tables
+from batchrun.pricing import usd
 from batchrun.store import Store, database_url
 from batchrun.teams.claims import claim, register
 from bench.synthetic_store import build
-from tests.dashboardfixtures import MODELS, seed_store
+from tests.dashboardfixtures import (
+    MODELS,
+    cache_figures,
+    seed_store,
+    under_reported_store,
+)
 from tests.dbfixtures import postgres_server, postgres_url  # noqa: F401 - fixtures
+from tests.helpers import db_rows
 from tests.thinkserver import run_think_jobs, think_api
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -57,11 +65,12 @@ def rerun(app: AppTest) -> AppTest:
 
 
 def texts(app: AppTest) -> str:
-    """Everything written on the page as text: markdown, captions, alerts, metrics, tables."""
+    """Everything written on the page as text: markdown, captions, alerts, metrics, tables
+    (interactive and static)."""
     parts = [e.value for e in app.markdown] + [e.value for e in app.caption]
     parts += [e.value for e in (*app.warning, *app.info, *app.error, *app.success)]
     parts += [f"{m.label}: {m.value}" for m in app.metric]
-    parts += [frame.value.to_csv() for frame in app.dataframe]
+    parts += [frame.value.to_csv() for frame in (*app.dataframe, *app.table)]
     parts += [e.value for e in (*app.title, *app.subheader)]
     return "\n".join(str(p) for p in parts)
 
@@ -117,6 +126,129 @@ def test_compare_table_follows_the_batch_model_and_grouping_choices(seeded: Path
     errors = texts(app)
     assert "Errors by type" in errors
     assert "api_error" in errors
+
+
+# The catalog's prices (data/catalog.toml) in nano-dollars per token: input, cache read, cache
+# write (MiniMax lists no cache-write price for M3, which never reports cache writes).
+RATES = {
+    "MiniMax-M2.7": (300, 60, 375),
+    "MiniMax-M2.7-highspeed": (600, 60, 375),
+    "MiniMax-M3": (300, 60, 0),
+}
+UNDER_REPORTED = "possibly under-reported"
+
+
+def demo_tokens(db: Path) -> dict[str, tuple[int, ...]]:
+    """Per model of the demo batch: results, results with a cache read, tokens read and written."""
+    rows = db_rows(
+        db,
+        "SELECT r.model, count(*), sum(r.cache_read_tokens > 0), sum(r.cache_read_tokens), "
+        "sum(r.cache_creation_tokens) FROM results r JOIN batches b ON b.id = r.batch_id "
+        "WHERE b.name = 'demo' GROUP BY r.model",
+    )
+    return {str(row[0]): tuple(int(str(n)) for n in row[1:]) for row in rows}
+
+
+def test_compare_shows_each_models_cache_figures(seeded: Path) -> None:
+    app = open_page(seeded, "compare")  # the newest batch: the demo, whose lines share a prompt
+    assert "Prompt caching" in [h.value for h in app.subheader]
+    table = app.table[0].value.set_index("model")
+    for model, figures in cache_figures(seeded, "demo").items():
+        for label, value in figures.items():
+            assert table.loc[model, label] == value, (model, label)
+        assert table.loc[model, "cache figures"] == "ok"
+    for model, (results, cached, read, written) in demo_tokens(seeded).items():
+        assert (results, cached) == (12, 11), model  # each line after the first reads the prompt
+        assert table.loc[model, "cached requests"] == "11 of 12"
+        # The saving by hand: each token read from the cache costs the cache-read rate instead of
+        # the input rate, each written one the cache-write rate instead.
+        input_rate, read_rate, write_rate = RATES[model]
+        saving = read * (input_rate - read_rate) + written * (input_rate - write_rate)
+        assert table.loc[model, "cache saving"] == usd(saving), model
+        assert (written > 0) == (model != "MiniMax-M3")  # the mark writes; M3 never reports it
+    shown = texts(app)
+    for name in ("cache hit rate", "cached requests", "cache writes", "cache saving"):
+        assert f"**{name}**: {analytics.DEFINITIONS[name]}" in shown
+    assert UNDER_REPORTED not in shown
+    assert not [w for w in app.warning if "under-reported" in w.value]
+
+    app.multiselect(key="compare_batches").set_value(app.multiselect(key="compare_batches").options)
+    app.segmented_control(key="compare_group").set_value("batch and model")
+    grouped = rerun(app).table[0].value
+    faulty = grouped[grouped["batch_name"] == "faulty"].set_index("model")
+    # Short prompts: nothing to cache; M3 failed every line of it: no prompt, no rate.
+    assert dict(faulty["cache hit rate"]) == {
+        "MiniMax-M2.7": "0.0%",
+        "MiniMax-M2.7-highspeed": "0.0%",
+        "MiniMax-M3": "-",
+    }
+    demo = grouped[grouped["batch_name"] == "demo"].set_index("model")
+    assert list(demo["cache saving"]) == list(table["cache saving"])
+
+
+def test_spend_shows_the_cache_figures_beside_the_spend(seeded: Path) -> None:
+    app = open_page(seeded, "spend")
+    headline = {m.label: m.value for m in app.metric}
+    [(cost, saving, read, prompt)] = db_rows(
+        seeded,
+        "SELECT sum(cost_nanos), sum(uncached_cost_nanos - cost_nanos), sum(cache_read_tokens), "
+        "sum(input_tokens + cache_read_tokens + cache_creation_tokens) FROM results",
+    )
+    assert headline["Spend"] == usd(int(str(cost)))
+    assert headline["Cache saving"] == usd(int(str(saving)))
+    assert headline["Cache hit rate"] == f"{int(str(read)) / int(str(prompt)):.1%}"
+    app.segmented_control(key="spend_by").set_value("model")
+    by_model = rerun(app).dataframe[0].value.set_index("model")
+    columns = list(by_model.columns)
+    assert columns.index("cache saving") == columns.index("cost") + 1
+    for model, figures in cache_figures(seeded).items():  # every batch
+        row = by_model.loc[model]
+        assert f"{row['cache hit rate']:.1%}" == figures["cache hit rate"], model
+        assert f"{row['cached requests']} of {row['requests']}" == figures["cached requests"]
+        assert row["cache saving"] == figures["cache saving"], model
+        assert row["cache write cost"] == figures["cache write cost"], model
+        assert row["cache figures"] == "ok"
+    app.segmented_control(key="spend_by").set_value("batch")
+    by_batch = rerun(app).dataframe[0].value.set_index("batch")
+    saved = db_rows(
+        seeded,
+        "SELECT sum(r.uncached_cost_nanos - r.cost_nanos) FROM results r JOIN batches b "
+        "ON b.id = r.batch_id WHERE b.name = 'demo'",
+    )
+    assert by_batch.loc["demo", "cache saving"] == usd(int(str(saved[0][0])))
+    assert by_batch.loc["graded", "cache hit rate"] == 0.0
+    assert f"**cache saving**: {analytics.DEFINITIONS['cache saving']}" in texts(app)
+
+
+def test_under_reported_cache_reads_are_flagged_where_they_are(tmp_path: Path) -> None:
+    db = under_reported_store(tmp_path)
+    expected = db_rows(
+        db, "SELECT model, count(*) FROM results WHERE expected_cache_tokens > 0 GROUP BY model"
+    )
+    assert expected == [("MiniMax-M2.7", 7)]  # M2.7's seven lines after its first
+    assert db_rows(db, "SELECT sum(cache_read_tokens) FROM results") == [(0,)]  # the quirk
+    reason = analytics.cache_trust_note(7, 7)
+    assert reason
+    for page in ("compare", "spend"):
+        app = open_page(db, page)
+        warned = [w.value for w in app.warning if "under-reported" in w.value]
+        assert len(warned) == 1, page
+        assert "MiniMax-M2.7" in warned[0]
+        assert "MiniMax-M3" not in warned[0]
+        assert reason in warned[0]
+    table = app.dataframe[0].value  # the spend page, per day: the one day is flagged
+    assert list(table["cache figures"]) == [UNDER_REPORTED]
+    compare = open_page(db, "compare").table[0].value.set_index("model")
+    assert compare.loc["MiniMax-M2.7", "cache figures"] == UNDER_REPORTED
+    assert compare.loc["MiniMax-M3", "cache figures"] == "ok"
+    assert compare.loc["MiniMax-M2.7", "cache hit rate"] == "0.0%"
+
+
+def test_names_in_markdown_are_set_as_typed() -> None:
+    # A model or batch name in a warning is Markdown's inline code: no emphasis, colours, links.
+    assert tables.literal("M*2* :red[x] $y$") == "` M*2* :red[x] $y$ `"
+    assert tables.literal("a`b") == "`` a`b ``"  # a longer fence than any run inside
+    assert tables.literal("two\n\nlines") == "` two lines `"  # a blank line would end it
 
 
 def test_outputs_side_by_side_search_and_filters(seeded: Path) -> None:
@@ -190,8 +322,13 @@ def test_spend_page_by_day_model_batch_and_budget(seeded: Path) -> None:
     by_batch = rerun(app).dataframe[0].value
     assert sorted(by_batch["batch"]) == ["demo", "faulty", "graded"]
     assert all(str(cost).startswith("$") for cost in by_batch["cost"])
-    estimate = app.dataframe[-1].value
+    estimate = app.dataframe[-1].value.set_index("model")
     assert "cost expected" in estimate.columns
+    # count_tokens counts the whole prompt; the results' input tokens leave the cached part out
+    prompt = estimate["prompt tokens actual"]
+    assert (estimate["input tokens actual"] < prompt).all()  # the demo read its system prompt
+    for model, figures in cache_figures(seeded, "demo").items():
+        assert f"{prompt[model]:,}" == figures["prompt tokens"]
 
 
 def test_batch_detail_filters_and_downloads(seeded: Path) -> None:
@@ -229,14 +366,31 @@ def test_overview_shows_running_batches_and_progress(synthetic: Path, tmp_path: 
 
 
 def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
-    spend = texts(open_page(synthetic, "spend"))
+    spend_page = open_page(synthetic, "spend")
+    spend = texts(spend_page)
     assert "have no price" in spend
     assert "$0.000000" not in spend
+    headline = {m.label: m.value for m in spend_page.metric}
+    assert headline["Spend"].startswith("$")
+    assert headline["Spend"].endswith(" unpriced")  # M3's results, beside the priced spend
+    assert headline["Cache saving"].startswith("unknown (")  # no uncached cost stored
+    assert headline["Cache hit rate"] == "0.0%"
     compare = open_page(synthetic, "compare")
     table = compare.dataframe[0].value
     m3 = table[table["model"] == "MiniMax-M3"].iloc[0]
     assert m3["cost"].startswith("unpriced")
     assert "No price is known for MiniMax-M3" in texts(compare)
+    caching = compare.table[0].value.set_index("model")
+    assert caching.loc["MiniMax-M3", "cache saving"] == m3["cost"]  # "unpriced (N)", not $0
+    assert caching.loc["MiniMax-M3", "cache write cost"] == "unpriced"
+    # The generator stores no uncached cost (as rows from before batchrun kept it): the saving
+    # of the priced models is unknown, not $0, and says for how many results.
+    priced = caching.loc["MiniMax-M2.7"]
+    succeeded = table[table["model"] == "MiniMax-M2.7"].iloc[0]["succeeded"]
+    assert priced["cache saving"] == f"unknown ({succeeded:,})"
+    assert "batchrun reprice" in texts(compare)
+    assert "No result read its prompt from the cache" in texts(compare)
+    assert "$0.000000" not in texts(compare)
 
 
 def test_compare_counts_leaked_reasoning_and_empty_replies(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from batchrun.pricing import usd
 from tests.browser import CHROMIUM, PAGES, browser_page, dashboard, show
-from tests.dashboardfixtures import MODELS, seed_store
+from tests.dashboardfixtures import MODELS, cache_figures, seed_store
+from tests.helpers import db_rows
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None and os.environ.get("CI") != "true",
@@ -34,11 +36,23 @@ def test_the_dashboard_renders_every_page_in_a_browser(seeded: Path, tmp_path: P
         assert model in compare
     assert "Latency" in compare  # a chart title (the table itself is drawn on a canvas)
     assert "What these numbers mean" in compare
+    # The caching table is HTML (not a canvas): its labels and each model's figures, as computed
+    # from the store's rows, are on the page.
+    assert "Prompt caching" in compare
+    for label in ("cache hit rate", "cached requests", "cache write cost", "cache saving"):
+        assert label in compare, label
+    for model, figures in cache_figures(seeded, "demo").items():
+        for label in ("cache hit rate", "cache saving"):
+            assert figures[label] in compare, (model, label, figures[label])
+        assert figures["cache saving"].startswith("$")
     assert "Spend" in shown["overview"]
     assert "$" in shown["overview"]
     assert "Simulated data" in shown["overview"]
     assert "Prompt" in shown["outputs"]
     assert "of $5.0000" in shown["spend"]
+    [(saved,)] = db_rows(seeded, "SELECT sum(uncached_cost_nanos - cost_nanos) FROM results")
+    assert f"Cache saving\n\n{usd(int(str(saved)))}" in shown["spend"]  # a metric: label, value
+    assert "Cache hit rate" in shown["spend"]
     assert "36 of 36 requests match" in shown["batch"]
     assert "graded (completed, simulated)" in quality  # ?batch= chose it
     assert "Grader" in quality

@@ -3,6 +3,7 @@ column's definition as its tooltip (and listed under the table by the pages)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import polars as pl
@@ -44,6 +45,68 @@ def money(nanos: float | None, unpriced: int = 0) -> str:
     if nanos is None:
         return f"unpriced ({unpriced:,})" if unpriced else "unpriced"
     return usd(round(nanos)) + (f" + {unpriced:,} unpriced" if unpriced else "")
+
+
+def share(value: float | None) -> str:
+    """A rate for people: one decimal of a percent, "-" when there is nothing to divide."""
+    return "-" if value is None else f"{value:.1%}"
+
+
+def derived_money(nanos: float | None, unpriced: int = 0, unknown: int = 0) -> str:
+    """A figure derived from the stored costs (the cache saving, the cache-write cost) for
+    people: ``unpriced`` when nothing was priced (never $0), and the priced results it is not
+    known for (stored before batchrun kept it) counted beside, or alone when it is known for
+    none of them."""
+    if nanos is None and unknown:
+        return f"unknown ({unknown:,})" + (f" + {unpriced:,} unpriced" if unpriced else "")
+    return money(nanos, unpriced) + (f" + {unknown:,} unknown" if unknown else "")
+
+
+def literal(text: str) -> str:
+    """Text from a store or job file (a model or batch name) set in Markdown as inline code, so
+    it shows as typed: no emphasis, links, colours, emoji or maths made of it."""
+    flat = " ".join(text.split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)
+    return f"{fence} {flat} {fence}"
+
+
+# The prompt-caching figures, as the Compare page's table names them, with their definitions.
+CACHE_DEFINITIONS = ("cache hit rate", "cached requests", "cache writes", "cache saving")
+
+
+def cache_table(metrics: pl.DataFrame, keys: tuple[str, ...] = ("model",)) -> pl.DataFrame:
+    """The prompt-caching figures of analytics.model_metrics (or spend) as text: rates in
+    percent, money in USD or ``unpriced``, the saving beside the cost it was made on."""
+    rows: list[dict[str, Any]] = []
+    for row in metrics.iter_rows(named=True):
+        shown: dict[str, Any] = {key: str(row[key]) for key in keys}
+        shown["prompt tokens"] = f"{row['prompt_tokens'] or 0:,}"
+        shown["cache hit rate"] = share(row["cache_hit_rate"])
+        answered = row.get("succeeded", row["requests"])  # spend rows are all results
+        shown["cached requests"] = f"{row['cached_requests']:,} of {answered:,}"
+        shown["cache write tokens"] = f"{row['cache_creation_tokens'] or 0:,}"
+        unknown = row["saving_unknown"]  # the same rows lack the cache-write part
+        shown["cache write cost"] = derived_money(row["cache_write_cost_nanos"], 0, unknown)
+        shown["cost"] = money(row["cost_nanos"], row["unpriced"])
+        shown["cache saving"] = derived_money(row["cache_saving_nanos"], row["unpriced"], unknown)
+        shown["cache figures"] = "possibly under-reported" if row["cache_trust"] else "ok"
+        rows.append(shown)
+    return pl.DataFrame(rows, schema=dict.fromkeys(rows[0] if rows else keys, pl.String))
+
+
+def cache_captions() -> str:
+    """The definitions of the caching figures, as one caption."""
+    return " ".join(f"**{name}**: {DEFINITIONS[name]}" for name in CACHE_DEFINITIONS)
+
+
+def cache_warnings(metrics: pl.DataFrame, key: str = "model") -> None:
+    """A warning per group (a model by default) whose cache figures analytics flags, with why."""
+    flagged = metrics.filter(pl.col("cache_trust").is_not_null())
+    for row in flagged.iter_rows(named=True):
+        st.warning(
+            f"**Cache figures of {literal(str(row[key]))} are possibly under-reported.** "
+            f"{row['cache_trust']} {DEFINITIONS['cache under-reported']}"
+        )
 
 
 def metrics_table(metrics: pl.DataFrame, keys: tuple[str, ...] = ("model",)) -> pl.DataFrame:

@@ -32,19 +32,23 @@ def render(source: data.Source) -> None:
         st.info("No requests for this choice of batches and models.")
         return
     simulated_notice(frame)
-    _table(frame)
+    per_model = analytics.model_metrics(frame)  # computed once: the table, flags, cost, caching
+    group = st.segmented_control("Per", list(GROUPS), default="model", key="compare_group")
+    keys = GROUPS[group or "model"]
+    metrics = per_model if keys == ("model",) else analytics.model_metrics(frame, by=keys)
+    _table(frame, metrics, per_model, keys)
+    _caching(metrics, per_model, keys)
     _distributions(frame)
-    _cost(frame)
+    _cost(per_model)
     _quality(source, tuple(sorted(chosen)), models)
 
 
-def _table(frame: pl.DataFrame) -> None:
-    group = st.segmented_control("Per", list(GROUPS), default="model", key="compare_group")
-    keys = GROUPS[group or "model"]
-    metrics = analytics.model_metrics(frame, by=keys)
-    shown = tables.metrics_table(metrics, keys=tuple(k for k in keys))
+def _table(
+    frame: pl.DataFrame, metrics: pl.DataFrame, per_model: pl.DataFrame, keys: tuple[str, ...]
+) -> None:
+    shown = tables.metrics_table(metrics, keys=keys)
     st.dataframe(shown, hide_index=True, column_config=tables.metric_config())
-    _flagged(analytics.model_metrics(frame) if keys != ("model",) else metrics)
+    _flagged(per_model)
     tables.definitions()
     errors = analytics.error_breakdown(frame)
     if not errors.is_empty():
@@ -53,6 +57,26 @@ def _table(frame: pl.DataFrame) -> None:
             errors.select("model", "error_type", "requests", "finished", "share"),
             hide_index=True,
             column_config={"share": st.column_config.NumberColumn(format="percent")},
+        )
+
+
+def _caching(metrics: pl.DataFrame, per_model: pl.DataFrame, keys: tuple[str, ...]) -> None:
+    """Prompt caching per group: hit rate, cached requests, writes and their cost, the saving;
+    a warning for each model whose streamed usage seems to under-report cache reads."""
+    st.subheader("Prompt caching")
+    tables.cache_warnings(per_model)
+    st.table(tables.cache_table(metrics, keys=keys))
+    st.caption(tables.cache_captions())
+    if not per_model.get_column("cached_requests").sum():
+        st.caption(
+            "No result read its prompt from the cache. MiniMax caches a prompt of 512 tokens or "
+            "more by its prefix (tools, system, then messages) for about 5 minutes: lines that "
+            "share a long system prompt read it from the cache (see jobs/cache-demo.jsonl)."
+        )
+    if per_model.get_column("saving_unknown").sum():
+        st.caption(
+            "**unknown**: priced results stored before batchrun kept what they would have cost "
+            "uncached; `batchrun reprice` fills it in."
         )
 
 
@@ -86,9 +110,8 @@ def _distributions(frame: pl.DataFrame) -> None:
     right.caption(analytics.DEFINITIONS["TTFT (text)"])
 
 
-def _cost(frame: pl.DataFrame) -> None:
+def _cost(metrics: pl.DataFrame) -> None:
     st.subheader("Cost")
-    metrics = analytics.model_metrics(frame)
     priced = metrics.filter(pl.col("cost_per_1k_nanos").is_not_null()).with_columns(
         usd_per_1k=pl.col("cost_per_1k_nanos") / charts.NANOS_PER_USD
     )

@@ -28,20 +28,88 @@ def render(source: data.Source) -> None:
             "counted as unpriced in every table, never as $0. `batchrun reprice` prices them "
             "once a price is added."
         )
+    per_model = analytics.spend(frame, "model")  # a few rows: the totals and the warnings
+    _totals(per_model)
+    tables.cache_warnings(per_model)
     by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
-    table = analytics.spend(frame, by or "day")
-    st.dataframe(_money_columns(table), hide_index=True)
+    table = per_model if by == "model" else analytics.spend(frame, by or "day")
+    st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
+    st.caption(tables.cache_captions())
     _budgets(batches, frame)
     _estimate(source, batches)
 
 
-def _money_columns(table: pl.DataFrame) -> pl.DataFrame:
-    rows = []
-    for row in table.iter_rows(named=True):
-        row["cost"] = tables.money(row.pop("cost_nanos"), row["unpriced"])
-        rows.append(row)
+def _totals(per_model: pl.DataFrame) -> None:
+    """All batches together: the priced spend, and beside it what the prompt cache saved."""
+    total = analytics.cache_total(per_model, also=("unpriced",)).row(0, named=True)
+    priced = [int(cost) for cost in per_model.get_column("cost_nanos").drop_nulls()]
+    spent, saved, rate = st.columns(3)
+    spent.metric(
+        "Spend",
+        tables.money(sum(priced) if priced else None, total["unpriced"]),
+        help=analytics.DEFINITIONS["cost"],
+    )
+    saved.metric(
+        "Cache saving",
+        tables.derived_money(
+            total["cache_saving_nanos"], total["unpriced"], total["saving_unknown"]
+        ),
+        help=analytics.DEFINITIONS["cache saving"],
+    )
+    rate.metric(
+        "Cache hit rate",
+        tables.share(total["cache_hit_rate"]),
+        help=analytics.DEFINITIONS["cache hit rate"],
+    )
+
+
+def _spend_table(table: pl.DataFrame, by: str) -> pl.DataFrame:
+    """The spend rows as shown: tokens, then the cost with the cache saving beside it, then the
+    other caching figures (money as text, so unpriced stays visible)."""
+    rows = [
+        {
+            by: str(row[by]),
+            "requests": row["requests"],
+            "input tokens": row["input_tokens"],
+            "output tokens": row["output_tokens"],
+            "cache read tokens": row["cache_read_tokens"],
+            "cache write tokens": row["cache_creation_tokens"],
+            "cost": tables.money(row["cost_nanos"], row["unpriced"]),
+            "cache saving": tables.derived_money(
+                row["cache_saving_nanos"], row["unpriced"], row["saving_unknown"]
+            ),
+            "cache hit rate": row["cache_hit_rate"],
+            "cached requests": row["cached_requests"],
+            "cache write cost": tables.derived_money(
+                row["cache_write_cost_nanos"], 0, row["saving_unknown"]
+            ),
+            "unpriced": row["unpriced"],
+            "cache figures": "possibly under-reported" if row["cache_trust"] else "ok",
+        }
+        for row in table.iter_rows(named=True)
+    ]
     return pl.DataFrame(rows)
+
+
+_SPEND_CONFIG = {
+    "cost": st.column_config.TextColumn("cost", help=analytics.DEFINITIONS["cost"]),
+    "cache saving": st.column_config.TextColumn(
+        "cache saving", help=analytics.DEFINITIONS["cache saving"]
+    ),
+    "cache hit rate": st.column_config.NumberColumn(
+        "cache hit rate", help=analytics.DEFINITIONS["cache hit rate"], format="percent"
+    ),
+    "cached requests": st.column_config.NumberColumn(
+        "cached requests", help=analytics.DEFINITIONS["cached requests"], format="%d"
+    ),
+    "cache write cost": st.column_config.TextColumn(
+        "cache write cost", help=analytics.DEFINITIONS["cache writes"]
+    ),
+    "cache figures": st.column_config.TextColumn(
+        "cache figures", help=analytics.DEFINITIONS["cache under-reported"]
+    ),
+}
 
 
 def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
@@ -70,6 +138,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
         )
         return
     metrics = analytics.model_metrics(data.requests(source.url, (batch["id"],)))
+    prompts = dict(metrics.select("model", "prompt_tokens").iter_rows())
     compared = analytics.estimate_vs_actual(estimates, metrics)
     shown = [
         {
@@ -78,6 +147,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
             "results": r["actual_results"],
             "input tokens estimated": r["estimated_input_tokens"],
             "input tokens actual": r["actual_input_tokens"],
+            "prompt tokens actual": prompts.get(r["model"]),
             "cost estimated (min-max)": f"{tables.money(r['cost_min_nanos'])} - "
             f"{tables.money(r['cost_max_nanos'])}",
             "cost expected": tables.money(r["cost_expected_nanos"]),
@@ -93,5 +163,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
     )
     st.caption(
         "The estimate is the one shown before the batch ran: input tokens from count_tokens, "
-        "output from 0 to max_tokens, expected output from the model's past results."
+        "output from 0 to max_tokens, expected output from the model's past results. Input "
+        "tokens actual leave out what was read from or written to the prompt cache; prompt "
+        "tokens actual count them, as count_tokens does."
     )
