@@ -165,18 +165,84 @@ def _seconds(value: float | None) -> str:
 
 
 def estimate_table(estimate: Estimate, title: str) -> Table:
-    """Per model and in total: requests, tokens and cost as ranges and expected values."""
+    """Per model and in total: requests, tokens and cost as ranges and expected values; with
+    the cost once more with the expected cache reads when any are expected."""
     table = Table(title=title)
-    columns = ("model", "requests", "input tokens", "output tokens", "expected output",
-               "cost", "expected cost", "notes")  # fmt: skip
-    for column in columns:
+    cached = _expects_cache(estimate)
+    columns: tuple[str, ...] = ("model", "requests", "input tokens", "output tokens",
+                                "expected output", "cost", "expected cost")  # fmt: skip
+    if cached:
+        columns += ("cache reads", "cost with cache", "expected with cache")
+    for column in (*columns, "notes"):
         table.add_column(column, justify="left" if column in ("model", "notes") else "right")
     rows = [*estimate.models.values()]
     if len(rows) > 1:
         rows.append(estimate.total())
     for row in rows:
-        table.add_row(*_estimate_cells(row))
+        cells = _estimate_cells(row)
+        table.add_row(*cells[:-1], *(_cached_cells(row) if cached else []), cells[-1])
     return table
+
+
+def estimate_notes(estimate: Estimate) -> list[str]:
+    """What the cost with cache assumed, said under the estimate's table."""
+    models = estimate.models.values()
+    least = sorted({m.cache_min_tokens for m in models if m.cache_min_tokens})
+    lives = sorted({m.cache_ttl_seconds or 0 for m in models if m.cache_min_tokens})
+    if not least:
+        return []  # no model expects cache reads at all (the catalog says so)
+    if not _expects_cache(estimate):
+        return [
+            "No cache reads expected: no line shares a prefix of at least "
+            f"{_tokens_phrase(least)} (tools, system, leading messages) with an earlier line of "
+            "the same model."
+        ]
+    notes = [
+        "Cost with cache assumes MiniMax's passive prompt cache serves each prefix of at least "
+        f"{_tokens_phrase(least)} (tools, then system, then leading messages, as MiniMax matches "
+        "them) that an earlier line sent to the same model, read at the model's cache-read "
+        f"price, with the batch running within the cache's lifetime ({_lifetime(lives)} from a "
+        "prefix's last use, assumed: MiniMax states 5 minutes for cache_control marks only). "
+        "Not guaranteed: MiniMax decides what it keeps; the cost without cache is the safe figure."
+    ]
+    notes += [
+        f"{m.model} has no cache-read price: its cost with cache is unpriced."
+        for m in estimate.models.values()
+        if m.cache_unpriced
+    ]
+    return notes
+
+
+def _expects_cache(estimate: Estimate) -> bool:
+    return any(m.expected_cache_read_tokens for m in estimate.models.values())
+
+
+def _lifetime(lives: list[int]) -> str:
+    return eta_text(lives[0]) if len(lives) == 1 else "the model's cache_ttl_seconds"
+
+
+def _tokens_phrase(least: list[int]) -> str:
+    return f"{least[0]:,} tokens" if len(least) == 1 else "the model's cache_min_tokens"
+
+
+def _cached_cells(row: ModelEstimate) -> list[str]:
+    low, high, mid = (
+        row.cached_cost_min_nanos,
+        row.cached_cost_max_nanos,
+        row.cached_cost_expected_nanos,
+    )
+    share = row.expected_cache_read_tokens / row.input_tokens if row.input_tokens else 0.0
+    reads = (
+        f"{row.expected_cache_read_tokens:,} ({share:.0%})"
+        if row.expected_cache_read_tokens
+        else "0"
+    )
+    unpriced = low is None or high is None
+    return [
+        reads,
+        "unpriced" if unpriced else f"{usd(low)} - {usd(high)}",
+        "unpriced" if unpriced else usd(mid) if mid is not None else "-",
+    ]
 
 
 def _estimate_cells(row: ModelEstimate) -> list[str]:

@@ -12,6 +12,7 @@ import typer
 from batchrun.cli import options as opt
 from batchrun.cli.display import (
     ProgressDisplay,
+    estimate_notes,
     estimate_table,
     quota_waits,
     summary_of,
@@ -164,6 +165,8 @@ def estimate_command(
         planned = planned_from_file(lines, fan_out)
         found = run_fast(estimate_requests(planned, loaded, endpoint, store, not no_precheck))
     out.print(estimate_table(found, f"Estimate for {file} (prices of today, USD)"))
+    for note in estimate_notes(found):
+        out.print(note, highlight=False)
 
 
 def resume_command(
