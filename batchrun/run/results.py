@@ -19,6 +19,7 @@ def result_row(
     *,
     priority_multiplier: Decimal,
     simulated: bool,
+    expected_cache_tokens: int | None = None,
 ) -> dict[str, Any]:
     """The stored result of a successful call, priced on the day it was sent.
 
@@ -35,6 +36,7 @@ def result_row(
         "output_tokens": usage.output_tokens,
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_creation_tokens": usage.cache_creation_tokens,
+        "expected_cache_tokens": expected_cache_tokens,
         "stop_reason": message.get("stop_reason"),
         "text": answer.text,
         "thinking": answer.thinking,
