@@ -15,7 +15,12 @@ Definitions (stated wherever a number is shown, see ``DEFINITIONS``):
   ``empty_reply`` (a reply with no content), counted per model;
 - cost: the sum over priced results; results of a model without a price are counted as
   ``unpriced`` and never added as $0; cost per 1,000 requests and per million output tokens are
-  over priced results only.
+  over priced results only;
+- prompt cache: hit rate = cache-read tokens / prompt tokens (input + cache read + cache
+  creation); cached requests = results with a cache read; cache writes = cache-creation tokens and
+  their priced cost; saving = uncached cost - cost over the results with both known (never from
+  a missing price); under-reported = too many results expected to read from the cache reported
+  none (``cache_trust_note``).
 
 Two frames: the *requests frame* (one row per request, its result's timings, usage and cost
 where it has one) for everything per model, batch or day; and the *results frame* (one row per
@@ -31,6 +36,8 @@ import polars as pl
 
 from batchrun.api.stream import EMPTY_REPLY, THINK_LEAKED
 from batchrun.status import FINISHED_REQUESTS, RequestStatus
+
+CACHE_TRUST_MIN = 5  # results expected to read from the cache before any trust flag is raised
 
 DEFINITIONS: dict[str, str] = {
     "latency": "Seconds from sending the request to the end of the answer (done - sent).",
@@ -53,6 +60,23 @@ DEFINITIONS: dict[str, str] = {
     "as unpriced, never as $0.",
     "cost / 1k requests": "Mean cost of one priced result x 1,000.",
     "cost / M output": "Cost of the priced results / their output tokens x 1,000,000.",
+    "cache hit rate": "Cache-read tokens / all prompt tokens (input + cache read + cache write) "
+    "of the results: the share of the prompt MiniMax served from its prompt cache, at the "
+    "cache-read price. MiniMax caches long prompt prefixes on its own.",
+    "cached requests": "Results that read at least one token from MiniMax's prompt cache.",
+    "cache writes": "Prompt tokens MiniMax reported writing to its cache (cache creation) and "
+    "what they cost at the cache-write price; unpriced where the model has no cache-write price. "
+    "MiniMax-M3 never reports cache writes.",
+    "cache saving": "What the priced results would have cost with every prompt token at the "
+    "input price, minus what they cost (same day's price, tier and priority multiplier). Cache "
+    "reads save; cache writes, dearer than input on some models, can make it negative. Never "
+    "computed from a missing price; results stored before batchrun kept this figure count as "
+    "'saving unknown' until `batchrun reprice` fills it.",
+    "cache under-reported": "Flagged when at least "
+    f"{CACHE_TRUST_MIN} results were expected to read from the cache (their prompt began with a "
+    "long prefix sent to the same model minutes before) and more than half of them reported no "
+    "cache read: MiniMax's streamed usage is known to report zero cache reads, so the hit rate "
+    "and the saving may be higher than shown.",
     "p50 / p90 / p99": "Percentiles: half, 90% and 99% of the requests are at or below the value "
     "(linear interpolation).",
 }
@@ -69,6 +93,9 @@ _TIMING = {
     "cache_creation_tokens": pl.Int64,
     "cost_nanos": pl.Int64,
     "flags": pl.String,  # what was odd about the reply: think_leaked, empty_reply
+    "expected_cache_tokens": pl.Int64,  # prompt tokens expected from the cache; null: not known
+    "uncached_cost_nanos": pl.Int64,  # the cost with every prompt token at the input rate
+    "cache_write_cost_nanos": pl.Int64,  # the part of cost_nanos paid for cache writes
 }
 
 RESULT_SCHEMA: dict[str, Any] = {"model": pl.String, "batch_id": pl.String, "batch_name": pl.String}
@@ -189,7 +216,9 @@ def _percentiles(column: str, name: str) -> list[pl.Expr]:
 
 def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.DataFrame:
     """One row per group (model by default; or batch and model, day and model): requests by
-    status, error rate, retries, latency, TTFT and tps percentiles, tokens and cost."""
+    status, error rate, retries, latency, TTFT and tps percentiles, tokens, cost and the
+    prompt-cache figures (hit rate, cached requests, cache writes and their cost, saving, trust
+    note)."""
     status = pl.col("status")
     priced = pl.col("cost_nanos").is_not_null()
     frame = requests.group_by(list(by)).agg(
@@ -206,21 +235,80 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
         pl.col("output_tokens").sum(),
         pl.col("cache_read_tokens").sum(),
         pl.col("cache_creation_tokens").sum(),
+        *_cache_sums(),
         priced_sum(),
         ((status == RequestStatus.SUCCEEDED) & ~priced).sum().alias("unpriced"),
         priced.sum().alias("priced"),
         pl.col("output_tokens").filter(priced).sum().alias("priced_output"),
         pl.col("simulated").any(),
     )
+    return (
+        with_cache_figures(frame)
+        .with_columns(
+            *_rates(),
+            cost_per_1k_nanos=pl.when(pl.col("priced") > 0).then(
+                pl.col("cost_nanos") * 1000 / pl.col("priced")
+            ),
+            cost_per_m_output_nanos=pl.when(pl.col("priced_output") > 0).then(
+                pl.col("cost_nanos") * 1_000_000 / pl.col("priced_output")
+            ),
+        )
+        .sort(list(by))
+    )
+
+
+def _cache_sums() -> list[pl.Expr]:
+    """Per group, the sums and counts the prompt-cache figures are made of (see DEFINITIONS)."""
+    read = pl.col("cache_read_tokens")
+    write_cost = pl.col("cache_write_cost_nanos")
+    saving = pl.col("uncached_cost_nanos") - pl.col("cost_nanos")  # null unless both are known
+    expected = pl.col("expected_cache_tokens") > 0  # null (not known) counts as not expected
+    return [
+        (pl.col("input_tokens") + read + pl.col("cache_creation_tokens"))
+        .sum()
+        .alias("prompt_tokens"),
+        (read > 0).sum().alias("cached_requests"),
+        pl.when(write_cost.is_not_null().any())
+        .then(write_cost.sum())
+        .alias("cache_write_cost_nanos"),
+        pl.when(saving.is_not_null().any()).then(saving.sum()).alias("cache_saving_nanos"),
+        (pl.col("cost_nanos").is_not_null() & pl.col("uncached_cost_nanos").is_null())
+        .sum()
+        .alias("saving_unknown"),
+        expected.sum().alias("expected_cache_hits"),
+        (expected & (read == 0)).sum().alias("unreported_cache_hits"),
+    ]
+
+
+def with_cache_figures(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add the cache hit rate and the trust note to a frame of ``_cache_sums`` per group."""
+    notes = [
+        cache_trust_note(expected, unreported)
+        for expected, unreported in zip(
+            frame["expected_cache_hits"], frame["unreported_cache_hits"], strict=True
+        )
+    ]
+    prompt = pl.col("prompt_tokens")
     return frame.with_columns(
-        *_rates(),
-        cost_per_1k_nanos=pl.when(pl.col("priced") > 0).then(
-            pl.col("cost_nanos") * 1000 / pl.col("priced")
-        ),
-        cost_per_m_output_nanos=pl.when(pl.col("priced_output") > 0).then(
-            pl.col("cost_nanos") * 1_000_000 / pl.col("priced_output")
-        ),
-    ).sort(list(by))
+        cache_hit_rate=pl.when(prompt > 0).then(pl.col("cache_read_tokens") / prompt),
+        cache_trust=pl.Series(notes, dtype=pl.String),
+    )
+
+
+def cache_trust_note(expected_hits: int, unreported: int) -> str | None:
+    """Why a group's cache figures may be under-reported; None when they can be trusted.
+
+    ``expected_hits``: results expected to read from the cache; ``unreported``: of those, the
+    ones that reported no cache read. Flagged once there are ``CACHE_TRUST_MIN`` expected hits and
+    more than half went unreported (MiniMax's streamed usage is known to report zero cache
+    reads)."""
+    if expected_hits < CACHE_TRUST_MIN or unreported * 2 <= expected_hits:
+        return None
+    return (
+        f"{unreported:,} of {expected_hits:,} requests that repeated a long prompt prefix sent "
+        "shortly before reported no cache read; MiniMax's streamed usage is known to under-report "
+        "cache reads, so the hit rate and the saving may be higher than shown."
+    )
 
 
 FLAG_COUNTS = {"think_leaked": THINK_LEAKED, "empty_replies": EMPTY_REPLY}  # column: flag
@@ -309,7 +397,8 @@ SPEND_KEYS = {"model": "model", "batch": "batch_name", "day": "day"}
 
 
 def spend(results: pl.DataFrame, by: str) -> pl.DataFrame:
-    """Spend grouped by model, batch or UTC day: requests, tokens, priced cost, unpriced count.
+    """Spend grouped by model, batch or UTC day: requests, tokens, priced cost, unpriced count,
+    and the prompt-cache figures (as in ``model_metrics``).
 
     ``cost_nanos`` sums only priced requests; ``unpriced`` counts the others, which are never
     added as zero. Rows without a result (a requests frame's failures) are left out.
@@ -326,9 +415,11 @@ def spend(results: pl.DataFrame, by: str) -> pl.DataFrame:
             pl.col("output_tokens").sum(),
             pl.col("cache_read_tokens").sum(),
             pl.col("cache_creation_tokens").sum(),
+            *_cache_sums(),
             priced_sum(),
             pl.col("cost_nanos").is_null().sum().alias("unpriced"),
         )
+        .pipe(with_cache_figures)
         .sort(key)
         .rename({key: by})
     )

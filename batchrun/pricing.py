@@ -35,10 +35,23 @@ class Usage:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Cost:
-    """A priced request: nano-dollars and the effective date of the price used."""
+    """A priced request: nano-dollars and the effective date of the price used.
+
+    ``uncached_nanos``: what the same usage would have cost with every prompt token at the input
+    rate (same price, tier and multiplier), None if the price has no input rate;
+    ``cache_write_nanos``: the part of ``nanos`` paid for cache-creation tokens. Each figure is
+    rounded to the nano-dollar on its own.
+    """
 
     nanos: int
     price_date: date
+    uncached_nanos: int | None
+    cache_write_nanos: int
+
+    @property
+    def saving_nanos(self) -> int | None:
+        """What reading from the cache saved: the uncached cost minus the cost."""
+        return None if self.uncached_nanos is None else self.uncached_nanos - self.nanos
 
 
 def rates_for(price: Price, usage: Usage) -> Rates:
@@ -55,24 +68,46 @@ def cost_of(
     """The cost of ``usage`` on ``model`` on ``day``; None when any part cannot be priced.
 
     ``multiplier`` is 1.5 (the catalog's priority_multiplier) for ``service_tier: "priority"``.
+    The uncached cost and the cache-write part come from the same rates, tier and multiplier.
     """
     price = model.price_on(day)
     if price is None:
         return None
     rates = rates_for(price, usage)
+    write = _at_rate(usage.cache_creation_tokens, rates.cache_write)
+    output = _at_rate(usage.output_tokens, rates.output)
+    paid = (
+        _at_rate(usage.input_tokens, rates.input),
+        output,
+        _at_rate(usage.cache_read_tokens, rates.cache_read),
+        write,
+    )
+    nanos = _total(paid, multiplier)
+    if nanos is None:
+        return None
+    return Cost(
+        nanos=nanos,
+        price_date=price.effective,
+        uncached_nanos=_total((_at_rate(usage.prompt_tokens, rates.input), output), multiplier),
+        cache_write_nanos=_total((write,), multiplier) or 0,
+    )
+
+
+def _at_rate(tokens: int, rate: Decimal | None) -> Decimal | None:
+    """``tokens`` at ``rate`` (USD per million) in nano-dollars; None: tokens without a rate."""
+    if not tokens:
+        return Decimal(0)
+    return None if rate is None else tokens * rate * _NANOS_PER_TOKEN_PER_RATE
+
+
+def _total(parts: tuple[Decimal | None, ...], multiplier: Decimal) -> int | None:
+    """The parts' sum times ``multiplier``, rounded to the nano-dollar; None if a part is."""
     total = Decimal(0)
-    for tokens, rate in (
-        (usage.input_tokens, rates.input),
-        (usage.output_tokens, rates.output),
-        (usage.cache_read_tokens, rates.cache_read),
-        (usage.cache_creation_tokens, rates.cache_write),
-    ):
-        if tokens:
-            if rate is None:
-                return None
-            total += tokens * rate * _NANOS_PER_TOKEN_PER_RATE
-    nanos = (total * multiplier).quantize(Decimal(1), ROUND_HALF_UP)
-    return Cost(nanos=int(nanos), price_date=price.effective)
+    for part in parts:
+        if part is None:
+            return None
+        total += part
+    return int((total * multiplier).quantize(Decimal(1), ROUND_HALF_UP))
 
 
 def tier_multiplier(params: Mapping[str, object], priority_multiplier: Decimal) -> Decimal:

@@ -44,7 +44,8 @@ def result(
     flags: str | None = None,
 ) -> tuple[Any, ...]:
     text_s = ttft if text is None else text
-    return (rid, "unused", sent, ttft, text_s, last, done, 10, out, 2, 1, cost, flags)
+    cache = (None, None, None)  # expected cache tokens, uncached cost, cache-write cost
+    return (rid, "unused", sent, ttft, text_s, last, done, 10, out, 2, 1, cost, flags, *cache)
 
 
 @pytest.fixture

@@ -24,7 +24,10 @@ def result_row(
     """The stored result of a successful call, priced on the day it was sent.
 
     ``text`` is the visible answer (reasoning leaked as ``<think>...</think>`` goes to
-    ``thinking``); ``message`` keeps the content as received; ``flags`` says what was odd."""
+    ``thinking``); ``message`` keeps the content as received; ``flags`` says what was odd.
+    ``expected_cache_tokens``: the prompt tokens expected to be read from MiniMax's cache when
+    the call was sent (None: not known); the cost comes with its uncached and cache-write
+    figures."""
     message = call.message
     usage = _usage(message.get("usage") or {})
     cost = request_cost(info, usage, day_of(call.sent_at), params, priority_multiplier)
@@ -44,6 +47,9 @@ def result_row(
         "message": message,
         "cost_nanos": cost.nanos if cost else None,
         "price_date": cost.price_date.isoformat() if cost else None,
+        "uncached_cost_nanos": cost.uncached_nanos if cost else None,
+        "cache_write_cost_nanos": cost.cache_write_nanos if cost else None,
+        "expected_cache_tokens": expected_cache_tokens,
         "simulated": simulated,
     }
 

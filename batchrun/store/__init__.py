@@ -11,12 +11,13 @@ tables.py    SQLAlchemy tables; ``migrations/`` (Alembic) evolves them
 
 from batchrun.store.database import database_url, redact_url, sqlite_file_missing
 from batchrun.store.migrate import alembic_config
-from batchrun.store.rows import AttemptRecord, BatchInfo, Outcome, WorkItem
+from batchrun.store.rows import AttemptRecord, BatchInfo, CostUpdate, Outcome, WorkItem
 from batchrun.store.store import Store
 
 __all__ = [
     "AttemptRecord",
     "BatchInfo",
+    "CostUpdate",
     "Outcome",
     "Store",
     "WorkItem",

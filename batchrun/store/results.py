@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, case, func, select, update
 
 from batchrun.store.database import Database
-from batchrun.store.rows import BatchInfo
+from batchrun.store.rows import BatchInfo, CostUpdate
 from batchrun.store.tables import RESULT_METRICS, batches, jobs, requests, results
 
 
@@ -60,6 +60,8 @@ class Results:
             results.c.cache_creation_tokens,
             results.c.cost_nanos,
             results.c.price_date,
+            results.c.uncached_cost_nanos,
+            results.c.cache_write_cost_nanos,
             jobs.c.params,
         )
         if batch_id is not None:
@@ -67,16 +69,30 @@ class Results:
         with self.database.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
-    def update_costs(self, updates: Sequence[tuple[int, int | None, str | None]]) -> None:
-        """Store recomputed costs: (request id, nano-dollars or None, price date)."""
+    def update_costs(self, updates: Sequence[CostUpdate]) -> None:
+        """Store recomputed costs: the cost, its price date, the uncached and cache-write costs."""
         if not updates:
             return
         statement = (
             update(results)
             .where(results.c.request_id == bindparam("rid"))
-            .values(cost_nanos=bindparam("new_cost"), price_date=bindparam("new_date"))
+            .values(
+                cost_nanos=bindparam("new_cost"),
+                price_date=bindparam("new_date"),
+                uncached_cost_nanos=bindparam("new_uncached"),
+                cache_write_cost_nanos=bindparam("new_write"),
+            )
         )
-        rows = [{"rid": rid, "new_cost": cost, "new_date": day} for rid, cost, day in updates]
+        rows = [
+            {
+                "rid": u.request_id,
+                "new_cost": u.cost_nanos,
+                "new_date": u.price_date,
+                "new_uncached": u.uncached_cost_nanos,
+                "new_write": u.cache_write_cost_nanos,
+            }
+            for u in updates
+        ]
         with self.database.begin() as connection:
             connection.execute(statement, rows)
 

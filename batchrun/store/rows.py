@@ -81,6 +81,17 @@ class Outcome:
     result: dict[str, Any] | None = None  # a row of the results table, without the keys
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CostUpdate:
+    """A result's recomputed cost figures (None: unpriced)."""
+
+    request_id: int
+    cost_nanos: int | None
+    price_date: str | None
+    uncached_cost_nanos: int | None
+    cache_write_cost_nanos: int | None
+
+
 def vars_of(record: AttemptRecord) -> dict[str, Any]:
     """An attempt as a row."""
     return {name: getattr(record, name) for name in AttemptRecord.__slots__}

@@ -25,7 +25,7 @@ from batchrun.store.jobs import Jobs
 from batchrun.store.limits import Budgets, Pacers
 from batchrun.store.migrate import migrate
 from batchrun.store.results import Results
-from batchrun.store.rows import BatchInfo, Outcome, WorkItem
+from batchrun.store.rows import BatchInfo, CostUpdate, Outcome, WorkItem
 from batchrun.store.work import Work
 
 Pages = Iterator[list[tuple[Any, ...]]]
@@ -151,8 +151,8 @@ class Store:
         """What repricing needs of each result: usage, day, model, and the request's params."""
         return self.results.pricing_rows(batch_id)
 
-    def update_costs(self, updates: Sequence[tuple[int, int | None, str | None]]) -> None:
-        """Store recomputed costs: (request id, nano-dollars or None, price date)."""
+    def update_costs(self, updates: Sequence[CostUpdate]) -> None:
+        """Store recomputed costs: the cost, its price date, the uncached and cache-write costs."""
         self.results.update_costs(updates)
 
     def export_rows(self, batch: BatchInfo, page: int = 2000) -> Iterator[dict[str, Any]]:

@@ -5,7 +5,7 @@
     line_errors  one per invalid line: where and why (the good lines still run)
     requests     one per (batch, custom_id, model): the unit of work and its status
     attempts     one per HTTP call: status, error, MiniMax code, duration (retries show here)
-    results      at most one per request: usage, timings, content, cost, flags
+    results      at most one per request: usage, timings, content, cost, flags, cache figures
     grades       one per (result, grader): score, passed, reason; a judge's model and cost
     workers      one per `batchrun worker` process: its heartbeat (teams on one PostgreSQL store)
     pacers       one per model: the next free slot of its RPM / TPM pacer, shared by all workers
@@ -34,7 +34,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-# The numeric columns of a result that every figure (latency, TTFT, tps, tokens, cost) needs.
+# The numeric columns of a result that every figure (latency, TTFT, tps, tokens, cost, prompt
+# cache) needs.
 RESULT_METRICS = (
     "sent_at",
     "first_token_s",
@@ -47,6 +48,9 @@ RESULT_METRICS = (
     "cache_creation_tokens",
     "cost_nanos",
     "flags",
+    "expected_cache_tokens",
+    "uncached_cost_nanos",
+    "cache_write_cost_nanos",
 )
 
 metadata = MetaData(
@@ -179,6 +183,14 @@ results = Table(
     Column("simulated", Boolean, nullable=False),
     # What was odd about the reply, comma-separated (think_leaked, empty_reply); NULL: nothing.
     Column("flags", String(100)),
+    # Prompt tokens batchrun expected MiniMax to read from its cache for this request when it was
+    # sent (0: none expected); NULL: stored before batchrun kept it.
+    Column("expected_cache_tokens", Integer),
+    # What the same usage would have cost with every prompt token at the input rate (same day's
+    # price, tier and multiplier), and the part of cost_nanos paid for cache writes. NULL:
+    # unpriced, or stored before batchrun kept them (`batchrun reprice` fills them).
+    Column("uncached_cost_nanos", BigInteger),
+    Column("cache_write_cost_nanos", BigInteger),
     Index(None, "batch_id", "model"),
     Index(None, "model", "sent_at"),
     # Covers every figure the dashboard computes, so reading a million results' metrics scans
