@@ -39,7 +39,6 @@ def result_row(
         "output_tokens": usage.output_tokens,
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_creation_tokens": usage.cache_creation_tokens,
-        "expected_cache_tokens": expected_cache_tokens,
         "stop_reason": message.get("stop_reason"),
         "text": answer.text,
         "thinking": answer.thinking,
