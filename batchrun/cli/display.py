@@ -164,24 +164,47 @@ def _seconds(value: float | None) -> str:
     return f"{value:.2f}s" if value is not None else "-"
 
 
+def print_estimate(out: Console, estimate: Estimate, title: str) -> None:
+    """The estimate's table, the same costs with the expected cache reads (when any are
+    expected), and what those assumed."""
+    out.print(estimate_table(estimate, title))
+    cached = estimate_cache_table(estimate)
+    if cached is not None:
+        out.print(cached)
+    for note in estimate_notes(estimate):
+        out.print(note, highlight=False)
+
+
 def estimate_table(estimate: Estimate, title: str) -> Table:
-    """Per model and in total: requests, tokens and cost as ranges and expected values; with
-    the cost once more with the expected cache reads when any are expected."""
+    """Per model and in total: requests, tokens and cost as ranges and expected values."""
     table = Table(title=title)
-    cached = _expects_cache(estimate)
-    columns: tuple[str, ...] = ("model", "requests", "input tokens", "output tokens",
-                                "expected output", "cost", "expected cost")  # fmt: skip
-    if cached:
-        columns += ("cache reads", "cost with cache", "expected with cache")
-    for column in (*columns, "notes"):
+    columns = ("model", "requests", "input tokens", "output tokens", "expected output",
+               "cost", "expected cost", "notes")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column in ("model", "notes") else "right")
-    rows = [*estimate.models.values()]
-    if len(rows) > 1:
-        rows.append(estimate.total())
-    for row in rows:
-        cells = _estimate_cells(row)
-        table.add_row(*cells[:-1], *(_cached_cells(row) if cached else []), cells[-1])
+    for row in _estimate_rows(estimate):
+        table.add_row(*_estimate_cells(row))
     return table
+
+
+def estimate_cache_table(estimate: Estimate) -> Table | None:
+    """The same requests with their expected cache reads: the tokens read and the cost range
+    and expected cost with them, beside the cost without; None when no reads are expected."""
+    if not _expects_cache(estimate):
+        return None
+    table = Table(title="With the expected prompt-cache reads (see below: not guaranteed)")
+    columns = ("model", "input tokens", "expected cache reads", "cost without cache",
+               "cost with cache", "expected with cache")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in _estimate_rows(estimate):
+        table.add_row(*_cached_cells(row))
+    return table
+
+
+def _estimate_rows(estimate: Estimate) -> list[ModelEstimate]:
+    rows = [*estimate.models.values()]
+    return [*rows, estimate.total()] if len(rows) > 1 else rows
 
 
 def estimate_notes(estimate: Estimate) -> list[str]:
@@ -226,20 +249,16 @@ def _tokens_phrase(least: list[int]) -> str:
 
 
 def _cached_cells(row: ModelEstimate) -> list[str]:
-    low, high, mid = (
-        row.cached_cost_min_nanos,
-        row.cached_cost_max_nanos,
-        row.cached_cost_expected_nanos,
-    )
-    share = row.expected_cache_read_tokens / row.input_tokens if row.input_tokens else 0.0
-    reads = (
-        f"{row.expected_cache_read_tokens:,} ({share:.0%})"
-        if row.expected_cache_read_tokens
-        else "0"
-    )
+    low, high = row.cached_cost_min_nanos, row.cached_cost_max_nanos
+    mid = row.cached_cost_expected_nanos
+    reads = row.expected_cache_read_tokens
+    share = f" ({reads / row.input_tokens:.0%})" if reads and row.input_tokens else ""
     unpriced = low is None or high is None
     return [
-        reads,
+        row.model,
+        f"{row.input_tokens:,}" + ("*" if row.estimated else ""),
+        f"{reads:,}{share}",
+        f"{usd(row.cost_min_nanos)} - {usd(row.cost_max_nanos)}",
         "unpriced" if unpriced else f"{usd(low)} - {usd(high)}",
         "unpriced" if unpriced else usd(mid) if mid is not None else "-",
     ]

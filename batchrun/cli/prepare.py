@@ -14,7 +14,7 @@ import typer
 
 from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import check_models
-from batchrun.cli.display import estimate_notes, estimate_table
+from batchrun.cli.display import print_estimate
 from batchrun.cli.output import shown_url
 from batchrun.cli.startup import load_sender
 from batchrun.pricing import usd
@@ -121,9 +121,7 @@ def estimate_and_confirm(
     if not found.models:
         return True
     _keep_estimate(store, batch, found)
-    out.print(estimate_table(found, "Estimate of the requests to send (prices of today, USD)"))
-    for note in estimate_notes(found):
-        out.print(note, highlight=False)
+    print_estimate(out, found, "Estimate of the requests to send (prices of today, USD)")
     total = found.total()
     threshold = connection.confirm_above_nanos
     if threshold is None or total.cost_max_nanos <= threshold:
