@@ -295,6 +295,29 @@ def with_cache_figures(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+CACHE_COUNTS = (
+    "prompt_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "cached_requests",
+    "saving_unknown",
+    "expected_cache_hits",
+    "unreported_cache_hits",
+)
+CACHE_MONEY = ("cache_write_cost_nanos", "cache_saving_nanos")
+
+
+def cache_total(groups: pl.DataFrame, also: Sequence[str] = ()) -> pl.DataFrame:
+    """The prompt-cache figures of several groups together (a batch's models, say), from their
+    rows: one row, with the counts in ``also`` summed too. Money stays null when no group has it.
+    """
+    money = [pl.col(c) for c in CACHE_MONEY]
+    return groups.select(
+        *[pl.col(c).fill_null(0).sum() for c in (*CACHE_COUNTS, *also)],
+        *[pl.when(c.is_not_null().any()).then(c.sum()) for c in money],
+    ).pipe(with_cache_figures)
+
+
 def cache_trust_note(expected_hits: int, unreported: int) -> str | None:
     """Why a group's cache figures may be under-reported; None when they can be trusted.
 

@@ -135,6 +135,8 @@ def usd(nanos: int | None) -> str:
     """Nano-dollars as a dollar amount for people; 'unpriced' for None, never $0."""
     if nanos is None:
         return "unpriced"
+    if nanos < 0:  # a saving that cache writes outweighed
+        return f"-{usd(-nanos)}"
     value = Decimal(nanos) / NANOS_PER_USD
     places = 6 if value < 1 else 4 if value < 100 else 2  # sub-cent amounts stay visible
     return f"${value:,.{places}f}"

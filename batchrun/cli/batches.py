@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from batchrun.cli import options as opt
-from batchrun.cli.display import summary_of, summary_table
+from batchrun.cli.display import print_cache, summary_of, summary_table
 from batchrun.cli.output import console, shown_url
 from batchrun.exceptions import ConfigError
 from batchrun.export import FORMATS, result_records, write_jsonl, write_table
@@ -57,11 +57,14 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     db: opt.Db = None,
 ) -> None:
-    """Requests per model and status, with latency, TTFT, tps, tokens and cost."""
+    """Requests per model and status, with latency, TTFT, tps, tokens, cost and prompt cache."""
+    from batchrun.analytics import cache_total  # noqa: PLC0415 - polars loads only when used
+
     store = opt.open_store(db)
     batch = _batch(store, batch_ref)
     counts = store.status_counts(batch.id)
     summary = summary_of(store, batch)
+    total = cache_total(summary, also=("succeeded", "unpriced")).row(0, named=True)
     if as_json:
         document = {
             "id": batch.id,
@@ -73,6 +76,7 @@ def status_command(
             "invalid_lines": batch.lines_invalid,
             "requests": counts,
             "models": summary.to_dicts(),
+            "cache": total,
         }
         sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -90,6 +94,15 @@ def status_command(
         table.add_row(model, *(f"{by_status.get(s, 0):,}" for s in STATUSES))
     out.print(table)
     out.print(summary_table(summary, "Metrics of the succeeded requests"))
+    print_cache(
+        out,
+        summary.to_dicts(),
+        total,
+        key="model",
+        results="succeeded",
+        title="Prompt cache (MiniMax caches long prompt prefixes on its own)",
+        total_label="all models",
+    )
 
 
 def results_command(

@@ -164,6 +164,97 @@ def _seconds(value: float | None) -> str:
     return f"{value:.2f}s" if value is not None else "-"
 
 
+CACHE_NOTE = (
+    "hit rate: cache-read tokens / all prompt tokens (input + cache read + cache write); "
+    "cached requests: those that read part of their prompt from the cache; saving: the cost with "
+    "every prompt token at the input price, minus the cost (unpriced results left out)."
+)
+
+
+def cache_table(rows: list[dict[str, Any]], key: str, results: str, title: str) -> Table:
+    """The prompt-cache figures, one row per group (``key``: model, batch or day); ``results``
+    names the column counting each group's results."""
+    table = Table(title=title)
+    columns = (key, "hit rate", "cached requests", "cache read", "cache write", "write cost",
+               "saving")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == key else "right")
+    for row in rows:
+        table.add_row(str(row[key]), *_cache_cells(row, results))
+    return table
+
+
+def _cache_cells(row: dict[str, Any], results: str) -> list[str]:
+    rate = row.get("cache_hit_rate")
+    return [
+        f"{rate:.1%}" if rate is not None else "-",
+        f"{row.get('cached_requests') or 0:,} of {row.get(results) or 0:,}",
+        f"{row.get('cache_read_tokens') or 0:,}",
+        f"{row.get('cache_creation_tokens') or 0:,}",
+        *(
+            _priced_cell(row.get(column), row.get("unpriced") or 0, row.get("saving_unknown") or 0)
+            for column in ("cache_write_cost_nanos", "cache_saving_nanos")
+        ),
+    ]
+
+
+def _priced_cell(nanos: int | None, unpriced: int, unknown: int) -> str:
+    """A sum over priced results, and what it leaves out: unpriced results (never added as $0),
+    and results stored before batchrun kept the figure ('unknown')."""
+    left_out = ((unpriced, "unpriced"), (unknown, "unknown"))
+    if nanos is None:
+        return " / ".join(label for n, label in left_out if n) or "-"
+    return usd(nanos) + "".join(f" + {n:,} {label}" for n, label in left_out if n)
+
+
+def print_cache(
+    out: Console,
+    rows: list[dict[str, Any]],
+    total: dict[str, Any],
+    *,
+    key: str,
+    results: str,
+    title: str,
+    total_label: str = "total",
+) -> None:
+    """The prompt-cache table of some groups (with their total when there are several), what its
+    figures mean, the saving, and the warnings; nothing when no prompt was sent."""
+    if not total.get("prompt_tokens"):
+        return
+    if not (total["cache_read_tokens"] or total["cache_creation_tokens"] or total["cache_trust"]):
+        out.print(
+            "Prompt cache: no cache reads or writes reported (MiniMax caches prompts that share a "
+            "long start, 512 tokens or more, with one sent shortly before)."
+        )
+        return
+    shown = [*rows, {**total, key: total_label}] if len(rows) > 1 else rows
+    out.print(cache_table(shown, key, results, title))
+    out.print(f"[dim]{CACHE_NOTE}[/]")
+    saving = total.get("cache_saving_nanos")
+    if saving is not None and saving >= 0:
+        out.print(f"The prompt cache saved {usd(saving)} on the priced requests.")
+    elif saving is not None:
+        out.print(f"Cache writes cost {usd(-saving)} more than the cache reads saved.")
+    for line in cache_warnings(rows, key):
+        out.print(line)
+
+
+def cache_warnings(rows: list[dict[str, Any]], key: str) -> list[str]:
+    """A warning for each group whose cache figures may be under-reported, with the reason;
+    and how to fill the savings of results stored before batchrun kept them."""
+    warnings = [
+        f"[yellow]Warning:[/] {row[key]}: cache reads may be under-reported. {row['cache_trust']}"
+        for row in rows
+        if row.get("cache_trust")
+    ]
+    if any(row.get("saving_unknown") for row in rows):
+        warnings.append(
+            "unknown: results stored before batchrun kept their cache-write cost and what they "
+            "would have cost without the cache; `batchrun reprice` computes both."
+        )
+    return warnings
+
+
 def print_estimate(out: Console, estimate: Estimate, title: str) -> None:
     """The estimate's table, the same costs with the expected cache reads (when any are
     expected), and what those assumed."""

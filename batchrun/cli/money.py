@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import calendar
+import sys
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.table import Table
 
 from batchrun.cli import options as opt
+from batchrun.cli.display import print_cache
 from batchrun.cli.output import console
 from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
@@ -25,18 +28,33 @@ def spend_command(
             show_default=False,
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     db: opt.Db = None,
 ) -> None:
-    """Spend tables: requests, tokens and cost; unpriced requests are counted, never added as $0."""
-    from batchrun.analytics import SPEND_KEYS, results_frame, spend  # noqa: PLC0415 - polars
+    """Spend tables: requests, tokens, cost and the prompt cache's hit rate and saving; unpriced
+    requests are counted, never added as $0."""
+    from batchrun.analytics import SPEND_KEYS, cache_total, results_frame, spend  # noqa: PLC0415
 
     if by not in SPEND_KEYS:
         raise ConfigError(f"--by must be one of {', '.join(SPEND_KEYS)}, not {by!r}")
     start = _day(since) if since else None
     store = opt.open_store(db)
     table_rows = spend(results_frame(store.result_rows(since=start)), by)
-    title = f"Spend by {by}" + (f" since {since}" if since else "")
-    table = Table(title=title)
+    rows = table_rows.to_dicts()
+    total = cache_total(table_rows, also=("requests", "unpriced")).row(0, named=True)
+    priced = [n for n in table_rows["cost_nanos"].to_list() if n is not None]
+    total["cost_nanos"] = sum(priced) if priced else None
+    if as_json:
+        document = {"by": by, "since": since, "rows": rows, "total": total}
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    title = f"by {by}" + (f" since {since}" if since else "")
+    _print_spend(rows, total, by, title)
+
+
+def _print_spend(rows: list[dict[str, Any]], total: dict[str, Any], by: str, title: str) -> None:
+    """The spend table, its total, then the prompt cache's table and warnings."""
+    table = Table(title=f"Spend {title}")
     for column in (
         by,
         "requests",
@@ -48,7 +66,7 @@ def spend_command(
         "unpriced",
     ):
         table.add_column(column, justify="left" if column == by else "right")
-    for row in table_rows.iter_rows(named=True):
+    for row in rows:
         table.add_row(
             str(row[by]),
             f"{row['requests']:,}",
@@ -59,18 +77,18 @@ def spend_command(
             usd(row["cost_nanos"]) if row["cost_nanos"] is not None else "-",
             f"{row['unpriced']:,}",
         )
-    priced = [n for n in table_rows["cost_nanos"].to_list() if n is not None]
-    unpriced = int(table_rows["unpriced"].sum()) if table_rows.height else 0
     out = console()
     out.print(table)
+    unpriced = total["unpriced"]
     out.print(
-        f"Total: {usd(sum(priced)) if priced else '-'}"
+        f"Total: {usd(total['cost_nanos']) if total['cost_nanos'] is not None else '-'}"
         + (
             f", plus {unpriced:,} unpriced requests (no price on their model and day)"
             if unpriced
             else ""
         )
     )
+    print_cache(out, rows, total, key=by, results="requests", title=f"Prompt cache {title}")
 
 
 def reprice_command(
@@ -107,7 +125,14 @@ def reprice_command(
             f"{change.unpriced_before:,}",
             f"{change.unpriced_after:,}",
         )
-    console().print(table)
+    out = console()
+    out.print(table)
+    filled = sum(change.cache_figures_filled for change in changes)
+    if filled:
+        out.print(
+            f"{filled:,} results gained their cache figures (cache-write cost, and what they would "
+            "have cost without the prompt cache), so their saving is now known."
+        )
 
 
 def _day(text: str) -> float:
