@@ -18,16 +18,19 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from rich.console import Console
 
 from batchrun.analytics import cache_trust_note, estimate_vs_actual
 from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import ModelInfo, load_catalog
+from batchrun.cli.display import print_estimate
 from batchrun.exceptions import CatalogError
 from batchrun.jobs import ReadOptions, read_jobs
 from batchrun.plan.cache import CacheView, prompt_prefixes
 from batchrun.plan.estimate import Estimate, estimate, planned_from_file
 from batchrun.plan.precheck import TokenCounter
+from batchrun.pricing import usd
 from batchrun.sim import RunningSimulator
 from batchrun.sim.loop import run_fast
 from batchrun.sim.tokens import count_request
@@ -268,6 +271,16 @@ def test_the_estimate_expects_the_shared_prefix_at_the_cache_read_price(
     # The same every time although the counting workers finish in any order.
     again = estimate_jobs(sim, path, [M27, M3], {M27: (10, 100.0)}, unpriced_read)
     assert again.models == found.models
+    # As shown: M3's cost with cache is unpriced, never $0, and the note says why.
+    console = Console(record=True, width=200)
+    print_estimate(console, found, "Estimate")
+    shown = console.export_text()
+    m3_row = next(line for line in shown.splitlines() if "MiniMax-M3" in line and "%" in line)
+    assert m3_row.count("unpriced") == 2
+    assert "$0.000000" not in shown
+    m27_row = next(line for line in shown.splitlines() if "MiniMax-M2.7" in line and "%" in line)
+    assert usd(m27.cached_cost_min_nanos) in m27_row
+    assert "MiniMax-M3 has no cache-read price: its cost with cache is unpriced." in shown
 
 
 class FirstLineLast:
