@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 
 DEMO_MODELS = MiniMax-M2.7,MiniMax-M2.7-highspeed,MiniMax-M3
 
-# The demo batch, then the graded sample set, graded: quality next to cost and speed per model.
+# The demo batch, the cache sample (40 questions sharing a ~2,000-token system prompt: the hit
+# rate and the saving show on the simulator's prompt cache), then the graded sample set, graded:
+# quality next to cost and speed per model.
 demo: setup
 	$(BIN)/batchrun run jobs/demo.jsonl --models $(DEMO_MODELS) --sim-time-scale 0.1
+	$(BIN)/batchrun run jobs/cache-demo.jsonl --models $(DEMO_MODELS) --sim-time-scale 0.1 --name cache-demo
 	$(BIN)/batchrun run jobs/graded-sim.jsonl --models $(DEMO_MODELS) --sim-time-scale 0.1 --name graded-demo
 	$(BIN)/batchrun grade graded-demo
 

@@ -38,8 +38,11 @@ _MODEL_FIELDS = {
     "tpm",
     "concurrency",
     "count_tokens",
+    "cache_min_tokens",
+    "cache_ttl_seconds",
     "prices",
 }
+DEFAULT_CACHE_TTL_SECONDS = 300  # MiniMax's stated lifetime of cache_control marks (row 7)
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write")
 _POOL_FIELDS = {"models", "rpm", "tpm", "source"}
 
@@ -90,6 +93,10 @@ class ModelInfo:
     prices: tuple[Price, ...]
     max_output_tokens: int | None = None  # the most max_tokens the model accepts; None: the window
     max_output_source: str = "unknown"
+    # Passive prompt caching: the least prompt MiniMax caches (None: expect no cache reads), and
+    # how long batchrun expects a cached prefix to live without being used again.
+    cache_min_tokens: int | None = None
+    cache_ttl_seconds: int = DEFAULT_CACHE_TTL_SECONDS
 
     def price_on(self, day: date) -> Price | None:
         """The price in effect on ``day``, or None when no entry had started by then."""
@@ -311,6 +318,9 @@ def _build_model(name: str, fields: Any, where: str) -> ModelInfo:
         count_tokens=str(fields.get("count_tokens", "undocumented")),
         max_output_tokens=_positive_int(fields, "max_output_tokens", where, ctx),
         max_output_source=str(fields.get("max_output_source", "unknown")),
+        cache_min_tokens=_whole(fields, "cache_min_tokens", where, ctx) or None,
+        cache_ttl_seconds=_positive_int(fields, "cache_ttl_seconds", where, ctx)
+        or DEFAULT_CACHE_TTL_SECONDS,
         prices=tuple(
             sorted(
                 (
@@ -370,6 +380,16 @@ def _positive_int(
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise CatalogError(where, f"{ctx}.{key} must be a whole number > 0, not {value!r}")
+    return value
+
+
+def _whole(table: Mapping[str, Any], key: str, where: str, ctx: str) -> int | None:
+    """A whole number >= 0, or None when absent."""
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CatalogError(where, f"{ctx}.{key} must be a whole number >= 0, not {value!r}")
     return value
 
 

@@ -255,6 +255,17 @@ def cache_warnings(rows: list[dict[str, Any]], key: str) -> list[str]:
     return warnings
 
 
+def print_estimate(out: Console, estimate: Estimate, title: str) -> None:
+    """The estimate's table, the same costs with the expected cache reads (when any are
+    expected), and what those assumed."""
+    out.print(estimate_table(estimate, title))
+    cached = estimate_cache_table(estimate)
+    if cached is not None:
+        out.print(cached)
+    for note in estimate_notes(estimate):
+        out.print(note, highlight=False)
+
+
 def estimate_table(estimate: Estimate, title: str) -> Table:
     """Per model and in total: requests, tokens and cost as ranges and expected values."""
     table = Table(title=title)
@@ -262,12 +273,86 @@ def estimate_table(estimate: Estimate, title: str) -> Table:
                "cost", "expected cost", "notes")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "notes") else "right")
-    rows = [*estimate.models.values()]
-    if len(rows) > 1:
-        rows.append(estimate.total())
-    for row in rows:
+    for row in _estimate_rows(estimate):
         table.add_row(*_estimate_cells(row))
     return table
+
+
+def estimate_cache_table(estimate: Estimate) -> Table | None:
+    """The same requests with their expected cache reads: the tokens read and the cost range
+    and expected cost with them, beside the cost without; None when no reads are expected."""
+    if not _expects_cache(estimate):
+        return None
+    table = Table(title="With the expected prompt-cache reads (see below: not guaranteed)")
+    columns = ("model", "input tokens", "expected cache reads", "cost without cache",
+               "cost with cache", "expected with cache")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in _estimate_rows(estimate):
+        table.add_row(*_cached_cells(row))
+    return table
+
+
+def _estimate_rows(estimate: Estimate) -> list[ModelEstimate]:
+    rows = [*estimate.models.values()]
+    return [*rows, estimate.total()] if len(rows) > 1 else rows
+
+
+def estimate_notes(estimate: Estimate) -> list[str]:
+    """What the cost with cache assumed, said under the estimate's table."""
+    models = estimate.models.values()
+    least = sorted({m.cache_min_tokens for m in models if m.cache_min_tokens})
+    lives = sorted({m.cache_ttl_seconds or 0 for m in models if m.cache_min_tokens})
+    if not least:
+        return []  # no model expects cache reads at all (the catalog says so)
+    if not _expects_cache(estimate):
+        return [
+            "No cache reads expected: no line shares a prefix of at least "
+            f"{_tokens_phrase(least)} (tools, system, leading messages) with an earlier line of "
+            "the same model."
+        ]
+    notes = [
+        "Cost with cache assumes MiniMax's passive prompt cache serves each prefix of at least "
+        f"{_tokens_phrase(least)} (tools, then system, then leading messages, as MiniMax matches "
+        "them) that an earlier line sent to the same model, read at the model's cache-read "
+        f"price, with the batch running within the cache's lifetime ({_lifetime(lives)} from a "
+        "prefix's last use, assumed: MiniMax states 5 minutes for cache_control marks only). "
+        "Not guaranteed: MiniMax decides what it keeps; the cost without cache is the safe figure."
+    ]
+    notes += [
+        f"{m.model} has no cache-read price: its cost with cache is unpriced."
+        for m in estimate.models.values()
+        if m.cache_unpriced
+    ]
+    return notes
+
+
+def _expects_cache(estimate: Estimate) -> bool:
+    return any(m.expected_cache_read_tokens for m in estimate.models.values())
+
+
+def _lifetime(lives: list[int]) -> str:
+    return eta_text(lives[0]) if len(lives) == 1 else "the model's cache_ttl_seconds"
+
+
+def _tokens_phrase(least: list[int]) -> str:
+    return f"{least[0]:,} tokens" if len(least) == 1 else "the model's cache_min_tokens"
+
+
+def _cached_cells(row: ModelEstimate) -> list[str]:
+    low, high = row.cached_cost_min_nanos, row.cached_cost_max_nanos
+    mid = row.cached_cost_expected_nanos
+    reads = row.expected_cache_read_tokens
+    share = f" ({reads / row.input_tokens:.0%})" if reads and row.input_tokens else ""
+    unpriced = low is None or high is None
+    return [
+        row.model,
+        f"{row.input_tokens:,}" + ("*" if row.estimated else ""),
+        f"{reads:,}{share}",
+        f"{usd(row.cost_min_nanos)} - {usd(row.cost_max_nanos)}",
+        "unpriced" if unpriced else f"{usd(low)} - {usd(high)}",
+        "unpriced" if unpriced else usd(mid) if mid is not None else "-",
+    ]
 
 
 def _estimate_cells(row: ModelEstimate) -> list[str]:

@@ -14,7 +14,7 @@ import typer
 
 from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import check_models
-from batchrun.cli.display import estimate_table
+from batchrun.cli.display import print_estimate
 from batchrun.cli.output import shown_url
 from batchrun.cli.startup import load_sender
 from batchrun.pricing import usd
@@ -121,15 +121,20 @@ def estimate_and_confirm(
     if not found.models:
         return True
     _keep_estimate(store, batch, found)
-    out.print(estimate_table(found, "Estimate of the requests to send (prices of today, USD)"))
+    print_estimate(out, found, "Estimate of the requests to send (prices of today, USD)")
     total = found.total()
     threshold = connection.confirm_above_nanos
     if threshold is None or total.cost_max_nanos <= threshold:
         return True
-    expected = total.cost_expected_nanos
+    expected, cached = total.cost_expected_nanos, total.cached_cost_max_nanos
     question = (
         f"This may cost up to {usd(total.cost_max_nanos)}"
         + (f" (expected {usd(expected)})" if expected is not None else "")
+        + (
+            f", up to {usd(cached)} with the expected cache reads"
+            if total.expected_cache_read_tokens and cached is not None
+            else ""
+        )
         + ". Send it?"
     )
     return typer.confirm(question, default=False)
@@ -139,6 +144,10 @@ def _keep_estimate(store: Store, batch: BatchInfo, found: Estimate) -> None:
     """Store the first estimate with the batch, for the dashboard's estimate-against-actual."""
     if "estimate" in batch.settings:
         return  # a resumed batch keeps the estimate made before it first ran
-    fields = ("requests", "input_tokens", "cost_min_nanos", "cost_expected_nanos", "cost_max_nanos")
+    fields = (
+        "requests", "input_tokens", "cost_min_nanos", "cost_expected_nanos", "cost_max_nanos",
+        "expected_cache_read_tokens", "cached_cost_min_nanos", "cached_cost_expected_nanos",
+        "cached_cost_max_nanos",
+    )  # fmt: skip
     kept = {m.model: {f: getattr(m, f) for f in fields} for m in found.models.values()}
     store.set_batch(batch.id, settings={**batch.settings, "estimate": kept})

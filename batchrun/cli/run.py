@@ -12,7 +12,7 @@ import typer
 from batchrun.cli import options as opt
 from batchrun.cli.display import (
     ProgressDisplay,
-    estimate_table,
+    print_estimate,
     quota_waits,
     summary_of,
     summary_table,
@@ -163,7 +163,7 @@ def estimate_command(
         announce_endpoint(out, endpoint)
         planned = planned_from_file(lines, fan_out)
         found = run_fast(estimate_requests(planned, loaded, endpoint, store, not no_precheck))
-    out.print(estimate_table(found, f"Estimate for {file} (prices of today, USD)"))
+    print_estimate(out, found, f"Estimate for {file} (prices of today, USD)")
 
 
 def resume_command(

@@ -2,13 +2,17 @@
 the budget, retried as ``retry.decide`` says, each attempt recorded on the request's outcome.
 A plan's quota (2056) that renews soon pauses the model (``RunControl.pause_for_quota``) without
 using up the request's attempts.
+
+When a request is first sent, the run's ``CacheView`` (one per run, shared by its workers, on the
+wall clock) says how many of its prompt tokens MiniMax should read from its prompt cache; the
+result keeps that figure as ``expected_cache_tokens`` beside the cache read MiniMax reported.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -17,6 +21,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from batchrun.api.client import ApiClient, CallResult
 from batchrun.api.failures import CallFailure, FailureKind
 from batchrun.catalog import Catalog, ModelInfo
+from batchrun.plan.cache import CacheView
 from batchrun.plan.precheck import TokenCounter
 from batchrun.pricing import Usage, day_of, request_cost
 from batchrun.run.budget import Budget
@@ -52,6 +57,17 @@ _UNPRICED = (
 )
 
 
+@dataclass(kw_only=True, slots=True)
+class _Request:
+    """One request on its way through its attempts in this run."""
+
+    info: ModelInfo
+    item: WorkItem
+    outcome: Outcome
+    reserve: int  # tokens reserved under the model's TPM for each attempt
+    expected_cache_tokens: int | None = None  # fixed when the request is first sent
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _Try:
     """One attempt at a request: what is sent, and when it started (wall clock and perf clock)."""
@@ -62,6 +78,7 @@ class _Try:
     number: int  # 1-based within this run
     started: float
     clock: float
+    expected_cache_tokens: int | None = None
 
     def record(self, outcome: str, **fields: Any) -> None:
         """Add this attempt to the request's outcome."""
@@ -88,6 +105,7 @@ class RequestAttempts:
     counter: TokenCounter
     outcomes: MemoryObjectSendStream[Outcome]  # where an interrupted attempt is saved at once
     budget: Budget | None = None
+    cache: CacheView = field(default_factory=CacheView)  # what MiniMax should have cached
 
     async def process(self, batch_id: str, info: ModelInfo, item: WorkItem) -> Outcome:
         """The request's outcome: invalid, or its attempts until it succeeds, fails or stops."""
@@ -107,12 +125,12 @@ class RequestAttempts:
         refused = info.refuses_request(max_tokens, tokens, estimated)
         if refused is not None:
             return self._invalid(outcome, refused)
-        await self._attempts(info, item, outcome, tokens + max_tokens)
+        request = _Request(info=info, item=item, outcome=outcome, reserve=tokens + max_tokens)
+        await self._attempts(request)
         return outcome
 
-    async def _attempts(
-        self, info: ModelInfo, item: WorkItem, outcome: Outcome, reserve: int
-    ) -> None:
+    async def _attempts(self, request: _Request) -> None:
+        info, item, outcome = request.info, request.item, request.outcome
         calls = spent = 0  # calls made; attempts used up (a quota wait uses none)
         while spent < self.settings.retry.max_attempts:
             await self.control.wait_for_quota(info.name)
@@ -123,7 +141,7 @@ class RequestAttempts:
                 return
             calls += 1
             try:
-                decision = await self._attempt(info, item, outcome, reserve, (calls, spent + 1))
+                decision = await self._attempt(request, (calls, spent + 1))
             finally:
                 self._settle_budget(worst, outcome)
             if decision is None or decision.action not in _TRIES_AGAIN:
@@ -132,31 +150,30 @@ class RequestAttempts:
             self.control.progress.of(info.name).retries += 1
             await self.control.sleep_unless_stopping(decision.delay)
 
-    async def _attempt(
-        self,
-        info: ModelInfo,
-        item: WorkItem,
-        outcome: Outcome,
-        reserve: int,
-        numbers: tuple[int, int],
-    ) -> Decision | None:
+    async def _attempt(self, request: _Request, numbers: tuple[int, int]) -> Decision | None:
         """One call under the model's limits: what to do after it failed, None when it did not.
 
         ``numbers``: this call's number in the run, and the attempt it uses up (1-based).
         """
+        info, outcome, reserve = request.info, request.outcome, request.reserve
         limiter = self.limiters[info.name]
         async with limiter.slots:
             await limiter.acquire(reserve)
             if self.control.halted(info.name):
                 limiter.settle(reserve, 0)
                 return None
+            if request.expected_cache_tokens is None:  # first sent: what the cache should hold now
+                request.expected_cache_tokens = self.cache.expect(
+                    info, request.item.params, outcome.input_tokens or 0
+                )
             attempt = _Try(
                 info=info,
-                item=item,
+                item=request.item,
                 outcome=outcome,
                 number=numbers[0],
                 started=time.time(),
                 clock=time.perf_counter(),
+                expected_cache_tokens=request.expected_cache_tokens,
             )
             try:
                 call = await self._call(attempt)
@@ -259,6 +276,7 @@ class RequestAttempts:
             attempt.item.params,
             priority_multiplier=self.catalog.priority_multiplier,
             simulated=self.client.endpoint.simulated,
+            expected_cache_tokens=attempt.expected_cache_tokens,
         )
         count_success(self.control.progress.of(attempt.info.name), outcome.result)
 
