@@ -330,7 +330,8 @@ def cache_trust_note(expected_hits: int, unreported: int) -> str | None:
     return (
         f"{unreported:,} of {expected_hits:,} requests that repeated a long prompt prefix sent "
         "shortly before reported no cache read; MiniMax's streamed usage is known to under-report "
-        "cache reads, so the hit rate and the saving may be higher than shown."
+        "cache reads, so the hit rate and the saving may be higher than shown (and the prompt "
+        "tokens and cost, which count only what was reported, lower than billed)."
     )
 
 

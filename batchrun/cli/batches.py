@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from batchrun.cli import options as opt
-from batchrun.cli.display import print_cache, summary_of, summary_table
+from batchrun.cli.display import print_batch_cache, summary_of, summary_table
 from batchrun.cli.files import database_files, write_user_file
 from batchrun.cli.output import console, shown_url
 from batchrun.exceptions import ConfigError
@@ -95,15 +95,7 @@ def status_command(
         table.add_row(model, *(f"{by_status.get(s, 0):,}" for s in STATUSES))
     out.print(table)
     out.print(summary_table(summary, "Metrics of the succeeded requests"))
-    print_cache(
-        out,
-        summary.to_dicts(),
-        total,
-        key="model",
-        results="succeeded",
-        title="Prompt cache (MiniMax caches long prompt prefixes on its own)",
-        total_label="all models",
-    )
+    print_batch_cache(out, summary)
 
 
 def results_command(

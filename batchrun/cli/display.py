@@ -376,3 +376,20 @@ def _estimate_cells(row: ModelEstimate) -> list[str]:
         usd(row.cost_expected_nanos) if row.cost_expected_nanos is not None else "-",
         "; ".join(notes),
     ]
+
+
+def print_batch_cache(out: Console, summary: pl.DataFrame) -> None:
+    """A batch's prompt-cache table per model with the batch's total (``status`` and the end of
+    a run)."""
+    from batchrun.analytics import cache_total  # noqa: PLC0415 - polars loads only when used
+
+    total = cache_total(summary, also=("succeeded", "unpriced")).row(0, named=True)
+    print_cache(
+        out,
+        summary.to_dicts(),
+        total,
+        key="model",
+        results="succeeded",
+        title="Prompt cache (MiniMax caches long prompt prefixes on its own)",
+        total_label="all models",
+    )

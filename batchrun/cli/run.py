@@ -12,6 +12,7 @@ import typer
 from batchrun.cli import options as opt
 from batchrun.cli.display import (
     ProgressDisplay,
+    print_batch_cache,
     print_estimate,
     quota_waits,
     summary_of,
@@ -280,6 +281,7 @@ def _finish(
     summary = summary_of(store, batch)
     label = " (simulated)" if batch.simulated else ""
     out.print(summary_table(summary, f"Batch {batch.name}{label}: {progress.elapsed():.1f}s"))
+    print_batch_cache(out, summary)
     for line in quota_waits(progress):
         out.print(f"[yellow]Quota:[/] {line}.", highlight=False)
     for model, reason in report.stopped_models.items():
