@@ -31,7 +31,7 @@ from batchrun.catalog import Catalog, check_models, load_catalog
 from batchrun.config import Environment, read_environment
 from batchrun.exceptions import ConfigError
 from batchrun.jobs import check_file
-from batchrun.plan.planner import PlanOptions, file_digest, load_file
+from batchrun.plan.planner import PlanOptions, file_digest, open_file_batch
 from batchrun.pricing import parse_usd
 from batchrun.run.budget import batch_cap
 from batchrun.run.launch import EndpointOptions, LimitOptions, open_endpoint
@@ -209,15 +209,14 @@ async def _run_file(
 ) -> BatchRun:
     with _endpoint(options) as endpoint:
         digest = file_digest(file)
-        batch = store.find_resumable(digest, models)
-        if batch is None:
-            plan = PlanOptions(
-                models=models,
-                default_max_tokens=options.max_tokens,
-                strict=options.strict,
-                name=options.name,
-            )
-            batch = load_file(store, catalog, file, plan, endpoint, digest=digest).batch
+        plan = PlanOptions(
+            models=models,
+            default_max_tokens=options.max_tokens,
+            strict=options.strict,
+            name=options.name,
+        )
+        # The unfinished batch of the file continued, else one new one (even across processes).
+        batch = open_file_batch(store, catalog, file, plan, endpoint, digest=digest).batch
         return await _send(store, catalog, batch, endpoint, options)
 
 
@@ -241,12 +240,12 @@ def _endpoint(options: RunOptions) -> AbstractContextManager[Endpoint]:
 async def _send(
     store: Store, catalog: Catalog, batch: BatchInfo, endpoint: Endpoint, options: RunOptions
 ) -> BatchRun:
-    from batchrun.run.execute import send_batch  # noqa: PLC0415 - the SDK, only to send
+    from batchrun.teams.sender import send_claimed  # noqa: PLC0415 - the SDK, only to send
 
     usd = options.max_cost_usd
     cap = batch_cap(store, batch, None if usd is None else parse_usd(str(usd), "max_cost_usd"))
     store.set_batch(batch.id, status=BatchStatus.RUNNING)
-    report, _ = await send_batch(
+    report, _ = await send_claimed(
         store=store,
         catalog=catalog,
         batch=batch,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from batchrun.catalog import Catalog
     from batchrun.cli.options import Connection
     from batchrun.plan.estimate import Estimate
-    from batchrun.plan.planner import PlanOptions
+    from batchrun.plan.planner import Plan, PlanOptions
     from batchrun.store import BatchInfo, Store
 
 
@@ -49,7 +49,7 @@ def announce_endpoint(out: Console, endpoint: Endpoint) -> None:
         out.print(f"Sending to {shown_url(endpoint.base_url)}")
 
 
-def create_from_file(
+def open_from_file(
     store: Store,
     catalog: Catalog,
     file: Path,
@@ -59,12 +59,33 @@ def create_from_file(
     *,
     digest: str,
 ) -> BatchInfo:
-    """Store ``file`` (of ``digest``) as a new batch and say what it holds, invalid lines
-    included."""
-    from batchrun.jobs import format_line_errors  # noqa: PLC0415
-    from batchrun.plan.planner import load_file  # noqa: PLC0415
+    """The batch of ``file`` (of ``digest``) with these models: the unfinished one continued,
+    else a new one stored now (one, even when several processes load the file at once)."""
+    from batchrun.plan.planner import open_file_batch  # noqa: PLC0415
 
-    plan = load_file(store, catalog, file, options, endpoint, digest=digest)
+    def waiting(batch: BatchInfo) -> None:
+        out.print(
+            f"Batch [bold]{batch.name}[/] ({batch.id}) of {file} is being loaded by another "
+            "batchrun process; waiting for it, then continuing it."
+        )
+
+    opened = open_file_batch(
+        store, catalog, file, options, endpoint, digest=digest, waiting=waiting
+    )
+    if opened.plan is None:
+        out.print(
+            f"Continuing batch [bold]{opened.batch.name}[/] ({opened.batch.id}) of {file}: "
+            "finished requests are not sent again."
+        )
+    else:
+        say_loaded(opened.plan, out)
+    return opened.batch
+
+
+def say_loaded(plan: Plan, out: Console) -> None:
+    """Say what a newly stored batch holds, invalid lines included."""
+    from batchrun.jobs import format_line_errors  # noqa: PLC0415
+
     out.print(
         f"Batch [bold]{plan.batch.name}[/] ({plan.batch.id}): {plan.batch.jobs_total:,} jobs, "
         f"{plan.requests:,} requests"
@@ -73,7 +94,6 @@ def create_from_file(
     if plan.line_errors:
         out.print("[yellow]Invalid lines (they are not sent; the others are):[/]")
         out.print(format_line_errors(plan.line_errors), markup=False)
-    return plan.batch
 
 
 async def estimate_requests(

@@ -23,9 +23,9 @@ from batchrun.cli.grade import grade_expectations, print_quality
 from batchrun.cli.output import console
 from batchrun.cli.prepare import (
     announce_endpoint,
-    create_from_file,
     estimate_and_confirm,
     estimate_requests,
+    open_from_file,
     parse_models,
 )
 from batchrun.cli.startup import load_sender
@@ -106,14 +106,7 @@ def run_command(
     plan = PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name)
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
         announce_endpoint(out, endpoint)
-        batch = store.find_resumable(digest, fan_out)
-        if batch is not None:
-            out.print(
-                f"Continuing batch [bold]{batch.name}[/] ({batch.id}) of {file}: "
-                "finished requests are not sent again."
-            )
-        else:
-            batch = create_from_file(store, loaded, file, plan, endpoint, out, digest=digest)
+        batch = open_from_file(store, loaded, file, plan, endpoint, out, digest=digest)
         code = _execute(store, loaded, batch, endpoint, connection, out)
     if grade and code != EXIT_INTERRUPTED:
         grade_expectations(store, batch, out)
@@ -234,8 +227,8 @@ def _execute(
 ) -> int:
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
     load_sender()
-    from batchrun.run.execute import send_batch  # noqa: PLC0415
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
+    from batchrun.teams.sender import send_claimed  # noqa: PLC0415
 
     cap = _set_budget(store, batch, connection, out)
     for line in pool_lines(catalog, store.batch_models(batch.id), connection.limits):
@@ -245,7 +238,7 @@ def _execute(
         return EXIT_OK
     with ProgressDisplay(out) as display:
         report, progress = run_fast(
-            send_batch(
+            send_claimed(
                 store=store,
                 catalog=catalog,
                 batch=batch,
@@ -277,7 +270,16 @@ def _finish(
     """Mark the batch, print the summary, and choose the exit code."""
     if report.unsaved:
         _save_unsaved(batch, report.unsaved, out)
-    finished = finish_batch(store, batch.id, report)
+    from batchrun.teams.sender import held_elsewhere  # noqa: PLC0415
+
+    # Another process still sending the batch's other requests leaves it running, not paused.
+    others = held_elsewhere(store, batch.id)
+    finished = finish_batch(store, batch.id, report, pause=not others)
+    if others:
+        out.print(
+            f"{others:,} requests of batch {batch.name} are being sent by another batchrun "
+            "process; it finishes them (batchrun status shows how far it is)."
+        )
     summary = summary_of(store, batch)
     label = " (simulated)" if batch.simulated else ""
     out.print(summary_table(summary, f"Batch {batch.name}{label}: {progress.elapsed():.1f}s"))

@@ -6,9 +6,9 @@ from batchrun.cli import options as opt
 from batchrun.cli.output import console, shown_url
 from batchrun.cli.prepare import (
     announce_endpoint,
-    create_from_file,
     estimate_and_confirm,
     parse_models,
+    say_loaded,
 )
 from batchrun.config import read_environment
 from batchrun.pricing import parse_usd, usd
@@ -48,7 +48,7 @@ def submit_command(
         max_cost_nanos=parse_usd(max_cost), account_rpm=account_rpm, account_tpm=account_tpm,
     )  # fmt: skip
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
-    from batchrun.plan.planner import PlanOptions, file_digest  # noqa: PLC0415
+    from batchrun.plan.planner import PlanOptions, file_digest, open_file_batch  # noqa: PLC0415
 
     out = console()
     loaded = opt.open_catalog(connection.catalog)
@@ -59,10 +59,14 @@ def submit_command(
     plan = PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name)
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
         announce_endpoint(out, endpoint)
-        found = store.find_resumable(digest, fan_out)
-        if found is not None:
-            out.print(f"{file} is already stored as batch [bold]{found.name}[/] ({found.id}).")
-        batch = found or create_from_file(store, loaded, file, plan, endpoint, out, digest=digest)
+        # One batch per file and models, even when it is being loaded elsewhere at this instant.
+        opened = open_file_batch(store, loaded, file, plan, endpoint, digest=digest)
+        batch = opened.batch
+        found = batch if opened.plan is None else None
+        if opened.plan is not None:
+            say_loaded(opened.plan, out)
+        else:
+            out.print(f"{file} is already stored as batch [bold]{batch.name}[/] ({batch.id}).")
         if connection.max_cost_nanos is not None:
             store.set_batch(batch.id, max_cost_nanos=connection.max_cost_nanos)
             out.print(f"Budget: {usd(connection.max_cost_nanos)} for this batch, across workers.")

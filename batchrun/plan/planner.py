@@ -3,14 +3,21 @@
 The file is read in one streaming pass and stored in chunks, so a 1,000,000-line file never sits
 in memory. With ``strict``, a first pass checks every line and nothing is stored (or sent) when
 any line is invalid.
+
+One file with one set of models makes one batch however many processes load it at once
+(``open_file_batch``): the batch row carries a key (``batch_key``) that a unique index lets only
+one batch hold. The process whose insert wins loads the lines, touching the row every few seconds;
+the others wait for it to finish loading and continue that batch. A load whose row stopped moving
+for ``LOAD_STALE_S`` (its process died) gives the key up, and the file is loaded again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +32,9 @@ if TYPE_CHECKING:
     from batchrun.store import BatchInfo, Store
 
 CHUNK = 2000
+TOUCH_EVERY_S = 2.0  # how often a load in progress shows it is alive
+LOAD_STALE_S = 30.0  # a load whose batch row has not moved for this long is taken for dead
+LOAD_POLL_S = 0.2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +55,80 @@ class Plan:
     requests: int
     line_errors: list[LineError]  # the first ones, for the message; all are stored
     line_error_count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Opened:
+    """The batch a run of a file goes on with: a new one (with its plan) or one continued."""
+
+    batch: BatchInfo
+    plan: Plan | None  # None: an existing batch, continued
+
+
+class _KeyTaken(Exception):
+    """Another process stored a batch with the same key first."""
+
+
+def batch_key(digest: str, models: Sequence[str]) -> str:
+    """What makes two runs the same batch: the file's content and the models, in order."""
+    text = f"{digest}\n{json.dumps(list(models), separators=(',', ':'))}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def open_file_batch(
+    store: Store,
+    catalog: Catalog,
+    path: Path,
+    options: PlanOptions,
+    endpoint: Endpoint,
+    *,
+    digest: str,
+    waiting: Callable[[BatchInfo], object] = lambda batch: None,
+) -> Opened:
+    """The batch of ``path`` (of ``digest``) with these models to continue, else a new one
+    loaded now; ``waiting`` is told once when another process is still loading it."""
+    key = batch_key(digest, options.models)
+    watch = _LoadWatch()
+    while True:
+        holder = store.batches.holding(key)
+        if holder is None:
+            found = store.find_resumable(digest, options.models)  # one made before keys
+            if found is not None:
+                return Opened(batch=found, plan=None)
+            try:
+                plan = load_file(store, catalog, path, options, endpoint, digest=digest, key=key)
+            except _KeyTaken:
+                continue  # another process inserted it first: wait for it below
+            return Opened(batch=plan.batch, plan=plan)
+        if holder.status != BatchStatus.LOADING:
+            return Opened(batch=holder, plan=None)
+        if watch.stale(holder):
+            store.batches.give_up_key(holder.id, holder.updated_at)
+            continue
+        if watch.first_look:
+            waiting(holder)
+        time.sleep(LOAD_POLL_S)
+
+
+class _LoadWatch:
+    """Whether another process's load is alive: its row's ``updated_at`` moves, on our clock."""
+
+    def __init__(self) -> None:
+        self.seen: tuple[str, float] | None = None
+        self.since = time.monotonic()
+        self.looks = 0
+
+    @property
+    def first_look(self) -> bool:
+        return self.looks == 1
+
+    def stale(self, batch: BatchInfo) -> bool:
+        self.looks += 1
+        now = time.monotonic()
+        if self.seen != (batch.id, batch.updated_at):
+            self.seen, self.since = (batch.id, batch.updated_at), now
+            return False
+        return now - self.since >= LOAD_STALE_S
 
 
 def file_digest(path: Path) -> str:
@@ -78,9 +162,11 @@ def load_file(
     endpoint: Endpoint,
     *,
     digest: str,
+    key: str | None = None,
 ) -> Plan:
     """Store ``path`` (whose ``file_digest`` is ``digest``: the caller has looked for its batch
-    with it already) as a new batch bound for ``endpoint``, its URL kept without secrets."""
+    with it already) as a new batch bound for ``endpoint``, its URL kept without secrets;
+    ``key``: its batch_key (see open_file_batch)."""
     from batchrun.store import redact_url  # noqa: PLC0415 - the store is open by now
 
     return create_batch(
@@ -92,6 +178,7 @@ def load_file(
         base_url=redact_url(endpoint.base_url),
         simulated=endpoint.simulated,
         settings={"default_max_tokens": options.default_max_tokens},
+        key=key,
     )
 
 
@@ -105,15 +192,17 @@ def create_batch(
     base_url: str,
     simulated: bool,
     settings: dict[str, Any],
+    key: str | None = None,
 ) -> Plan:
-    """Read ``path`` and store it as a new batch with one request per job and model."""
+    """Read ``path`` and store it as a new batch with one request per job and model; with
+    ``key``, the batch holds it (``_KeyTaken`` when another batch holds it already)."""
     read = ReadOptions(
         models=list(options.models) or None, default_max_tokens=options.default_max_tokens
     )
     if options.strict:
         _refuse_if_invalid(path, read_jobs(path, catalog, read))
     batch_id = uuid.uuid4().hex[:12]
-    store.create_batch(
+    created = store.create_batch(
         {
             "id": batch_id,
             "name": options.name or batch_name(path, store),
@@ -126,8 +215,11 @@ def create_batch(
             "settings": settings,
             "jobs_total": 0,
             "lines_invalid": 0,
+            "open_key": key,
         }
     )
+    if not created:
+        raise _KeyTaken(key)
     requests, errors, error_count = _store_lines(
         store, batch_id, read_jobs(path, catalog, read), options.models
     )
@@ -147,7 +239,11 @@ def _store_lines(
     errors: list[LineError] = []
     first_errors: list[LineError] = []
     requests = error_count = 0
+    touch_at = time.monotonic() + TOUCH_EVERY_S
     for line in lines:
+        if time.monotonic() >= touch_at:  # alive: processes waiting for this batch keep waiting
+            store.set_batch(batch_id)
+            touch_at = time.monotonic() + TOUCH_EVERY_S
         if isinstance(line, LineError):
             errors.append(line)
             error_count += 1

@@ -49,6 +49,9 @@ class WorkSource(Protocol):
     async def take(self, batch_id: str, model: str, after: int, limit: int) -> list[WorkItem]:
         """The next pending requests of one model after ``after``; [] when there are none."""
 
+    async def more_later(self, batch_id: str, model: str) -> bool:
+        """Once ``take`` gave nothing: whether to try again (other processes hold the rest)."""
+
 
 class StorePending:
     """The default source: the batch's pending requests in id order, for a single process."""
@@ -63,6 +66,11 @@ class StorePending:
         page = self.store.pending(batch_id, model, after, limit)
         await anyio.lowlevel.checkpoint()
         return page
+
+    async def more_later(self, batch_id: str, model: str) -> bool:
+        """Nothing later: this process alone sends the batch."""
+        del batch_id, model
+        return False
 
 
 class BatchRunner:
@@ -178,6 +186,8 @@ class BatchRunner:
             while not self.control.halted(model):
                 page = await self.source.take(self.batch.id, model, after, PAGE)
                 if not page:
+                    if await self.source.more_later(self.batch.id, model):
+                        continue
                     return
                 for item in page:
                     if self.control.halted(model):

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from batchrun.exceptions import BatchMoveError, BatchNotFoundError
 from batchrun.status import OPEN_BATCHES, BatchStatus, batch_may_move
@@ -23,11 +24,44 @@ class Batches:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def create(self, row: Mapping[str, Any]) -> None:
-        """Store a new batch."""
+    def create(self, row: Mapping[str, Any]) -> bool:
+        """Store a new batch; False (nothing stored) when another batch holds its ``open_key``.
+
+        The unique index on ``open_key`` decides between two processes that insert the same key
+        at once, on SQLite and PostgreSQL alike: one insert wins, the other is told so.
+        """
         now = time.time()
+        try:
+            with self.database.engine.begin() as connection:
+                connection.execute(batches.insert().values(created_at=now, updated_at=now, **row))
+        except IntegrityError as exc:
+            key = row.get("open_key")
+            if key is not None and self.holding(key) is not None:
+                return False
+            raise self.database.error(exc) from exc
+        except SQLAlchemyError as exc:
+            raise self.database.error(exc) from exc
+        return True
+
+    def holding(self, open_key: str) -> BatchInfo | None:
+        """The batch that holds ``open_key`` (any status but canceled), if one does."""
+        infos = self._infos(select(batches).where(batches.c.open_key == open_key))
+        return infos[0] if infos else None
+
+    def give_up_key(self, batch_id: str, seen_updated_at: float) -> bool:
+        """Take ``open_key`` from a batch whose loading stopped (unchanged since it was seen at
+        ``seen_updated_at``), so that the file can be loaded again; whether it was taken."""
         with self.database.begin() as connection:
-            connection.execute(batches.insert().values(created_at=now, updated_at=now, **row))
+            done = connection.execute(
+                update(batches)
+                .where(
+                    batches.c.id == batch_id,
+                    batches.c.status == BatchStatus.LOADING,
+                    batches.c.updated_at == seen_updated_at,
+                )
+                .values(open_key=None)
+            )
+        return int(done.rowcount) == 1
 
     def find(self, ref: str) -> BatchInfo:
         """The batch whose id, or else whose name, is ``ref``."""
@@ -70,6 +104,8 @@ class Batches:
         with self.database.begin() as connection:
             if "status" in values:
                 self._check_move(connection, batch_id, values["status"])
+                if values["status"] == BatchStatus.CANCELED:
+                    values = {**values, "open_key": None}  # running the file again: a new batch
             connection.execute(
                 update(batches)
                 .where(batches.c.id == batch_id)

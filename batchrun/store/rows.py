@@ -28,6 +28,8 @@ class BatchInfo:
     max_cost_nanos: int | None
     jobs_total: int
     lines_invalid: int
+    open_key: str | None = None  # held while it is the batch of its file and models continued
+    declined_at: float | None = None  # its cost estimate was declined then (not accepted since)
 
     def as_dict(self) -> dict[str, Any]:
         """The batch as a plain dict (what caches and frames take)."""

@@ -65,9 +65,9 @@ class Store:
 
     # --- batches -------------------------------------------------------------------------------
 
-    def create_batch(self, row: Mapping[str, Any]) -> None:
-        """Store a new batch."""
-        self.batches.create(row)
+    def create_batch(self, row: Mapping[str, Any]) -> bool:
+        """Store a new batch; False (nothing stored) when another holds its ``open_key``."""
+        return self.batches.create(row)
 
     def find_batch(self, ref: str) -> BatchInfo:
         """The batch whose id, or else whose name, is ``ref``."""

@@ -1,6 +1,7 @@
 """The store's tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` evolve them.
 
-    batches      one per `batchrun run` / `submit`: file, models, settings, status, budget
+    batches      one per `batchrun run` / `submit`: file, models, settings, status, budget,
+                 the key that makes it the one continued, a declined estimate
     jobs         one per valid line of the file: custom_id, params, line number
     line_errors  one per invalid line: where and why (the good lines still run)
     requests     one per (batch, custom_id, model): the unit of work and its status
@@ -80,6 +81,12 @@ batches = Table(
     Column("max_cost_nanos", BigInteger),
     Column("jobs_total", Integer, nullable=False, default=0),
     Column("lines_invalid", Integer, nullable=False, default=0),
+    # The file content and models (plan.planner.batch_key) of a batch that is continued: one
+    # batch holds it at a time (NULL once canceled), so two processes loading the same file at
+    # once make one batch.
+    Column("open_key", String(64)),
+    Column("declined_at", Float),  # when its cost estimate was last declined; NULL: not now
+    Index(None, "open_key", unique=True),
 )
 
 jobs = Table(

@@ -15,6 +15,9 @@ import socket
 import time
 from collections.abc import Sequence
 
+import anyio
+import anyio.to_thread
+
 from batchrun.status import OPEN_BATCHES
 from batchrun.store import Store, WorkItem
 
@@ -43,11 +46,16 @@ def new_worker_id() -> str:
 class ClaimSource:
     """A runner's work source that claims requests for one worker (see runner.WorkSource)."""
 
-    def __init__(self, store: Store, owner: str, *, lease_s: float, page: int) -> None:
+    def __init__(
+        self, store: Store, owner: str, *, lease_s: float, page: int, wait_s: float | None = None
+    ) -> None:
         self.store = store
         self._owner = owner
         self.lease_s = lease_s
         self.page = page
+        # None: a worker, which moves on to other batches when nothing is free; else a run,
+        # which waits (looking every wait_s) while other processes hold the rest.
+        self.wait_s = wait_s
 
     @property
     def owner(self) -> str:
@@ -65,6 +73,15 @@ class ClaimSource:
             limit=min(limit, self.page),
             lease_s=self.lease_s,
         )
+
+    async def more_later(self, batch_id: str, model: str) -> bool:
+        """Whether to look again once nothing is free: only a run waits, and only while another
+        process holds pending requests of the model (they end or their lease runs out)."""
+        if self.wait_s is None:
+            return False
+        await anyio.sleep(self.wait_s)
+        _, pending = await anyio.to_thread.run_sync(pending_counts, self.store, batch_id, [model])
+        return pending > 0
 
 
 def claim(

@@ -17,7 +17,7 @@ import anyio
 
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
-from batchrun.exceptions import BatchMoveError, StoreError
+from batchrun.exceptions import BatchMoveError
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import LimitOptions, limit_settings, with_batch_account
 from batchrun.run.progress import RunProgress
@@ -27,6 +27,7 @@ from batchrun.run.settings import RunSettings
 from batchrun.status import BatchStatus
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
+from batchrun.teams.sender import keep_alive
 from batchrun.teams.shared import SharedBudget, shared_limiters
 
 log = logging.getLogger(__name__)
@@ -193,15 +194,7 @@ class Worker:
             self.say(f"batch {batch_id}: budget reached; paused")
 
     async def _heartbeat(self) -> None:
-        every = self.options.lease_s / 3
-        while True:
-            await anyio.sleep(every)
-            try:
-                claims.renew(self.store, self.id, self.options.lease_s)
-                for dead in claims.reap(self.store, dead_after=self.options.lease_s * 2):
-                    self.say(f"worker {dead} stopped heartbeating: its budget holds are freed")
-            except StoreError as exc:  # a blip: the next beat tries again before leases run out
-                log.warning("heartbeat failed: %s", exc)
+        await keep_alive(self.store, self.id, self.options.lease_s, self.say)
 
 
 async def _idle(seconds: float) -> bool:

@@ -1,0 +1,109 @@
+"""One sender per request, whatever runs: ``batchrun run``, ``resume`` and the Python API send a
+batch the way a team's worker does.
+
+The process registers a worker id with a heartbeat row, claims its requests in pages under a
+lease (teams/claims.py), keeps each model's pace with the shared pacers and, for a capped batch,
+reserves from the shared budget (teams/shared.py). So two processes on one batch (the same file
+run twice at once, a ``resume`` while a ``run`` goes on, a worker beside them) split its requests
+between them, never send one twice, keep one model's rate together, and commit no more than the
+cap together. One process alone works as before: every claim is its own. When it is done with
+what it could claim while another process still holds requests, it waits for them (they end, or
+their lease runs out and it takes them over): a run ends when its batch has nothing pending left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+
+from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.catalog import Catalog
+from batchrun.exceptions import StoreError
+from batchrun.run.execute import run_batch
+from batchrun.run.launch import LimitOptions, limit_settings
+from batchrun.run.progress import RunProgress
+from batchrun.run.report import RunReport
+from batchrun.run.retry import RetryPolicy
+from batchrun.run.settings import RunSettings
+from batchrun.store import BatchInfo, Store
+from batchrun.teams import claims
+from batchrun.teams.shared import SharedBudget, shared_limiters
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 30.0  # as `batchrun worker --lease`'s default: a killed run's requests free after it
+WAIT_S = 0.5  # between looks while another process holds the rest of a model's requests
+
+
+async def send_claimed(
+    *,
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    limits: LimitOptions,
+    retry: RetryPolicy,
+    precheck: bool,
+    deadlines: Deadlines,
+    max_cost_nanos: int | None,
+    display: Callable[[RunProgress], object] | None = None,
+    handle_signals: bool = True,
+    lease_s: float = LEASE_S,
+) -> tuple[RunReport, RunProgress]:
+    """Run a batch's pending requests as one of its senders (see the module's docstring)."""
+    settings = RunSettings(
+        limits=limit_settings(catalog, store.batch_models(batch.id), limits),
+        retry=retry,
+        precheck=precheck,
+    )
+    owner = claims.new_worker_id()
+    claims.register(store, owner)
+    claims.reap(store, dead_after=lease_s * 2)  # a killed sender's budget holds
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(keep_alive, store, owner, lease_s, log.info)
+            page = max(s.concurrency for s in settings.limits.values()) if settings.limits else 1
+            budget = None
+            if max_cost_nanos is not None:
+                budget = SharedBudget(store, batch.id, owner, max_cost_nanos)
+            ran = await run_batch(
+                store=store,
+                catalog=catalog,
+                batch=batch,
+                endpoint=endpoint,
+                settings=settings,
+                deadlines=deadlines,
+                display=display,
+                source=claims.ClaimSource(store, owner, lease_s=lease_s, page=page, wait_s=WAIT_S),
+                budget=budget,
+                limiters=shared_limiters(store, settings.limits),
+                handle_signals=handle_signals,
+            )
+            group.cancel_scope.cancel()
+    finally:
+        claims.unregister(store, owner)  # synchronous: a cancellation cannot cut it short
+    return ran
+
+
+def held_elsewhere(store: Store, batch_id: str) -> int:
+    """Pending requests of the batch that another live sender holds now."""
+    free, pending = claims.pending_counts(store, batch_id, store.batch_models(batch_id))
+    return pending - free
+
+
+async def keep_alive(
+    store: Store, owner: str, lease_s: float, say: Callable[[str], object]
+) -> None:
+    """Renew the owner's leases and heartbeat every third of a lease, and forget the senders
+    whose heartbeat stopped two leases ago (their budget holds are freed)."""
+    every = lease_s / 3
+    while True:
+        await anyio.sleep(every)
+        try:
+            claims.renew(store, owner, lease_s)
+            for dead in claims.reap(store, dead_after=lease_s * 2):
+                say(f"worker {dead} stopped heartbeating: its budget holds are freed")
+        except StoreError as exc:  # a blip: the next beat tries again before leases run out
+            log.warning("heartbeat failed: %s", exc)
