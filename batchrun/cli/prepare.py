@@ -7,6 +7,7 @@ Light to import: the store, the planner and the SDK load only when a command use
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -130,11 +131,23 @@ def estimate_and_confirm(
     connection: Connection,
     out: Console,
 ) -> bool:
-    """Show what the pending requests will cost (their counts are kept); False if declined."""
+    """Show what the pending requests will cost (their counts are kept); False if declined.
+
+    A refusal is remembered (``declined_at``): the next run of the batch shows the estimate of
+    everything still to send, not only of what was never counted, and asks again.
+    """
     from batchrun.plan.estimate import planned_from_store  # noqa: PLC0415
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
 
-    planned = planned_from_store(store, batch.id, store.batch_models(batch.id))
+    declined = batch.declined_at is not None
+    if declined:
+        out.print(
+            f"The estimate of batch {batch.name} was declined at "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(batch.declined_at))}: here is "
+            "everything it still has to send."
+        )
+    models = store.batch_models(batch.id)
+    planned = planned_from_store(store, batch.id, models, every=declined)
     found = run_fast(
         estimate_requests(planned, catalog, endpoint, store, connection.precheck, keep=True)
     )
@@ -145,6 +158,7 @@ def estimate_and_confirm(
     total = found.total()
     threshold = connection.confirm_above_nanos
     if threshold is None or total.cost_max_nanos <= threshold:
+        _remember_answer(store, batch, accepted=True)
         return True
     expected, cached = total.cost_expected_nanos, total.cached_cost_max_nanos
     question = (
@@ -157,7 +171,20 @@ def estimate_and_confirm(
         )
         + ". Send it?"
     )
-    return typer.confirm(question, default=False)
+    try:
+        accepted = typer.confirm(question, default=False)
+    except (typer.Abort, EOFError):  # no answer (end of input): a "no", remembered as one
+        out.print()
+        accepted = False
+    _remember_answer(store, batch, accepted=accepted)
+    return accepted
+
+
+def _remember_answer(store: Store, batch: BatchInfo, *, accepted: bool) -> None:
+    """Mark a declined estimate on the batch (its next run asks again); clear it once sent."""
+    if accepted and batch.declined_at is None:
+        return
+    store.set_batch(batch.id, declined_at=None if accepted else time.time())
 
 
 def _keep_estimate(store: Store, batch: BatchInfo, found: Estimate) -> None:

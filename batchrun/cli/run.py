@@ -234,6 +234,10 @@ def _execute(
     for line in pool_lines(catalog, store.batch_models(batch.id), connection.limits):
         out.print(line, highlight=False)
     if not estimate_and_confirm(store, catalog, batch, endpoint, connection, out):
+        from batchrun.teams.sender import held_elsewhere  # noqa: PLC0415
+
+        if not held_elsewhere(store, batch.id):  # not paused under another process sending it
+            store.set_batch(batch.id, status=BatchStatus.PAUSED)
         out.print(f"Nothing sent. When you are ready: [bold]batchrun resume {batch.name}[/]")
         return EXIT_OK
     with ProgressDisplay(out) as display:

@@ -46,6 +46,7 @@ class Planned:
     params: dict[str, Any]
     content_hash: str
     request_id: int | None = None
+    known: tuple[int | None, bool | None] = (None, None)  # a count stored earlier: not redone
 
 
 @dataclass
@@ -171,9 +172,9 @@ class _Estimator:
         async with receive:
             async for number, item in receive:
                 tokens, estimated = await self.counter.input_tokens(
-                    item.model, item.params, item.content_hash
+                    item.model, item.params, item.content_hash, known=item.known
                 )
-                if item.request_id is not None:
+                if item.request_id is not None and item.known[0] is None:
                     self.result.counts.append((item.request_id, tokens, estimated))
                     await self.flush(KEEP_EVERY)
                 self.waiting[number] = (item, tokens, estimated)
@@ -260,9 +261,10 @@ def planned_from_file(specs: Iterable[object], models: list[str]) -> Iterator[Pl
 
 
 def planned_from_store(
-    store: Store, batch_id: str, models: list[str]
+    store: Store, batch_id: str, models: list[str], *, every: bool = False
 ) -> Callable[[], AsyncIterator[Planned]]:
-    """The pending requests of a stored batch that have no pre-checked count yet."""
+    """The pending requests of a stored batch that have no pre-checked count yet; with
+    ``every``, all of them (the counted ones with their stored counts: nothing counted twice)."""
 
     async def pages() -> AsyncIterator[Planned]:
         for model in models:
@@ -271,12 +273,13 @@ def planned_from_store(
                 store.pending, batch_id, model, after, 1000
             ):
                 for item in page:
-                    if item.input_tokens is None:
+                    if every or item.input_tokens is None:
                         yield Planned(
                             model=item.model,
                             params=item.params,
                             content_hash=item.content_hash,
                             request_id=item.request_id,
+                            known=(item.input_tokens, item.input_estimated),
                         )
                 after = page[-1].request_id
 
