@@ -17,21 +17,28 @@ import re
 import select
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import create_engine, text
 
+from batchrun.api.endpoint import Endpoint
+from batchrun.catalog import load_catalog
+from batchrun.plan.planner import Opened, PlanOptions, batch_key, file_digest, open_file_batch
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.store import Store, database_url
-from tests.dbfixtures import postgres_server, postgres_url
+from batchrun.store.migrate import alembic_config
+from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
 from tests.helpers import KEY
 from tests.runharness import prompts, write_jobs
 
-__all__ = ["postgres_server", "postgres_url"]
+__all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
 
 M3 = "MiniMax-M3"
 
@@ -349,3 +356,106 @@ def test_postgres_a_declined_estimate_is_asked_again(
     tmp_path: Path, served: str, postgres_url: str
 ) -> None:
     decline_twice(tmp_path, postgres_url, served, 20, "\x04")
+
+
+# --- the batch's key, in the library ----------------------------------------------------------
+
+ENDPOINT = Endpoint(base_url="http://127.0.0.1:9/anthropic", api_key="sk-x", simulated=True)
+
+
+def keyed_row(batch_id: str, key: str, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": batch_id, "name": f"name-{batch_id}", "source_path": "jobs.jsonl",
+        "source_sha256": "a" * 64, "models": [M3], "status": "running", "simulated": True,
+        "base_url": "http://127.0.0.1:9/anthropic", "settings": {}, "jobs_total": 0,
+        "lines_invalid": 0, "open_key": key,
+    }  # fmt: skip
+    row.update(overrides)
+    return row
+
+
+def test_racing_inserts_of_one_key_store_one_batch(store_url: str) -> None:
+    stores = [Store(store_url) for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    won: list[bool] = []
+
+    def insert(n: int) -> None:
+        start.wait()
+        won.append(stores[n].create_batch(keyed_row(f"b{n}", "k" * 64)))
+
+    threads = [threading.Thread(target=insert, args=(n,)) for n in range(len(stores))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(won) == [False] * 5 + [True]
+        assert len(stores[0].list_batches()) == 1
+    finally:
+        for opened in stores:
+            opened.close()
+
+
+def load_again(store: Store, path: Path, **kwargs: Any) -> Opened:
+    options = PlanOptions(models=[M3])
+    digest = file_digest(path)
+    return open_file_batch(store, load_catalog(), path, options, ENDPOINT, digest=digest, **kwargs)
+
+
+def test_a_load_whose_process_died_gives_up_the_key(tmp_path: Path, store: Store) -> None:
+    path = write_jobs(tmp_path / "jobs.jsonl", prompts(3))
+    key = batch_key(file_digest(path), [M3])
+    store.create_batch(keyed_row("dead", key, status="loading", source_sha256=file_digest(path)))
+    told: list[str] = []
+    opened = load_again(store, path, waiting=lambda b: told.append(b.id), stale_s=0.5)
+    assert told == ["dead"]  # it waited for the other load first
+    assert opened.plan is not None
+    assert opened.plan.requests == 3
+    assert store.batches.holding(key) == store.find_batch(opened.batch.id)
+    assert store.find_batch("dead").open_key is None
+    # And the next run continues the new batch.
+    again = load_again(store, path)
+    assert again.plan is None
+    assert again.batch.id == opened.batch.id
+
+
+def test_a_canceled_batch_frees_its_file_for_a_new_batch(tmp_path: Path, store: Store) -> None:
+    path = write_jobs(tmp_path / "jobs.jsonl", prompts(2))
+    first = load_again(store, path)
+    store.set_batch(first.batch.id, status="canceled")
+    assert store.find_batch(first.batch.id).open_key is None
+    second = load_again(store, path)
+    assert second.plan is not None
+    assert second.batch.id != first.batch.id
+
+
+def test_the_upgrade_gives_the_key_to_the_batch_that_is_continued(store_url: str) -> None:
+    Store(store_url).close()
+    config = alembic_config()
+    config.set_main_option("sqlalchemy.url", store_url)
+    command.downgrade(config, "0006")
+    engine = create_engine(store_url)
+    old = {
+        "source_path": "jobs.jsonl", "source_sha256": "a" * 64, "models": '["MiniMax-M3"]',
+        "simulated": True, "base_url": "u", "settings": "{}", "jobs_total": 0,
+        "lines_invalid": 0, "updated_at": 0.0,
+    }  # fmt: skip
+    insert = text(
+        "INSERT INTO batches (id, name, source_path, source_sha256, models, status, simulated, "
+        "base_url, settings, created_at, updated_at, jobs_total, lines_invalid) VALUES (:id, "
+        ":id, :source_path, :source_sha256, :models, :status, :simulated, :base_url, "
+        ":settings, :created_at, :updated_at, :jobs_total, :lines_invalid)"
+    )
+    made = [("older", "paused", 1.0), ("newer", "running", 2.0), ("newest", "canceled", 3.0)]
+    try:
+        with engine.begin() as connection:
+            for batch_id, status, at in made:
+                connection.execute(
+                    insert, {**old, "id": batch_id, "status": status, "created_at": at}
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            keys = dict(connection.execute(text("SELECT id, open_key FROM batches")).all())
+    finally:
+        engine.dispose()
+    assert keys == {"older": None, "newer": batch_key("a" * 64, [M3]), "newest": None}

@@ -84,11 +84,13 @@ def open_file_batch(
     *,
     digest: str,
     waiting: Callable[[BatchInfo], object] = lambda batch: None,
+    stale_s: float = LOAD_STALE_S,
 ) -> Opened:
     """The batch of ``path`` (of ``digest``) with these models to continue, else a new one
-    loaded now; ``waiting`` is told once when another process is still loading it."""
+    loaded now; ``waiting`` is told once when another process is still loading it, and a load
+    whose batch row has not moved for ``stale_s`` is taken for dead."""
     key = batch_key(digest, options.models)
-    watch = _LoadWatch()
+    watch = _LoadWatch(stale_s)
     while True:
         holder = store.batches.holding(key)
         if holder is None:
@@ -113,7 +115,8 @@ def open_file_batch(
 class _LoadWatch:
     """Whether another process's load is alive: its row's ``updated_at`` moves, on our clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, stale_s: float) -> None:
+        self.stale_s = stale_s
         self.seen: tuple[str, float] | None = None
         self.since = time.monotonic()
         self.looks = 0
@@ -128,7 +131,7 @@ class _LoadWatch:
         if self.seen != (batch.id, batch.updated_at):
             self.seen, self.since = (batch.id, batch.updated_at), now
             return False
-        return now - self.since >= LOAD_STALE_S
+        return now - self.since >= self.stale_s
 
 
 def file_digest(path: Path) -> str:
