@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,16 +160,6 @@ def schema_diff(engine: Engine) -> list[Any]:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    """A plain engine on the same database, for looking at it from outside the store."""
-    plain = create_engine(store_url)
-    try:
-        yield plain
-    finally:
-        plain.dispose()
 
 
 # --------------------------------------------------------------------------- migrations
