@@ -34,12 +34,12 @@ from batchrun.run.results import result_row
 from batchrun.sim import RunningSimulator
 from batchrun.store import Outcome, Store, alembic_config
 from batchrun.store.tables import RESULT_METRICS, results
-from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store_url
+from tests.dbfixtures import engine, postgres_server, postgres_url, sqlite_url, store_url
 from tests.helpers import batchrun
 from tests.runharness import Run, run_jobs
 from tests.test_store import batch_row, spec
 
-__all__ = ["postgres_server", "postgres_url", "sqlite_url", "store_url"]
+__all__ = ["engine", "postgres_server", "postgres_url", "sqlite_url", "store_url"]
 
 M3 = "MiniMax-M3"
 M27 = "MiniMax-M2.7"

@@ -42,9 +42,9 @@ from batchrun.store.tables import (
     requests,
     results,
 )
-from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
+from tests.dbfixtures import engine, postgres_server, postgres_url, sqlite_url, store, store_url
 
-__all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
+__all__ = ["engine", "postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
 
 M3 = "MiniMax-M3"
 M27 = "MiniMax-M2.7"
