@@ -114,8 +114,8 @@ def save_unsaved(store: Store, batch: BatchInfo, outcomes: list[Outcome], out: C
     out.print(
         f"[red]{saved.count:,} finished requests could not be written to the database; they are "
         f"saved in {escape(str(saved.path))}.[/] The next [bold]batchrun resume {batch.name}[/] "
-        f"imports them before sending anything (or: [bold]batchrun import {saved.path}[/]), so "
-        "they are not paid for again.",
+        "(or run, or worker, on this database) imports them before sending anything, or: "
+        f"[bold]batchrun import {saved.path}[/]; so they are not paid for again.",
         highlight=False,
     )
 
