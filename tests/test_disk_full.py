@@ -146,6 +146,7 @@ def _check_nothing_lost(places: dict[str, Path], sim: RunningSimulator, out: str
     assert not saved & kept_ok
     assert _served_ok(sim) == len(saved) + len(kept_ok)
     assert _status(places) == "paused"  # never left running, even on a full disk
+    assert list(places["disk"].glob(".batchrun-reserve-*")) == []  # its room given back
     return files[0]
 
 

@@ -146,11 +146,13 @@ class Reserve:
     before the run's last writes (the batch's status), so they find room on a full disk."""
 
     def __init__(self, directory: Path | None, size: int = RESERVE_BYTES) -> None:
-        self.path = None if directory is None else directory / ".batchrun-reserve"
+        # One per process: two runs in one directory each hold and free their own.
+        self.path = None if directory is None else directory / f"{_RESERVE}{os.getpid()}"
         self.size = size
 
     def __enter__(self) -> Reserve:
         if self.path is not None:
+            _remove_stale_reserves(self.path.parent)
             try:
                 _write_zeros(self.path, self.size)
             except OSError:
@@ -164,6 +166,27 @@ class Reserve:
         """Give the reserved space back (once; later calls do nothing)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+_RESERVE = ".batchrun-reserve-"
+
+
+def _remove_stale_reserves(directory: Path) -> None:
+    """Delete the reserves of runs that were killed before they could (their process is gone)."""
+    for path in directory.glob(f"{_RESERVE}*"):
+        pid = path.name.removeprefix(_RESERVE)
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
 
 
 def _write_zeros(path: Path, size: int) -> None:
