@@ -39,7 +39,7 @@ def import_command(
     file: Annotated[
         Path,
         typer.Argument(
-            help="A batchrun-unsaved-*.jsonl file that run or resume named.", show_default=False
+            help="A batchrun-unsaved-*.jsonl file that a run named.", show_default=False
         ),
     ],
     db: opt.Db = None,
@@ -48,9 +48,9 @@ def import_command(
 
     Each request still pending takes its result and attempts as if the run had saved them, so it
     is not sent (nor paid for) again; a request finished meanwhile is left as it is, and a file
-    imported twice adds nothing. The file is then renamed *.imported. run and resume do this by
-    themselves, before sending anything, for the files of their database in its directory, the
-    working directory, your home directory and the temporary directory.
+    imported twice adds nothing. The file is then renamed *.imported. run, resume and worker do
+    this by themselves, before sending anything, for the files of their database in its
+    directory, the working directory, your home directory and the temporary directory.
     """
     from batchrun.run import unsaved  # noqa: PLC0415 - loaded only when used (the store's SQL)
 
