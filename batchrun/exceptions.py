@@ -7,6 +7,8 @@
     ├── JobFileError              a job file that cannot be used at all (not JSONL, unreadable)
     │   └── StrictModeError       --strict: the file has invalid lines, nothing was sent
     ├── StoreError                the database cannot be opened, migrated, read or written
+    ├── DiskSpaceError            too little free disk space to save what a run would pay for
+    ├── UnsavedFileError          a file of unsaved results cannot be read or imported
     ├── OutputFileError           a file the user named cannot be written (exists, is the
     │                             database, a directory, in a missing folder, or the disk refused)
     ├── BatchMoveError            a batch cannot take that status from its own (canceled meanwhile)
@@ -72,6 +74,17 @@ class StrictModeError(JobFileError):
 
 class StoreError(BatchrunError):
     """The database cannot be opened, migrated, read or written."""
+
+
+class DiskSpaceError(BatchrunError):
+    """Too little free space where a run writes (the database's or the working directory) to
+    save the answers it would pay for: nothing was sent."""
+
+    exit_code = 1
+
+
+class UnsavedFileError(BatchrunError):
+    """A file of results a run could not save cannot be read, or belongs to another database."""
 
 
 class OutputFileError(BatchrunError):

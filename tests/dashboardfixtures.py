@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -118,3 +119,64 @@ def cache_figures(db: Path, batch: str | None = None) -> dict[str, dict[str, str
             "cache saving": usd(sum(savings)) if savings else "unpriced",
         }
     return shown
+
+
+def hostile_texts(origin: str) -> dict[str, str]:
+    """Text an attacker could put in a store through a job file, a model or a server, each one
+    trying to make the dashboard's viewer fetch ``origin`` (a listener the test watches)."""
+    return {
+        "answer": f"![x]({origin}/leak?a) <img src={origin}/leak2> [click](javascript:alert(1)) "
+        f"**bold** [ref][1]\n\n[1]: {origin}/leak-ref",
+        "thinking": f"![t]({origin}/leak-thinking) *thought*",
+        "prompt_first": "First line with **bold** and `code`",
+        "prompt_second": f"second line <img src={origin}/leak-prompt> ![p]({origin}/leak-p)",
+        "system": f"System ![s]({origin}/leak-system) :red[red]",
+        "custom_id": f"![c]({origin}/leak-id)",
+        "invalid_id": f"<img src={origin}/leak-invalid>",
+        "batch": f"**evil** ![b]({origin}/leak-batch)",
+        "model": f"M3 **x** ![m]({origin}/leak-model)",
+        "error_type": f"![e]({origin}/leak-etype)",
+        "error": f"Server said: ![e]({origin}/leak-error) <img src={origin}/leak-error2>",
+        "reason": f"Judge: ![r]({origin}/leak-reason) [go]({origin}/leak-go)",
+    }
+
+
+def hostile_store(work: Path, origin: str) -> Path:
+    """One batch in ``work/hostile.db`` (still running, capped, graded) whose every piece of text
+    is ``hostile_texts(origin)``: the job file gives the custom ids, prompt, system prompt and batch
+    name; the simulator answers with the hostile answer (its ``#answer:`` marker); what a real
+    model or server would send and the simulator does not (thinking, an error, a judge's reason,
+    a model's name) is then written into the rows, as such a model or server would have them
+    written."""
+    hostile = hostile_texts(origin)
+    prompt = f"{hostile['prompt_first']}\n{hostile['prompt_second']}\n#answer: {hostile['answer']}"
+    jobs = [
+        {"custom_id": hostile["custom_id"], "system": hostile["system"], "prompt": prompt,
+         "expect": {"equals": "42"}},
+    ]  # fmt: skip
+    lines = write_jobs(work / "hostile.jsonl", jobs).read_text()
+    broken = f'{{"custom_id": "{hostile["invalid_id"]}", "max_tokens": "many"}}\n'
+    (work / "hostile.jsonl").write_text(lines + broken)
+    db = work / "hostile.db"
+    run_cli(work, "run", "hostile.jsonl", "--models", "MiniMax-M2.7,MiniMax-M3", "--name",
+            hostile["batch"], "--max-cost", "5", "--db", str(db), "--yes")  # fmt: skip
+    run_cli(work, "grade", hostile["batch"], "--db", str(db))
+    with closing(sqlite3.connect(db)) as connection, connection:
+        # The simulator's marker gives one line: the answer's reference definition is its own.
+        connection.execute("UPDATE results SET text = ?, thinking = ?",
+                           (hostile["answer"], hostile["thinking"]))  # fmt: skip
+        connection.execute("UPDATE grades SET reason = ?", (hostile["reason"],))
+        failed = "SELECT request_id FROM results WHERE model = 'MiniMax-M3'"
+        connection.execute(
+            f"UPDATE requests SET status = 'failed', error_type = ?, error_message = ? "
+            f"WHERE id IN ({failed})",
+            (hostile["error_type"], hostile["error"]),
+        )
+        connection.execute(f"DELETE FROM grades WHERE request_id IN ({failed})")
+        connection.execute(f"DELETE FROM results WHERE request_id IN ({failed})")
+        connection.execute("UPDATE requests SET model = ? WHERE model = 'MiniMax-M3'",
+                           (hostile["model"],))  # fmt: skip
+        connection.execute("UPDATE batches SET models = ?",
+                           (json.dumps(["MiniMax-M2.7", hostile["model"]]),))  # fmt: skip
+        connection.execute("UPDATE batches SET status = 'running'")
+    return db

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import Engine, create_engine
 
 from batchrun.store import Store
 
@@ -93,3 +94,13 @@ def store(store_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[Engine]:
+    """A plain engine on the same database, for looking at it from outside the store."""
+    plain = create_engine(store_url)
+    try:
+        yield plain
+    finally:
+        plain.dispose()

@@ -10,7 +10,7 @@ catalog's prices (USD per million tokens; 1 token at rate r costs r x 1,000 nano
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -34,12 +34,12 @@ from batchrun.run.results import result_row
 from batchrun.sim import RunningSimulator
 from batchrun.store import Outcome, Store, alembic_config
 from batchrun.store.tables import RESULT_METRICS, results
-from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store_url
+from tests.dbfixtures import engine, postgres_server, postgres_url, sqlite_url, store_url
 from tests.helpers import batchrun
 from tests.runharness import Run, run_jobs
 from tests.test_store import batch_row, spec
 
-__all__ = ["postgres_server", "postgres_url", "sqlite_url", "store_url"]
+__all__ = ["engine", "postgres_server", "postgres_url", "sqlite_url", "store_url"]
 
 M3 = "MiniMax-M3"
 M27 = "MiniMax-M2.7"
@@ -483,15 +483,6 @@ MIGRATED_LINES = [
     Line(M27, input=300, sent_at=BEFORE_PRICES),  # unpriced: stays NULL
     Line(M3, input=500, output=10),  # priced, no cache
 ]
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    plain = create_engine(store_url)
-    try:
-        yield plain
-    finally:
-        plain.dispose()
 
 
 def stored_costs(engine: Engine) -> list[tuple[Any, ...]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from batchrun import analytics
-from batchrun.dashboard import data, tables
+from batchrun.dashboard import data, tables, text
 from batchrun.pricing import usd
 from batchrun.store import Store, database_url
 from batchrun.teams.claims import claim, register
@@ -18,6 +20,8 @@ from bench.synthetic_store import build
 from tests.dashboardfixtures import (
     MODELS,
     cache_figures,
+    hostile_store,
+    hostile_texts,
     seed_store,
     under_reported_store,
 )
@@ -71,7 +75,7 @@ def texts(app: AppTest) -> str:
     parts += [e.value for e in (*app.warning, *app.info, *app.error, *app.success)]
     parts += [f"{m.label}: {m.value}" for m in app.metric]
     parts += [frame.value.to_csv() for frame in (*app.dataframe, *app.table)]
-    parts += [e.value for e in (*app.title, *app.subheader)]
+    parts += [e.value for e in (*app.title, *app.subheader, *app.text)]
     return "\n".join(str(p) for p in parts)
 
 
@@ -251,6 +255,76 @@ def test_names_in_markdown_are_set_as_typed() -> None:
     assert tables.literal("two\n\nlines") == "` two lines `"  # a blank line would end it
 
 
+def test_shown_names_stay_plain_unless_markdown_could_act_on_them() -> None:
+    for plain in ("MiniMax-M2.7", "job-0003", "2026-12-01", "my batch", "a_b_c"):
+        assert text.shown(plain) == plain
+    for marked in ("**b**", "1.", "12. x", "a--b", "www.x.com", "a  b", "_x_", ":red[x]", "x:y"):
+        assert text.shown(marked) == text.literal(marked), marked
+
+
+def test_rendered_answers_have_no_image_link_or_raw_html() -> None:
+    hostile = hostile_texts("http://127.0.0.1:9")
+    html = text.rendered_html(hostile["answer"] + "\n\n<script>alert(1)</script> <http://a.b/c>")
+    assert "<strong>bold</strong>" in html  # Markdown is drawn...
+    tags, attributes = html_tags(html)  # ...but no tag that loads or opens anything
+    assert tags <= {"div", "p", "strong", "em", "code", "s"}, tags
+    assert attributes <= {"class"}, attributes
+    assert "[image: x (http://127.0.0.1:9/leak?a)]" in html
+    assert "&lt;img src=http://127.0.0.1:9/leak2&gt;" in html
+    assert "ref <code>(http://127.0.0.1:9/leak-ref)</code>" in html  # a link: text, address
+    assert "[click](javascript:alert(1))" in html  # not a link at all
+
+
+def html_tags(html: str) -> tuple[set[str], set[str]]:
+    """The tags and the attribute names in some HTML, as a browser's parser reads them."""
+    tags: set[str] = set()
+    attributes: set[str] = set()
+
+    class Reader(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            tags.add(tag)
+            attributes.update(name for name, _ in attrs)
+
+    Reader().feed(html)
+    return tags, attributes
+
+
+def test_text_from_the_store_is_shown_as_typed_on_every_page(tmp_path: Path) -> None:
+    """Answers, prompts, thinking, errors, judge reasons, custom ids, batch and model names: never
+    given to Markdown as they are (only plain, as code, or in st.text), on every page."""
+    origin = "http://127.0.0.1:9"
+    hostile = hostile_texts(origin)
+    db = hostile_store(tmp_path, origin)
+    markdown_everywhere: list[str] = []
+    for page in ("overview", "compare", "outputs", "spend", "batch"):
+        app = open_page(db, page)
+        markdown_everywhere += [str(e.value) for e in (
+            *app.markdown, *app.caption, *app.warning, *app.info, *app.error, *app.success,
+            *app.title, *app.subheader)]  # fmt: skip
+        markdown_everywhere += [str(e.proto.text) for e in app.get("progress")]
+        for table in app.table:
+            markdown_everywhere += [str(v) for v in table.value.to_numpy().ravel()]
+        if page == "outputs":
+            outputs = app
+    assert any(origin in value for value in markdown_everywhere)  # names are on the pages...
+    for value in markdown_everywhere:  # ...but only inside code spans: never an image or link
+        assert origin not in re.sub(r"(`+) .*? \1", "", value), value
+    plain = [t.value for t in outputs.text]
+    assert f"{hostile['prompt_first']}\n{hostile['prompt_second']}" in "\n".join(plain)
+    assert hostile["answer"] in plain
+    assert hostile["thinking"] in plain
+    assert hostile["error"] in plain
+    assert hostile["reason"] in plain
+    assert hostile["system"] in plain
+    assert text.literal(hostile["model"]) in [h.value for h in outputs.subheader]
+    assert not outputs.get("html")  # the rendered view is off by default
+    outputs.toggle(key="outputs_rendered").set_value(True)
+    rerun(outputs)
+    [rendered] = outputs.get("html")
+    assert "[image: x (http://127.0.0.1:9/leak?a)]" in rendered.proto.body
+    assert "<img" not in rendered.proto.body
+
+
 def test_outputs_side_by_side_search_and_filters(seeded: Path) -> None:
     app = open_page(seeded, "outputs")
     headers = [h.value for h in app.subheader]
@@ -407,10 +481,11 @@ def test_compare_counts_leaked_reasoning_and_empty_replies(tmp_path: Path) -> No
     outputs.selectbox(key="outputs_job").set_value("empty")
     assert "empty reply" in texts(rerun(outputs))
     outputs.selectbox(key="outputs_job").set_value("leak")
-    answers = [e.value for e in rerun(outputs).markdown]
+    thinking = [t.value for e in rerun(outputs).expander for t in e.text]
+    answers = [t.value for t in outputs.text if t.value not in thinking]  # and the prompt
     assert "42" in answers  # the visible answer, alone
     assert not [a for a in answers if "<think>" in a or "six times seven is 42" in a]
-    assert "six times seven is 42" in [e.value for e in outputs.text]  # under Thinking
+    assert "six times seven is 42" in thinking  # under Thinking
 
 
 @pytest.mark.postgres

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from batchrun.pricing import usd
 from tests.browser import CHROMIUM, PAGES, browser_page, dashboard, show
-from tests.dashboardfixtures import MODELS, cache_figures, seed_store
+from tests.dashboardfixtures import MODELS, cache_figures, hostile_store, hostile_texts, seed_store
 from tests.helpers import db_rows
 
 pytestmark = pytest.mark.skipif(
@@ -60,3 +64,88 @@ def test_the_dashboard_renders_every_page_in_a_browser(seeded: Path, tmp_path: P
         image = (tmp_path / name).read_bytes()
         assert image.startswith(PNG)
         assert len(image) > 20_000  # a drawn page, not a blank one
+
+
+class Listener:
+    """An HTTP server on a free loopback port that counts every request it gets: where the
+    hostile text points, so that any fetch the dashboard's page makes of it is seen."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            do_POST = do_HEAD = do_GET
+
+            def log_message(self, format: str, *args: object) -> None:
+                del format, args
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Listener:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+# Each page over the hostile store, and a text it shows once it has arrived.
+HOSTILE_PAGES = {
+    "overview": "requests finished",
+    "compare": "Quality against cost and speed",
+    "outputs": "[click](javascript:alert(1))",
+    "spend": "The estimate is the one shown before",
+    "batch": "Invalid lines in the file",
+}
+
+
+@pytest.mark.slow  # about 35 s: two runs to make the store, then six page loads
+def test_hostile_text_is_shown_as_typed_and_fetches_nothing(tmp_path: Path) -> None:
+    with Listener() as listener:
+        hostile = hostile_texts(listener.origin)
+        db = hostile_store(tmp_path, listener.origin)
+        with dashboard(db) as address, browser_page() as page:
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            shown = {slug: show(page, address, slug, expect)
+                     for slug, expect in HOSTILE_PAGES.items()}  # fmt: skip
+            # The rendered view draws the answer's Markdown, its image and link as text.
+            show(page, address, "outputs", HOSTILE_PAGES["outputs"])
+            page.get_by_text("Render answers as Markdown").click()
+            page.get_by_text("[image: x (").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)  # what the page would fetch, it fetches by now
+            rendered = page.inner_text("body")
+            images = page.eval_on_selector_all("img", "found => found.map(i => i.src)")
+            links = page.eval_on_selector_all("a[href]", "found => found.map(a => a.href)")
+        time.sleep(0.5)  # a fetch still on its way reaches the listener by now
+        hits = list(listener.hits)
+    assert hits == [], hits  # the viewer's browser fetched nothing the store named
+    elsewhere = [url for url in requested
+                 if not url.startswith((address, "data:", "blob:"))]  # fmt: skip
+    assert elsewhere == [], elsewhere  # nor anything from any other origin
+    assert not [src for src in images if listener.origin in src]
+    assert not [href for href in links if listener.origin in href or "javascript:" in href]
+    outputs = shown["outputs"]
+    for name in ("answer", "error", "reason", "system", "prompt_first",
+                 "prompt_second", "error_type"):  # fmt: skip
+        assert hostile[name].split("\n")[0] in outputs, name
+    assert f"{hostile['prompt_first']}\n{hostile['prompt_second']}" in outputs  # line kept
+    assert hostile["model"] in outputs
+    assert hostile["batch"] in shown["overview"]  # the running batch's progress
+    assert hostile["batch"] in shown["spend"]  # its budget cap
+    assert hostile["model"] in shown["batch"]  # the header's models
+    assert "**bold**" not in rendered.split("Render answers")[-1]  # drawn as bold
+    assert f"[image: x ({listener.origin}/leak?a)]" in rendered
+    assert f"<img src={listener.origin}/leak2>" in rendered  # raw HTML shown as text
+    left = subprocess.run(["pgrep", "-f", str(db)], capture_output=True, text=True, check=False)
+    assert left.stdout == "", f"a dashboard process is left: {left.stdout}"

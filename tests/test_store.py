@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +42,9 @@ from batchrun.store.tables import (
     requests,
     results,
 )
-from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
+from tests.dbfixtures import engine, postgres_server, postgres_url, sqlite_url, store, store_url
 
-__all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
+__all__ = ["engine", "postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
 
 M3 = "MiniMax-M3"
 M27 = "MiniMax-M2.7"
@@ -161,16 +160,6 @@ def schema_diff(engine: Engine) -> list[Any]:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    """A plain engine on the same database, for looking at it from outside the store."""
-    plain = create_engine(store_url)
-    try:
-        yield plain
-    finally:
-        plain.dispose()
 
 
 # --------------------------------------------------------------------------- migrations

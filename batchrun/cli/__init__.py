@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from batchrun.cli import batches, dashboard, grade, models, money, run, submit, worker
+from batchrun.cli import batches, dashboard, grade, models, money, run, submit, unsaved, worker
 from batchrun.cli.errors import run_guarded
 from batchrun.cli.startup import exiting_fast
 from batchrun.sim import cli as sim_cli
@@ -26,6 +26,7 @@ app.command("cancel")(batches.cancel_command)
 app.command("batches")(batches.batches_command)
 app.command("status")(batches.status_command)
 app.command("results")(batches.results_command)
+app.command("import")(unsaved.import_command)
 app.command("spend")(money.spend_command)
 app.command("reprice")(money.reprice_command)
 app.command("grade")(grade.grade_command)

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
 
 from batchrun.cli import options as opt
@@ -29,12 +28,15 @@ from batchrun.cli.prepare import (
     parse_models,
 )
 from batchrun.cli.startup import load_sender
+from batchrun.cli.unsaved import MinFreeSpace, check_space, import_found, save_unsaved
 from batchrun.config import read_environment
+from batchrun.exceptions import StoreError
 from batchrun.pricing import parse_usd, usd
 from batchrun.run.budget import batch_cap
 from batchrun.run.launch import EndpointOptions, open_endpoint, pool_lines
 from batchrun.run.progress import utc_minute
-from batchrun.run.report import check_resumable, finish_batch
+from batchrun.run.report import FinishedBatch, check_resumable, finish_batch
+from batchrun.run.space import DEFAULT_MIN_FREE_TEXT, Reserve
 from batchrun.status import BatchStatus
 
 if TYPE_CHECKING:
@@ -43,8 +45,9 @@ if TYPE_CHECKING:
     from batchrun.api.endpoint import Endpoint
     from batchrun.catalog import Catalog
     from batchrun.run.progress import RunProgress
-    from batchrun.run.report import FinishedBatch, RunReport
-    from batchrun.store import BatchInfo, Outcome, Store
+    from batchrun.run.report import RunReport
+    from batchrun.run.space import SpaceGuard
+    from batchrun.store import BatchInfo, Store
 
 
 def run_command(
@@ -80,6 +83,7 @@ def run_command(
             "next to cost and speed (as `batchrun grade` does).",
         ),
     ] = False,
+    min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_TEXT,
 ) -> None:
     """Run every line of FILE against MiniMax (or the simulator when no API key is set).
 
@@ -101,13 +105,15 @@ def run_command(
     loaded = opt.open_catalog(connection.catalog)
     fan_out = parse_models(models, loaded)
     check_file(file)
+    space = check_space(connection.db, min_free_space)
     store = opt.open_store(connection.db)
+    import_found(store, out)
     digest = file_digest(file)
     plan = PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name)
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
         announce_endpoint(out, endpoint)
         batch = open_from_file(store, loaded, file, plan, endpoint, out, digest=digest)
-        code = _execute(store, loaded, batch, endpoint, connection, out)
+        code = _execute(store, loaded, batch, endpoint, connection, out, space)
     if grade and code != EXIT_INTERRUPTED:
         grade_expectations(store, batch, out)
         print_quality(store, batch, out)
@@ -183,8 +189,12 @@ def resume_command(
     max_cost: opt.MaxCost = None,
     yes: opt.Yes = False,
     confirm_above: opt.ConfirmAbove = "1.00",
+    min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_TEXT,
 ) -> None:
-    """Continue a batch: its pending requests run, finished ones are never sent again."""
+    """Continue a batch: its pending requests run, finished ones are never sent again.
+
+    Answers an earlier run paid for but could not save (a full disk) are imported first.
+    """
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         account_rpm=account_rpm, account_tpm=account_tpm,
@@ -196,9 +206,11 @@ def resume_command(
     )  # fmt: skip
     out = console()
     loaded = opt.open_catalog(connection.catalog)
+    space = check_space(connection.db, min_free_space)
     store = opt.open_store(connection.db)
     batch = store.find_batch(batch_ref)
     check_resumable(batch)
+    import_found(store, out)
     if retry_errored:
         out.print(f"{store.reset_errored(batch.id):,} failed requests will be sent again.")
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
@@ -206,7 +218,7 @@ def resume_command(
         if batch.simulated != endpoint.simulated:
             out.print("[yellow]Note:[/] this batch mixes simulated and real results.")
         store.set_batch(batch.id, status=BatchStatus.RUNNING)
-        code = _execute(store, loaded, batch, endpoint, connection, out)
+        code = _execute(store, loaded, batch, endpoint, connection, out, space)
     raise typer.Exit(code)
 
 
@@ -224,11 +236,12 @@ def _execute(
     endpoint: Endpoint,
     connection: opt.Connection,
     out: Console,
+    space: SpaceGuard,
 ) -> int:
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
     load_sender()
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
-    from batchrun.teams.sender import send_claimed  # noqa: PLC0415
+    from batchrun.teams.sender import new_sender_id, send_claimed  # noqa: PLC0415
 
     cap = _set_budget(store, batch, connection, out)
     for line in pool_lines(catalog, store.batch_models(batch.id), connection.limits):
@@ -240,7 +253,8 @@ def _execute(
             store.set_batch(batch.id, status=BatchStatus.PAUSED)
         out.print(f"Nothing sent. When you are ready: [bold]batchrun resume {batch.name}[/]")
         return EXIT_OK
-    with ProgressDisplay(out) as display:
+    owner = new_sender_id()  # whose claims are this run's own when it ends
+    with Reserve(space.store_directory) as reserve, ProgressDisplay(out) as display:
         report, progress = run_fast(
             send_claimed(
                 store=store,
@@ -253,9 +267,12 @@ def _execute(
                 deadlines=connection.deadlines,
                 max_cost_nanos=cap,
                 display=display,
+                space=space,
+                owner=owner,
             )
         )
-    return _finish(store, batch, report, progress, out)
+        reserve.release()  # its room is for the writes that end the run, on a disk maybe full
+    return _finish(store, batch, report, progress, out, owner)
 
 
 def _set_budget(
@@ -269,21 +286,21 @@ def _set_budget(
 
 
 def _finish(
-    store: Store, batch: BatchInfo, report: RunReport, progress: RunProgress, out: Console
+    store: Store,
+    batch: BatchInfo,
+    report: RunReport,
+    progress: RunProgress,
+    out: Console,
+    owner: str,
 ) -> int:
     """Mark the batch, print the summary, and choose the exit code."""
-    if report.unsaved:
-        _save_unsaved(batch, report.unsaved, out)
     from batchrun.teams.sender import held_elsewhere  # noqa: PLC0415
 
     # Another process still sending the batch's other requests leaves it running, not paused.
-    others = held_elsewhere(store, batch.id)
-    finished = finish_batch(store, batch.id, report, pause=not others)
-    if others:
-        out.print(
-            f"{others:,} requests of batch {batch.name} are being sent by another batchrun "
-            "process; it finishes them (batchrun status shows how far it is)."
-        )
+    others = held_elsewhere(store, batch.id, owner)  # not its own, if they could not be released
+    finished = _mark_batch(store, batch, report, out, pause=not others)  # first: then the file
+    if report.unsaved:
+        save_unsaved(store, batch, report.unsaved, out)
     summary = summary_of(store, batch)
     label = " (simulated)" if batch.simulated else ""
     out.print(summary_table(summary, f"Batch {batch.name}{label}: {progress.elapsed():.1f}s"))
@@ -294,6 +311,13 @@ def _finish(
         out.print(f"[red]Stopped sending to {model}[/]: {reason}", markup=True, highlight=False)
     if report.store_error:
         out.print(f"[red]Could not save results:[/] {report.store_error}")
+    if report.disk_low:
+        out.print(f"[red]Stopped sending:[/] {report.disk_low}. Free some space, then resume.")
+    if others:
+        out.print(
+            f"{others:,} requests of batch {batch.name} are being sent by another batchrun "
+            "process; it finishes them (batchrun status shows how far it is)."
+        )
     _print_what_is_left(store, batch, report, finished, out)
     _print_quota_resume(batch, report, progress, out)
     if finished.status is BatchStatus.CANCELED or report.interrupted:
@@ -337,12 +361,15 @@ def _print_quota_resume(
             )
 
 
-def _save_unsaved(batch: BatchInfo, unsaved: list[Outcome], out: Console) -> None:
-    path = Path(f"batchrun-unsaved-{batch.id}.jsonl")
-    with path.open("ab") as handle:
-        for outcome in unsaved:
-            handle.write(orjson.dumps(outcome, default=vars) + b"\n")
-    out.print(
-        f"[red]{len(unsaved):,} finished requests could not be written to the database; "
-        f"they are in {path}.[/] They stay pending in the database and run again on resume."
-    )
+def _mark_batch(
+    store: Store, batch: BatchInfo, report: RunReport, out: Console, *, pause: bool = True
+) -> FinishedBatch:
+    """``finish_batch``; when even that cannot be written, say so (resume works all the same)."""
+    try:
+        return finish_batch(store, batch.id, report, pause=pause)
+    except StoreError as exc:
+        out.print(
+            f"[red]Could not mark batch {batch.name} paused:[/] {exc}. It shows running until "
+            f"[bold]batchrun resume {batch.name}[/] runs it again."
+        )
+        return FinishedBatch(status=BatchStatus.PAUSED, counts=store.status_counts(batch.id))

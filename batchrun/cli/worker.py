@@ -11,8 +11,10 @@ from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console, shown_url
 from batchrun.cli.prepare import announce_endpoint, parse_models
 from batchrun.cli.startup import load_sender
+from batchrun.cli.unsaved import check_space, import_found, save_unsaved
 from batchrun.config import read_environment
 from batchrun.run.launch import open_endpoint
+from batchrun.run.space import DEFAULT_MIN_FREE_TEXT
 
 
 def worker_command(
@@ -77,7 +79,9 @@ def worker_command(
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     only = parse_models(models, loaded)
+    check_space(connection.db, DEFAULT_MIN_FREE_TEXT)  # nothing is sent on a full disk
     store = opt.open_store(connection.db)
+    import_found(store, out)
     options = WorkerOptions(
         once=once,
         models=only,
@@ -97,6 +101,9 @@ def worker_command(
         out.print(f"Worker {worker.id} on {shown_url(store.url)}: {what}")
         report = run_fast(worker.serve())
     out.print(f"Worker {worker.id} stopped after {report.batches_run} batch runs.")
+    for run in report.reports:  # what a run paid for but could not commit: into a file
+        if run.unsaved:
+            save_unsaved(store, store.find_batch(run.unsaved[0].batch_id), run.unsaved, out)
     for model, reason in report.refused.items():
         out.print(f"[red]Stopped sending to {model}[/]: {reason}", highlight=False)
     if report.store_error:

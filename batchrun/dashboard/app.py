@@ -11,6 +11,7 @@ import streamlit as st
 
 from batchrun.config import read_environment
 from batchrun.dashboard import data
+from batchrun.dashboard.text import literal
 from batchrun.dashboard.views import batch, compare, outputs, overview, spend
 from batchrun.exceptions import StoreError
 from batchrun.store import database_url, redact_url
@@ -67,19 +68,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     st.set_page_config(page_title="batchrun", page_icon=":bar_chart:", layout="wide")
     source = source_from(sys.argv[1:] if argv is None else argv)
     slug = choose_page()
-    st.sidebar.caption(f"Database: `{source.label}`")
+    st.sidebar.caption(f"Database: {literal(source.label)}")
     if source.missing():
         st.title(PAGES[slug][0])
-        st.info(FIRST_BATCH.format(label=f"`{source.label}`"))
+        st.info(FIRST_BATCH.format(label=literal(source.label)))
         return
     try:
         if not data.batches(source.url):
             st.title(PAGES[slug][0])
-            st.info(FIRST_BATCH.format(label=f"`{source.label}`"))
+            st.info(FIRST_BATCH.format(label=literal(source.label)))
             return
         PAGES[slug][1](source)
     except StoreError as exc:
-        st.error(f"Could not read the database: {exc}")
+        st.error(f"Could not read the database: {literal(str(exc))}")
 
 
 if __name__ == "__main__":  # `streamlit run` executes this file as __main__

@@ -3,13 +3,13 @@ column's definition as its tooltip (and listed under the table by the pages)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import polars as pl
 import streamlit as st
 
 from batchrun.analytics import DEFINITIONS
+from batchrun.dashboard.text import literal, shown
 from batchrun.pricing import usd
 
 # (metrics column, shown as, definition key or None, format)
@@ -62,14 +62,6 @@ def derived_money(nanos: float | None, unpriced: int = 0, unknown: int = 0) -> s
     return money(nanos, unpriced) + (f" + {unknown:,} unknown" if unknown else "")
 
 
-def literal(text: str) -> str:
-    """Text from a store or job file (a model or batch name) set in Markdown as inline code, so
-    it shows as typed: no emphasis, links, colours, emoji or maths made of it."""
-    flat = " ".join(text.split())
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", flat)), default=0) + 1)
-    return f"{fence} {flat} {fence}"
-
-
 # The prompt-caching figures, as the Compare page's table names them, with their definitions.
 CACHE_DEFINITIONS = ("cache hit rate", "cached requests", "cache writes", "cache saving")
 
@@ -79,18 +71,20 @@ def cache_table(metrics: pl.DataFrame, keys: tuple[str, ...] = ("model",)) -> pl
     percent, money in USD or ``unpriced``, the saving beside the cost it was made on."""
     rows: list[dict[str, Any]] = []
     for row in metrics.iter_rows(named=True):
-        shown: dict[str, Any] = {key: str(row[key]) for key in keys}
-        shown["prompt tokens"] = f"{row['prompt_tokens'] or 0:,}"
-        shown["cache hit rate"] = share(row["cache_hit_rate"])
+        shown_row: dict[str, Any] = {key: shown(row[key]) for key in keys}
+        shown_row["prompt tokens"] = f"{row['prompt_tokens'] or 0:,}"
+        shown_row["cache hit rate"] = share(row["cache_hit_rate"])
         answered = row.get("succeeded", row["requests"])  # spend rows are all results
-        shown["cached requests"] = f"{row['cached_requests']:,} of {answered:,}"
-        shown["cache write tokens"] = f"{row['cache_creation_tokens'] or 0:,}"
+        shown_row["cached requests"] = f"{row['cached_requests']:,} of {answered:,}"
+        shown_row["cache write tokens"] = f"{row['cache_creation_tokens'] or 0:,}"
         unknown = row["saving_unknown"]  # the same rows lack the cache-write part
-        shown["cache write cost"] = derived_money(row["cache_write_cost_nanos"], 0, unknown)
-        shown["cost"] = money(row["cost_nanos"], row["unpriced"])
-        shown["cache saving"] = derived_money(row["cache_saving_nanos"], row["unpriced"], unknown)
-        shown["cache figures"] = "possibly under-reported" if row["cache_trust"] else "ok"
-        rows.append(shown)
+        shown_row["cache write cost"] = derived_money(row["cache_write_cost_nanos"], 0, unknown)
+        shown_row["cost"] = money(row["cost_nanos"], row["unpriced"])
+        shown_row["cache saving"] = derived_money(
+            row["cache_saving_nanos"], row["unpriced"], unknown
+        )
+        shown_row["cache figures"] = "possibly under-reported" if row["cache_trust"] else "ok"
+        rows.append(shown_row)
     return pl.DataFrame(rows, schema=dict.fromkeys(rows[0] if rows else keys, pl.String))
 
 
@@ -113,13 +107,13 @@ def metrics_table(metrics: pl.DataFrame, keys: tuple[str, ...] = ("model",)) -> 
     """analytics.model_metrics as shown: figures, then cost as text (so unpriced is visible)."""
     rows: list[dict[str, Any]] = []
     for row in metrics.iter_rows(named=True):
-        shown: dict[str, Any] = {key: row[key] for key in keys}
-        shown["data"] = "simulated" if row["simulated"] else "MiniMax"
-        shown.update({label: row[column] for column, label, _, _ in METRIC_COLUMNS})
-        shown["cost"] = money(row["cost_nanos"], row["unpriced"])
-        shown["cost / 1k requests"] = money(row["cost_per_1k_nanos"])
-        shown["cost / M output tokens"] = money(row["cost_per_m_output_nanos"])
-        rows.append(shown)
+        shown_row: dict[str, Any] = {key: row[key] for key in keys}
+        shown_row["data"] = "simulated" if row["simulated"] else "MiniMax"
+        shown_row.update({label: row[column] for column, label, _, _ in METRIC_COLUMNS})
+        shown_row["cost"] = money(row["cost_nanos"], row["unpriced"])
+        shown_row["cost / 1k requests"] = money(row["cost_per_1k_nanos"])
+        shown_row["cost / M output tokens"] = money(row["cost_per_m_output_nanos"])
+        rows.append(shown_row)
     return pl.DataFrame(rows)
 
 

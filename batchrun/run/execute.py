@@ -1,4 +1,5 @@
-"""Run a stored batch's pending requests under SIGINT / SIGTERM handling, with a live display."""
+"""Run a stored batch's pending requests under SIGINT / SIGTERM handling, with a live display,
+while the disk has room to save what they bring back (``run.space``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from batchrun.run.report import RunReport
 from batchrun.run.retry import RetryPolicy
 from batchrun.run.runner import BatchRunner, WorkSource
 from batchrun.run.settings import RunSettings
+from batchrun.run.space import WATCH_SECONDS, SpaceGuard, space_guard
 from batchrun.status import RequestStatus
 from batchrun.store import BatchInfo, Store
 
@@ -35,6 +37,7 @@ async def send_batch(
     max_cost_nanos: int | None,
     display: Callable[[RunProgress], object] | None = None,
     handle_signals: bool = True,
+    space: SpaceGuard | None = None,
 ) -> tuple[RunReport, RunProgress]:
     """Run a batch with each of its models' limits: the catalog's, under ``limits``'s overrides."""
     settings = RunSettings(
@@ -52,6 +55,7 @@ async def send_batch(
         display=display,
         max_cost_nanos=max_cost_nanos,
         handle_signals=handle_signals,
+        space=space,
     )
 
 
@@ -69,13 +73,16 @@ async def run_batch(
     budget: Budget | None = None,
     limiters: Mapping[str, ModelLimiter] | None = None,
     handle_signals: bool = True,
+    space: SpaceGuard | None = None,
 ) -> tuple[RunReport, RunProgress]:
     """Run the batch's pending requests until done, stopped, or interrupted by a signal.
 
     A worker of a team passes its claim-based ``source``, the shared ``budget`` and limiters
     whose pacers live in the database; a plain run leaves them to their defaults. Without
     ``handle_signals`` (a run outside the main thread, where signals cannot be received) Ctrl-C
-    is left to the caller.
+    is left to the caller. ``space``: the directories that must keep room free (by default the
+    database's and the working directory, with the default margin); nothing is sent while one
+    is short, and dispatch stops as soon as one becomes so (``RunReport.disk_low``).
     """
     progress = await _pending_progress(store, batch, settings)
     await anyio.to_thread.run_sync(_keep_limits, store, batch.id, settings)
@@ -98,7 +105,8 @@ async def run_batch(
         limiters=limiters,
     )
     try:
-        report = await _run_watched(runner, progress, display, handle_signals)
+        guard = space or space_guard(store.url)
+        report = await _run_watched(runner, progress, display, handle_signals, guard)
     finally:
         with anyio.CancelScope(shield=True):
             await client.aclose()
@@ -123,9 +131,13 @@ async def _run_watched(
     progress: RunProgress,
     display: Callable[[RunProgress], object] | None,
     handle_signals: bool,
+    space: SpaceGuard,
 ) -> RunReport:
-    """The runner's run, stopped by SIGINT / SIGTERM, with the display refreshed meanwhile."""
+    """The runner's run, stopped by SIGINT / SIGTERM or a disk short of space, with the display
+    refreshed meanwhile. A disk already short of space stops it before anything is sent."""
     async with anyio.create_task_group() as group:
+        if not _stopped_for_space(runner, space):
+            group.start_soon(_watch_space, runner, space)
         if handle_signals:
             group.start_soon(_stop_on_signals, runner)
         if display is not None:
@@ -139,6 +151,25 @@ async def _stop_on_signals(runner: BatchRunner) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             runner.stop(interrupted=True)
+
+
+def _stopped_for_space(runner: BatchRunner, space: SpaceGuard) -> bool:
+    """Stop the runner's dispatch if a directory is short of space; whether it was."""
+    short = space.shortage()
+    if short is None:
+        return False
+    runner.report.disk_low = short
+    runner.stop(interrupted=False)
+    return True
+
+
+async def _watch_space(runner: BatchRunner, space: SpaceGuard) -> None:
+    """Stop dispatch once a directory the run writes to is short of space; the calls in flight
+    then finish into the room the margin kept."""
+    while True:
+        await anyio.sleep(WATCH_SECONDS)
+        if _stopped_for_space(runner, space):
+            return
 
 
 async def _refresh(display: Callable[[RunProgress], object], progress: RunProgress) -> None:

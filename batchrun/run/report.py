@@ -28,6 +28,7 @@ class RunReport:
     store_error: str | None = None
     unsaved: list[Outcome] = field(default_factory=list)
     canceled: bool = False  # `batchrun cancel` ran meanwhile
+    disk_low: str | None = None  # dispatch stopped for want of free space: what was short
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -184,7 +184,11 @@ class BatchRunner:
         after = 0
         async with send:
             while not self.control.halted(model):
-                page = await self.source.take(self.batch.id, model, after, PAGE)
+                try:
+                    page = await self.source.take(self.batch.id, model, after, PAGE)
+                except StoreError as exc:  # claiming writes: a full disk stops here, as the
+                    self._store_failed(exc)  # writer does, and what is in flight is kept
+                    return
                 if not page:
                     if await self.source.more_later(self.batch.id, model):
                         continue
@@ -194,6 +198,11 @@ class BatchRunner:
                         return
                     await send.send(item)
                 after = page[-1].request_id
+
+    def _store_failed(self, exc: StoreError) -> None:
+        if self.report.store_error is None:
+            self.report.store_error = str(exc)
+        self.stop(interrupted=False)
 
     async def _work(self, model: str, receive: MemoryObjectReceiveStream[WorkItem]) -> None:
         info = self.catalog.get(model)

@@ -96,6 +96,19 @@ class Claims:
             total = connection.execute(select(func.count()).where(*where)).scalar_one()
         return int(free), int(total)
 
+    def held_by_others(self, batch_id: str, owner: str | None, now: float) -> int:
+        """Pending requests of a batch under a live lease of another worker than ``owner``."""
+        query = select(func.count()).where(
+            requests.c.batch_id == batch_id,
+            PENDING,
+            requests.c.claimed_by.is_not(None),
+            requests.c.lease_until >= now,
+        )
+        if owner is not None:
+            query = query.where(requests.c.claimed_by != owner)
+        with self.database.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def worker_rows(self, now: float) -> list[dict[str, Any]]:
         """Every registered worker with its last heartbeat and the requests it holds now."""
         held = (

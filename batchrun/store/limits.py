@@ -66,14 +66,22 @@ class Budgets:
         self.database = database
 
     def open(self, batch_id: str, *, cap_nanos: int, spent_nanos: int) -> None:
-        """Make the batch's budget row if it has none, and set its cap."""
+        """Make the batch's budget row if it has none, and set its cap (and its spend to at least
+        ``spent_nanos``)."""
         row = {"batch_id": batch_id, "spent_nanos": spent_nanos, "reserved_nanos": 0}
         with self.database.begin() as connection:
             connection.execute(
                 self.database.insert_ignore(budgets).values(cap_nanos=cap_nanos, **row)
             )
+            # Never below the spend stored with the results (a settle that could not be written,
+            # a run from before the shared budget): the cap counts all of it.
             connection.execute(
-                update(budgets).where(budgets.c.batch_id == batch_id).values(cap_nanos=cap_nanos)
+                update(budgets)
+                .where(budgets.c.batch_id == batch_id)
+                .values(
+                    cap_nanos=cap_nanos,
+                    spent_nanos=self.database.greatest(budgets.c.spent_nanos, literal(spent_nanos)),
+                )
             )
 
     def reserve(self, batch_id: str, owner: str, nanos: int) -> tuple[bool, int]:

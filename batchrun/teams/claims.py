@@ -29,6 +29,7 @@ __all__ = [
     "open_batches",
     "pending_counts",
     "reap",
+    "reap_local",
     "register",
     "release",
     "renew",
@@ -117,6 +118,38 @@ def unregister(store: Store, owner: str) -> None:
     """On a clean exit: release the claims, free the budget holds, remove the heartbeat row."""
     release(store, owner)
     store.claims.forget(owner)
+
+
+def reap_local(store: Store) -> list[str]:
+    """On SQLite (a file on this machine, so every sender is here): forget the senders whose
+    process is gone (killed, or ended on a full disk) and free their claims now, not when their
+    lease runs out; their ids. PostgreSQL's senders may be on other machines: their leases do it.
+    """
+    if store.database.is_postgresql:
+        return []
+    host = socket.gethostname()[:200]
+    dead = [
+        str(row["id"])
+        for row in store.claims.worker_rows(time.time())
+        if row["host"] == host and not _alive(int(row["pid"]))
+    ]
+    for owner in dead:
+        release(store, owner)
+        store.claims.forget(owner)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs here (one that reused the id counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def reap(store: Store, dead_after: float) -> list[str]:

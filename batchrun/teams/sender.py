@@ -19,6 +19,7 @@ has nothing pending left.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import anyio
@@ -32,6 +33,7 @@ from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport
 from batchrun.run.retry import RetryPolicy
 from batchrun.run.settings import RunSettings
+from batchrun.run.space import SpaceGuard
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
 from batchrun.teams.shared import SharedBudget
@@ -56,16 +58,20 @@ async def send_claimed(
     display: Callable[[RunProgress], object] | None = None,
     handle_signals: bool = True,
     lease_s: float = LEASE_S,
+    space: SpaceGuard | None = None,
+    owner: str | None = None,
 ) -> tuple[RunReport, RunProgress]:
-    """Run a batch's pending requests as one of its senders (see the module's docstring)."""
+    """Run a batch's pending requests as one of its senders (see the module's docstring);
+    ``space``: as for run_batch; ``owner``: the sender id to claim under (new_sender_id)."""
     settings = RunSettings(
         limits=limit_settings(catalog, store.batch_models(batch.id), limits),
         retry=retry,
         precheck=precheck,
     )
-    owner = claims.new_worker_id()
+    owner = owner or new_sender_id()
     claims.register(store, owner)
-    claims.reap(store, dead_after=lease_s * 2)  # a killed sender's budget holds
+    claims.reap_local(store)  # a killed run's claims on this machine: free at once
+    claims.reap(store, dead_after=lease_s * 2)  # a silent sender's budget holds elsewhere
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(keep_alive, store, owner, lease_s, log.info)
@@ -87,17 +93,25 @@ async def send_claimed(
                 # two database writes per request, which halved a single run's throughput.
                 limiters=None,
                 handle_signals=handle_signals,
+                space=space,
             )
             group.cancel_scope.cancel()
     finally:
-        claims.unregister(store, owner)  # synchronous: a cancellation cannot cut it short
+        try:  # synchronous: a cancellation cannot cut it short
+            claims.unregister(store, owner)
+        except StoreError as exc:  # a full disk: the leases run out, its row is reaped later
+            log.warning("could not release this run's claims: %s", exc)
     return ran
 
 
-def held_elsewhere(store: Store, batch_id: str) -> int:
-    """Pending requests of the batch that another live sender holds now."""
-    free, pending = claims.pending_counts(store, batch_id, store.batch_models(batch_id))
-    return pending - free
+def new_sender_id() -> str:
+    """An id to send under, unique across machines (as a worker's)."""
+    return claims.new_worker_id()
+
+
+def held_elsewhere(store: Store, batch_id: str, owner: str | None = None) -> int:
+    """Pending requests of the batch that a live sender other than ``owner`` holds now."""
+    return store.claims.held_by_others(batch_id, owner, time.time())
 
 
 async def keep_alive(

@@ -12,10 +12,12 @@ when the worker dies (see claims.reap). The SQL is in store/limits.py.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 
+from batchrun.exceptions import StoreError
 from batchrun.run.budget import Budget
 from batchrun.run.limits import (
     ModelLimiter,
@@ -26,6 +28,8 @@ from batchrun.run.limits import (
     make_limiters,
 )
 from batchrun.store import Store
+
+log = logging.getLogger(__name__)
 
 BUDGET_POLL = 0.2  # seconds between tries while other workers' reservations are in flight
 
@@ -115,8 +119,16 @@ class SharedBudget(Budget):
         return False
 
     def settle(self, reserved: int, actual: int) -> None:
-        """Replace a reservation by what the attempt really cost, in the shared row."""
-        self.store.budgets.settle(self.batch_id, self.owner, reserved=reserved, actual=actual)
+        """Replace a reservation by what the attempt really cost, in the shared row.
+
+        A row that cannot be written (a full disk) keeps the reservation, which only holds the
+        budget tighter: the answer is never dropped for it (the next open of the budget counts
+        the batch's stored spend again).
+        """
+        try:
+            self.store.budgets.settle(self.batch_id, self.owner, reserved=reserved, actual=actual)
+        except StoreError as exc:
+            log.warning("could not settle a budget reservation: %s", exc)
         self.reserved_nanos -= reserved
         self.spent_nanos += actual
 

@@ -164,6 +164,9 @@ class Worker:
         self.report.reports.append(report)
         self.report.interrupted = report.interrupted
         self.report.store_error = report.store_error
+        if report.disk_low is not None:  # stop, as for a store that cannot be written
+            self.say(f"worker {self.id}: stopped sending: {report.disk_low}")
+            self.report.store_error = report.store_error or report.disk_low
         # A model whose key or balance was refused is not this worker's to send any more.
         self.report.refused.update(report.stopped_models)
         self._finish(batch.id, report)

@@ -10,6 +10,7 @@ import polars as pl
 import streamlit as st
 
 from batchrun.dashboard import data
+from batchrun.dashboard.text import joined, literal, shown
 from batchrun.dashboard.views.common import pick_batch
 
 SHOWN_ROWS = 1000
@@ -47,8 +48,9 @@ def _header(batch: dict[str, Any]) -> None:
     created = datetime.fromtimestamp(batch["created_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
     simulated = " · **simulated** (answered by batchrun's simulator, not MiniMax)"
     st.markdown(
-        f"`{batch['source_path']}` · {batch['status']} · created {created} · models: "
-        + ", ".join(batch["models"] or ["named per line"])
+        f"{literal(batch['source_path'])} · {shown(batch['status'])} · created {created} · "
+        + "models: "
+        + (joined(batch["models"]) if batch["models"] else "named per line")
         + (simulated if batch["simulated"] else "")
     )
 

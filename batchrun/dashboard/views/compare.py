@@ -8,6 +8,7 @@ import streamlit as st
 
 from batchrun import analytics
 from batchrun.dashboard import charts, data, tables
+from batchrun.dashboard.text import joined, shown
 from batchrun.dashboard.views.common import pick_batches, pick_models, simulated_notice
 from batchrun.grading.report import quality_frame
 
@@ -86,7 +87,8 @@ def _flagged(metrics: pl.DataFrame) -> None:
     if flagged.is_empty():
         return
     counts = "; ".join(
-        f"{row['model']}: {row['think_leaked']:,} think leaked, {row['empty_replies']:,} empty"
+        f"{shown(row['model'])}: {row['think_leaked']:,} think leaked, "
+        f"{row['empty_replies']:,} empty"
         for row in flagged.iter_rows(named=True)
     )
     st.caption(
@@ -119,7 +121,7 @@ def _cost(metrics: pl.DataFrame) -> None:
     if unpriced.len():
         st.warning(
             "No price is known for "
-            + ", ".join(unpriced.to_list())
+            + joined(unpriced.to_list())
             + ": their cost is shown as unpriced, not $0, and they are left out of the cost "
             "charts. Add a price with a catalog override file (see README, Catalog)."
         )

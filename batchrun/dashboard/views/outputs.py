@@ -1,4 +1,7 @@
-"""Outputs side by side: one job's prompt, then each model's answer in its own column."""
+"""Outputs side by side: one job's prompt, then each model's answer in its own column.
+
+Prompts, answers, thinking, errors and judge reasons are shown as plain text (``st.text``); a
+toggle draws the answers' Markdown with images and links as text (``text.rendered_html``)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import streamlit as st
 from batchrun import analytics
 from batchrun.api.stream import EMPTY_REPLY, THINK_LEAKED
 from batchrun.dashboard import data, tables
+from batchrun.dashboard.text import literal, rendered_html, shown
 from batchrun.dashboard.views.common import pick_batch
 from batchrun.grading.report import disagreements
 
@@ -31,10 +35,16 @@ def render(source: data.Source) -> None:
     if answers:
         _prompt(answers[0]["params"])
     graded = data.grades(source.url, (batch["id"],))
+    rendered = st.toggle(
+        "Render answers as Markdown",
+        key="outputs_rendered",
+        help="Off: each answer is shown exactly as the model wrote it. On: its Markdown is "
+        "drawn, but images and links are shown as text with their address and never loaded.",
+    )
     columns = st.columns(max(1, len(answers)))
     for column, answer in zip(columns, answers, strict=True):
         with column:
-            _answer(answer)
+            _answer(answer, rendered)
             if answer["request_id"] is not None:  # only answers are graded
                 _grades(graded.filter(pl.col("request_id") == answer["request_id"]))
 
@@ -65,16 +75,20 @@ def _prompt(params: dict[str, Any]) -> None:
     st.subheader("Prompt")
     system = params.get("system")
     if system:
-        st.markdown(f"**system**: {_text_of(system)}")
+        st.markdown("**system**")
+        st.text(_text_of(system))
     for message in params.get("messages", []):
-        st.markdown(f"**{message.get('role', '?')}**: {_text_of(message.get('content', ''))}")
+        st.markdown(f"**{shown(message.get('role', '?'))}**")
+        st.text(_text_of(message.get("content", "")))
 
 
-def _answer(answer: dict[str, Any]) -> None:
-    st.subheader(answer["model"])
+def _answer(answer: dict[str, Any], rendered: bool) -> None:
+    st.subheader(shown(answer["model"]))
     if answer["status"] != "succeeded":
         kind = answer["error_type"] or answer["status"]
-        st.error(f"{answer['status']}: {kind}. {answer['error_message'] or ''}".strip())
+        st.error(f"{shown(answer['status'])}: {shown(kind)}")
+        if answer["error_message"]:
+            st.text(answer["error_message"])
         st.caption(f"attempts: {answer['attempts']}")
         return
     st.caption(
@@ -86,10 +100,15 @@ def _answer(answer: dict[str, Any]) -> None:
     if answer["thinking"]:
         with st.expander("Thinking", expanded=False):
             st.text(answer["thinking"])
-    st.markdown(answer["text"] or "_(no text)_")
+    if not answer["text"]:
+        st.caption("(no text)")
+    elif rendered:
+        st.html(rendered_html(answer["text"]))
+    else:
+        st.text(answer["text"])
     for block in answer["message"].get("content") or []:  # MiniMax may send content: null
         if block.get("type") == "tool_use":
-            st.markdown(f"**tool call** `{block.get('name')}`")
+            st.markdown(f"**tool call** {literal(str(block.get('name')))}")
             st.json(block.get("input", {}))
 
 
@@ -103,12 +122,13 @@ def _grades(grades: pl.DataFrame) -> None:
     """Each grader's verdict on one answer, with its reason."""
     for grade in grades.sort("grader").iter_rows(named=True):
         if grade["error"]:
-            st.caption(f"grade ({grade['grader']}): could not grade: {grade['error']}")
+            st.caption(f"grade ({shown(grade['grader'])}): could not grade:")
+            st.text(grade["error"])
             continue
         verdict = ":green[passed]" if grade["passed"] else ":red[failed]"
-        st.markdown(
-            f"**{verdict}** · {grade['grader']} · score {grade['score']:.2f}: {grade['reason']}"
-        )
+        st.markdown(f"**{verdict}** · {shown(grade['grader'])} · score {grade['score']:.2f}")
+        if grade["reason"]:
+            st.text(grade["reason"])
 
 
 def _text_of(content: Any) -> str:

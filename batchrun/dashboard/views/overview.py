@@ -10,6 +10,7 @@ import streamlit as st
 
 from batchrun import analytics
 from batchrun.dashboard import charts, data, tables
+from batchrun.dashboard.text import shown
 from batchrun.dashboard.views.common import simulated_notice
 
 LIVE_EVERY = 2.0  # seconds between refreshes of the running batches
@@ -64,8 +65,8 @@ def _running(source: data.Source) -> None:
         total = sum(sum(by.values()) for by in counts.values())
         done = total - sum(by.get("pending", 0) for by in counts.values())
         mark = " (simulated)" if batch["simulated"] else ""
-        st.progress(done / total if total else 0.0, text=f"{batch['name']}{mark}: {done:,} of "
-                    f"{total:,} requests finished")  # fmt: skip
+        text = f"{shown(batch['name'])}{mark}: {done:,} of {total:,} requests finished"
+        st.progress(done / total if total else 0.0, text=text)
 
 
 def _workers(source: data.Source) -> None:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from batchrun import analytics
 from batchrun.dashboard import data, tables
+from batchrun.dashboard.text import shown
 from batchrun.dashboard.views.common import pick_batch, simulated_notice
 
 
@@ -122,7 +123,7 @@ def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
         spent = tables.money(row["cost_nanos"], row["unpriced"])
         st.progress(
             min(1.0, row["used"]),
-            text=f"{row['batch']}: {spent} of {tables.money(row['cap_nanos'])} "
+            text=f"{shown(row['batch'])}: {spent} of {tables.money(row['cap_nanos'])} "
             f"({row['used']:.0%} of the cap)",
         )
 
