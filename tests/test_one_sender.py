@@ -459,3 +459,43 @@ def test_the_upgrade_gives_the_key_to_the_batch_that_is_continued(store_url: str
     finally:
         engine.dispose()
     assert keys == {"older": None, "newer": batch_key("a" * 64, [M3]), "newest": None}
+
+
+def test_a_resume_after_a_killed_run_takes_its_claims_at_once(
+    tmp_path: Path, served_slowly: str
+) -> None:
+    """SQLite: every sender is on this machine, so a dead one's claims need no lease to end."""
+    db = str(tmp_path / "store.db")
+    jobs = 60
+    write_jobs(tmp_path / "jobs.jsonl", prompts(jobs))
+    victim = start_run(tmp_path, db, served_slowly, concurrency=3)
+    try:
+        wait_for(db, "select count(*) from results", 10)
+        wait_for(db, "select count(*) from requests where claimed_by is not null", 1)
+    finally:
+        victim.kill()
+        victim.communicate(timeout=30)
+    live = f"select count(*) from requests where status = 'pending' and lease_until > {time.time()}"
+    held = rows(db, live)
+    assert held[0][0], "the killed run held no live claims: the test proves nothing"
+    (name,) = rows(db, "select name from batches")[0]
+    command = [
+        sys.executable, "-m", "batchrun.cli", "resume", str(name), "--db", db,
+        "--base-url", f"{served_slowly}/anthropic", "--rpm", "1000000", "--concurrency", "3",
+    ]  # fmt: skip
+    started = time.monotonic()
+    resume = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    resumed = finish([resume])
+    took = time.monotonic() - started
+    assert resumed[0][0] == 0, resumed[0][1]
+    assert rows(db, "select status, count(*) from requests group by status") == [
+        ("succeeded", jobs)
+    ]
+    assert took < 25, f"the resume waited for the dead run's leases ({took:.1f} s)"
