@@ -209,7 +209,7 @@ async def _run_file(
 ) -> BatchRun:
     with _endpoint(options) as endpoint:
         digest = file_digest(file)
-        batch = store.find_resumable(digest, models)
+        batch = store.find_resumable(digest, models, options.name)
         if batch is None:
             plan = PlanOptions(
                 models=models,

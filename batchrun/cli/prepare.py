@@ -17,6 +17,7 @@ from batchrun.catalog import check_models
 from batchrun.cli.display import print_estimate
 from batchrun.cli.output import shown_url
 from batchrun.cli.startup import load_sender
+from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 def parse_models(spec: str | None, catalog: Catalog) -> list[str]:
     """The models of ``--models A,B``, each known to the catalog; [] without the option."""
     names = [name.strip() for name in (spec or "").split(",") if name.strip()]
+    if spec is not None and not names:
+        raise ConfigError(
+            f"--models {spec!r} names no model; give one or more, such as "
+            f"--models {catalog.names()[0]}, or leave --models out"
+        )
     return check_models(names, catalog, "--models")
 
 
@@ -73,7 +79,28 @@ def create_from_file(
     if plan.line_errors:
         out.print("[yellow]Invalid lines (they are not sent; the others are):[/]")
         out.print(format_line_errors(plan.line_errors), markup=False)
+    _print_invalid_for_model(store, plan.batch, file, out)
     return plan.batch
+
+
+def _print_invalid_for_model(store: Store, batch: BatchInfo, file: Path, out: Console) -> None:
+    """The lines that one of their models cannot take: file, line, model and why."""
+    count, first = store.jobs.invalid_requests(batch.id)
+    if not count:
+        return
+    what = "1 request cannot" if count == 1 else f"{count:,} requests cannot"
+    out.print(
+        f"[yellow]{what} go to their model (not sent to it; the line's other models still get "
+        "it):[/]"
+    )
+    for row in first:
+        out.print(
+            f"{file}:{row.line_no} ({row.custom_id}) for {row.model}: {row.why}",
+            markup=False,
+            highlight=False,
+        )
+    if count > len(first):
+        out.print(f"... and {count - len(first):,} more", highlight=False)
 
 
 async def estimate_requests(

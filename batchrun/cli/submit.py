@@ -59,7 +59,7 @@ def submit_command(
     plan = PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name)
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
         announce_endpoint(out, endpoint)
-        found = store.find_resumable(digest, fan_out)
+        found = store.find_resumable(digest, fan_out, name)
         if found is not None:
             out.print(f"{file} is already stored as batch [bold]{found.name}[/] ({found.id}).")
         batch = found or create_from_file(store, loaded, file, plan, endpoint, out, digest=digest)

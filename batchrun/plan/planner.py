@@ -128,9 +128,13 @@ def create_batch(
             "lines_invalid": 0,
         }
     )
-    requests, errors, error_count = _store_lines(
-        store, batch_id, read_jobs(path, catalog, read), options.models
-    )
+    try:
+        requests, errors, error_count = _store_lines(
+            store, batch_id, read_jobs(path, catalog, read), options.models
+        )
+    except BaseException:  # Ctrl-C, SIGTERM, a failure: a part of the file is never continued
+        store.set_batch(batch_id, status=BatchStatus.CANCELED)
+        raise
     store.set_batch(batch_id, status=BatchStatus.RUNNING)
     return Plan(
         batch=store.find_batch(batch_id),

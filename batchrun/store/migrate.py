@@ -59,3 +59,11 @@ def migrate(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def known_revisions() -> frozenset[str]:
+    """The revisions of this batchrun's migrations: each file in versions/ is REVISION_name.py."""
+    versions = resources.files("batchrun.migrations") / "versions"
+    return frozenset(
+        entry.name.split("_", 1)[0] for entry in versions.iterdir() if entry.name.endswith(".py")
+    )

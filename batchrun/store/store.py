@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from batchrun.exceptions import StoreError
@@ -23,7 +23,7 @@ from batchrun.store.database import Database, reason, redact_url
 from batchrun.store.grades import Grades
 from batchrun.store.jobs import Jobs
 from batchrun.store.limits import Budgets, Pacers
-from batchrun.store.migrate import migrate
+from batchrun.store.migrate import HEAD_REVISION, known_revisions, migrate, stored_revision
 from batchrun.store.results import Results
 from batchrun.store.rows import BatchInfo, CostUpdate, Outcome, WorkItem
 from batchrun.store.work import Work
@@ -39,7 +39,11 @@ class Store:
         try:
             self.database = Database(url)
             with self.database.engine.begin() as connection:
-                migrate(connection)
+                try:
+                    migrate(connection)
+                except Exception:  # Alembic's own error for a revision it does not know
+                    _refuse_newer(connection, url)  # checked only then: opening stays one read
+                    raise
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             # ValueError: a malformed URL (a port that is not a number); ImportError: the
             # database's driver is not installed (psycopg for PostgreSQL: `pip install
@@ -73,8 +77,13 @@ class Store:
         """The batch whose id, or else whose name, is ``ref``."""
         return self.batches.find(ref)
 
-    def find_resumable(self, source_sha256: str, models: Sequence[str]) -> BatchInfo | None:
-        """The latest batch of the same file content and models that may be continued, if any."""
+    def find_resumable(
+        self, source_sha256: str, models: Sequence[str], name: str | None = None
+    ) -> BatchInfo | None:
+        """The latest batch of the same file content and models that may be continued, if any;
+        with ``name`` (--name), only the batch of that name (ConfigError if it is another's)."""
+        if name is not None:
+            return self.batches.find_named(name, source_sha256, models)
         return self.batches.find_resumable(source_sha256, models)
 
     def list_batches(self) -> list[BatchInfo]:
@@ -205,3 +214,16 @@ class Store:
 
 
 __all__ = ["Outcome", "Store", "WorkItem"]
+
+
+def _refuse_newer(connection: Connection, url: str) -> None:
+    """A database whose schema revision this batchrun does not know was made by a newer one:
+    migrating it would fail, and using it could lose what the newer version stores."""
+    revision = stored_revision(connection)
+    if revision is None or revision == HEAD_REVISION or revision in known_revisions():
+        return
+    raise StoreError(
+        f"the database {redact_url(url)} was made by a newer batchrun (its schema is at revision "
+        f"{revision}; this batchrun knows up to {HEAD_REVISION}): upgrade batchrun "
+        "(pip install -U batchrun), or give another --db"
+    )
