@@ -23,7 +23,7 @@ from batchrun.store.database import Database, reason, redact_url
 from batchrun.store.grades import Grades
 from batchrun.store.jobs import Jobs
 from batchrun.store.limits import Budgets, Pacers
-from batchrun.store.migrate import migrate
+from batchrun.store.migrate import Upgrade, migrate
 from batchrun.store.results import Results
 from batchrun.store.rows import BatchInfo, CostUpdate, Outcome, WorkItem
 from batchrun.store.work import Work
@@ -39,7 +39,7 @@ class Store:
         try:
             self.database = Database(url)
             with self.database.engine.begin() as connection:
-                migrate(connection)
+                self.upgrade: Upgrade | None = migrate(connection)  # None: at the head already
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             # ValueError: a malformed URL (a port that is not a number); ImportError: the
             # database's driver is not installed (psycopg for PostgreSQL: `pip install
