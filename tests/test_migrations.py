@@ -212,65 +212,85 @@ def assert_at_head(url: str, rows: list[tuple[Any, ...]]) -> None:
         assert kept_rows(url) == rows
 
 
-@pytest.fixture
-def rows_at_0005(store_url: str) -> list[tuple[Any, ...]]:
-    """``store_url`` holding rows, at revision 0005; the rows."""
-    rows = with_rows(store_url)
-    move_to(store_url, "0005")
-    return rows
+def schema_state(url: str) -> tuple[dict[str, Any], list[str]]:
+    """Each table's columns and indexes, and the stored revision: what a kill may leave."""
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        tables = {
+            name: (
+                sorted(column["name"] for column in found.get_columns(name)),
+                sorted(str(index["name"]) for index in found.get_indexes(name)),
+            )
+            for name in found.get_table_names()
+        }
+        if "alembic_version" not in tables:
+            return tables, []
+        with engine.connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return tables, list(version.scalars())
+    finally:
+        engine.dispose()
 
 
-def kill_points(url: str, start: str, rows: list[tuple[Any, ...]], **kw: str) -> int:
-    """How many kill points a full migration from ``start`` has (measured on one clean run)."""
-    changes, _ = changes_and_seconds(migrate_in_child(url, **kw))
-    assert_at_head(url, rows)
-    move_to(url, start)
-    return changes
+class Killing:
+    """A store at ``start`` with ``rows``, killed mid-migration again and again."""
+
+    def __init__(self, url: str, start: str, rows: list[tuple[Any, ...]]) -> None:
+        self.url, self.start, self.rows = url, start, rows
+        move_to(url, start)
+        self.before = schema_state(url)
+        out = migrate_in_child(url)  # one clean run: how many points, how long, the head
+        self.points, self.seconds = changes_and_seconds(out)
+        self.after = schema_state(url)
+        assert_at_head(url, rows)
+        move_to(url, start)
+        assert schema_state(url) == self.before
+
+    def kill(self, *, at: int = 0, delay: float | None = None) -> None:
+        migrate_in_child(self.url, kill_at=at, delay=delay)
+        # Before anything opens it again: the whole migration, or none of it.
+        assert schema_state(self.url) in (self.before, self.after), (at, delay)
+        assert_at_head(self.url, self.rows)  # and it opens, with every row
+        move_to(self.url, self.start)
 
 
 # --------------------------------------------------------------------------- SIGKILL, this batchrun
 
 
-def kill_and_check(url: str, start: str, rows: list[tuple[Any, ...]], points: list[int]) -> None:
-    for point in points:
-        migrate_in_child(url, kill_at=point)
-        assert_at_head(url, rows)  # opening it after the kill: the whole migration, or none
-        move_to(url, start)
+def started(url: str, start: str) -> Killing:
+    return Killing(url, start, with_rows(url) if start == "0005" else [])
 
 
 @pytest.mark.parametrize("start", ["base", "0005"])
 def test_a_sigkill_anywhere_in_a_migration_leaves_a_store_that_opens(
     store_url: str, start: str
 ) -> None:
-    rows = with_rows(store_url) if start == "0005" else []
-    move_to(store_url, start)
-    total = kill_points(store_url, start, rows)
-    picked = sorted([*random.Random(18).sample(range(1, total), FAST_KILLS - 1), total])
-    kill_and_check(store_url, start, rows, picked)  # the last: just before COMMIT
+    killing = started(store_url, start)
+    chance = random.Random(18)
+    for point in [*chance.sample(range(1, killing.points), FAST_KILLS - 1), killing.points]:
+        killing.kill(at=point)  # the last: just before COMMIT
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("start", ["base", "0005"])
 def test_sigkill_at_every_point_and_at_random_times(store_url: str, start: str) -> None:
-    rows = with_rows(store_url) if start == "0005" else []
-    move_to(store_url, start)
-    total = kill_points(store_url, start, rows)
-    kill_and_check(store_url, start, rows, list(range(1, total + 1)))
-    _, seconds = changes_and_seconds(migrate_in_child(store_url))
-    move_to(store_url, start)
+    killing = started(store_url, start)
+    for point in range(1, killing.points + 1):
+        killing.kill(at=point)
     chance = random.Random(1818)
     for _ in range(TIMED_KILLS):
-        migrate_in_child(store_url, delay=chance.uniform(0, seconds * 1.2))
-        assert_at_head(store_url, rows)
-        move_to(store_url, start)
+        killing.kill(delay=chance.uniform(0, killing.seconds * 1.2))
 
 
 # --------------------------------------------------------------------------- an older batchrun
 
 
-def older_kill_points(url: str, start: str, rows: list[tuple[Any, ...]]) -> list[int]:
-    total = kill_points(url, start, rows, mode="older")
-    return list(range(1, total))  # every point where an older batchrun left a migration half-done
+def older_kill_points(url: str, start: str) -> list[int]:
+    """Every point where an older batchrun could leave a migration from ``start`` half-done."""
+    changes, _ = changes_and_seconds(migrate_in_child(url, mode="older"))
+    move_to(url, start)
+    return list(range(1, changes))
 
 
 def repair_and_check(tmp_path: Path, url: str, rows: list[tuple[Any, ...]]) -> str:
@@ -309,7 +329,7 @@ def test_db_upgrade_completes_every_half_migrated_state_an_older_batchrun_leaves
 ) -> None:
     rows = with_rows(store_url) if start != "base" else []
     move_to(store_url, start)
-    for point in older_kill_points(store_url, start, rows):
+    for point in older_kill_points(store_url, start):
         migrate_in_child(store_url, mode="older", kill_at=point)
         repair_and_check(tmp_path, store_url, rows)
         move_to(store_url, start)
