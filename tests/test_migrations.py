@@ -64,6 +64,10 @@ sys.stdin.readline()
 started = time.perf_counter()
 if mode == "open":
     Store(url).close()
+elif mode == "alembic":  # the `alembic` command line's path
+    config = alembic_config()
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, target)
 else:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
@@ -236,11 +240,13 @@ def schema_state(url: str) -> tuple[dict[str, Any], list[str]]:
 class Killing:
     """A store at ``start`` with ``rows``, killed mid-migration again and again."""
 
-    def __init__(self, url: str, start: str, rows: list[tuple[Any, ...]]) -> None:
-        self.url, self.start, self.rows = url, start, rows
+    def __init__(
+        self, url: str, start: str, rows: list[tuple[Any, ...]], mode: str = "open"
+    ) -> None:
+        self.url, self.start, self.rows, self.mode = url, start, rows, mode
         move_to(url, start)
         self.before = schema_state(url)
-        out = migrate_in_child(url)  # one clean run: how many points, how long, the head
+        out = migrate_in_child(url, mode=mode)  # one clean run: how many points, how long
         self.points, self.seconds = changes_and_seconds(out)
         self.after = schema_state(url)
         assert_at_head(url, rows)
@@ -248,7 +254,7 @@ class Killing:
         assert schema_state(url) == self.before
 
     def kill(self, *, at: int = 0, delay: float | None = None) -> None:
-        migrate_in_child(self.url, kill_at=at, delay=delay)
+        migrate_in_child(self.url, kill_at=at, delay=delay, mode=self.mode)
         # Before anything opens it again: the whole migration, or none of it.
         assert schema_state(self.url) in (self.before, self.after), (at, delay)
         assert_at_head(self.url, self.rows)  # and it opens, with every row
@@ -270,6 +276,12 @@ def test_a_sigkill_anywhere_in_a_migration_leaves_a_store_that_opens(
     chance = random.Random(18)
     for point in [*chance.sample(range(1, killing.points), FAST_KILLS - 1), killing.points]:
         killing.kill(at=point)  # the last: just before COMMIT
+
+
+def test_a_sigkill_in_alembics_own_command_line_upgrade_is_as_harmless(store_url: str) -> None:
+    killing = Killing(store_url, "base", [], mode="alembic")
+    for point in random.Random(81).sample(range(1, killing.points + 1), FAST_KILLS):
+        killing.kill(at=point)
 
 
 @pytest.mark.slow
