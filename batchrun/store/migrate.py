@@ -3,6 +3,11 @@
 Opening a store reads the stored revision with plain SQL and compares it with ``HEAD_REVISION``;
 Alembic (slow to import) is loaded only when there is something to migrate. A test checks that
 ``HEAD_REVISION`` is Alembic's head of ``migrations/versions``.
+
+The whole upgrade is one transaction, under a lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+advisory lock): a process killed mid-way leaves the old revision, and concurrent openers migrate
+one after the other. A store an older batchrun left half-migrated is completed (``guarded.py``)
+and then checked against the models; tests/test_migrations.py kills migrations to show it.
 """
 
 from __future__ import annotations
