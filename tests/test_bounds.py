@@ -131,7 +131,7 @@ def test_a_store_from_a_newer_batchrun_is_named(tmp_path: Path) -> None:
         connection.execute("update alembic_version set version_num = '9999'")
     for args in (["batches"], ["run", "jobs.jsonl", *FAST]):
         done = batchrun(tmp_path, *args)
-        _one_line_error(done, "made by a newer batchrun", "revision 9999", "upgrade batchrun")
+        _one_line_error(done, "a newer batchrun made it", "schema 9999", "upgrade batchrun")
 
 
 def _nested(depth: int) -> dict[str, object]:

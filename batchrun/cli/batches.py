@@ -171,7 +171,20 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 def db_upgrade_command(db: opt.Db = None) -> None:
     """Create the database or bring it to the current schema (also done on first use)."""
     store = opt.open_store(db)
+    done = store.upgrade
+    if done is not None:
+        console().print(f"Schema upgraded from {done.before or 'nothing'} to {done.after}.")
+    if done is not None and done.completed:
+        console().print(
+            "An earlier batchrun had left a migration half-done; completed it "
+            f"(already there: {_listed(done.completed)})."
+        )
     console().print(f"Database ready: {shown_url(store.url)}")
+
+
+def _listed(things: tuple[str, ...], shown: int = 3) -> str:
+    more = len(things) - shown
+    return ", ".join(things[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _batch(store: Store, ref: str | None) -> BatchInfo:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from batchrun.exceptions import StoreError
@@ -23,7 +23,7 @@ from batchrun.store.database import Database, reason, redact_url
 from batchrun.store.grades import Grades
 from batchrun.store.jobs import Jobs
 from batchrun.store.limits import Budgets, Pacers
-from batchrun.store.migrate import HEAD_REVISION, known_revisions, migrate, stored_revision
+from batchrun.store.migrate import Upgrade, migrate
 from batchrun.store.results import Results
 from batchrun.store.rows import BatchInfo, CostUpdate, Outcome, WorkItem
 from batchrun.store.work import Work
@@ -39,11 +39,7 @@ class Store:
         try:
             self.database = Database(url)
             with self.database.engine.begin() as connection:
-                try:
-                    migrate(connection)
-                except Exception:  # Alembic's own error for a revision it does not know
-                    _refuse_newer(connection, url)  # checked only then: opening stays one read
-                    raise
+                self.upgrade: Upgrade | None = migrate(connection)  # None: at the head already
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             # ValueError: a malformed URL (a port that is not a number); ImportError: the
             # database's driver is not installed (psycopg for PostgreSQL: `pip install
@@ -214,16 +210,3 @@ class Store:
 
 
 __all__ = ["Outcome", "Store", "WorkItem"]
-
-
-def _refuse_newer(connection: Connection, url: str) -> None:
-    """A database whose schema revision this batchrun does not know was made by a newer one:
-    migrating it would fail, and using it could lose what the newer version stores."""
-    revision = stored_revision(connection)
-    if revision is None or revision == HEAD_REVISION or revision in known_revisions():
-        return
-    raise StoreError(
-        f"the database {redact_url(url)} was made by a newer batchrun (its schema is at revision "
-        f"{revision}; this batchrun knows up to {HEAD_REVISION}): upgrade batchrun "
-        "(pip install -U batchrun), or give another --db"
-    )
