@@ -51,10 +51,10 @@ def _origin_costs(frame: pl.DataFrame) -> tuple[str, str | None]:
         priced = cost.drop_nulls()
         costs.append(
             (tables.money(int(priced.sum()) if len(priced) or not unpriced else None, unpriced))
-            if done.height or not costs
+            if done.height
             else None
         )
-    return costs[0] or tables.money(0), costs[1]
+    return costs[0] or "none: nothing was sent to MiniMax", costs[1]
 
 
 def _headline(total: dict[str, Any], costs: tuple[str, str | None]) -> None:

@@ -47,7 +47,11 @@ def _totals(per_model: pl.DataFrame) -> None:
     cached = real if real.height or not simulated.height else simulated
     total = analytics.cache_total(cached, also=("unpriced",)).row(0, named=True)
     spent, *others = st.columns(4 if simulated.height else 3)
-    spent.metric("Spend", _sum_money(real), help=analytics.DEFINITIONS["cost"] + _REAL)
+    spent.metric(
+        "Spend",
+        _sum_money(real) if real.height else NO_REAL,
+        help=analytics.DEFINITIONS["cost"] + _REAL,
+    )
     if simulated.height:
         others.pop(0).metric(
             "Simulated cost (not billed)",
@@ -70,6 +74,7 @@ def _totals(per_model: pl.DataFrame) -> None:
     )
 
 
+NO_REAL = "none: nothing was sent to MiniMax"
 _REAL = " Real spend only: results sent to MiniMax (simulated results are shown apart)."
 
 
