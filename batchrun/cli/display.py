@@ -161,7 +161,7 @@ def spend_caption(summary: pl.DataFrame) -> str:
         rows = [r for r in summary.iter_rows(named=True) if bool(r.get("simulated")) is simulated]
         results = sum(r.get("succeeded") or 0 for r in rows)
         if results or not simulated:  # real spend always said, even when it is none
-            parts.append(f"{label}: {_rows_cost(rows)}")
+            parts.append(f"{label}: {_rows_cost(rows) if rows else 'nothing'}")
     return "; ".join(parts) + "."
 
 
