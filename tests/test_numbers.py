@@ -6,7 +6,7 @@ results would have cost apart from real spend (never added together); estimates 
 results their expected output comes from. The store here holds both: simulated batches (the
 runner against a simulator, marked simulated) and "real" ones (`batchrun run` with a key and
 `--base-url` pointing at a separately started simulator process, which batchrun cannot tell from
-MiniMax, so it counts as real). Both simulators inject faults, so retries happen.
+MiniMax, so it counts as real). Where retries are counted, both simulators inject faults.
 """
 
 from __future__ import annotations
@@ -35,13 +35,24 @@ FAULTS = FaultRates(overloaded=0.25, server_error=0.1)  # retried; some requests
 APP = Path(__file__).parent.parent / "batchrun" / "dashboard" / "app.py"
 
 
-@pytest.fixture
-def real_sim() -> Iterator[str]:
-    """A separately started simulator process with faults: with a key, batchrun sends to it as
-    to MiniMax (results not simulated). Yields its base URL."""
-    settings = SimSettings(time_scale=0.0, seed=11, limits=False, api_key=KEY, faults=FAULTS)
+def real_endpoint(faults: FaultRates) -> Iterator[str]:
+    """A separately started simulator process: with a key, batchrun sends to it as to MiniMax
+    (results not simulated). Yields its base URL."""
+    settings = SimSettings(time_scale=0.0, seed=11, limits=False, api_key=KEY, faults=faults)
     with simulator_process(settings) as sim:
         yield f"{sim.base_url}/anthropic"
+
+
+@pytest.fixture
+def faulty_real_sim() -> Iterator[str]:
+    """A "real" endpoint that refuses one call in five (529): the CLI's own backoff retries."""
+    yield from real_endpoint(FaultRates(overloaded=0.2))
+
+
+@pytest.fixture
+def real_sim() -> Iterator[str]:
+    """A "real" endpoint without faults, for the tests about money and history."""
+    yield from real_endpoint(FaultRates())
 
 
 @pytest.fixture
@@ -70,7 +81,7 @@ def real_run(tmp_path: Path, base_url: str, name: str, count: int, *more: str) -
     write_jobs(tmp_path / f"{name}.jsonl", prompts(count))
     done = batchrun(
         tmp_path, "run", f"{name}.jsonl", "--models", f"{M27},{M3}", "--base-url", base_url,
-        "--name", name, "--yes", "--max-attempts", "8", *more, key=KEY,
+        "--name", name, "--yes", "--max-attempts", "4", *more, key=KEY,
     )  # fmt: skip
     assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: some failed for good
     return done
@@ -110,11 +121,11 @@ def usd(nanos: int) -> str:
 
 
 def test_status_counts_retries_from_the_attempts_table_and_marks_simulated_rows(
-    tmp_path: Path, real_sim: str, faulty_sim: RunningSimulator
+    tmp_path: Path, faulty_real_sim: str, faulty_sim: RunningSimulator
 ) -> None:
     db = tmp_path / "batchrun.db"
     sim_name = simulated_batch(tmp_path, faulty_sim, 30)
-    real_run(tmp_path, real_sim, "real", 15)
+    real_run(tmp_path, faulty_real_sim, "real", 12)
 
     for name, simulated in ((sim_name, True), ("real", False)):
         document = status(tmp_path, name)
