@@ -122,9 +122,19 @@ async def estimate_requests(
     client = ApiClient(endpoint, Deadlines(), max_connections=64)
     try:
         counter = TokenCounter(client, enabled=precheck)
-        history = await anyio.to_thread.run_sync(store.output_history)
+        # Expected output from past results of the run's own origin (see plan.estimate).
+        history = await anyio.to_thread.run_sync(store.output_history, endpoint.simulated)
+        other = await anyio.to_thread.run_sync(store.output_history, not endpoint.simulated)
         kept = store.set_input_tokens if keep else None
-        return await estimate(planned, catalog, counter, history, keep=kept)
+        return await estimate(
+            planned,
+            catalog,
+            counter,
+            history,
+            keep=kept,
+            history_simulated=endpoint.simulated,
+            unused_history={model: n for model, (n, _) in other.items()},
+        )
     finally:
         await client.aclose()
 

@@ -136,11 +136,16 @@ class Store:
         """Requests per model and status."""
         return self.work.status_counts(batch_id)
 
+    def retry_counts(self, batch_id: str) -> dict[str, int]:
+        """Per model: calls beyond each request's first (the attempts table)."""
+        return self.work.retry_counts(batch_id)
+
     # --- reading -------------------------------------------------------------------------------
 
-    def output_history(self) -> dict[str, tuple[int, float]]:
-        """Per model: how many results the store has, and their mean output tokens."""
-        return self.results.output_history()
+    def output_history(self, simulated: bool) -> dict[str, tuple[int, float]]:
+        """Per model: how many simulated (or real) results the store has, and their mean output
+        tokens."""
+        return self.results.output_history(simulated)
 
     def batch_spend(self, batch_id: str) -> int:
         """Nano-dollars spent on a batch's priced results so far."""
