@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from batchrun.store import guarded
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -44,9 +46,10 @@ RETRIES = "ix_attempts_batch_id_model_request_id"
 
 
 def upgrade() -> None:
-    op.drop_index("ix_results_metrics", table_name="results")
-    op.create_index("ix_results_metrics", "results", [*METRICS, "simulated"])
-    op.create_index(RETRIES, "attempts", ["batch_id", "model", "request_id"])
+    # Guarded steps (store/guarded.py), like every migration: what is already there is kept.
+    guarded.drop_index("ix_results_metrics", "results")
+    guarded.create_index("ix_results_metrics", "results", [*METRICS, "simulated"])
+    guarded.create_index(RETRIES, "attempts", ["batch_id", "model", "request_id"])
 
 
 def downgrade() -> None:
