@@ -58,6 +58,9 @@ DEFINITIONS: dict[str, str] = {
     "null): stored with an empty answer, which fails any expect check.",
     "cost": "Sum of the priced results, in USD. Results of a model without a price are counted "
     "as unpriced, never as $0.",
+    "simulated cost": "What results from batchrun's built-in simulator would have cost at "
+    "MiniMax's prices. Nothing was billed: it is always shown apart from real spend, never "
+    "added to it.",
     "cost / 1k requests": "Mean cost of one priced result x 1,000.",
     "cost / M output": "Cost of the priced results / their output tokens x 1,000,000.",
     "cache hit rate": "Cache-read tokens / all prompt tokens (input + cache read + cache write) "
@@ -96,6 +99,7 @@ _TIMING = {
     "expected_cache_tokens": pl.Int64,  # prompt tokens expected from the cache; null: not known
     "uncached_cost_nanos": pl.Int64,  # the cost with every prompt token at the input rate
     "cache_write_cost_nanos": pl.Int64,  # the part of cost_nanos paid for cache writes
+    "simulated": pl.Boolean,  # from the built-in simulator: never real spend
 }
 
 RESULT_SCHEMA: dict[str, Any] = {"model": pl.String, "batch_id": pl.String, "batch_name": pl.String}
@@ -116,7 +120,7 @@ RESULT_COLUMNS: dict[str, Any] = {"request_id": pl.Int64, "model": pl.String, **
 BATCH_COLUMNS: dict[str, Any] = {
     "batch_id": pl.String,
     "batch_name": pl.String,
-    "simulated": pl.Boolean,
+    "batch_simulated": pl.Boolean,
 }
 
 STATUSES = tuple(
@@ -147,8 +151,8 @@ def requests_frame(
     batches: Sequence[Mapping[str, Any]],
 ) -> pl.DataFrame:
     """The requests frame: each request (Store.metric_rows, in pages of rows) with its batch's
-    name, whether it was simulated, its result's figures where it has one, and the metric
-    columns."""
+    name, whether it was simulated (its result's own mark; without a result, its batch's), its
+    result's figures where it has one, and the metric columns."""
     names = pl.DataFrame(
         [(b["id"], b["name"], b["simulated"]) for b in batches], schema=BATCH_COLUMNS, orient="row"
     )
@@ -157,8 +161,13 @@ def requests_frame(
         .join(names, on="batch_id", how="left")
         .join(_paged_frame(result_pages, RESULT_COLUMNS).drop("model"), on="request_id", how="left")
     )
-    return with_metrics(frame).with_columns(
-        retries=(pl.col("attempts") - 1).clip(lower_bound=0),
+    return (
+        with_metrics(frame)
+        .with_columns(
+            retries=(pl.col("attempts") - 1).clip(lower_bound=0),
+            simulated=pl.coalesce("simulated", "batch_simulated"),
+        )
+        .drop("batch_simulated")
     )
 
 
@@ -172,19 +181,63 @@ def _paged_frame(
 def summary_frame(
     result_pages: Iterable[Sequence[Sequence[Any]]],
     counts: Mapping[str, Mapping[str, int]],
+    retries: Mapping[str, int],
+    simulated: bool,
 ) -> pl.DataFrame:
-    """model_metrics of one batch from its results alone (Store.result_metric_rows) and its
-    requests per model and status (Store.status_counts): the end-of-run summary, which must not
-    read a row per request of a million-request batch."""
+    """model_metrics of one batch from its results alone (Store.result_metric_rows), its
+    requests per model and status (Store.status_counts) and its retries per model
+    (Store.retry_counts): the end-of-run summary and ``status``, which must not read a row per
+    request of a million-request batch.
+
+    One row per model and origin of its results, so simulated and real figures (cost above all)
+    are never added together: a model some of whose results came from the simulator and some
+    from MiniMax (a batch resumed against the other) has two rows. Its failed, pending and
+    canceled requests and its retries, which have no origin of their own, are on the row of
+    the batch's origin (``simulated``)."""
     results = with_metrics(_paged_frame(result_pages, RESULT_COLUMNS)).with_columns(
-        status=pl.lit(str(RequestStatus.SUCCEEDED)), retries=pl.lit(0), simulated=pl.lit(False)
+        status=pl.lit(str(RequestStatus.SUCCEEDED)),
+        retries=pl.lit(0),
+        simulated=pl.col("simulated").fill_null(simulated),
     )
-    status = pl.DataFrame(
-        [{"model": model, **{s: by.get(s, 0) for s in STATUSES}} for model, by in counts.items()],
-        schema={"model": pl.String, **dict.fromkeys(STATUSES, pl.Int64)},
-    ).with_columns(requests=pl.sum_horizontal(*STATUSES))
-    figures = model_metrics(results).drop("requests", *STATUSES, "error_rate", "success_rate")
-    return status.join(figures, on="model", how="left").with_columns(*_rates()).sort("model")
+    figures = model_metrics(results, by=("model", "simulated")).rename({"requests": "results"})
+    figures = figures.drop(*STATUSES, "retries", "error_rate", "success_rate")
+    rows = _origin_rows(figures, counts, retries, simulated)
+    return (
+        rows.join(figures.drop("results"), on=["model", "simulated"], how="left")
+        .with_columns(*_rates())
+        .sort("model", "simulated")
+    )
+
+
+def _origin_rows(
+    figures: pl.DataFrame,
+    counts: Mapping[str, Mapping[str, int]],
+    retries: Mapping[str, int],
+    simulated: bool,
+) -> pl.DataFrame:
+    """Requests per status and retries of each (model, origin) row of ``summary_frame``."""
+    home = pl.DataFrame(
+        [
+            {"model": m, **{s: by.get(s, 0) for s in STATUSES}, "retries": retries.get(m, 0)}
+            for m, by in counts.items()
+        ],
+        schema={"model": pl.String, **dict.fromkeys(STATUSES, pl.Int64), "retries": pl.Int64},
+    ).with_columns(simulated=pl.lit(simulated))
+    elsewhere = figures.filter(pl.col("simulated") != simulated).select(
+        "model", "simulated", pl.col("results").cast(pl.Int64).alias("succeeded")
+    )
+    moved = elsewhere.group_by("model").agg(pl.col("succeeded").sum().alias("moved"))
+    home = (
+        home.join(moved, on="model", how="left")
+        .with_columns(succeeded=pl.col("succeeded") - pl.col("moved").fill_null(0))
+        .drop("moved")
+    )
+    others = elsewhere.with_columns(
+        *[pl.lit(0, pl.Int64).alias(s) for s in STATUSES if s != "succeeded"],
+        retries=pl.lit(0, pl.Int64),
+    ).select(home.columns)
+    rows = pl.concat([home, others]).with_columns(requests=pl.sum_horizontal(*STATUSES))
+    return rows.filter(pl.col("requests") > 0)
 
 
 def with_metrics(frame: pl.DataFrame) -> pl.DataFrame:
@@ -240,7 +293,7 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
         ((status == RequestStatus.SUCCEEDED) & ~priced).sum().alias("unpriced"),
         priced.sum().alias("priced"),
         pl.col("output_tokens").filter(priced).sum().alias("priced_output"),
-        pl.col("simulated").any(),
+        *([] if "simulated" in by else [pl.col("simulated").any()]),
     )
     return (
         with_cache_figures(frame)
@@ -398,7 +451,8 @@ def spend_over_time(results: pl.DataFrame, every: str = "day") -> pl.DataFrame:
     """Priced cost per period (``hour`` or ``day``, UTC) and model, with each model's running total.
 
     A period in which a model's results were all unpriced has a null cost and a count of
-    ``unpriced``; it never shows as $0.
+    ``unpriced``; it never shows as $0. Give it real results or simulated ones, not both: their
+    costs must not be added together (``real`` and ``simulated`` split a frame).
     """
     key = {"hour": "hour", "day": "day"}[every]
     done = results.filter(pl.col("sent_at").is_not_null())
@@ -420,19 +474,31 @@ def spend_over_time(results: pl.DataFrame, every: str = "day") -> pl.DataFrame:
 SPEND_KEYS = {"model": "model", "batch": "batch_name", "day": "day"}
 
 
+def real(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of real results (sent to MiniMax): what was actually spent."""
+    return frame.filter(~pl.col("simulated").fill_null(False))
+
+
+def simulated(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of simulated results (the built-in simulator): priced as if real, never billed."""
+    return frame.filter(pl.col("simulated").fill_null(False))
+
+
 def spend(results: pl.DataFrame, by: str) -> pl.DataFrame:
-    """Spend grouped by model, batch or UTC day: requests, tokens, priced cost, unpriced count,
-    and the prompt-cache figures (as in ``model_metrics``).
+    """Spend grouped by origin (``simulated`` false first, then true) and model, batch or UTC
+    day: requests, tokens, priced cost, unpriced count, and the prompt-cache figures (as in
+    ``model_metrics``).
 
     ``cost_nanos`` sums only priced requests; ``unpriced`` counts the others, which are never
-    added as zero. Rows without a result (a requests frame's failures) are left out.
+    added as zero. Rows without a result (a requests frame's failures) are left out. Simulated
+    and real results are never in one row: their rows are kept apart by ``simulated``.
     """
     key = SPEND_KEYS[by]
     frame = results.filter(pl.col("sent_at").is_not_null()).with_columns(
-        pl.col("day").cast(pl.String)
+        pl.col("day").cast(pl.String), pl.col("simulated").fill_null(False)
     )
     return (
-        frame.group_by(key)
+        frame.group_by("simulated", key)
         .agg(
             pl.len().alias("requests"),
             pl.col("input_tokens").sum(),
@@ -444,7 +510,7 @@ def spend(results: pl.DataFrame, by: str) -> pl.DataFrame:
             pl.col("cost_nanos").is_null().sum().alias("unpriced"),
         )
         .pipe(with_cache_figures)
-        .sort(key)
+        .sort("simulated", key)
         .rename({key: by})
     )
 

@@ -15,6 +15,9 @@ from batchrun.catalog import ModelInfo, Price, Rates
 from batchrun.exceptions import ConfigError
 
 NANOS_PER_USD = 1_000_000_000
+# The largest amount an option in USD takes: a billion dollars, far below what the store's 64-bit
+# integers hold (about 9.2e9 USD in nano-dollars), so sums of caps and spend never overflow.
+MAX_USD_NANOS = 1_000_000_000 * NANOS_PER_USD
 _NANOS_PER_TOKEN_PER_RATE = Decimal(NANOS_PER_USD) / Decimal(1_000_000)  # rate is per million
 
 
@@ -150,7 +153,12 @@ def parse_usd(text: str | None, option: str = "--max-cost", allow_zero: bool = F
         amount = Decimal(text.strip().lstrip("$"))
     except InvalidOperation:
         amount = Decimal(-1)
-    if not amount.is_finite() or amount < 0 or (amount == 0 and not allow_zero):
-        least = "0 or more" if allow_zero else "above 0"
-        raise ConfigError(f"{option} must be an amount in USD {least}, such as 2.50, not {text!r}")
-    return int(amount * NANOS_PER_USD)
+    nanos = int(amount * NANOS_PER_USD) if amount.is_finite() else -1
+    # Below one nano-dollar (the unit money is kept in) a cap would round to 0, which means none.
+    if nanos < 0 or (nanos == 0 and not (allow_zero and amount == 0)) or nanos > MAX_USD_NANOS:
+        least = "0" if allow_zero else "0.000000001 (one nano-dollar)"
+        most = f"{MAX_USD_NANOS // NANOS_PER_USD:,}"
+        raise ConfigError(
+            f"{option} must be an amount in USD from {least} to {most}, such as 2.50, not {text!r}"
+        )
+    return nanos

@@ -215,7 +215,8 @@ async def _run_file(
             strict=options.strict,
             name=options.name,
         )
-        # The unfinished batch of the file continued, else one new one (even across processes).
+        # The file's batch continued (--name's, or the latest), else one new one, even across
+        # processes loading it at once.
         batch = open_file_batch(store, catalog, file, plan, endpoint, digest=digest).batch
         return await _send(store, catalog, batch, endpoint, options)
 

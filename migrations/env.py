@@ -1,7 +1,8 @@
 """Alembic environment: batchrun runs migrations programmatically (``batchrun.store``).
 
-The caller passes an open SQLAlchemy connection in ``config.attributes["connection"]``; for
-the ``alembic`` command line, ``sqlalchemy.url`` in the config (or BATCHRUN_DB) is used instead.
+The caller passes an open SQLAlchemy connection in ``config.attributes["connection"]`` (in a
+transaction: it commits); for the ``alembic`` command line, ``sqlalchemy.url`` in the config is
+used instead, and the whole command is one transaction (on SQLite too).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def run() -> None:
         raise SystemExit("set sqlalchemy.url, or run `batchrun db upgrade --db URL`")
     engine = create_engine(url)
     try:
-        with engine.connect() as fresh:
+        with engine.begin() as fresh:  # the whole command in one transaction, as on open
+            if fresh.dialect.name == "sqlite":
+                # pysqlite would commit each DDL statement on its own (it begins a transaction
+                # only before INSERT, UPDATE and DELETE); IMMEDIATE takes the write lock now.
+                fresh.exec_driver_sql("BEGIN IMMEDIATE")
             run_with(fresh)
     finally:
         engine.dispose()

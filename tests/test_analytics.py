@@ -42,10 +42,12 @@ def result(
     out: int = 100,
     cost: int | None = 1000,
     flags: str | None = None,
+    simulated: bool | None = None,  # None: as its batch
 ) -> tuple[Any, ...]:
     text_s = ttft if text is None else text
     cache = (None, None, None)  # expected cache tokens, uncached cost, cache-write cost
-    return (rid, "unused", sent, ttft, text_s, last, done, 10, out, 2, 1, cost, flags, *cache)
+    figures = (10, out, 2, 1, cost, flags, *cache, simulated)
+    return (rid, "unused", sent, ttft, text_s, last, done, *figures)
 
 
 @pytest.fixture
@@ -120,7 +122,9 @@ def test_summary_from_results_and_status_counts() -> None:
     results = [result(1, done=1.0), result(2, done=2.0), result(3, done=3.0), result(5, cost=None)]
     pages = [[(r[0], m, *r[2:]) for r, m in zip(results, "AAAB", strict=True)]]
     counts = {"A": {"succeeded": 3, "pending": 5}, "B": {"succeeded": 1, "errored": 1}}
-    rows = by_model(analytics.summary_frame(pages, counts))
+    rows = by_model(analytics.summary_frame(pages, counts, {"A": 2}, False))
+    assert (rows["A"]["retries"], rows["B"]["retries"]) == (2, 0)
+    assert not rows["A"]["simulated"]
     assert (rows["A"]["requests"], rows["A"]["pending"], rows["A"]["succeeded"]) == (8, 5, 3)
     assert rows["A"]["latency_p50"] == pytest.approx(2.0)
     assert rows["A"]["success_rate"] == pytest.approx(3 / 8)
@@ -195,9 +199,9 @@ def test_spend_over_time_per_hour_and_day_with_running_totals(frame: pl.DataFram
 
 def test_spend_by_batch_counts_only_results(frame: pl.DataFrame) -> None:
     table = analytics.spend(frame, "batch")
-    assert table.select("batch", "requests", "cost_nanos", "unpriced").rows() == [
-        ("first", 5, 2000, 0),
-        ("second", 1, None, 1),
+    assert table.select("batch", "requests", "cost_nanos", "unpriced", "simulated").rows() == [
+        ("second", 1, None, 1, False),  # real rows first, never added to simulated ones
+        ("first", 5, 2000, 0, True),
     ]
 
 

@@ -95,7 +95,7 @@ def test_amount_options_say_which_option_is_wrong() -> None:
     assert parse_usd("2.50") == 2_500_000_000
     assert parse_usd("$0.01") == 10_000_000
     assert parse_usd("0", "--confirm-above", allow_zero=True) == 0
-    with pytest.raises(ConfigError, match="--max-cost must be an amount in USD above 0"):
+    with pytest.raises(ConfigError, match=r"--max-cost must be an amount in USD from 0\.000000001"):
         parse_usd("0")
     with pytest.raises(ConfigError, match="--confirm-above must be"):
         parse_usd("lots", "--confirm-above", allow_zero=True)

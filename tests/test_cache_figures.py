@@ -33,6 +33,7 @@ from batchrun.run.launch import LimitOptions
 from batchrun.run.results import result_row
 from batchrun.sim import RunningSimulator
 from batchrun.store import Outcome, Store, alembic_config
+from batchrun.store.migrate import HEAD_REVISION
 from batchrun.store.tables import RESULT_METRICS, results
 from tests.dbfixtures import engine, postgres_server, postgres_url, sqlite_url, store_url
 from tests.helpers import batchrun
@@ -280,9 +281,10 @@ def test_status_and_spend_show_the_cache_figures(tmp_path: Path, cached_run: Run
         assert f"Prompt cache by {by}" in spent.stdout
         assert f"The prompt cache saved {usd(saved)}" in spent.stdout
     spend_json = orjson.loads(batchrun(tmp_path, "spend", "--json").stdout)
-    for row in spend_json["rows"]:
+    assert spend_json["real"]["rows"] == []  # a simulated run: nothing in real spend
+    for row in spend_json["simulated"]["rows"]:
         check_group(row, figures[row["model"]])
-    assert spend_json["total"]["cache_saving_nanos"] == saved
+    assert spend_json["simulated"]["total"]["cache_saving_nanos"] == saved
 
 
 # --------------------------------------------------------------------------- synthetic stores
@@ -525,13 +527,14 @@ def test_migration_0006_backfills_exactly_and_reprice_fills_the_rest(
         with engine.connect() as connection:
             assert (
                 connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-                == "0006"
+                == HEAD_REVISION  # on to the head, through 0006
             )
         index = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("results")}
-        assert index["ix_results_metrics"][-3:] == [
+        assert index["ix_results_metrics"][-4:] == [
             "expected_cache_tokens",
             "uncached_cost_nanos",
             "cache_write_cost_nanos",
+            "simulated",  # 0007
         ]
         # Old rows with cache use say their saving is unknown rather than guessing it.
         before = rows_by(analytics.model_metrics(requests_frame(store)))

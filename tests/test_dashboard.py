@@ -193,19 +193,24 @@ def test_compare_shows_each_models_cache_figures(seeded: Path) -> None:
 def test_spend_shows_the_cache_figures_beside_the_spend(seeded: Path) -> None:
     app = open_page(seeded, "spend")
     headline = {m.label: m.value for m in app.metric}
+    # Real spend (the batch run with a key) and the simulated batches' cost apart (issue 18).
     [(cost, saving, read, prompt)] = db_rows(
         seeded,
         "SELECT sum(cost_nanos), sum(uncached_cost_nanos - cost_nanos), sum(cache_read_tokens), "
-        "sum(input_tokens + cache_read_tokens + cache_creation_tokens) FROM results",
+        "sum(input_tokens + cache_read_tokens + cache_creation_tokens) FROM results "
+        "WHERE NOT simulated",
     )
+    [(simulated,)] = db_rows(seeded, "SELECT sum(cost_nanos) FROM results WHERE simulated")
     assert headline["Spend"] == usd(int(str(cost)))
+    assert headline["Simulated cost (not billed)"] == usd(int(str(simulated)))
     assert headline["Cache saving"] == usd(int(str(saving)))
     assert headline["Cache hit rate"] == f"{int(str(read)) / int(str(prompt)):.1%}"
     app.segmented_control(key="spend_by").set_value("model")
-    by_model = rerun(app).dataframe[0].value.set_index("model")
+    by_model = rerun(app).dataframe[0].value
+    by_model = by_model[by_model["data"] == "MiniMax"].set_index("model")  # real rows only
     columns = list(by_model.columns)
     assert columns.index("cache saving") == columns.index("cost") + 1
-    for model, figures in cache_figures(seeded).items():  # every batch
+    for model, figures in cache_figures(seeded, "faulty").items():  # the one real batch
         row = by_model.loc[model]
         assert f"{row['cache hit rate']:.1%}" == figures["cache hit rate"], model
         assert f"{row['cached requests']} of {row['requests']}" == figures["cached requests"]
@@ -391,7 +396,7 @@ def test_spend_page_by_day_model_batch_and_budget(seeded: Path) -> None:
     assert "of $5.0000" in bars[0]
     app.segmented_control(key="spend_by").set_value("model")
     by_model = rerun(app).dataframe[0].value
-    assert sorted(by_model["model"]) == sorted(MODELS)
+    assert sorted(set(by_model["model"])) == sorted(MODELS)
     app.segmented_control(key="spend_by").set_value("batch")
     by_batch = rerun(app).dataframe[0].value
     assert sorted(by_batch["batch"]) == ["demo", "faulty", "graded"]
@@ -445,8 +450,10 @@ def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
     assert "have no price" in spend
     assert "$0.000000" not in spend
     headline = {m.label: m.value for m in spend_page.metric}
-    assert headline["Spend"].startswith("$")
-    assert headline["Spend"].endswith(" unpriced")  # M3's results, beside the priced spend
+    assert headline["Spend"] == "none: nothing was sent to MiniMax"  # all simulated
+    simulated = headline["Simulated cost (not billed)"]
+    assert simulated.startswith("$")
+    assert simulated.endswith(" unpriced")  # M3's results, beside the priced cost
     assert headline["Cache saving"].startswith("unknown (")  # no uncached cost stored
     assert headline["Cache hit rate"] == "0.0%"
     compare = open_page(synthetic, "compare")

@@ -69,7 +69,7 @@ def test_estimate_matches_the_simulators_counts_and_prices(
 
 def test_expected_output_comes_from_past_results(tmp_path: Path, sim: RunningSimulator) -> None:
     run = run_jobs(tmp_path, sim, prompts(6), [M27])
-    history = run.store.output_history()
+    history = run.store.output_history(simulated=True)
     count, mean = history[M27]
     assert count == 6
     assert mean == sum(row["output_tokens"] for row in run.results()) / 6

@@ -102,7 +102,8 @@ def test_spend_and_reprice_commands(tmp_path: Path) -> None:
     for by in ("model", "batch", "day"):
         shown = batchrun(tmp_path, "spend", "--by", by)
         assert shown.returncode == 0, shown.stderr
-        assert "Total: $" in shown.stdout
+        assert "Total simulated (not billed): $" in shown.stdout
+        assert "No real spend" in shown.stdout
     assert "s" in batchrun(tmp_path, "spend", "--by", "batch").stdout
     assert batchrun(tmp_path, "spend", "--since", "2999-01-01").stdout.count(M27) == 0
     assert batchrun(tmp_path, "spend", "--by", "week").returncode == 2

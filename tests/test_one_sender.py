@@ -433,7 +433,7 @@ def test_the_upgrade_gives_the_key_to_the_batch_that_is_continued(store_url: str
     Store(store_url).close()
     config = alembic_config()
     config.set_main_option("sqlalchemy.url", store_url)
-    command.downgrade(config, "0006")
+    command.downgrade(config, "0007")
     engine = create_engine(store_url)
     old = {
         "source_path": "jobs.jsonl", "source_sha256": "a" * 64, "models": '["MiniMax-M3"]',

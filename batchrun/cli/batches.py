@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -20,6 +20,8 @@ from batchrun.export import FORMATS, format_for, result_records, write_jsonl, wr
 from batchrun.status import BatchStatus, RequestStatus
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from batchrun.store import BatchInfo, Store
 
 STATUSES = (
@@ -65,7 +67,8 @@ def status_command(
     batch = _batch(store, batch_ref)
     counts = store.status_counts(batch.id)
     summary = summary_of(store, batch)
-    total = cache_total(summary, also=("succeeded", "unpriced")).row(0, named=True)
+    own = summary.filter(summary["simulated"] == batch.simulated)  # the batch's own origin
+    total = cache_total(own, also=("succeeded", "unpriced")).row(0, named=True)
     if as_json:
         document = {
             "id": batch.id,
@@ -78,6 +81,7 @@ def status_command(
             "requests": counts,
             "models": summary.to_dicts(),
             "cache": total,
+            "spend": spend_by_origin(summary),
         }
         sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -96,6 +100,26 @@ def status_command(
     out.print(table)
     out.print(summary_table(summary, "Metrics of the succeeded requests"))
     print_batch_cache(out, summary)
+
+
+def spend_by_origin(summary: pl.DataFrame) -> dict[str, dict[str, Any] | None]:
+    """A batch's real spend and, apart from it, what its simulated results would have cost:
+    results, priced cost and unpriced results of each; None for an origin with no results."""
+    spent: dict[str, dict[str, Any] | None] = {}
+    for name, simulated in (("real", False), ("simulated", True)):
+        rows = summary.filter(summary["simulated"] == simulated)
+        results = int(rows["succeeded"].sum())
+        priced = rows["cost_nanos"].drop_nulls()
+        spent[name] = (
+            {
+                "results": results,
+                "cost_nanos": int(priced.sum()) if len(priced) else None,
+                "unpriced": int(rows["unpriced"].fill_null(0).sum()),
+            }
+            if results
+            else None
+        )
+    return spent
 
 
 def results_command(
@@ -171,7 +195,20 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 def db_upgrade_command(db: opt.Db = None) -> None:
     """Create the database or bring it to the current schema (also done on first use)."""
     store = opt.open_store(db)
+    done = store.upgrade
+    if done is not None:
+        console().print(f"Schema upgraded from {done.before or 'nothing'} to {done.after}.")
+    if done is not None and done.completed:
+        console().print(
+            "An earlier batchrun had left a migration half-done; completed it "
+            f"(already there: {_listed(done.completed)})."
+        )
     console().print(f"Database ready: {shown_url(store.url)}")
+
+
+def _listed(things: tuple[str, ...], shown: int = 3) -> str:
+    more = len(things) - shown
+    return ", ".join(things[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _batch(store: Store, ref: str | None) -> BatchInfo:

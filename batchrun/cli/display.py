@@ -115,12 +115,18 @@ def summary_of(store: Store, batch: BatchInfo) -> pl.DataFrame:
     """The per-model figures of one batch (analytics.summary_frame), read from the store."""
     from batchrun.analytics import summary_frame  # noqa: PLC0415 - polars loads only when used
 
-    return summary_frame(store.result_metric_rows([batch.id]), store.status_counts(batch.id))
+    return summary_frame(
+        store.result_metric_rows([batch.id]),
+        store.status_counts(batch.id),
+        store.retry_counts(batch.id),
+        batch.simulated,
+    )
 
 
 def summary_table(summary: pl.DataFrame, title: str) -> Table:
-    """The end-of-run table: one row per model."""
-    table = Table(title=title)
+    """The end-of-run table: one row per model (and origin, see ``summary_frame``), with the
+    real and the simulated cost apart in its caption."""
+    table = Table(title=title, caption=spend_caption(summary), caption_justify="left")
     columns = (
         "model", "requests", "success", "latency p50", "latency p90", "TTFT p50",
         "output tps p50", "tokens in/out", "cost",
@@ -128,8 +134,12 @@ def summary_table(summary: pl.DataFrame, title: str) -> Table:
     flagged = any(_flag_note(row) for row in summary.iter_rows(named=True))
     for column in (*columns, "flagged") if flagged else columns:
         table.add_column(column, justify="left" if column in ("model", "flagged") else "right")
+    mixed = "simulated" in summary.columns and summary["simulated"].n_unique() > 1
     for row in summary.iter_rows(named=True):
-        table.add_row(*_summary_cells(row), *([_flag_note(row)] if flagged else []))
+        cells = _summary_cells(row)
+        if mixed:  # the same model on two rows: say which is which
+            cells[0] += " (simulated)" if row["simulated"] else " (MiniMax)"
+        table.add_row(*cells, *([_flag_note(row)] if flagged else []))
     return table
 
 
@@ -141,6 +151,28 @@ def _flag_note(row: dict[str, Any]) -> str:
         if row.get(column)
     ]
     return ", ".join(notes)
+
+
+def spend_caption(summary: pl.DataFrame) -> str:
+    """What the rows' results cost: real spend, and apart from it (never added) what the
+    simulated ones would have cost."""
+    parts = []
+    for simulated, label in ((False, "Spent on MiniMax"), (True, SIMULATED_COST)):
+        rows = [r for r in summary.iter_rows(named=True) if bool(r.get("simulated")) is simulated]
+        results = sum(r.get("succeeded") or 0 for r in rows)
+        if results or not simulated:  # real spend always said, even when it is none
+            parts.append(f"{label}: {_rows_cost(rows) if rows else 'nothing'}")
+    return "; ".join(parts) + "."
+
+
+SIMULATED_COST = "simulated (not billed, MiniMax's prices)"
+
+
+def _rows_cost(rows: list[dict[str, Any]]) -> str:
+    priced = [r["cost_nanos"] for r in rows if r["cost_nanos"] is not None]
+    unpriced = sum(r["unpriced"] or 0 for r in rows)
+    cost = usd(sum(priced)) if priced else ("-" if unpriced else usd(0))
+    return cost + (f" + {unpriced:,} unpriced" if unpriced else "")
 
 
 def _summary_cells(row: dict[str, Any]) -> list[str]:
@@ -262,8 +294,31 @@ def print_estimate(out: Console, estimate: Estimate, title: str) -> None:
     cached = estimate_cache_table(estimate)
     if cached is not None:
         out.print(cached)
-    for note in estimate_notes(estimate):
+    for note in [history_note(estimate), *estimate_notes(estimate)]:
         out.print(note, highlight=False)
+
+
+def history_note(estimate: Estimate) -> str:
+    """Which past results the expected output comes from: those of the run's own origin."""
+    if any(m.history_simulated for m in estimate.models.values()):
+        return (
+            "Expected output: each model's mean output over this database's past simulated "
+            "results (this estimate is for the built-in simulator; nothing is billed)."
+        )
+    return (
+        "Expected output: each model's mean output over this database's past real results "
+        "(sent to MiniMax). Simulated results are not used: the simulator's answer lengths are "
+        "made up and say nothing of what the real model writes."
+    )
+
+
+def _history_cell(row: ModelEstimate) -> str:
+    """The notes column's word on the expected output: how many past results it is from."""
+    kind, other = ("simulated", "real") if row.history_simulated else ("real", "simulated")
+    if row.history:
+        return f"expected output from {row.history:,} {kind} results"
+    unused = f" ({row.unused_history:,} {other} results not used)" if row.unused_history else ""
+    return f"no past {kind} results: no expected value{unused}"
 
 
 def estimate_table(estimate: Estimate, title: str) -> Table:
@@ -363,8 +418,8 @@ def _estimate_cells(row: ModelEstimate) -> list[str]:
         notes.append(f"{row.unpriced:,} unpriced")
     if row.invalid:
         notes.append(f"{row.invalid:,} over the context window or output cap")
-    if row.expected_output_tokens is None and row.model != "total":
-        notes.append("no past results: no expected value")
+    if row.model != "total":
+        notes.append(_history_cell(row))
     expected_output = row.expected_output_tokens
     return [
         row.model,
@@ -381,15 +436,19 @@ def _estimate_cells(row: ModelEstimate) -> list[str]:
 def print_batch_cache(out: Console, summary: pl.DataFrame) -> None:
     """A batch's prompt-cache table per model with the batch's total (``status`` and the end of
     a run)."""
-    from batchrun.analytics import cache_total  # noqa: PLC0415 - polars loads only when used
+    from batchrun.analytics import cache_total, real, simulated  # noqa: PLC0415
 
-    total = cache_total(summary, also=("succeeded", "unpriced")).row(0, named=True)
-    print_cache(
-        out,
-        summary.to_dicts(),
-        total,
-        key="model",
-        results="succeeded",
-        title="Prompt cache (MiniMax caches long prompt prefixes on its own)",
-        total_label="all models",
-    )
+    for origin, label in ((real, ""), (simulated, ", simulated results")):
+        rows = origin(summary)
+        if rows.is_empty():
+            continue
+        total = cache_total(rows, also=("succeeded", "unpriced")).row(0, named=True)
+        print_cache(
+            out,
+            rows.to_dicts(),
+            total,
+            key="model",
+            results="succeeded",
+            title=f"Prompt cache{label} (MiniMax caches long prompt prefixes on its own)",
+            total_label="all models",
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import typer
 from rich.markup import escape
@@ -25,6 +27,35 @@ def run_guarded(app: typer.Typer, argv: list[str] | None) -> None:
         message = escape(redact(str(exc)))  # what a user typed or a server said is not markup
         console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not is_interrupt(exc):
+            raise
         console(stderr=True).print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C or SIGTERM (KeyboardInterrupt), alone or in the exception group
+    of a task group it interrupted."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(is_interrupt(inner) for inner in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM stop the command as Ctrl-C does (KeyboardInterrupt, then exit 130), so that
+    every phase of a run (loading, estimate, question, sending) ends with its batch put right.
+
+    Called again after a run's sending phase: its signal receiver leaves SIGTERM at the default,
+    which kills the process without a word.
+    """
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(_signum: int, frame: FrameType | None) -> None:
+    # Whatever Ctrl-C does now: inside an event loop, asyncio's handler cancels the main task and
+    # raises KeyboardInterrupt once it has unwound; elsewhere Python's raises it at once.
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import sys
 from datetime import date
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -16,6 +16,15 @@ from batchrun.cli.display import print_cache
 from batchrun.cli.output import console
 from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+ORIGINS = (
+    ("real", False, "MiniMax: billed"),
+    ("simulated", True, "simulated: not billed, at MiniMax's prices"),
+)  # (JSON key, results' simulated mark, what the tables say)
 
 
 def spend_command(
@@ -32,29 +41,42 @@ def spend_command(
     db: opt.Db = None,
 ) -> None:
     """Spend tables: requests, tokens, cost and the prompt cache's hit rate and saving; unpriced
-    requests are counted, never added as $0."""
+    requests are counted, never added as $0. Real spend (MiniMax) and what simulated results
+    would have cost are shown apart, each with its own total, never added together."""
     from batchrun.analytics import SPEND_KEYS, cache_total, results_frame, spend  # noqa: PLC0415
 
     if by not in SPEND_KEYS:
         raise ConfigError(f"--by must be one of {', '.join(SPEND_KEYS)}, not {by!r}")
     start = _day(since) if since else None
     store = opt.open_store(db)
-    table_rows = spend(results_frame(store.result_rows(since=start)), by)
-    rows = table_rows.to_dicts()
-    total = cache_total(table_rows, also=("requests", "unpriced")).row(0, named=True)
-    priced = [n for n in table_rows["cost_nanos"].to_list() if n is not None]
-    total["cost_nanos"] = sum(priced) if priced else None
+    every = spend(results_frame(store.result_rows(since=start)), by)
+    parts: dict[str, dict[str, Any]] = {}
+    for key, simulated, _ in ORIGINS:
+        table_rows = every.filter(every["simulated"] == simulated)
+        total = cache_total(table_rows, also=("requests", "unpriced")).row(0, named=True)
+        priced = [n for n in table_rows["cost_nanos"].to_list() if n is not None]
+        total["cost_nanos"] = sum(priced) if priced else None
+        parts[key] = {"rows": table_rows.drop("simulated").to_dicts(), "total": total}
     if as_json:
-        document = {"by": by, "since": since, "rows": rows, "total": total}
+        document = {"by": by, "since": since, **parts}
         sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     title = f"by {by}" + (f" since {since}" if since else "")
-    _print_spend(rows, total, by, title)
+    out = console()
+    if not parts["real"]["rows"]:
+        out.print("No real spend: no result here was sent to MiniMax.")
+    for key, _, label in ORIGINS:
+        if parts[key]["rows"]:
+            _print_spend(out, parts[key]["rows"], parts[key]["total"], by, title, label)
 
 
-def _print_spend(rows: list[dict[str, Any]], total: dict[str, Any], by: str, title: str) -> None:
-    """The spend table, its total, then the prompt cache's table and warnings."""
-    table = Table(title=f"Spend {title}")
+def _print_spend(
+    out: Console, rows: list[dict[str, Any]], total: dict[str, Any], by: str, title: str, label: str
+) -> None:
+    """One origin's spend table (``label``: real or simulated), its total, then the prompt
+    cache's table and warnings."""
+    simulated = label.startswith("simulated")
+    table = Table(title=f"{'Simulated cost' if simulated else 'Spend'} {title} ({label})")
     for column in (
         by,
         "requests",
@@ -77,18 +99,19 @@ def _print_spend(rows: list[dict[str, Any]], total: dict[str, Any], by: str, tit
             usd(row["cost_nanos"]) if row["cost_nanos"] is not None else "-",
             f"{row['unpriced']:,}",
         )
-    out = console()
     out.print(table)
     unpriced = total["unpriced"]
     out.print(
-        f"Total: {usd(total['cost_nanos']) if total['cost_nanos'] is not None else '-'}"
+        ("Total simulated (not billed)" if simulated else "Total spent on MiniMax")
+        + f": {usd(total['cost_nanos']) if total['cost_nanos'] is not None else '-'}"
         + (
             f", plus {unpriced:,} unpriced requests (no price on their model and day)"
             if unpriced
             else ""
         )
     )
-    print_cache(out, rows, total, key=by, results="requests", title=f"Prompt cache {title}")
+    suffix = ", simulated" if simulated else ""
+    print_cache(out, rows, total, key=by, results="requests", title=f"Prompt cache {title}{suffix}")
 
 
 def reprice_command(

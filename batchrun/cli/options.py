@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = RetryPolicy.max_attempts
 IDLE_TIMEOUT = Deadlines.idle
 TIMEOUT = Deadlines.total
+# The most requests in flight --concurrency allows per model: the client's connection pool holds
+# at most this many connections (batchrun.run.execute), so more slots would only wait for one.
+MAX_CONCURRENCY = 4096
 
 Db = Annotated[
     str | None,
@@ -54,7 +59,8 @@ Concurrency = Annotated[
     str | None,
     typer.Option(
         "--concurrency",
-        help="Requests in flight per model: N for every model, or MODEL=N,MODEL=N. "
+        help="Requests in flight per model: N for every model, or MODEL=N,MODEL=N, at most "
+        f"{MAX_CONCURRENCY:,}; never more than the model has requests left. "
         "Default: enough to hold the model's RPM.",
         show_default=False,
     ),
@@ -220,7 +226,9 @@ BatchName = Annotated[
     str | None,
     typer.Option(
         "--name",
-        help="A name for the batch (default: the file name and the time).",
+        help="A name for the batch (default: the file name and the time). A name no batch "
+        "has starts a new batch of the file, even if the file has one already; the name of this "
+        "file's batch (same models) continues it; another batch's name is refused.",
         show_default=False,
     ),
 ]
@@ -272,9 +280,11 @@ def connection(
     confirm_above_nanos: int | None = None,
 ) -> Connection:
     """The sending options from their command-line values, checked."""
-    if sim_time_scale < 0:
-        raise ConfigError("--sim-time-scale must be 0 or more")
+    check_seconds(sim_time_scale, "--sim-time-scale", allow_zero=True)
+    check_seconds(timeout, "--timeout")
+    check_seconds(idle_timeout, "--idle-timeout")
     check_sim_profile(sim_profile)
+    limits = _limit_options(catalog, rpm, tpm, concurrency, account_rpm, account_tpm)
     return Connection(
         db=db,
         catalog=catalog,
@@ -284,13 +294,7 @@ def connection(
             sim_time_scale=sim_time_scale,
             sim_profile=sim_profile,
         ),
-        limits=LimitOptions(
-            rpm=parse_per_model(rpm, "--rpm"),
-            tpm=parse_per_model(tpm, "--tpm"),
-            concurrency=parse_per_model(concurrency, "--concurrency"),
-            account_rpm=account_rpm,
-            account_tpm=account_tpm,
-        ),
+        limits=limits,
         deadlines=Deadlines(idle=idle_timeout, total=timeout),
         retry=RetryPolicy(
             max_attempts=max_attempts, quota_wait=parse_duration(quota_wait, "--quota-wait")
@@ -310,3 +314,60 @@ def check_sim_profile(name: str | None) -> None:
             f"unknown --sim-profile {name!r}; use one of {', '.join(PROFILES)}, or leave it out "
             "for the field behaviour without random faults"
         )
+
+
+def check_seconds(value: float, option: str, *, allow_zero: bool = False) -> None:
+    """Refuse a time that is negative, not a number (nan) or infinite (or 0 unless allowed)."""
+    if math.isfinite(value) and (value > 0 or (allow_zero and value == 0)):
+        return
+    least = "0 or more" if allow_zero else "more than 0"
+    raise ConfigError(f"{option} must be a number of seconds {least}, such as 30, not {value}")
+
+
+def _limit_options(
+    catalog: Path | None,
+    rpm: str | None,
+    tpm: str | None,
+    concurrency: str | None,
+    account_rpm: int | None,
+    account_tpm: int | None,
+) -> LimitOptions:
+    """--rpm, --tpm and --concurrency parsed, each model they name known to the catalog."""
+    limits = LimitOptions(
+        rpm=parse_per_model(rpm, "--rpm"),
+        tpm=parse_per_model(tpm, "--tpm"),
+        concurrency=parse_per_model(concurrency, "--concurrency"),
+        account_rpm=account_rpm,
+        account_tpm=account_tpm,
+    )
+    for option, values in (
+        ("--rpm", limits.rpm),
+        ("--tpm", limits.tpm),
+        ("--concurrency", limits.concurrency),
+    ):
+        _check_limit_models(values, option, catalog)
+    _check_concurrency(limits.concurrency)
+    return limits
+
+
+def _check_limit_models(values: Mapping[str, int], option: str, catalog: Path | None) -> None:
+    """A model named in MODEL=N must be one the catalog knows (it lists them otherwise)."""
+    named = [model for model in values if model != "*"]
+    known = open_catalog(catalog).names() if named else []
+    for model in named:
+        if model not in known:
+            raise ConfigError(
+                f"{option} names an unknown model {model!r}; known models: {', '.join(known)} "
+                f"(or give N alone for every model)"
+            )
+
+
+def _check_concurrency(values: Mapping[str, int]) -> None:
+    for model, value in values.items():
+        if value > MAX_CONCURRENCY:
+            what = "" if model == "*" else f" for {model}"
+            raise ConfigError(
+                f"--concurrency {value:,}{what} is more than the most batchrun keeps in flight "
+                f"per model, {MAX_CONCURRENCY:,} (its connection pool's size); give "
+                f"{MAX_CONCURRENCY:,} or less, or leave it out to fit each model's RPM"
+            )

@@ -18,6 +18,7 @@ from batchrun.catalog import check_models
 from batchrun.cli.display import print_estimate
 from batchrun.cli.output import shown_url
 from batchrun.cli.startup import load_sender
+from batchrun.exceptions import ConfigError
 from batchrun.pricing import usd
 
 if TYPE_CHECKING:
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
 def parse_models(spec: str | None, catalog: Catalog) -> list[str]:
     """The models of ``--models A,B``, each known to the catalog; [] without the option."""
     names = [name.strip() for name in (spec or "").split(",") if name.strip()]
+    if spec is not None and not names:
+        raise ConfigError(
+            f"--models {spec!r} names no model; give one or more, such as "
+            f"--models {catalog.names()[0]}, or leave --models out"
+        )
     return check_models(names, catalog, "--models")
 
 
@@ -79,11 +85,11 @@ def open_from_file(
             "finished requests are not sent again."
         )
     else:
-        say_loaded(opened.plan, out)
+        say_loaded(store, opened.plan, file, out)
     return opened.batch
 
 
-def say_loaded(plan: Plan, out: Console) -> None:
+def say_loaded(store: Store, plan: Plan, file: Path, out: Console) -> None:
     """Say what a newly stored batch holds, invalid lines included."""
     from batchrun.jobs import format_line_errors  # noqa: PLC0415
 
@@ -95,6 +101,27 @@ def say_loaded(plan: Plan, out: Console) -> None:
     if plan.line_errors:
         out.print("[yellow]Invalid lines (they are not sent; the others are):[/]")
         out.print(format_line_errors(plan.line_errors), markup=False)
+    _print_invalid_for_model(store, plan.batch, file, out)
+
+
+def _print_invalid_for_model(store: Store, batch: BatchInfo, file: Path, out: Console) -> None:
+    """The lines that one of their models cannot take: file, line, model and why."""
+    count, first = store.jobs.invalid_requests(batch.id)
+    if not count:
+        return
+    what = "1 request cannot" if count == 1 else f"{count:,} requests cannot"
+    out.print(
+        f"[yellow]{what} go to their model (not sent to it; the line's other models still get "
+        "it):[/]"
+    )
+    for row in first:
+        out.print(
+            f"{file}:{row.line_no} ({row.custom_id}) for {row.model}: {row.why}",
+            markup=False,
+            highlight=False,
+        )
+    if count > len(first):
+        out.print(f"... and {count - len(first):,} more", highlight=False)
 
 
 async def estimate_requests(
@@ -116,9 +143,19 @@ async def estimate_requests(
     client = ApiClient(endpoint, Deadlines(), max_connections=64)
     try:
         counter = TokenCounter(client, enabled=precheck)
-        history = await anyio.to_thread.run_sync(store.output_history)
+        # Expected output from past results of the run's own origin (see plan.estimate).
+        history = await anyio.to_thread.run_sync(store.output_history, endpoint.simulated)
+        other = await anyio.to_thread.run_sync(store.output_history, not endpoint.simulated)
         kept = store.set_input_tokens if keep else None
-        return await estimate(planned, catalog, counter, history, keep=kept)
+        return await estimate(
+            planned,
+            catalog,
+            counter,
+            history,
+            keep=kept,
+            history_simulated=endpoint.simulated,
+            unused_history={model: n for model, (n, _) in other.items()},
+        )
     finally:
         await client.aclose()
 
@@ -173,7 +210,9 @@ def estimate_and_confirm(
     )
     try:
         accepted = typer.confirm(question, default=False)
-    except (typer.Abort, EOFError):  # no answer (end of input): a "no", remembered as one
+    except typer.Abort as exc:  # no answer (end of input): a "no", remembered as one
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise  # Ctrl-C: the command's own interrupt, not an answer
         out.print()
         accepted = False
     _remember_answer(store, batch, accepted=accepted)

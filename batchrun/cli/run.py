@@ -17,7 +17,13 @@ from batchrun.cli.display import (
     summary_of,
     summary_table,
 )
-from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
+from batchrun.cli.errors import (
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    interrupt_on_sigterm,
+    is_interrupt,
+)
 from batchrun.cli.grade import grade_expectations, print_quality
 from batchrun.cli.output import console
 from batchrun.cli.prepare import (
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
 
     from batchrun.api.endpoint import Endpoint
     from batchrun.catalog import Catalog
+    from batchrun.plan.planner import PlanOptions
     from batchrun.run.progress import RunProgress
     from batchrun.run.report import RunReport
     from batchrun.run.space import SpaceGuard
@@ -87,7 +94,8 @@ def run_command(
 ) -> None:
     """Run every line of FILE against MiniMax (or the simulator when no API key is set).
 
-    Running the same file with the same models again continues its unfinished batch.
+    Running the same file with the same models again continues its latest batch; with --name,
+    the batch of that name, or a new batch when no batch has that name.
     """
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
@@ -101,6 +109,7 @@ def run_command(
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
     from batchrun.plan.planner import PlanOptions, file_digest  # noqa: PLC0415
 
+    interrupt_on_sigterm()
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     fan_out = parse_models(models, loaded)
@@ -112,7 +121,7 @@ def run_command(
     plan = PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name)
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
         announce_endpoint(out, endpoint)
-        batch = open_from_file(store, loaded, file, plan, endpoint, out, digest=digest)
+        batch = _load(store, loaded, file, plan, endpoint, out, digest)
         code = _execute(store, loaded, batch, endpoint, connection, out, space)
     if grade and code != EXIT_INTERRUPTED:
         grade_expectations(store, batch, out)
@@ -204,6 +213,7 @@ def resume_command(
         max_cost_nanos=parse_usd(max_cost),
         confirm_above_nanos=_confirm_threshold(yes, confirm_above),
     )  # fmt: skip
+    interrupt_on_sigterm()
     out = console()
     loaded = opt.open_catalog(connection.catalog)
     space = check_space(connection.db, min_free_space)
@@ -238,6 +248,35 @@ def _execute(
     out: Console,
     space: SpaceGuard,
 ) -> int:
+    try:
+        sent = _estimate_and_send(store, catalog, batch, endpoint, connection, out, space)
+    except BaseException as exc:  # Ctrl-C or SIGTERM before sending began (or as it ended)
+        if not is_interrupt(exc):
+            raise
+        _pause(store, batch)
+        out.print(
+            f"\n[yellow]Interrupted:[/] batch {batch.name} is paused. Continue with: "
+            f"[bold]batchrun resume {batch.name}[/]"
+        )
+        return EXIT_INTERRUPTED
+    interrupt_on_sigterm()  # the run's signal receiver left SIGTERM at its default
+    if sent is None:
+        return EXIT_OK
+    report, progress, owner = sent
+    return _finish(store, batch, report, progress, out, owner)
+
+
+def _estimate_and_send(
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    connection: opt.Connection,
+    out: Console,
+    space: SpaceGuard,
+) -> tuple[RunReport, RunProgress, str] | None:
+    """The estimate shown and confirmed, then the batch sent (with the id it was sent under);
+    None when it was declined."""
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
     load_sender()
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
@@ -246,13 +285,10 @@ def _execute(
     cap = _set_budget(store, batch, connection, out)
     for line in pool_lines(catalog, store.batch_models(batch.id), connection.limits):
         out.print(line, highlight=False)
-    if not estimate_and_confirm(store, catalog, batch, endpoint, connection, out):
-        from batchrun.teams.sender import held_elsewhere  # noqa: PLC0415
-
-        if not held_elsewhere(store, batch.id):  # not paused under another process sending it
-            store.set_batch(batch.id, status=BatchStatus.PAUSED)
+    if not _confirmed(store, catalog, batch, endpoint, connection, out):
+        _pause(store, batch)
         out.print(f"Nothing sent. When you are ready: [bold]batchrun resume {batch.name}[/]")
-        return EXIT_OK
+        return None
     owner = new_sender_id()  # whose claims are this run's own when it ends
     with Reserve(space.store_directory) as reserve, ProgressDisplay(out) as display:
         report, progress = run_fast(
@@ -272,7 +308,58 @@ def _execute(
             )
         )
         reserve.release()  # its room is for the writes that end the run, on a disk maybe full
-    return _finish(store, batch, report, progress, out, owner)
+    return report, progress, owner
+
+
+def _load(
+    store: Store,
+    catalog: Catalog,
+    file: Path,
+    plan: PlanOptions,
+    endpoint: Endpoint,
+    out: Console,
+    digest: str,
+) -> BatchInfo:
+    """The file's batch continued, else stored as a new one (one, even when several processes
+    load it at once); interrupted, its part stored is canceled (never run)."""
+    try:
+        return open_from_file(store, catalog, file, plan, endpoint, out, digest=digest)
+    except BaseException as exc:
+        if not is_interrupt(exc):
+            raise
+        out.print(
+            f"\n[yellow]Interrupted while loading {file}:[/] nothing was sent, and the part "
+            "already stored will not be run. Run the same command again to load it afresh."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _confirmed(
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    connection: opt.Connection,
+    out: Console,
+) -> bool:
+    """The estimate shown and, where asked, accepted; no answer (end of input) is a no."""
+    try:
+        return estimate_and_confirm(store, catalog, batch, endpoint, connection, out)
+    except typer.Abort as exc:  # what the question raises on Ctrl-C and end of input
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        out.print()
+        return False
+
+
+def _pause(store: Store, batch: BatchInfo) -> None:
+    """A batch nobody is sending for is paused, never left running."""
+    from batchrun.teams.sender import held_elsewhere  # noqa: PLC0415
+
+    if held_elsewhere(store, batch.id):  # another process is sending it: it stays running
+        return
+    if store.find_batch(batch.id).status == BatchStatus.RUNNING:
+        store.set_batch(batch.id, status=BatchStatus.PAUSED)
 
 
 def _set_budget(

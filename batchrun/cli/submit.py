@@ -59,12 +59,12 @@ def submit_command(
     plan = PlanOptions(models=fan_out, default_max_tokens=max_tokens, strict=strict, name=name)
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
         announce_endpoint(out, endpoint)
-        # One batch per file and models, even when it is being loaded elsewhere at this instant.
+        # One batch per file and models (and --name), even when loaded elsewhere at this instant.
         opened = open_file_batch(store, loaded, file, plan, endpoint, digest=digest)
         batch = opened.batch
         found = batch if opened.plan is None else None
         if opened.plan is not None:
-            say_loaded(opened.plan, out)
+            say_loaded(store, opened.plan, file, out)
         else:
             out.print(f"{file} is already stored as batch [bold]{batch.name}[/] ({batch.id}).")
         if connection.max_cost_nanos is not None:

@@ -68,6 +68,8 @@ def worker_command(
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
     from batchrun.teams.worker import Worker, WorkerOptions  # noqa: PLC0415
 
+    opt.check_seconds(lease, "--lease")
+    opt.check_seconds(poll, "--poll")
     connection = opt.connection(
         db=db, catalog=catalog, base_url=base_url, concurrency=concurrency, rpm=rpm, tpm=tpm,
         account_rpm=account_rpm, account_tpm=account_tpm,

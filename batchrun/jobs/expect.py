@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batchrun.jobs.jsonvalue import deep_path
 from batchrun.jobs.jsonvalue import describe as _got
 
 __all__ = ["KINDS", "Expectation", "ExpectationError", "parse_expectation"]
@@ -37,6 +38,9 @@ REGEX_FLAGS: Mapping[str, re.RegexFlag] = {
     "x": re.VERBOSE,
 }
 _MAX_CHOICE_CHARS = 16
+# jsonschema checks and applies a schema by recursion, a few Python frames per level: past about
+# 180 levels (objects and lists) it hits Python's recursion limit. Real schemas stay far below.
+MAX_SCHEMA_DEPTH = 64
 _CHOICE = re.compile(r"[A-Za-z0-9]+")
 
 
@@ -212,6 +216,12 @@ def _json_schema(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ExpectationError(
             "expect.json_schema", f"json_schema must be a JSON Schema object, got {_got(value)}"
+        )
+    if deep_path(value, MAX_SCHEMA_DEPTH) is not None:
+        raise ExpectationError(
+            "expect.json_schema",
+            f"the schema is nested more than {MAX_SCHEMA_DEPTH} levels deep (objects and lists "
+            "inside each other); flatten it, for example with $defs and $ref",
         )
     # Imported here: only files that use json_schema pay for loading jsonschema.
     from jsonschema.exceptions import SchemaError  # noqa: PLC0415

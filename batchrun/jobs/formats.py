@@ -15,6 +15,7 @@ import orjson
 
 from batchrun.jobs.errors import HINT, Invalid, did_you_mean
 from batchrun.jobs.expect import ExpectationError, parse_expectation
+from batchrun.jobs.jsonvalue import deep_path, dotted
 from batchrun.jobs.jsonvalue import describe as _got
 
 KNOWN_PARAMS = (
@@ -46,6 +47,11 @@ _SHORTHAND_ALLOWED = frozenset(_SHORTHAND_KEYS) | _KNOWN_PARAMS
 _MAX_ID_CHARS = 256
 
 
+# How deep a line may nest objects and lists: orjson writes at most 255 levels, and the checks
+# and jsonschema walk values by recursion. Real requests stay far below.
+MAX_LINE_DEPTH = 128
+
+
 def decode(line: bytes) -> dict[str, Any]:
     """The line's JSON object."""
     try:
@@ -54,6 +60,13 @@ def decode(line: bytes) -> dict[str, Any]:
         raise _syntax_error(line, exc) from None
     if not isinstance(value, dict):
         raise Invalid(None, f"the line is {_got(value)}, not a JSON object; {HINT}")
+    too_deep = deep_path(value, MAX_LINE_DEPTH)
+    if too_deep is not None:
+        raise Invalid(
+            dotted(too_deep[:2]),
+            f"nested more than {MAX_LINE_DEPTH} levels deep (objects and lists inside each "
+            "other); no request needs that many",
+        )
     return value
 
 

@@ -2,9 +2,14 @@
 
 Input tokens are exact where count_tokens answered and marked where estimated. Output tokens are
 a range, from 0 to the sum of ``max_tokens``, and an expected figure where the store has results
-of that model: each request is expected to write the model's past mean output, capped by its own
-``max_tokens``. Cost is the range and expected value of the same, at today's prices;
-requests of a model without a price are counted as unpriced, never as $0.
+of that model *of the same origin as the run*: each request is expected to write the model's past
+mean output, capped by its own ``max_tokens``. A run against MiniMax takes real results only: the
+simulator's answer lengths are made up and say nothing of what the real model writes (nor of what
+will be billed), so simulated history leaves a real estimate without an expected figure, and says
+so, rather than giving one that looks real. A simulated run takes simulated results.
+
+Cost is the range and expected value of the same, at today's prices; requests of a model without
+a price are counted as unpriced, never as $0.
 
 Each figure of cost also comes "with cache": the requests' expected cache reads (``CacheView``,
 without expiry: the batch is assumed to run within the cache's lifetime) are taken off their
@@ -61,6 +66,8 @@ class ModelEstimate:
     max_output_tokens: int = 0
     expected_output_tokens: int | None = None
     history: int = 0  # past results the expectation is based on
+    history_simulated: bool = False  # they are simulated results (a run on the simulator)
+    unused_history: int = 0  # past results of the other origin, left out of the expectation
     cost_min_nanos: int = 0
     cost_max_nanos: int = 0
     cost_expected_nanos: int | None = None
@@ -89,6 +96,7 @@ class Estimate:
         for m in self.models.values():
             for name in ("requests", "invalid", "input_tokens", "estimated", "max_output_tokens",
                          "cost_min_nanos", "cost_max_nanos", "unpriced", "history",
+                         "unused_history",
                          "expected_cache_read_tokens", "cache_unpriced"):  # fmt: skip
                 setattr(total, name, getattr(total, name) + getattr(m, name))
         models = self.models.values()
@@ -117,13 +125,24 @@ async def estimate(
     *,
     workers: int = 32,
     keep: Keep | None = None,
+    history_simulated: bool = False,
+    unused_history: Mapping[str, int] | None = None,
 ) -> Estimate:
-    """Count and price every planned request; ``history`` is model -> (results, mean output).
+    """Count and price every planned request; ``history`` is model -> (results, mean output),
+    of simulated results when ``history_simulated`` (else real ones); ``unused_history``:
+    model -> past results of the other origin, left out (and said so).
 
     With ``keep``, the counts of stored requests are handed to it in slices as they come (to
     store them) instead of piling up in ``Estimate.counts``: a million requests stay small.
     """
-    estimator = _Estimator(catalog=catalog, counter=counter, history=history, keep=keep)
+    estimator = _Estimator(
+        catalog=catalog,
+        counter=counter,
+        history=history,
+        keep=keep,
+        history_simulated=history_simulated,
+        unused_history=unused_history or {},
+    )
     ahead = anyio.Semaphore(workers * AHEAD)  # bounds the requests waiting for their turn
     send, receive = anyio.create_memory_object_stream[tuple[int, Planned]](workers * 4)
     async with anyio.create_task_group() as group:
@@ -160,6 +179,8 @@ class _Estimator:
     counter: TokenCounter
     history: Mapping[str, tuple[int, float]]
     keep: Keep | None = None
+    history_simulated: bool = False
+    unused_history: Mapping[str, int] = field(default_factory=dict)
     result: Estimate = field(default_factory=Estimate)
     day: date = field(default_factory=lambda: day_of(time.time()))
     cache: CacheView = field(default_factory=CacheView.without_expiry)
@@ -199,6 +220,8 @@ class _Estimator:
         )
         past = self.history.get(item.model)
         entry.history = past[0] if past else 0
+        entry.history_simulated = self.history_simulated
+        entry.unused_history = self.unused_history.get(item.model, 0)
         max_tokens = int(item.params["max_tokens"])
         entry.requests += 1
         entry.estimated += estimated

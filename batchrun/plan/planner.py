@@ -69,9 +69,12 @@ class _KeyTaken(Exception):
     """Another process stored a batch with the same key first."""
 
 
-def batch_key(digest: str, models: Sequence[str]) -> str:
-    """What makes two runs the same batch: the file's content and the models, in order."""
+def batch_key(digest: str, models: Sequence[str], name: str | None = None) -> str:
+    """What makes two runs the same batch: the file's content and the models, in order (and
+    the --name given, which names a batch of its own)."""
     text = f"{digest}\n{json.dumps(list(models), separators=(',', ':'))}"
+    if name is not None:
+        text += f"\n{name}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -89,27 +92,28 @@ def open_file_batch(
     """The batch of ``path`` (of ``digest``) with these models to continue, else a new one
     loaded now; ``waiting`` is told once when another process is still loading it, and a load
     whose batch row has not moved for ``stale_s`` is taken for dead."""
-    key = batch_key(digest, options.models)
+    key = batch_key(digest, options.models, options.name)
     watch = _LoadWatch(stale_s)
     while True:
         holder = store.batches.holding(key)
-        if holder is None:
-            found = store.find_resumable(digest, options.models)  # one made before keys
-            if found is not None:
-                return Opened(batch=found, plan=None)
-            try:
-                plan = load_file(store, catalog, path, options, endpoint, digest=digest, key=key)
-            except _KeyTaken:
-                continue  # another process inserted it first: wait for it below
-            return Opened(batch=plan.batch, plan=plan)
-        if holder.status != BatchStatus.LOADING:
-            return Opened(batch=holder, plan=None)
-        if watch.stale(holder):
-            store.batches.give_up_key(holder.id, holder.updated_at)
+        if holder is not None and holder.status == BatchStatus.LOADING:
+            if watch.stale(holder):
+                store.batches.give_up_key(holder.id, holder.updated_at)
+            else:
+                if watch.first_look:
+                    waiting(holder)
+                time.sleep(LOAD_POLL_S)
             continue
-        if watch.first_look:
-            waiting(holder)
-        time.sleep(LOAD_POLL_S)
+        # The batch to continue: the --name's (ConfigError if that name is another file's
+        # batch), else the latest of the file and models.
+        found = store.find_resumable(digest, options.models, options.name) or holder
+        if found is not None:
+            return Opened(batch=found, plan=None)
+        try:
+            plan = load_file(store, catalog, path, options, endpoint, digest=digest, key=key)
+        except _KeyTaken:
+            continue  # another process inserted it first: wait for it to be loaded
+        return Opened(batch=plan.batch, plan=plan)
 
 
 class _LoadWatch:
@@ -223,9 +227,13 @@ def create_batch(
     )
     if not created:
         raise _KeyTaken(key)
-    requests, errors, error_count = _store_lines(
-        store, batch_id, read_jobs(path, catalog, read), options.models
-    )
+    try:
+        requests, errors, error_count = _store_lines(
+            store, batch_id, read_jobs(path, catalog, read), options.models
+        )
+    except BaseException:  # Ctrl-C, SIGTERM, a failure: a part of the file is never continued
+        store.set_batch(batch_id, status=BatchStatus.CANCELED)  # and gives up its key
+        raise
     store.set_batch(batch_id, status=BatchStatus.RUNNING)
     return Plan(
         batch=store.find_batch(batch_id),

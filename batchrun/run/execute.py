@@ -17,7 +17,7 @@ from batchrun.run.limits import ModelLimiter, describe_limits
 from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.report import RunReport
 from batchrun.run.retry import RetryPolicy
-from batchrun.run.runner import BatchRunner, WorkSource
+from batchrun.run.runner import BatchRunner, WorkSource, worker_count
 from batchrun.run.settings import RunSettings
 from batchrun.run.space import WATCH_SECONDS, SpaceGuard, space_guard
 from batchrun.status import RequestStatus
@@ -87,7 +87,7 @@ async def run_batch(
     progress = await _pending_progress(store, batch, settings)
     await anyio.to_thread.run_sync(_keep_limits, store, batch.id, settings)
     models = list(progress.models)
-    connections = sum(settings.limits[m].concurrency for m in models) or 1
+    connections = sum(worker_count(settings.limits[m], progress, m) for m in models) or 1
     client = ApiClient(endpoint, deadlines, max_connections=min(connections, 4096))
     if budget is None and max_cost_nanos is not None:
         spent = await anyio.to_thread.run_sync(store.batch_spend, batch.id)

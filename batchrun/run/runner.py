@@ -30,7 +30,7 @@ from batchrun.plan.precheck import TokenCounter
 from batchrun.run.attempts import RequestAttempts
 from batchrun.run.budget import Budget
 from batchrun.run.control import RunControl
-from batchrun.run.limits import ModelLimiter, make_limiters
+from batchrun.run.limits import ModelLimiter, ModelLimitSettings, make_limiters
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport
 from batchrun.run.settings import OUTCOME_QUEUE, PAGE, RunSettings
@@ -172,7 +172,7 @@ class BatchRunner:
     # --- per model -----------------------------------------------------------------------------
 
     async def _model_pipeline(self, model: str) -> None:
-        workers = self.requests.limiters[model].settings.concurrency
+        workers = worker_count(self.requests.limiters[model].settings, self.control.progress, model)
         send, receive = anyio.create_memory_object_stream[WorkItem](workers * 2)
         async with anyio.create_task_group() as group:
             group.start_soon(self._feed, model, send)
@@ -224,3 +224,10 @@ def _limiters(
     missing = {m: settings.limits[m] for m in models if m not in limiters}
     limiters.update(make_limiters(missing))
     return limiters
+
+
+def worker_count(settings: ModelLimitSettings, progress: RunProgress, model: str) -> int:
+    """Workers for ``model``: its concurrency, but at most its requests pending at the start (a
+    request stays with one worker through all its attempts, so more would only sit idle, and a
+    --concurrency far above the work must not cost memory)."""
+    return max(1, min(settings.concurrency, progress.of(model).total))

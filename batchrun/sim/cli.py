@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Protocol
 
 import typer
@@ -28,7 +29,9 @@ def sim_command(
     host: Annotated[
         str, typer.Option(help="Address to bind. Keep 127.0.0.1 unless you must.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+    ] = 8765,
     time_scale: Annotated[
         float, typer.Option(help="Multiplies every latency: 0 = instant, 0.01 = 100x faster.")
     ] = 1.0,
@@ -309,6 +312,7 @@ class _Parsed(Protocol):
 
 def settings_from_context(ctx: _Parsed) -> SimSettings:
     """The settings the parsed options of ``batchrun sim`` describe; options given win a profile."""
+    _check_numbers(ctx.params)
     values = _settings_values(ctx.params)
     given = {
         field
@@ -326,6 +330,14 @@ def settings_from_args(args: list[str]) -> SimSettings:
     command = typer.main.get_command(_app())
     with command.make_context("sim", list(args)) as ctx:
         return settings_from_context(ctx)
+
+
+def _check_numbers(params: dict[str, Any]) -> None:
+    """Every time, size and rate of the simulator is a number of 0 or more (never nan or inf)."""
+    for name, value in params.items():
+        if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
+            option = "--" + name.replace("_", "-")
+            raise SimulatorError(f"{option} must be a number of 0 or more, not {value}")
 
 
 # The settings fields an option sets, where they are not just the option's own name.

@@ -2,7 +2,8 @@
 
 store.py     the ``Store`` facade every other package uses
 database.py  the engine, guarded connections (errors as StoreError), URLs
-migrate.py   Alembic's configuration and the migration on open
+migrate.py   Alembic's configuration and the migration on open (one transaction, locked)
+guarded.py   the steps of migrations 0001-0006, which complete what an older batchrun left
 rows.py      the dataclasses the store hands out and takes
 batches.py, jobs.py, work.py, results.py, grades.py, claims.py, limits.py
              one class per noun, holding its SQL

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from batchrun.exceptions import BatchMoveError, BatchNotFoundError
+from batchrun.exceptions import BatchMoveError, BatchNotFoundError, ConfigError
 from batchrun.status import OPEN_BATCHES, BatchStatus, batch_may_move
 from batchrun.store.database import Database
 from batchrun.store.rows import BatchInfo
@@ -88,6 +88,32 @@ class Batches:
             if info.models == list(models) and info.status not in _NOT_CONTINUED:
                 return info
         return None
+
+    def find_named(self, name: str, source_sha256: str, models: Sequence[str]) -> BatchInfo | None:
+        """The batch called ``name`` if it is one of this file and models that may be continued;
+        None when no batch has the name (a new name starts a new batch).
+
+        A name already given to another file's batch, other models' or a canceled one is refused:
+        names are unique, and continuing it would not be what the command asked for.
+        """
+        with self.database.connect() as connection:
+            row = connection.execute(select(batches).where(batches.c.name == name)).first()
+        if row is None:
+            return None
+        info = BatchInfo(**row._mapping)
+        if info.source_sha256 == source_sha256 and info.models == list(models):
+            if info.status not in _NOT_CONTINUED:
+                return info
+            why = f"is {info.status}"
+        elif info.source_sha256 != source_sha256:
+            why = f"holds another file ({info.source_path}, or an older version of it)"
+        else:
+            shown = ", ".join(info.models) or "each line's own"
+            why = f"runs other models ({shown})"
+        raise ConfigError(
+            f"a batch named {name!r} already exists and {why}; give another --name for a new "
+            "batch, or leave --name out"
+        )
 
     def newest_first(self) -> list[BatchInfo]:
         """Every batch, newest first."""

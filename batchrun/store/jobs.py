@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Text, cast, insert, select
+from sqlalchemy import Text, cast, func, insert, select
 
 from batchrun.jobs import JobSpec, LineError
 from batchrun.status import RequestStatus
 from batchrun.store.batches import add_to_batch
 from batchrun.store.database import Database
 from batchrun.store.tables import jobs, line_errors, requests
+
+
+class InvalidRequest(NamedTuple):
+    """A request its model cannot take, and where its line is."""
+
+    line_no: int
+    custom_id: str
+    model: str
+    why: str | None
 
 
 class Jobs:
@@ -67,6 +76,22 @@ class Jobs:
         )
         with self.database.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    def invalid_requests(self, batch_id: str, limit: int = 20) -> tuple[int, list[InvalidRequest]]:
+        """How many requests of a batch were invalid for their model from the start (a valid line
+        that one of its models cannot take), and the first ``limit`` in file order."""
+        where = (requests.c.batch_id == batch_id) & (requests.c.status == RequestStatus.INVALID)
+        first = (
+            select(jobs.c.line_no, requests.c.custom_id, requests.c.model, requests.c.error_message)
+            .join(jobs, jobs.c.id == requests.c.job_id)
+            .where(where)
+            .order_by(jobs.c.line_no, requests.c.model)
+            .limit(limit)
+        )
+        with self.database.connect() as connection:
+            count = connection.execute(select(func.count()).where(where)).scalar_one()
+            rows = [InvalidRequest(*row) for row in connection.execute(first)]
+        return count, rows
 
     def find(self, batch_id: str, text: str = "", limit: int = 200) -> list[dict[str, Any]]:
         """Jobs of a batch whose custom_id or request contains ``text``, in file order."""

@@ -18,10 +18,13 @@ class Results:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def output_history(self) -> dict[str, tuple[int, float]]:
-        """Per model: how many results the store has, and their mean output tokens."""
-        query = select(results.c.model, func.count(), func.avg(results.c.output_tokens)).group_by(
-            results.c.model
+    def output_history(self, simulated: bool) -> dict[str, tuple[int, float]]:
+        """Per model: how many simulated (or real) results the store has, and their mean output
+        tokens."""
+        query = (
+            select(results.c.model, func.count(), func.avg(results.c.output_tokens))
+            .where(results.c.simulated == simulated)
+            .group_by(results.c.model)
         )
         with self.database.connect() as connection:
             return {model: (int(n), float(mean)) for model, n, mean in connection.execute(query)}

@@ -23,7 +23,7 @@ from batchrun.store.database import Database, reason, redact_url
 from batchrun.store.grades import Grades
 from batchrun.store.jobs import Jobs
 from batchrun.store.limits import Budgets, Pacers
-from batchrun.store.migrate import migrate
+from batchrun.store.migrate import Upgrade, migrate
 from batchrun.store.results import Results
 from batchrun.store.rows import BatchInfo, CostUpdate, Outcome, WorkItem
 from batchrun.store.work import Work
@@ -39,7 +39,7 @@ class Store:
         try:
             self.database = Database(url)
             with self.database.engine.begin() as connection:
-                migrate(connection)
+                self.upgrade: Upgrade | None = migrate(connection)  # None: at the head already
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             # ValueError: a malformed URL (a port that is not a number); ImportError: the
             # database's driver is not installed (psycopg for PostgreSQL: `pip install
@@ -73,8 +73,13 @@ class Store:
         """The batch whose id, or else whose name, is ``ref``."""
         return self.batches.find(ref)
 
-    def find_resumable(self, source_sha256: str, models: Sequence[str]) -> BatchInfo | None:
-        """The latest batch of the same file content and models that may be continued, if any."""
+    def find_resumable(
+        self, source_sha256: str, models: Sequence[str], name: str | None = None
+    ) -> BatchInfo | None:
+        """The latest batch of the same file content and models that may be continued, if any;
+        with ``name`` (--name), only the batch of that name (ConfigError if it is another's)."""
+        if name is not None:
+            return self.batches.find_named(name, source_sha256, models)
         return self.batches.find_resumable(source_sha256, models)
 
     def list_batches(self) -> list[BatchInfo]:
@@ -131,11 +136,16 @@ class Store:
         """Requests per model and status."""
         return self.work.status_counts(batch_id)
 
+    def retry_counts(self, batch_id: str) -> dict[str, int]:
+        """Per model: calls beyond each request's first (the attempts table)."""
+        return self.work.retry_counts(batch_id)
+
     # --- reading -------------------------------------------------------------------------------
 
-    def output_history(self) -> dict[str, tuple[int, float]]:
-        """Per model: how many results the store has, and their mean output tokens."""
-        return self.results.output_history()
+    def output_history(self, simulated: bool) -> dict[str, tuple[int, float]]:
+        """Per model: how many simulated (or real) results the store has, and their mean output
+        tokens."""
+        return self.results.output_history(simulated)
 
     def batch_spend(self, batch_id: str) -> int:
         """Nano-dollars spent on a batch's priced results so far."""

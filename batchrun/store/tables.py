@@ -52,6 +52,7 @@ RESULT_METRICS = (
     "expected_cache_tokens",
     "uncached_cost_nanos",
     "cache_write_cost_nanos",
+    "simulated",  # from the built-in simulator: its cost is never real spend
 )
 
 metadata = MetaData(
@@ -160,6 +161,8 @@ attempts = Table(
     Column("retry_after_s", Float),
     Index(None, "request_id"),
     Index(None, "batch_id", "model", "started_at"),
+    # Covers the retry count of a batch's models (calls beyond each request's first).
+    Index(None, "batch_id", "model", "request_id"),
 )
 
 results = Table(

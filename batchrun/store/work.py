@@ -135,6 +135,20 @@ class Work:
                 counts.setdefault(model, {})[status] = count
         return counts
 
+    def retry_counts(self, batch_id: str) -> dict[str, int]:
+        """Per model: calls beyond each request's first, from the attempts table (one grouped
+        count over an index: never a row per request)."""
+        query = (
+            select(
+                attempts.c.model,
+                func.count() - func.count(attempts.c.request_id.distinct()),
+            )
+            .where(attempts.c.batch_id == batch_id)
+            .group_by(attempts.c.model)
+        )
+        with self.database.connect() as connection:
+            return {model: int(retries) for model, retries in connection.execute(query)}
+
 
 def _pending_query(batch_id: str, model: str, after_id: int, limit: int) -> Select[Any]:
     return (

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from batchrun.store import guarded
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -19,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    guarded.create_table(
         "batches",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -39,7 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_batches")),
         sa.UniqueConstraint("name", name=op.f("uq_batches_name")),
     )
-    op.create_table(
+    guarded.create_table(
         "jobs",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("batch_id", sa.String(length=32), nullable=False),
@@ -55,12 +57,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("batch_id", "custom_id", name=op.f("uq_jobs_batch_id_custom_id")),
     )
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_jobs_batch_id_line_no"), ["batch_id", "line_no"], unique=False
-        )
+    guarded.create_index(op.f("ix_jobs_batch_id_line_no"), "jobs", ["batch_id", "line_no"])
 
-    op.create_table(
+    guarded.create_table(
         "line_errors",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("batch_id", sa.String(length=32), nullable=False),
@@ -73,12 +72,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_line_errors")),
     )
-    with op.batch_alter_table("line_errors", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_line_errors_batch_id_line_no"), ["batch_id", "line_no"], unique=False
-        )
+    guarded.create_index(
+        op.f("ix_line_errors_batch_id_line_no"), "line_errors", ["batch_id", "line_no"]
+    )
 
-    op.create_table(
+    guarded.create_table(
         "requests",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("batch_id", sa.String(length=32), nullable=False),
@@ -105,15 +103,14 @@ def upgrade() -> None:
             "batch_id", "custom_id", "model", name=op.f("uq_requests_batch_id_custom_id_model")
         ),
     )
-    with op.batch_alter_table("requests", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_requests_batch_id_model_status_id"),
-            ["batch_id", "model", "status", "id"],
-            unique=False,
-        )
-        batch_op.create_index(batch_op.f("ix_requests_job_id"), ["job_id"], unique=False)
+    guarded.create_index(
+        op.f("ix_requests_batch_id_model_status_id"),
+        "requests",
+        ["batch_id", "model", "status", "id"],
+    )
+    guarded.create_index(op.f("ix_requests_job_id"), "requests", ["job_id"])
 
-    op.create_table(
+    guarded.create_table(
         "attempts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("request_id", sa.Integer(), nullable=False),
@@ -134,15 +131,14 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attempts")),
     )
-    with op.batch_alter_table("attempts", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_attempts_batch_id_model_started_at"),
-            ["batch_id", "model", "started_at"],
-            unique=False,
-        )
-        batch_op.create_index(batch_op.f("ix_attempts_request_id"), ["request_id"], unique=False)
+    guarded.create_index(
+        op.f("ix_attempts_batch_id_model_started_at"),
+        "attempts",
+        ["batch_id", "model", "started_at"],
+    )
+    guarded.create_index(op.f("ix_attempts_request_id"), "attempts", ["request_id"])
 
-    op.create_table(
+    guarded.create_table(
         "results",
         sa.Column("request_id", sa.Integer(), nullable=False),
         sa.Column("batch_id", sa.String(length=32), nullable=False),
@@ -171,13 +167,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("request_id", name=op.f("pk_results")),
     )
-    with op.batch_alter_table("results", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_results_batch_id_model"), ["batch_id", "model"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_results_model_sent_at"), ["model", "sent_at"], unique=False
-        )
+    guarded.create_index(op.f("ix_results_batch_id_model"), "results", ["batch_id", "model"])
+    guarded.create_index(op.f("ix_results_model_sent_at"), "results", ["model", "sent_at"])
 
 
 def downgrade() -> None:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from batchrun.store import guarded
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -19,9 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("requests", schema=None) as batch_op:
-        batch_op.create_index("ix_requests_claimed_by", ["claimed_by"], unique=False)
-    op.create_table(
+    guarded.create_index("ix_requests_claimed_by", "requests", ["claimed_by"])
+    guarded.create_table(
         "workers",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("host", sa.String(length=200), nullable=False),
@@ -30,13 +31,13 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workers")),
     )
-    op.create_table(
+    guarded.create_table(
         "pacers",
         sa.Column("name", sa.String(length=120), nullable=False),
         sa.Column("next_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_pacers")),
     )
-    op.create_table(
+    guarded.create_table(
         "budgets",
         sa.Column("batch_id", sa.String(length=32), nullable=False),
         sa.Column("cap_nanos", sa.BigInteger(), nullable=False),
@@ -47,7 +48,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("batch_id", name=op.f("pk_budgets")),
     )
-    op.create_table(
+    guarded.create_table(
         "budget_holds",
         sa.Column("worker_id", sa.String(length=64), nullable=False),
         sa.Column("batch_id", sa.String(length=32), nullable=False),

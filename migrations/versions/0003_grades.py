@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from batchrun.store import guarded
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -19,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    guarded.create_table(
         "grades",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("request_id", sa.Integer(), nullable=False),
@@ -39,10 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_grades")),
         sa.UniqueConstraint("request_id", "grader", name=op.f("uq_grades_request_id_grader")),
     )
-    with op.batch_alter_table("grades", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_grades_batch_id_grader"), ["batch_id", "grader"], unique=False
-        )
+    guarded.create_index(op.f("ix_grades_batch_id_grader"), "grades", ["batch_id", "grader"])
 
 
 def downgrade() -> None:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from batchrun.store import guarded
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -34,7 +36,7 @@ COLUMNS = [
 
 
 def upgrade() -> None:
-    op.create_index("ix_results_metrics", "results", COLUMNS)
+    guarded.create_index("ix_results_metrics", "results", COLUMNS)
 
 
 def downgrade() -> None:

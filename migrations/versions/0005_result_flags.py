@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from batchrun.store import guarded
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -39,9 +41,9 @@ METRICS = [
 
 def upgrade() -> None:
     # add_column is a plain ALTER TABLE on SQLite too (a nullable column needs no table copy).
-    op.add_column("results", sa.Column("flags", sa.String(100), nullable=True))
-    op.drop_index("ix_results_metrics", table_name="results")
-    op.create_index("ix_results_metrics", "results", [*METRICS, "flags"])
+    guarded.add_column("results", sa.Column("flags", sa.String(100), nullable=True))
+    guarded.drop_index("ix_results_metrics", "results")
+    guarded.create_index("ix_results_metrics", "results", [*METRICS, "flags"])
 
 
 def downgrade() -> None:

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from batchrun.store import guarded
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -55,13 +57,13 @@ _BACKFILL = sa.text(
 
 def upgrade() -> None:
     # add_column is a plain ALTER TABLE on SQLite too (a nullable column needs no table copy).
-    op.add_column("results", sa.Column("expected_cache_tokens", sa.Integer, nullable=True))
-    op.add_column("results", sa.Column("uncached_cost_nanos", sa.BigInteger, nullable=True))
-    op.add_column("results", sa.Column("cache_write_cost_nanos", sa.BigInteger, nullable=True))
+    guarded.add_column("results", sa.Column("expected_cache_tokens", sa.Integer, nullable=True))
+    guarded.add_column("results", sa.Column("uncached_cost_nanos", sa.BigInteger, nullable=True))
+    guarded.add_column("results", sa.Column("cache_write_cost_nanos", sa.BigInteger, nullable=True))
     # The index goes first, so the backfill does not update it row by row.
-    op.drop_index("ix_results_metrics", table_name="results")
+    guarded.drop_index("ix_results_metrics", "results")
     op.execute(_BACKFILL)
-    op.create_index("ix_results_metrics", "results", [*METRICS, *CACHE])
+    guarded.create_index("ix_results_metrics", "results", [*METRICS, *CACHE])
 
 
 def downgrade() -> None:

@@ -22,24 +22,55 @@ def render(source: data.Source) -> None:
     frame = data.requests(source.url)
     simulated_notice(frame)
     totals = analytics.model_metrics(frame.with_columns(all=pl.lit("all")), by=("all",))
-    _headline(totals.row(0, named=True))
+    _headline(totals.row(0, named=True), _origin_costs(frame))
     _running(source)
-    st.subheader("Spend over time")
+    # Real and simulated spend are never added: the charts show the real spend, or, in a store
+    # with no real results, the simulated cost under its own title.
+    real = analytics.real(frame)
+    shown = real if real.filter(pl.col("sent_at").is_not_null()).height else None
+    st.subheader("Spend over time" if shown is not None else "Simulated cost over time")
     every = st.segmented_control("Per", ["day", "hour"], default="day", key="overview_every")
-    spent = analytics.spend_over_time(frame, every or "day")
+    spent = analytics.spend_over_time(
+        shown if shown is not None else analytics.simulated(frame), every or "day"
+    )
     left, right = st.columns(2)
     left.altair_chart(charts.spend_over_time(spent, every or "day"))
     right.altair_chart(charts.cumulative(spent))
-    st.caption(analytics.DEFINITIONS["cost"])
+    st.caption(
+        analytics.DEFINITIONS["cost"]
+        + (" Real spend only." if shown is not None else analytics.DEFINITIONS["simulated cost"])
+    )
 
 
-def _headline(total: dict[str, Any]) -> None:
+def _origin_costs(frame: pl.DataFrame) -> tuple[str, str | None]:
+    """The real spend and (None when there is none) the simulated results' cost, apart."""
+    costs: list[str | None] = []
+    for rows in (analytics.real(frame), analytics.simulated(frame)):
+        done = rows.filter(pl.col("sent_at").is_not_null())
+        cost = done.get_column("cost_nanos")
+        unpriced = int(cost.is_null().sum())
+        priced = cost.drop_nulls()
+        costs.append(
+            (tables.money(int(priced.sum()) if len(priced) or not unpriced else None, unpriced))
+            if done.height
+            else None
+        )
+    return costs[0] or "none: nothing was sent to MiniMax", costs[1]
+
+
+def _headline(total: dict[str, Any], costs: tuple[str, str | None]) -> None:
     spend, requests, tokens, errors = st.columns(4)
     spend.metric(
         "Spend",
-        tables.money(total["cost_nanos"], total["unpriced"]),
-        help=analytics.DEFINITIONS["cost"],
+        costs[0],
+        help=analytics.DEFINITIONS["cost"] + " Real spend only: results sent to MiniMax.",
     )
+    if costs[1] is not None:
+        spend.metric(
+            "Simulated cost (not billed)",
+            costs[1],
+            help=analytics.DEFINITIONS["simulated cost"],
+        )
     requests.metric("Requests", f"{total['requests']:,}", help="Every request of every batch.")
     tokens.metric(
         "Tokens in / out", f"{total['input_tokens'] or 0:,} / {total['output_tokens'] or 0:,}"

@@ -42,27 +42,48 @@ def render(source: data.Source) -> None:
 
 
 def _totals(per_model: pl.DataFrame) -> None:
-    """All batches together: the priced spend, and beside it what the prompt cache saved."""
-    total = analytics.cache_total(per_model, also=("unpriced",)).row(0, named=True)
-    priced = [int(cost) for cost in per_model.get_column("cost_nanos").drop_nulls()]
-    spent, saved, rate = st.columns(3)
+    """All batches together: the real spend, apart from it what simulated results would have
+    cost (never added), and what the prompt cache saved (on real results when there are any)."""
+    real, simulated = analytics.real(per_model), analytics.simulated(per_model)
+    cached = real if real.height or not simulated.height else simulated
+    total = analytics.cache_total(cached, also=("unpriced",)).row(0, named=True)
+    spent, *others = st.columns(4 if simulated.height else 3)
     spent.metric(
         "Spend",
-        tables.money(sum(priced) if priced else None, total["unpriced"]),
-        help=analytics.DEFINITIONS["cost"],
+        _sum_money(real) if real.height else NO_REAL,
+        help=analytics.DEFINITIONS["cost"] + _REAL,
     )
+    if simulated.height:
+        others.pop(0).metric(
+            "Simulated cost (not billed)",
+            _sum_money(simulated),
+            help=analytics.DEFINITIONS["simulated cost"],
+        )
+    saved, rate = others
+    of = "" if cached is real else " Of the simulated results: there are no real ones."
     saved.metric(
         "Cache saving",
         tables.derived_money(
             total["cache_saving_nanos"], total["unpriced"], total["saving_unknown"]
         ),
-        help=analytics.DEFINITIONS["cache saving"],
+        help=analytics.DEFINITIONS["cache saving"] + of,
     )
     rate.metric(
         "Cache hit rate",
         tables.share(total["cache_hit_rate"]),
-        help=analytics.DEFINITIONS["cache hit rate"],
+        help=analytics.DEFINITIONS["cache hit rate"] + of,
     )
+
+
+NO_REAL = "none: nothing was sent to MiniMax"
+_REAL = " Real spend only: results sent to MiniMax (simulated results are shown apart)."
+
+
+def _sum_money(rows: pl.DataFrame) -> str:
+    """The priced cost of some spend rows, with their unpriced results beside it."""
+    priced = [int(cost) for cost in rows.get_column("cost_nanos").drop_nulls()]
+    unpriced = int(rows.get_column("unpriced").sum())
+    return tables.money(sum(priced) if priced or not unpriced else None, unpriced)
 
 
 def _spend_table(table: pl.DataFrame, by: str) -> pl.DataFrame:
@@ -71,6 +92,7 @@ def _spend_table(table: pl.DataFrame, by: str) -> pl.DataFrame:
     rows = [
         {
             by: str(row[by]),
+            "data": "simulated (not billed)" if row["simulated"] else "MiniMax",
             "requests": row["requests"],
             "input tokens": row["input_tokens"],
             "output tokens": row["output_tokens"],

@@ -12,8 +12,8 @@ models that is neither canceled nor still loading.
 or accepted since); the next run of it shows the estimate of everything still to send and asks
 again.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01 15:20:00
 """
 
@@ -26,12 +26,15 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+from batchrun.store import guarded
+
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _NOT_CONTINUED = ("canceled", "loading")
+_BACKFILL_NEEDS = {"id", "source_sha256", "models", "status", "created_at", "open_key"}
 
 
 def _key(source_sha256: str, models: object) -> str:
@@ -41,9 +44,21 @@ def _key(source_sha256: str, models: object) -> str:
 
 
 def upgrade() -> None:
-    op.add_column("batches", sa.Column("open_key", sa.String(64), nullable=True))
-    op.add_column("batches", sa.Column("declined_at", sa.Float, nullable=True))
+    # Guarded steps (store/guarded.py), like every migration: what is already there is kept.
+    guarded.add_column("batches", sa.Column("open_key", sa.String(64), nullable=True))
+    guarded.add_column("batches", sa.Column("declined_at", sa.Float, nullable=True))
     connection = op.get_bind()
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("batches")}
+    if columns >= _BACKFILL_NEEDS:  # else a table no batchrun made: the schema check names it
+        _backfill(connection)
+    indexes = {index["name"] for index in sa.inspect(connection).get_indexes("batches")}
+    if "ix_batches_open_key" not in indexes:  # guarded, as above (a unique one)
+        op.create_index("ix_batches_open_key", "batches", ["open_key"], unique=True)
+
+
+def _backfill(connection: sa.Connection) -> None:
+    """The key to the newest batch of each file and models that is neither canceled nor
+    loading."""
     rows = connection.execute(
         sa.text(
             "SELECT id, source_sha256, models, status FROM batches "
@@ -51,6 +66,7 @@ def upgrade() -> None:
         )
     ).all()
     taken: set[str] = set()
+    connection.execute(sa.text("UPDATE batches SET open_key = NULL"))  # a run cut short: again
     for batch_id, sha, models, status in rows:
         if status in _NOT_CONTINUED:
             continue
@@ -62,7 +78,6 @@ def upgrade() -> None:
             sa.text("UPDATE batches SET open_key = :key WHERE id = :id"),
             {"key": key, "id": batch_id},
         )
-    op.create_index("ix_batches_open_key", "batches", ["open_key"], unique=True)
 
 
 def downgrade() -> None:
