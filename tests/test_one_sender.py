@@ -35,7 +35,7 @@ from batchrun.sim import SimSettings, simulator_process
 from batchrun.store import Store, database_url
 from batchrun.store.migrate import alembic_config
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
-from tests.helpers import KEY
+from tests.helpers import KEY, batchrun
 from tests.runharness import prompts, write_jobs
 
 __all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
@@ -322,6 +322,22 @@ def test_a_declined_estimate_is_asked_again_with_everything_left(
     tmp_path: Path, served: str
 ) -> None:
     decline_twice(tmp_path, str(tmp_path / "store.db"), served, 20, "n\n")
+
+
+def test_a_declined_batch_without_a_terminal_waits_for_yes(tmp_path: Path, served: str) -> None:
+    """After a refusal, a run with nobody to ask (no terminal) sends nothing; --yes sends."""
+    db, jobs = str(tmp_path / "store.db"), 10
+    write_jobs(tmp_path / "jobs.jsonl", prompts(jobs))
+    code, out, _ = ask(tmp_path, "n\n", *run_args(db, served))
+    assert code == 0, out
+    again = batchrun(tmp_path, *run_args(db, served), key=KEY)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "no terminal here to ask again: add --yes" in " ".join(again.stdout.split())
+    assert messages_served(served) == 0
+    sent = batchrun(tmp_path, *run_args(db, served), "--yes", key=KEY)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert messages_served(served) == jobs
+    assert rows(db, "select declined_at is null, status from batches") == [(True, "completed")]
 
 
 @pytest.mark.slow

@@ -256,6 +256,7 @@ class Connection:
     precheck: bool
     max_cost_nanos: int | None = None
     confirm_above_nanos: int | None = None  # None: never ask (--yes, or not a terminal)
+    yes: bool = False  # --yes: send without asking, even a batch whose estimate was declined
 
 
 def connection(
@@ -278,6 +279,7 @@ def connection(
     precheck: bool = True,
     max_cost_nanos: int | None = None,
     confirm_above_nanos: int | None = None,
+    yes: bool = False,
 ) -> Connection:
     """The sending options from their command-line values, checked."""
     check_seconds(sim_time_scale, "--sim-time-scale", allow_zero=True)
@@ -302,6 +304,7 @@ def connection(
         precheck=precheck,
         max_cost_nanos=max_cost_nanos,
         confirm_above_nanos=confirm_above_nanos,
+        yes=yes,
     )
 
 

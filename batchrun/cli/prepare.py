@@ -194,6 +194,12 @@ def estimate_and_confirm(
     print_estimate(out, found, "Estimate of the requests to send (prices of today, USD)")
     total = found.total()
     threshold = connection.confirm_above_nanos
+    if declined and threshold is None and not connection.yes:
+        out.print(
+            "This estimate was declined before, and there is no terminal here to ask again: add "
+            "--yes to send it anyway."
+        )
+        return False
     if threshold is None or total.cost_max_nanos <= threshold:
         _remember_answer(store, batch, accepted=True)
         return True

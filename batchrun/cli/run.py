@@ -104,7 +104,7 @@ def run_command(
         max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
         precheck=not no_precheck, max_cost_nanos=parse_usd(max_cost),
-        confirm_above_nanos=_confirm_threshold(yes, confirm_above),
+        confirm_above_nanos=_confirm_threshold(yes, confirm_above), yes=yes,
     )  # fmt: skip
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
     from batchrun.plan.planner import PlanOptions, file_digest  # noqa: PLC0415
@@ -211,7 +211,7 @@ def resume_command(
         max_attempts=max_attempts,
         idle_timeout=idle_timeout, timeout=timeout, quota_wait=quota_wait,
         max_cost_nanos=parse_usd(max_cost),
-        confirm_above_nanos=_confirm_threshold(yes, confirm_above),
+        confirm_above_nanos=_confirm_threshold(yes, confirm_above), yes=yes,
     )  # fmt: skip
     interrupt_on_sigterm()
     out = console()
