@@ -44,6 +44,8 @@ _MODEL_FIELDS = {
 }
 DEFAULT_CACHE_TTL_SECONDS = 300  # MiniMax's stated lifetime of cache_control marks (row 7)
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write")
+# The most requests batchrun keeps in flight per model: the size of its connection pool.
+MAX_CONCURRENCY = 4096
 _POOL_FIELDS = {"models", "rpm", "tpm", "source"}
 
 
@@ -314,7 +316,7 @@ def _build_model(name: str, fields: Any, where: str) -> ModelInfo:
         speed_source=str(fields.get("speed_source", "unknown")),
         rpm=_positive_int(fields, "rpm", where, ctx),
         tpm=_positive_int(fields, "tpm", where, ctx),
-        concurrency=_positive_int(fields, "concurrency", where, ctx),
+        concurrency=_concurrency(fields, where, ctx),
         count_tokens=str(fields.get("count_tokens", "undocumented")),
         max_output_tokens=_positive_int(fields, "max_output_tokens", where, ctx),
         max_output_source=str(fields.get("max_output_source", "unknown")),
@@ -369,6 +371,17 @@ def _number(table: Mapping[str, Any], key: str, ctx: str, required: bool = False
         return None
     if isinstance(value, bool) or not isinstance(value, int | Decimal) or value < 0:
         raise CatalogError(ctx, f"{key} must be a number >= 0, not {value!r}")
+    return value
+
+
+def _concurrency(fields: Mapping[str, Any], where: str, ctx: str) -> int | None:
+    value = _positive_int(fields, "concurrency", where, ctx)
+    if value is not None and value > MAX_CONCURRENCY:
+        raise CatalogError(
+            where,
+            f"{ctx}.concurrency {value:,} is more than batchrun keeps in flight per model "
+            f"({MAX_CONCURRENCY:,}, its connection pool's size): give {MAX_CONCURRENCY:,} or less",
+        )
     return value
 
 

@@ -202,11 +202,14 @@ def _peak_rss_mb(cwd: Path, *args: str, timeout: float = 90) -> tuple[int, float
 
 
 def test_concurrency_far_above_the_work_costs_no_memory(tmp_path: Path) -> None:
-    # --concurrency stops at 4,096, but a catalog file may say anything: 100,000 workers for two
-    # requests took about 900 MB and 25 s before workers were bounded by the requests pending.
+    # 100,000 workers (from a catalog file) for two requests took about 900 MB and 25 s before
+    # workers were bounded by the requests pending; now a catalog stops at 4,096 too.
     write_jobs(tmp_path / "jobs.jsonl", prompts(2, model=M27))
     (tmp_path / "huge.toml").write_text(f'[models."{M27}"]\nconcurrency = 100000\n')
-    code, peak = _peak_rss_mb(tmp_path, "run", "jobs.jsonl", "--catalog", "huge.toml", *FAST)
+    refused = batchrun(tmp_path, "run", "jobs.jsonl", "--catalog", "huge.toml", *FAST)
+    _one_line_error(refused, "concurrency 100,000 is more than batchrun keeps in flight")
+    (tmp_path / "most.toml").write_text(f'[models."{M27}"]\nconcurrency = 4096\n')
+    code, peak = _peak_rss_mb(tmp_path, "run", "jobs.jsonl", "--catalog", "most.toml", *FAST)
     assert code == 0
     assert peak < 400, f"{peak:.0f} MB"
     code, peak = _peak_rss_mb(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from batchrun.api.endpoint import Deadlines
-from batchrun.catalog import Catalog, load_catalog
+from batchrun.catalog import MAX_CONCURRENCY, Catalog, load_catalog
 from batchrun.config import parse_duration, parse_per_model, read_environment
 from batchrun.exceptions import ConfigError
 from batchrun.run.launch import EndpointOptions, LimitOptions
@@ -26,7 +26,6 @@ IDLE_TIMEOUT = Deadlines.idle
 TIMEOUT = Deadlines.total
 # The most requests in flight --concurrency allows per model: the client's connection pool holds
 # at most this many connections (batchrun.run.execute), so more slots would only wait for one.
-MAX_CONCURRENCY = 4096
 
 Db = Annotated[
     str | None,

@@ -10,7 +10,7 @@ import anyio
 
 from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines, Endpoint
-from batchrun.catalog import Catalog
+from batchrun.catalog import MAX_CONCURRENCY, Catalog
 from batchrun.run.budget import Budget
 from batchrun.run.launch import LimitOptions, limit_settings
 from batchrun.run.limits import ModelLimiter, describe_limits
@@ -88,7 +88,7 @@ async def run_batch(
     await anyio.to_thread.run_sync(_keep_limits, store, batch.id, settings)
     models = list(progress.models)
     connections = sum(worker_count(settings.limits[m], progress, m) for m in models) or 1
-    client = ApiClient(endpoint, deadlines, max_connections=min(connections, 4096))
+    client = ApiClient(endpoint, deadlines, max_connections=min(connections, MAX_CONCURRENCY))
     if budget is None and max_cost_nanos is not None:
         spent = await anyio.to_thread.run_sync(store.batch_spend, batch.id)
         budget = Budget(max_cost_nanos, spent)
