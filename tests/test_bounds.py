@@ -301,6 +301,30 @@ def test_sigterm_during_the_estimate_pauses_the_batch(
     assert sim.fetch_stats()["messages_total"] == 0
 
 
+def test_sigterm_during_submits_precheck_pauses_and_a_second_submit_queues(
+    tmp_path: Path, sim: RunningSimulator
+) -> None:
+    _many(tmp_path / "jobs.jsonl", 5_000)
+    db = tmp_path / "batchrun.db"
+    base = ("--base-url", f"{sim.base_url}/anthropic")
+    with subprocess.Popen(
+        [sys.executable, "-m", "batchrun.cli", "submit", "jobs.jsonl", "--name", "sub", *base],
+        cwd=tmp_path, env=_env(MINIMAX_API_KEY=KEY), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    ) as process:  # fmt: skip
+        _wait_until(lambda: sim.fetch_stats()["count_tokens_total"] > 0, "counting")
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert "is paused, not queued" in " ".join(out.split())
+    assert _statuses(db) == ["paused"]
+    again = batchrun(tmp_path, "submit", "jobs.jsonl", "--name", "sub", *base, key=KEY)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _statuses(db) == ["queued"]
+    assert sim.fetch_stats()["messages_total"] == 0
+
+
 def test_sigterm_while_sending_pauses_the_batch(tmp_path: Path) -> None:
     settings = SimSettings(time_scale=0.2, limits=False, seed=3, api_key=KEY)
     write_jobs(tmp_path / "jobs.jsonl", prompts(30, model=M27))

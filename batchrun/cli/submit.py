@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import typer
+
 from batchrun.cli import options as opt
+from batchrun.cli.errors import EXIT_INTERRUPTED, interrupt_on_sigterm, is_interrupt
 from batchrun.cli.output import console, shown_url
 from batchrun.cli.prepare import (
     announce_endpoint,
@@ -47,6 +50,7 @@ def submit_command(
         max_attempts=1, precheck=not no_precheck,
         max_cost_nanos=parse_usd(max_cost), account_rpm=account_rpm, account_tpm=account_tpm,
     )  # fmt: skip
+    interrupt_on_sigterm()  # SIGTERM, like Ctrl-C, leaves no batch running (see below)
     from batchrun.jobs import check_file  # noqa: PLC0415 - loaded only when used
     from batchrun.plan.planner import PlanOptions, file_digest, open_file_batch  # noqa: PLC0415
 
@@ -70,7 +74,18 @@ def submit_command(
         if connection.max_cost_nanos is not None:
             store.set_batch(batch.id, max_cost_nanos=connection.max_cost_nanos)
             out.print(f"Budget: {usd(connection.max_cost_nanos)} for this batch, across workers.")
-        estimate_and_confirm(store, loaded, batch, endpoint, connection, out)
+        try:
+            estimate_and_confirm(store, loaded, batch, endpoint, connection, out)
+        except BaseException as exc:  # Ctrl-C or SIGTERM during the pre-check
+            if not is_interrupt(exc):
+                raise
+            if store.find_batch(batch.id).status == BatchStatus.RUNNING:
+                store.set_batch(batch.id, status=BatchStatus.PAUSED)
+            out.print(
+                f"\n[yellow]Interrupted:[/] batch {batch.name} is paused, not queued. Submit "
+                f"{file} again to finish its pre-check and queue it for workers."
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
     pending = count_requests(store.status_counts(batch.id), RequestStatus.PENDING)
     if not pending:
         out.print(f"Batch {batch.name} has no pending requests: nothing for workers to do.")
