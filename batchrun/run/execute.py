@@ -12,51 +12,14 @@ from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import MAX_CONCURRENCY, Catalog
 from batchrun.run.budget import Budget
-from batchrun.run.launch import LimitOptions, limit_settings
 from batchrun.run.limits import ModelLimiter, describe_limits
 from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.report import RunReport
-from batchrun.run.retry import RetryPolicy
 from batchrun.run.runner import BatchRunner, WorkSource, worker_count
 from batchrun.run.settings import RunSettings
 from batchrun.run.space import WATCH_SECONDS, SpaceGuard, space_guard
 from batchrun.status import RequestStatus
 from batchrun.store import BatchInfo, Store
-
-
-async def send_batch(
-    *,
-    store: Store,
-    catalog: Catalog,
-    batch: BatchInfo,
-    endpoint: Endpoint,
-    limits: LimitOptions,
-    retry: RetryPolicy,
-    precheck: bool,
-    deadlines: Deadlines,
-    max_cost_nanos: int | None,
-    display: Callable[[RunProgress], object] | None = None,
-    handle_signals: bool = True,
-    space: SpaceGuard | None = None,
-) -> tuple[RunReport, RunProgress]:
-    """Run a batch with each of its models' limits: the catalog's, under ``limits``'s overrides."""
-    settings = RunSettings(
-        limits=limit_settings(catalog, store.batch_models(batch.id), limits),
-        retry=retry,
-        precheck=precheck,
-    )
-    return await run_batch(
-        store=store,
-        catalog=catalog,
-        batch=batch,
-        endpoint=endpoint,
-        settings=settings,
-        deadlines=deadlines,
-        display=display,
-        max_cost_nanos=max_cost_nanos,
-        handle_signals=handle_signals,
-        space=space,
-    )
 
 
 async def run_batch(
