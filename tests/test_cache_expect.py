@@ -290,7 +290,13 @@ class FirstLineLast:
     def __init__(self) -> None:
         self.answered: list[str] = []
 
-    async def input_tokens(self, model: str, params: dict[str, Any], content_hash: str) -> Any:
+    async def input_tokens(
+        self,
+        model: str,
+        params: dict[str, Any],
+        content_hash: str,
+        known: tuple[int | None, bool | None] = (None, None),
+    ) -> Any:
         first = params["messages"][0]["content"].startswith("First")
         await anyio.sleep(0.2 if first else 0)
         self.answered.append(params["messages"][0]["content"])
