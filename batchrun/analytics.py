@@ -310,6 +310,33 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
     )
 
 
+# The speed figures whose percentiles the dashboard shows, and the name of their sample count.
+SAMPLED = {
+    "latency_s": "latency",
+    "ttft_s": "ttft",
+    "ttft_text_s": "ttft_text",
+    "output_tps": "output_tps",
+    "e2e_tps": "e2e_tps",
+}
+# The slow end of output tps: the speed 10% and 1% of the results are at or below.
+SLOW_TAIL = (("p10", 0.1), ("p1", 0.01))
+
+
+def sample_figures(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.DataFrame:
+    """Per group (as model_metrics groups): how many results each speed percentile is taken
+    over (``latency_n``, ``ttft_n``, ... : the values that are not null), and the slow tail of
+    output tps (``output_tps_p10``, ``output_tps_p1``: low is slow, unlike latency's p90)."""
+    tps = pl.col("output_tps")
+    return (
+        requests.group_by(list(by))
+        .agg(
+            *[pl.col(column).count().alias(f"{name}_n") for column, name in SAMPLED.items()],
+            *[tps.quantile(q, "linear").alias(f"output_tps_{label}") for label, q in SLOW_TAIL],
+        )
+        .sort(list(by))
+    )
+
+
 def _cache_sums() -> list[pl.Expr]:
     """Per group, the sums and counts the prompt-cache figures are made of (see DEFINITIONS)."""
     read = pl.col("cache_read_tokens")

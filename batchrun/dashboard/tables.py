@@ -142,3 +142,56 @@ def definitions(*names: str) -> None:
     with st.expander("What these numbers mean"):
         for name in names or tuple(DEFINITIONS):
             st.markdown(f"**{name}**: {DEFINITIONS[name]}")
+
+
+def sampled(value: float | None, count: int, unit: str = "", digits: int = 2) -> str:
+    """A percentile for people with the number of results it is taken over beside it:
+    ``1.23 s (n=12)``; ``- (n=0)`` when there is no value."""
+    figure = "-" if value is None else f"{value:,.{digits}f}{unit}"
+    return f"{figure} (n={count:,})"
+
+
+# The scorecard's columns, in order, and what each one means (shown under it).
+SCORECARD_HELP = {
+    "requests": "Requests of the chosen batches sent to the model, whatever their outcome.",
+    "success rate": "Requests that succeeded / all of them (pending ones count as not yet).",
+    "latency p50": DEFINITIONS["latency"],
+    "TTFT p50": DEFINITIONS["TTFT"],
+    "output tps p50": DEFINITIONS["output tps"],
+    "cost / 1k requests": DEFINITIONS["cost / 1k requests"],
+    "pass rate": "Graded answers that passed / graded answers (by the grader named under the "
+    "table); - where nothing was graded.",
+    "cache saving": DEFINITIONS["cache saving"],
+}
+
+
+def scorecard(
+    metrics: pl.DataFrame, samples: pl.DataFrame, passes: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """One compact row per model: analytics.model_metrics with analytics.sample_figures (the
+    sample count beside each percentile) and, where graded, the pass rate (a frame of model,
+    passed, graded, pass_rate as grading.report.pass_rates gives for one grader)."""
+    counts = {row["model"]: row for row in samples.iter_rows(named=True)}
+    grades = {} if passes is None else {r["model"]: r for r in passes.iter_rows(named=True)}
+    rows: list[dict[str, str]] = []
+    for row in metrics.iter_rows(named=True):
+        n = counts.get(row["model"], {})
+        graded = grades.get(row["model"])
+        rows.append(
+            {
+                "model": shown(row["model"]),
+                "requests": f"{row['requests']:,}",
+                "success rate": share(row["success_rate"]),
+                "latency p50": sampled(row["latency_p50"], n.get("latency_n", 0), " s"),
+                "TTFT p50": sampled(row["ttft_p50"], n.get("ttft_n", 0), " s"),
+                "output tps p50": sampled(row["output_tps_p50"], n.get("output_tps_n", 0), "", 1),
+                "cost / 1k requests": money(row["cost_per_1k_nanos"]),
+                "pass rate": "-"
+                if graded is None or not graded["graded"]
+                else f"{share(graded['pass_rate'])} of {graded['graded']:,}",
+                "cache saving": derived_money(
+                    row["cache_saving_nanos"], row["unpriced"], row["saving_unknown"]
+                ),
+            }
+        )
+    return pl.DataFrame(rows, schema=dict.fromkeys(("model", *SCORECARD_HELP), pl.String))

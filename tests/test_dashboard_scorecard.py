@@ -1,0 +1,94 @@
+"""Compare's scorecard (issue 17, Deliver 2): one compact row per model, each figure checked
+against what the store's rows give, computed here from them with SQL and plain Python."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from batchrun.dashboard import tables
+from batchrun.pricing import usd
+from tests.dashboardfixtures import MODELS, seed_store
+from tests.helpers import db_rows
+from tests.test_dashboard import fresh_caches, open_page, rerun  # noqa: F401 - a fixture
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seed_store(tmp_path_factory.mktemp("scorecard"))
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def expected(db: Path, model: str) -> dict[str, str]:
+    """The scorecard row of ``model`` over every batch of the store, from its rows."""
+    [(requests, succeeded)] = db_rows(
+        db,
+        f"SELECT count(*), sum(status = 'succeeded') FROM requests WHERE model = '{model}'",
+    )
+    rows = db_rows(
+        db,
+        "SELECT done_s, first_token_s, last_token_s, output_tokens, cost_nanos, "
+        f"uncached_cost_nanos FROM results WHERE model = '{model}'",
+    )
+    latency = [float(str(r[0])) for r in rows]
+    ttft = [float(str(r[1])) for r in rows if r[1] is not None]
+    tps = [
+        int(str(r[3])) / (float(str(r[2])) - float(str(r[1])))
+        for r in rows
+        if r[1] is not None and r[2] is not None and float(str(r[2])) > float(str(r[1]))
+    ]
+    costs = [int(str(r[4])) for r in rows if r[4] is not None]
+    savings = [int(str(r[5])) - int(str(r[4])) for r in rows if None not in (r[4], r[5])]
+    [(graded, passed)] = db_rows(
+        db,
+        "SELECT count(g.score), sum(g.score IS NOT NULL AND g.passed) FROM grades g "
+        f"JOIN results r ON r.request_id = g.request_id WHERE r.model = '{model}' "
+        "AND g.grader = 'expect'",
+    )
+    n_graded = int(str(graded))
+    return {
+        "requests": f"{int(str(requests)):,}",
+        "success rate": f"{int(str(succeeded)) / int(str(requests)):.1%}",
+        "latency p50": tables.sampled(median(latency), len(latency), " s"),
+        "TTFT p50": tables.sampled(median(ttft), len(ttft), " s"),
+        "output tps p50": tables.sampled(median(tps), len(tps), "", 1),
+        "cost / 1k requests": usd(round(sum(costs) * 1000 / len(costs))),
+        "pass rate": f"{int(str(passed)) / n_graded:.1%} of {n_graded:,}" if n_graded else "-",
+        "cache saving": usd(sum(savings)),
+    }
+
+
+def test_the_scorecard_shows_each_models_figures_from_the_store(seeded: Path) -> None:
+    app = open_page(seeded, "compare")
+    assert "Scorecard" in [h.value for h in app.subheader]
+    app.multiselect(key="compare_batches").set_value(app.multiselect(key="compare_batches").options)
+    card = rerun(app).table[0].value
+    assert list(card.columns) == ["model", *tables.SCORECARD_HELP]
+    card = card.set_index("model")
+    assert sorted(card.index) == sorted(MODELS)
+    for model in MODELS:
+        want = expected(seeded, model)
+        for label, value in want.items():
+            assert card.loc[model, label] == value, (model, label)
+    # The faulty batch failed every M3 request: a success rate below 100%; the graded batch's
+    # answers give a pass rate; each median says how many results it is over.
+    assert card.loc["MiniMax-M3", "success rate"] != "100.0%"
+    assert all(card["pass rate"] != "-")
+    assert all("(n=" in v for v in card["latency p50"])
+    assert "pass rate by grader ` expect `" in " ".join(c.value for c in app.caption)
+    # The full table is behind an expander, under the scorecard.
+    assert "Full table: every figure" in [e.label for e in app.expander]
+
+
+def test_the_scorecard_follows_the_model_choice(seeded: Path) -> None:
+    app = open_page(seeded, "compare")  # the newest batch: the demo, not graded
+    card = app.table[0].value.set_index("model")
+    assert set(card["pass rate"]) == {"-"}
+    app.multiselect(key="compare_models").set_value(["MiniMax-M2.7-highspeed"])
+    card = rerun(app).table[0].value
+    assert list(card["model"]) == ["MiniMax-M2.7-highspeed"]
