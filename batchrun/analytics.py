@@ -82,6 +82,12 @@ DEFINITIONS: dict[str, str] = {
     "and the saving may be higher than shown.",
     "p50 / p90 / p99": "Percentiles: half, 90% and 99% of the requests are at or below the value "
     "(linear interpolation).",
+    "n": "The number of results a percentile or median is taken over (those with the value: a "
+    "request still pending, or failed, has no latency). A figure over a few results is a rough "
+    "one.",
+    "output tps slow tail": "For tokens per second low is slow, so the slow tail is the low "
+    "end: p10 and p1 are the speeds 10% and 1% of the results are at or below (p90 and p99 "
+    "would be the fast end).",
 }
 
 _TIMING = {

@@ -17,7 +17,8 @@ from tests.test_dashboard import fresh_caches, open_page, rerun  # noqa: F401 - 
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return seed_store(tmp_path_factory.mktemp("scorecard"))
+    # A little simulated time, so that output tps (tokens over generating time) has values.
+    return seed_store(tmp_path_factory.mktemp("scorecard"), time_scale=0.02)
 
 
 def median(values: list[float]) -> float | None:
@@ -80,6 +81,7 @@ def test_the_scorecard_shows_each_models_figures_from_the_store(seeded: Path) ->
     assert card.loc["MiniMax-M3", "success rate"] != "100.0%"
     assert all(card["pass rate"] != "-")
     assert all("(n=" in v for v in card["latency p50"])
+    assert not [v for v in card["output tps p50"] if v.startswith("-")]  # timed answers
     assert "pass rate by grader ` expect `" in " ".join(c.value for c in app.caption)
     # The full table is behind an expander, under the scorecard.
     assert "Full table: every figure" in [e.label for e in app.expander]
@@ -92,3 +94,45 @@ def test_the_scorecard_follows_the_model_choice(seeded: Path) -> None:
     app.multiselect(key="compare_models").set_value(["MiniMax-M2.7-highspeed"])
     card = rerun(app).table[0].value
     assert list(card["model"]) == ["MiniMax-M2.7-highspeed"]
+
+
+def linear_quantile(values: list[float], q: float) -> float:
+    """The quantile with linear interpolation between the closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def test_the_full_table_counts_each_percentiles_samples_and_the_slow_tail_of_tps(
+    seeded: Path,
+) -> None:
+    app = open_page(seeded, "compare")  # the demo batch
+    table = app.dataframe[0].value.set_index("model")
+    assert "output tps p90" not in table.columns  # the fast end, not shown as if it were a tail
+    assert "output tps p99" not in table.columns
+    for model in MODELS:
+        rows = db_rows(
+            seeded,
+            "SELECT r.done_s, r.first_token_s, r.first_text_s, r.last_token_s, r.output_tokens "
+            "FROM results r JOIN batches b ON b.id = r.batch_id "
+            f"WHERE b.name = 'demo' AND r.model = '{model}'",
+        )
+        firsts = [r for r in rows if r[1] is not None]
+        tps = [
+            int(str(r[4])) / (float(str(r[3])) - float(str(r[1])))
+            for r in firsts
+            if r[3] is not None and float(str(r[3])) > float(str(r[1]))
+        ]
+        assert table.loc[model, "latency n"] == len(rows)
+        assert table.loc[model, "TTFT n"] == len(firsts)
+        assert table.loc[model, "TTFT text n"] == len([r for r in rows if r[2] is not None])
+        assert table.loc[model, "output tps n"] == len(tps)
+        for label, q in (("p10", 0.1), ("p1", 0.01)):
+            shown = table.loc[model, f"output tps {label} (slow tail)"]
+            assert shown == pytest.approx(linear_quantile(tps, q)), (model, label)
+        assert table.loc[model, "output tps p1 (slow tail)"] <= table.loc[model, "output tps p50"]
+    captions = " ".join(c.value for c in app.caption)
+    assert "**output tps p10 / p1 (slow tail)**" in captions
+    assert "**n**:" in captions

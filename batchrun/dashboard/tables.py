@@ -20,17 +20,22 @@ METRIC_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
     ("retries", "retries", "retries", "%d"),
     ("think_leaked", "think leaked", "think leaked", "%d"),
     ("empty_replies", "empty replies", "empty replies", "%d"),
+    ("latency_n", "latency n", "n", "%d"),
     ("latency_p50", "latency p50 (s)", "latency", "%.2f"),
     ("latency_p90", "latency p90 (s)", "latency", "%.2f"),
     ("latency_p99", "latency p99 (s)", "latency", "%.2f"),
+    ("ttft_n", "TTFT n", "n", "%d"),
     ("ttft_p50", "TTFT p50 (s)", "TTFT", "%.2f"),
     ("ttft_p90", "TTFT p90 (s)", "TTFT", "%.2f"),
     ("ttft_p99", "TTFT p99 (s)", "TTFT", "%.2f"),
+    ("ttft_text_n", "TTFT text n", "n", "%d"),
     ("ttft_text_p50", "TTFT text p50 (s)", "TTFT (text)", "%.2f"),
     ("ttft_text_p90", "TTFT text p90 (s)", "TTFT (text)", "%.2f"),
+    ("output_tps_n", "output tps n", "n", "%d"),
     ("output_tps_p50", "output tps p50", "output tps", "%.1f"),
-    ("output_tps_p90", "output tps p90", "output tps", "%.1f"),
-    ("output_tps_p99", "output tps p99", "output tps", "%.1f"),
+    ("output_tps_p10", "output tps p10 (slow tail)", "output tps slow tail", "%.1f"),
+    ("output_tps_p1", "output tps p1 (slow tail)", "output tps slow tail", "%.1f"),
+    ("e2e_tps_n", "end-to-end tps n", "n", "%d"),
     ("e2e_tps_p50", "end-to-end tps p50", "end-to-end tps", "%.1f"),
     ("input_tokens", "input tokens", None, "%d"),
     ("output_tokens", "output tokens", None, "%d"),
@@ -104,7 +109,9 @@ def cache_warnings(metrics: pl.DataFrame, key: str = "model") -> None:
 
 
 def metrics_table(metrics: pl.DataFrame, keys: tuple[str, ...] = ("model",)) -> pl.DataFrame:
-    """analytics.model_metrics as shown: figures, then cost as text (so unpriced is visible)."""
+    """analytics.model_metrics joined with analytics.sample_figures (on ``keys``) as shown:
+    figures, each percentile after its sample count, the slow tail for output tps, then cost
+    as text (so unpriced is visible)."""
     rows: list[dict[str, Any]] = []
     for row in metrics.iter_rows(named=True):
         shown_row: dict[str, Any] = {key: row[key] for key in keys}

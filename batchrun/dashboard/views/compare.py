@@ -76,10 +76,16 @@ def _scorecard(frame: pl.DataFrame, per_model: pl.DataFrame, graded: pl.DataFram
 def _table(
     frame: pl.DataFrame, metrics: pl.DataFrame, per_model: pl.DataFrame, keys: tuple[str, ...]
 ) -> None:
-    shown = tables.metrics_table(metrics, keys=keys)
+    samples = analytics.sample_figures(frame, by=keys)
+    figures = metrics.join(samples, on=list(keys), how="left", nulls_equal=True)
+    shown = tables.metrics_table(figures, keys=keys)
     with st.expander("Full table: every figure", expanded=False):
         st.dataframe(shown, hide_index=True, column_config=tables.metric_config())
     _flagged(per_model)
+    st.caption(
+        f"**n**: {analytics.DEFINITIONS['n']} **output tps p10 / p1 (slow tail)**: "
+        f"{analytics.DEFINITIONS['output tps slow tail']}"
+    )
     tables.definitions()
     errors = analytics.error_breakdown(frame)
     if not errors.is_empty():
