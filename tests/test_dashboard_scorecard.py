@@ -3,10 +3,15 @@ against what the store's rows give, computed here from them with SQL and plain P
 
 from __future__ import annotations
 
+import json
 import statistics
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from batchrun.dashboard import tables
 from batchrun.pricing import usd
@@ -136,3 +141,39 @@ def test_the_full_table_counts_each_percentiles_samples_and_the_slow_tail_of_tps
     captions = " ".join(c.value for c in app.caption)
     assert "**output tps p10 / p1 (slow tail)**" in captions
     assert "**n**:" in captions
+
+
+def chart_specs(app: AppTest) -> list[tuple[dict[str, Any], list[pa.Table]]]:
+    """The Vega-Lite spec of each of the page's charts, with its data (Arrow tables)."""
+    return [
+        (
+            json.loads(chart.proto.spec),
+            [pa.ipc.open_stream(d.data.data).read_all() for d in chart.proto.datasets],
+        )
+        for chart in app.get("vega_lite_chart")
+    ]
+
+
+def test_charts_show_model_names_in_full_and_hours_in_utc(seeded: Path) -> None:
+    compare = chart_specs(open_page(seeded, "compare"))
+    axes = [
+        layer["encoding"]["y"]
+        for spec, _ in compare
+        for layer in spec.get("layer", [spec])
+        if layer["encoding"].get("y", {}).get("field") == "model"
+    ]
+    assert len(axes) >= 4  # the latency, TTFT, tps, TTFT (text) boxes and the cost bars
+    for axis in axes:  # Streamlit's theme would cut a name at 100 px ("MiniMax-M2.7-hig...")
+        assert axis["axis"]["labelLimit"] == 0
+    overview = open_page(seeded, "overview")
+    overview.segmented_control(key="overview_every").set_value("hour")
+    (spend, [periods]), (cumulative, _) = chart_specs(rerun(overview))[:2]
+    assert spend["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehours"
+    assert spend["encoding"]["x"]["axis"]["format"] == "%b %d %H:00"
+    assert cumulative["encoding"]["x"]["scale"]["type"] == "utc"
+    # The periods are UTC instants: the first is the hour of the first real result, in UTC.
+    [(first,)] = db_rows(seeded, "SELECT min(sent_at) FROM results WHERE NOT simulated")
+    sent = datetime.fromtimestamp(float(str(first)), tz=UTC)
+    column = periods.column("period")
+    assert str(column.type.tz) == "UTC"
+    assert column[0].as_py() == sent.replace(minute=0, second=0, microsecond=0)
