@@ -61,7 +61,8 @@ DEFINITIONS: dict[str, str] = {
     "simulated cost": "What results from batchrun's built-in simulator would have cost at "
     "MiniMax's prices. Nothing was billed: it is always shown apart from real spend, never "
     "added to it.",
-    "cost / 1k requests": "Mean cost of one priced result x 1,000.",
+    "cost / 1k requests": "Mean cost of one priced result x 1,000: what 1,000 requests answered "
+    "cost (a failed request has no result and costs nothing).",
     "cost / M output": "Cost of the priced results / their output tokens x 1,000,000.",
     "cache hit rate": "Cache-read tokens / all prompt tokens (input + cache read + cache write) "
     "of the results: the share of the prompt MiniMax served from its prompt cache, at the "
@@ -82,6 +83,11 @@ DEFINITIONS: dict[str, str] = {
     "and the saving may be higher than shown.",
     "p50 / p90 / p99": "Percentiles: half, 90% and 99% of the requests are at or below the value "
     "(linear interpolation).",
+    "requests": "What was asked: one per job line and model, whatever became of it (pending, "
+    "succeeded, errored, invalid or canceled). Every page counts requests this way.",
+    "results": "Requests that got an answer back from the API (or the simulator), stored with "
+    "its tokens, timings and cost: what is billed. A request still pending, or one that failed "
+    "before any answer, has no result.",
     "n": "The number of results a percentile or median is taken over (those with the value: a "
     "request still pending, or failed, has no latency). A figure over a few results is a rough "
     "one.",

@@ -213,7 +213,7 @@ def test_spend_shows_the_cache_figures_beside_the_spend(seeded: Path) -> None:
     for model, figures in cache_figures(seeded, "faulty").items():  # the one real batch
         row = by_model.loc[model]
         assert f"{row['cache hit rate']:.1%}" == figures["cache hit rate"], model
-        assert f"{row['cached requests']} of {row['requests']}" == figures["cached requests"]
+        assert f"{row['cached requests']} of {row['results']}" == figures["cached requests"]
         assert row["cache saving"] == figures["cache saving"], model
         assert row["cache write cost"] == figures["cache write cost"], model
         assert row["cache figures"] == "ok"

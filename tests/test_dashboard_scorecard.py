@@ -177,3 +177,24 @@ def test_charts_show_model_names_in_full_and_hours_in_utc(seeded: Path) -> None:
     column = periods.column("period")
     assert str(column.type.tz) == "UTC"
     assert column[0].as_py() == sent.replace(minute=0, second=0, microsecond=0)
+
+
+def test_requests_means_every_request_and_results_the_answered_ones_on_every_page(
+    seeded: Path,
+) -> None:
+    [(requests,)] = db_rows(seeded, "SELECT count(*) FROM requests")
+    [(results,)] = db_rows(seeded, "SELECT count(*) FROM results")
+    assert int(str(results)) < int(str(requests))  # M3 failed the faulty batch: no results
+    overview = open_page(seeded, "overview")
+    assert {m.label: m.value for m in overview.metric}["Requests"] == f"{int(str(requests)):,}"
+    compare = open_page(seeded, "compare")
+    compare.multiselect(key="compare_batches").set_value(
+        compare.multiselect(key="compare_batches").options
+    )
+    card = rerun(compare).table[0].value
+    assert sum(int(n.replace(",", "")) for n in card["requests"]) == int(str(requests))
+    spend = open_page(seeded, "spend")
+    spend.segmented_control(key="spend_by").set_value("model")
+    table = rerun(spend).dataframe[0].value
+    assert "requests" not in table.columns  # it counted results: now named so
+    assert int(table["results"].sum()) == int(str(results))

@@ -160,7 +160,7 @@ def sampled(value: float | None, count: int, unit: str = "", digits: int = 2) ->
 
 # The scorecard's columns, in order, and what each one means (shown under it).
 SCORECARD_HELP = {
-    "requests": "Requests of the chosen batches sent to the model, whatever their outcome.",
+    "requests": DEFINITIONS["requests"],
     "success rate": "Requests that succeeded / all of them (pending ones count as not yet).",
     "latency p50": DEFINITIONS["latency"],
     "TTFT p50": DEFINITIONS["TTFT"],
