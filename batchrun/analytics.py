@@ -61,7 +61,8 @@ DEFINITIONS: dict[str, str] = {
     "simulated cost": "What results from batchrun's built-in simulator would have cost at "
     "MiniMax's prices. Nothing was billed: it is always shown apart from real spend, never "
     "added to it.",
-    "cost / 1k requests": "Mean cost of one priced result x 1,000.",
+    "cost / 1k requests": "Mean cost of one priced result x 1,000: what 1,000 requests answered "
+    "cost (a failed request has no result and costs nothing).",
     "cost / M output": "Cost of the priced results / their output tokens x 1,000,000.",
     "cache hit rate": "Cache-read tokens / all prompt tokens (input + cache read + cache write) "
     "of the results: the share of the prompt MiniMax served from its prompt cache, at the "
@@ -82,6 +83,17 @@ DEFINITIONS: dict[str, str] = {
     "and the saving may be higher than shown.",
     "p50 / p90 / p99": "Percentiles: half, 90% and 99% of the requests are at or below the value "
     "(linear interpolation).",
+    "requests": "What was asked: one per job line and model, whatever became of it (pending, "
+    "succeeded, errored, invalid or canceled). Every page counts requests this way.",
+    "results": "Requests that got an answer back from the API (or the simulator), stored with "
+    "its tokens, timings and cost: what is billed. A request still pending, or one that failed "
+    "before any answer, has no result.",
+    "n": "The number of results a percentile or median is taken over (those with the value: a "
+    "request still pending, or failed, has no latency). A figure over a few results is a rough "
+    "one.",
+    "output tps slow tail": "For tokens per second low is slow, so the slow tail is the low "
+    "end: p10 and p1 are the speeds 10% and 1% of the results are at or below (p90 and p99 "
+    "would be the fast end).",
 }
 
 _TIMING = {
@@ -305,6 +317,33 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
             cost_per_m_output_nanos=pl.when(pl.col("priced_output") > 0).then(
                 pl.col("cost_nanos") * 1_000_000 / pl.col("priced_output")
             ),
+        )
+        .sort(list(by))
+    )
+
+
+# The speed figures whose percentiles the dashboard shows, and the name of their sample count.
+SAMPLED = {
+    "latency_s": "latency",
+    "ttft_s": "ttft",
+    "ttft_text_s": "ttft_text",
+    "output_tps": "output_tps",
+    "e2e_tps": "e2e_tps",
+}
+# The slow end of output tps: the speed 10% and 1% of the results are at or below.
+SLOW_TAIL = (("p10", 0.1), ("p1", 0.01))
+
+
+def sample_figures(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.DataFrame:
+    """Per group (as model_metrics groups): how many results each speed percentile is taken
+    over (``latency_n``, ``ttft_n``, ... : the values that are not null), and the slow tail of
+    output tps (``output_tps_p10``, ``output_tps_p1``: low is slow, unlike latency's p90)."""
+    tps = pl.col("output_tps")
+    return (
+        requests.group_by(list(by))
+        .agg(
+            *[pl.col(column).count().alias(f"{name}_n") for column, name in SAMPLED.items()],
+            *[tps.quantile(q, "linear").alias(f"output_tps_{label}") for label, q in SLOW_TAIL],
         )
         .sort(list(by))
     )

@@ -156,7 +156,7 @@ def demo_tokens(db: Path) -> dict[str, tuple[int, ...]]:
 def test_compare_shows_each_models_cache_figures(seeded: Path) -> None:
     app = open_page(seeded, "compare")  # the newest batch: the demo, whose lines share a prompt
     assert "Prompt caching" in [h.value for h in app.subheader]
-    table = app.table[0].value.set_index("model")
+    table = app.table[1].value.set_index("model")  # after the scorecard
     for model, figures in cache_figures(seeded, "demo").items():
         for label, value in figures.items():
             assert table.loc[model, label] == value, (model, label)
@@ -178,7 +178,7 @@ def test_compare_shows_each_models_cache_figures(seeded: Path) -> None:
 
     app.multiselect(key="compare_batches").set_value(app.multiselect(key="compare_batches").options)
     app.segmented_control(key="compare_group").set_value("batch and model")
-    grouped = rerun(app).table[0].value
+    grouped = rerun(app).table[1].value
     faulty = grouped[grouped["batch_name"] == "faulty"].set_index("model")
     # Short prompts: nothing to cache; M3 failed every line of it: no prompt, no rate.
     assert dict(faulty["cache hit rate"]) == {
@@ -213,7 +213,7 @@ def test_spend_shows_the_cache_figures_beside_the_spend(seeded: Path) -> None:
     for model, figures in cache_figures(seeded, "faulty").items():  # the one real batch
         row = by_model.loc[model]
         assert f"{row['cache hit rate']:.1%}" == figures["cache hit rate"], model
-        assert f"{row['cached requests']} of {row['requests']}" == figures["cached requests"]
+        assert f"{row['cached requests']} of {row['results']}" == figures["cached requests"]
         assert row["cache saving"] == figures["cache saving"], model
         assert row["cache write cost"] == figures["cache write cost"], model
         assert row["cache figures"] == "ok"
@@ -247,7 +247,7 @@ def test_under_reported_cache_reads_are_flagged_where_they_are(tmp_path: Path) -
         assert reason in warned[0]
     table = app.dataframe[0].value  # the spend page, per day: the one day is flagged
     assert list(table["cache figures"]) == [UNDER_REPORTED]
-    compare = open_page(db, "compare").table[0].value.set_index("model")
+    compare = open_page(db, "compare").table[1].value.set_index("model")
     assert compare.loc["MiniMax-M2.7", "cache figures"] == UNDER_REPORTED
     assert compare.loc["MiniMax-M3", "cache figures"] == "ok"
     assert compare.loc["MiniMax-M2.7", "cache hit rate"] == "0.0%"
@@ -461,7 +461,7 @@ def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
     m3 = table[table["model"] == "MiniMax-M3"].iloc[0]
     assert m3["cost"].startswith("unpriced")
     assert "No price is known for MiniMax-M3" in texts(compare)
-    caching = compare.table[0].value.set_index("model")
+    caching = compare.table[1].value.set_index("model")
     assert caching.loc["MiniMax-M3", "cache saving"] == m3["cost"]  # "unpriced (N)", not $0
     assert caching.loc["MiniMax-M3", "cache write cost"] == "unpriced"
     # The generator stores no uncached cost (as rows from before batchrun kept it): the saving

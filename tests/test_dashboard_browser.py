@@ -151,3 +151,23 @@ def test_hostile_text_is_shown_as_typed_and_fetches_nothing(tmp_path: Path) -> N
     assert f"<img src={listener.origin}/leak2>" in rendered  # raw HTML shown as text
     left = subprocess.run(["pgrep", "-f", str(db)], capture_output=True, text=True, check=False)
     assert left.stdout == "", f"a dashboard process is left: {left.stdout}"
+
+
+def test_compare_shows_the_scorecard_and_model_names_in_full(seeded: Path) -> None:
+    with dashboard(seeded) as address, browser_page() as page:
+        compare = show(page, address, "compare", PAGES["compare"])
+        # Vega draws Streamlit's charts as SVG: each axis label, legend entry and title a text.
+        drawn: list[str] = page.eval_on_selector_all(
+            ".vega-embed svg text", "texts => texts.map(t => t.textContent)"
+        )
+    # The scorecard is a plain table, above the full one: its labels and figures are on the page.
+    assert "Scorecard" in compare
+    for label in ("success rate", "latency p50", "TTFT p50", "output tps p50",
+                  "cost / 1k requests", "pass rate", "cache saving"):  # fmt: skip
+        assert label in compare, label
+    assert "(n=12)" in compare  # the demo batch: 12 answers a model, the count beside the median
+    assert "Full table: every figure" in compare
+    # Chart labels carry the whole name (Streamlit's theme cut it at 100 px): none end in "…".
+    # On the latency, TTFT and TTFT (text) boxes and the cost bars (this store has no tps).
+    assert drawn.count("MiniMax-M2.7-highspeed") >= 4, sorted(set(drawn))
+    assert not [text for text in drawn if text.endswith("…")], sorted(set(drawn))

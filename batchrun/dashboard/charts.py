@@ -11,11 +11,29 @@ NANOS_PER_USD = 1e9
 # What the functions return: something st.altair_chart draws.
 Chart = alt.Chart | alt.LayerChart | alt.FacetChart
 
+# Model names in full on axes and legends: Streamlit's theme cuts axis labels at 100 px
+# ("MiniMax-M2.7-hig…"); 0 is no limit.
+MODEL_AXIS = alt.Axis(labelLimit=0)
+MODEL_LEGEND = alt.Legend(labelLimit=0)
+
+
+def utc(frame: pl.DataFrame, column: str = "period") -> pl.DataFrame:
+    """``column`` as UTC instants: the store's times are naive UTC, which the browser would read
+    as its local time (and a date as UTC midnight), so the axis labels said the wrong hour."""
+    dtype = frame.schema[column]
+    if dtype == pl.Date:
+        return frame.with_columns(
+            pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        )
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return frame.with_columns(pl.col(column).dt.replace_time_zone("UTC"))
+    return frame
+
 
 def box(distribution: pl.DataFrame, title: str, unit: str) -> Chart:
     """One horizontal box per model: whiskers p5-p95, box p25-p75, a tick at the median."""
     base = alt.Chart(distribution, title=title).encode(
-        y=alt.Y("model:N", title=None),
+        y=alt.Y("model:N", title=None, axis=MODEL_AXIS),
         color=alt.Color("model:N", legend=None),
         tooltip=["model", "p5", "p25", "p50", "p75", "p95", "mean", "count"],
     )
@@ -32,7 +50,7 @@ def bars(frame: pl.DataFrame, value: str, title: str, unit: str) -> Chart:
         .mark_bar()
         .encode(
             x=alt.X(f"{value}:Q", title=unit),
-            y=alt.Y("model:N", title=None),
+            y=alt.Y("model:N", title=None, axis=MODEL_AXIS),
             color=alt.Color("model:N", legend=None),
             tooltip=["model", alt.Tooltip(f"{value}:Q", format=",.4f")],
         )
@@ -59,18 +77,30 @@ def cost_vs_speed(metrics: pl.DataFrame) -> Chart:
 
 def spend_over_time(spend: pl.DataFrame, every: str) -> Chart:
     """Priced spend per period, stacked by model (unpriced results are not drawn as $0)."""
-    frame = spend.filter(pl.col("cost_nanos").is_not_null()).with_columns(
+    frame = utc(spend.filter(pl.col("cost_nanos").is_not_null())).with_columns(
         (pl.col("cost_nanos") / NANOS_PER_USD).alias("USD")
     )
-    unit = "yearmonthdatehours" if every == "hour" else "yearmonthdate"
+    # UTC time units: labels and tooltips in UTC, as the title says, whatever the browser's zone.
+    hourly = every == "hour"
+    unit = "utcyearmonthdatehours" if hourly else "utcyearmonthdate"
+    shown = "%b %d %H:00" if hourly else "%b %d"
     chart: Chart = (
         alt.Chart(frame, title=f"Spend per {every} by model (USD)")
         .mark_bar()
         .encode(
-            x=alt.X(f"{unit}(period):T", title=f"{every} (UTC)"),
+            x=alt.X(
+                f"{unit}(period):T",
+                title=f"{every} (UTC)",
+                axis=alt.Axis(format=shown, labelAngle=-45 if hourly else 0),
+            ),
             y=alt.Y("sum(USD):Q", title="USD", stack="zero"),
-            color=alt.Color("model:N"),
-            tooltip=["period:T", "model", alt.Tooltip("USD:Q", format="$,.4f"), "results"],
+            color=alt.Color("model:N", legend=MODEL_LEGEND),
+            tooltip=[
+                alt.Tooltip(f"{unit}(period):T", title=f"{every} (UTC)", format=shown),
+                "model",
+                alt.Tooltip("USD:Q", format="$,.4f"),
+                "results",
+            ],
         )
     )
     return chart
@@ -78,15 +108,22 @@ def spend_over_time(spend: pl.DataFrame, every: str) -> Chart:
 
 def cumulative(spend: pl.DataFrame) -> Chart:
     """Each model's running total of priced spend."""
-    frame = spend.with_columns((pl.col("cumulative_nanos") / NANOS_PER_USD).alias("USD"))
+    frame = utc(spend).with_columns((pl.col("cumulative_nanos") / NANOS_PER_USD).alias("USD"))
+    when = "%b %d %H:%M"
     chart: Chart = (
         alt.Chart(frame, title="Cumulative spend by model (USD)")
         .mark_line(point=True)
         .encode(
-            x=alt.X("period:T", title="UTC"),
+            x=alt.X(
+                "period:T", title="UTC", scale=alt.Scale(type="utc"), axis=alt.Axis(format=when)
+            ),
             y=alt.Y("USD:Q"),
-            color="model:N",
-            tooltip=["period:T", "model", alt.Tooltip("USD:Q", format="$,.4f")],
+            color=alt.Color("model:N", legend=MODEL_LEGEND),
+            tooltip=[
+                alt.Tooltip("utcyearmonthdatehoursminutes(period):T", title="UTC", format=when),
+                "model",
+                alt.Tooltip("USD:Q", format="$,.4f"),
+            ],
         )
     )
     return chart

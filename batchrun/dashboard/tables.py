@@ -20,17 +20,22 @@ METRIC_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
     ("retries", "retries", "retries", "%d"),
     ("think_leaked", "think leaked", "think leaked", "%d"),
     ("empty_replies", "empty replies", "empty replies", "%d"),
+    ("latency_n", "latency n", "n", "%d"),
     ("latency_p50", "latency p50 (s)", "latency", "%.2f"),
     ("latency_p90", "latency p90 (s)", "latency", "%.2f"),
     ("latency_p99", "latency p99 (s)", "latency", "%.2f"),
+    ("ttft_n", "TTFT n", "n", "%d"),
     ("ttft_p50", "TTFT p50 (s)", "TTFT", "%.2f"),
     ("ttft_p90", "TTFT p90 (s)", "TTFT", "%.2f"),
     ("ttft_p99", "TTFT p99 (s)", "TTFT", "%.2f"),
+    ("ttft_text_n", "TTFT text n", "n", "%d"),
     ("ttft_text_p50", "TTFT text p50 (s)", "TTFT (text)", "%.2f"),
     ("ttft_text_p90", "TTFT text p90 (s)", "TTFT (text)", "%.2f"),
+    ("output_tps_n", "output tps n", "n", "%d"),
     ("output_tps_p50", "output tps p50", "output tps", "%.1f"),
-    ("output_tps_p90", "output tps p90", "output tps", "%.1f"),
-    ("output_tps_p99", "output tps p99", "output tps", "%.1f"),
+    ("output_tps_p10", "output tps p10 (slow tail)", "output tps slow tail", "%.1f"),
+    ("output_tps_p1", "output tps p1 (slow tail)", "output tps slow tail", "%.1f"),
+    ("e2e_tps_n", "end-to-end tps n", "n", "%d"),
     ("e2e_tps_p50", "end-to-end tps p50", "end-to-end tps", "%.1f"),
     ("input_tokens", "input tokens", None, "%d"),
     ("output_tokens", "output tokens", None, "%d"),
@@ -104,7 +109,9 @@ def cache_warnings(metrics: pl.DataFrame, key: str = "model") -> None:
 
 
 def metrics_table(metrics: pl.DataFrame, keys: tuple[str, ...] = ("model",)) -> pl.DataFrame:
-    """analytics.model_metrics as shown: figures, then cost as text (so unpriced is visible)."""
+    """analytics.model_metrics joined with analytics.sample_figures (on ``keys``) as shown:
+    figures, each percentile after its sample count, the slow tail for output tps, then cost
+    as text (so unpriced is visible)."""
     rows: list[dict[str, Any]] = []
     for row in metrics.iter_rows(named=True):
         shown_row: dict[str, Any] = {key: row[key] for key in keys}
@@ -142,3 +149,56 @@ def definitions(*names: str) -> None:
     with st.expander("What these numbers mean"):
         for name in names or tuple(DEFINITIONS):
             st.markdown(f"**{name}**: {DEFINITIONS[name]}")
+
+
+def sampled(value: float | None, count: int, unit: str = "", digits: int = 2) -> str:
+    """A percentile for people with the number of results it is taken over beside it:
+    ``1.23 s (n=12)``; ``- (n=0)`` when there is no value."""
+    figure = "-" if value is None else f"{value:,.{digits}f}{unit}"
+    return f"{figure} (n={count:,})"
+
+
+# The scorecard's columns, in order, and what each one means (shown under it).
+SCORECARD_HELP = {
+    "requests": DEFINITIONS["requests"],
+    "success rate": "Requests that succeeded / all of them (pending ones count as not yet).",
+    "latency p50": DEFINITIONS["latency"],
+    "TTFT p50": DEFINITIONS["TTFT"],
+    "output tps p50": DEFINITIONS["output tps"],
+    "cost / 1k requests": DEFINITIONS["cost / 1k requests"],
+    "pass rate": "Graded answers that passed / graded answers (by the grader named under the "
+    "table); - where nothing was graded.",
+    "cache saving": DEFINITIONS["cache saving"],
+}
+
+
+def scorecard(
+    metrics: pl.DataFrame, samples: pl.DataFrame, passes: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """One compact row per model: analytics.model_metrics with analytics.sample_figures (the
+    sample count beside each percentile) and, where graded, the pass rate (a frame of model,
+    passed, graded, pass_rate as grading.report.pass_rates gives for one grader)."""
+    counts = {row["model"]: row for row in samples.iter_rows(named=True)}
+    grades = {} if passes is None else {r["model"]: r for r in passes.iter_rows(named=True)}
+    rows: list[dict[str, str]] = []
+    for row in metrics.iter_rows(named=True):
+        n = counts.get(row["model"], {})
+        graded = grades.get(row["model"])
+        rows.append(
+            {
+                "model": shown(row["model"]),
+                "requests": f"{row['requests']:,}",
+                "success rate": share(row["success_rate"]),
+                "latency p50": sampled(row["latency_p50"], n.get("latency_n", 0), " s"),
+                "TTFT p50": sampled(row["ttft_p50"], n.get("ttft_n", 0), " s"),
+                "output tps p50": sampled(row["output_tps_p50"], n.get("output_tps_n", 0), "", 1),
+                "cost / 1k requests": money(row["cost_per_1k_nanos"]),
+                "pass rate": "-"
+                if graded is None or not graded["graded"]
+                else f"{share(graded['pass_rate'])} of {graded['graded']:,}",
+                "cache saving": derived_money(
+                    row["cache_saving_nanos"], row["unpriced"], row["saving_unknown"]
+                ),
+            }
+        )
+    return pl.DataFrame(rows, schema=dict.fromkeys(("model", *SCORECARD_HELP), pl.String))

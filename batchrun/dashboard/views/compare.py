@@ -1,5 +1,5 @@
-"""Compare models: the metrics table, latency, TTFT and tps distributions, cost, and cost
-against speed, for chosen batches and models."""
+"""Compare models: a scorecard per model, the full metrics table behind it, latency, TTFT and
+tps distributions, cost, and cost against speed, for chosen batches and models."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import streamlit as st
 
 from batchrun import analytics
 from batchrun.dashboard import charts, data, tables
-from batchrun.dashboard.text import joined, shown
+from batchrun.dashboard.text import joined, literal, shown
 from batchrun.dashboard.views.common import pick_batches, pick_models, simulated_notice
-from batchrun.grading.report import quality_frame
+from batchrun.grading.report import pass_rates, quality_frame
 
 GROUPS = {
     "model": ("model",),
@@ -34,6 +34,9 @@ def render(source: data.Source) -> None:
         return
     simulated_notice(frame)
     per_model = analytics.model_metrics(frame)  # computed once: the table, flags, cost, caching
+    batch_ids = tuple(sorted(chosen))
+    graded = data.grades(source.url, batch_ids).filter(pl.col("model").is_in(models))
+    _scorecard(frame, per_model, graded)
     group = st.segmented_control("Per", list(GROUPS), default="model", key="compare_group")
     keys = GROUPS[group or "model"]
     metrics = per_model if keys == ("model",) else analytics.model_metrics(frame, by=keys)
@@ -41,15 +44,48 @@ def render(source: data.Source) -> None:
     _caching(metrics, per_model, keys)
     _distributions(frame)
     _cost(per_model)
-    _quality(source, tuple(sorted(chosen)), models)
+    _quality(graded)
+
+
+def _grader(graded: pl.DataFrame) -> str | None:
+    """The grader the page's figures use: the one chosen under Quality (kept across reruns),
+    else the first by name; None when nothing is graded."""
+    graders = sorted(graded.get_column("grader").unique().to_list())
+    chosen = st.session_state.get("compare_grader")
+    return chosen if chosen in graders else (graders[0] if graders else None)
+
+
+def _scorecard(frame: pl.DataFrame, per_model: pl.DataFrame, graded: pl.DataFrame) -> None:
+    """One compact row per model: success, the medians with their sample counts, cost per 1k
+    requests, pass rate where graded, cache saving."""
+    st.subheader("Scorecard")
+    grader = _grader(graded)
+    passes = None if grader is None else pass_rates(graded.filter(pl.col("grader") == grader))
+    samples = analytics.sample_figures(frame)
+    st.table(tables.scorecard(per_model, samples, passes))
+    graded_by = f"pass rate by grader {literal(grader)}" if grader else "nothing graded"
+    st.caption(
+        f"Medians, each with the number of results it is taken over (n); {graded_by}. "
+        "Every figure, its percentiles and the tokens are in the full table below."
+    )
+    with st.expander("What the scorecard shows"):
+        for name, meaning in tables.SCORECARD_HELP.items():
+            st.markdown(f"**{name}**: {meaning}")
 
 
 def _table(
     frame: pl.DataFrame, metrics: pl.DataFrame, per_model: pl.DataFrame, keys: tuple[str, ...]
 ) -> None:
-    shown = tables.metrics_table(metrics, keys=keys)
-    st.dataframe(shown, hide_index=True, column_config=tables.metric_config())
+    samples = analytics.sample_figures(frame, by=keys)
+    figures = metrics.join(samples, on=list(keys), how="left", nulls_equal=True)
+    shown = tables.metrics_table(figures, keys=keys)
+    with st.expander("Full table: every figure", expanded=False):
+        st.dataframe(shown, hide_index=True, column_config=tables.metric_config())
     _flagged(per_model)
+    st.caption(
+        f"**n**: {analytics.DEFINITIONS['n']} **output tps p10 / p1 (slow tail)**: "
+        f"{analytics.DEFINITIONS['output tps slow tail']}"
+    )
     tables.definitions()
     errors = analytics.error_breakdown(frame)
     if not errors.is_empty():
@@ -137,9 +173,8 @@ def _cost(metrics: pl.DataFrame) -> None:
     )
 
 
-def _quality(source: data.Source, batch_ids: tuple[str, ...], models: list[str]) -> None:
+def _quality(graded: pl.DataFrame) -> None:
     st.subheader("Quality against cost and speed")
-    graded = data.grades(source.url, batch_ids).filter(pl.col("model").is_in(models))
     if graded.is_empty():
         st.caption(
             "No graded answers in these batches. Give jobs an `expect` and run "

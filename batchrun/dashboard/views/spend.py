@@ -93,7 +93,7 @@ def _spend_table(table: pl.DataFrame, by: str) -> pl.DataFrame:
         {
             by: str(row[by]),
             "data": "simulated (not billed)" if row["simulated"] else "MiniMax",
-            "requests": row["requests"],
+            "results": row["requests"],  # only those with a result: "requests" is every one sent
             "input tokens": row["input_tokens"],
             "output tokens": row["output_tokens"],
             "cache read tokens": row["cache_read_tokens"],
@@ -116,6 +116,7 @@ def _spend_table(table: pl.DataFrame, by: str) -> pl.DataFrame:
 
 
 _SPEND_CONFIG = {
+    "results": st.column_config.NumberColumn("results", help=analytics.DEFINITIONS["results"]),
     "cost": st.column_config.TextColumn("cost", help=analytics.DEFINITIONS["cost"]),
     "cache saving": st.column_config.TextColumn(
         "cache saving", help=analytics.DEFINITIONS["cache saving"]
