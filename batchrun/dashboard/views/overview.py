@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from batchrun import analytics
-from batchrun.dashboard import charts, data, tables
+from batchrun.dashboard import caps, charts, data, tables
 from batchrun.dashboard.text import shown
 from batchrun.dashboard.views.common import simulated_notice
 
@@ -24,6 +24,7 @@ def render(source: data.Source) -> None:
     totals = analytics.model_metrics(frame.with_columns(all=pl.lit("all")), by=("all",))
     _headline(totals.row(0, named=True), _origin_costs(frame))
     _running(source)
+    _capped(source, frame)
     # Real and simulated spend are never added: the charts show the real spend, or, in a store
     # with no real results, the simulated cost under its own title.
     real = analytics.real(frame)
@@ -81,6 +82,16 @@ def _headline(total: dict[str, Any], costs: tuple[str, str | None]) -> None:
         "-" if rate is None else f"{rate:.1%}",
         help=analytics.DEFINITIONS["error rate"],
     )
+
+
+def _capped(source: data.Source, frame: pl.DataFrame) -> None:
+    """Batches that stopped at their budget cap or went past it: what is left and how to go on
+    (the Spend page lists every capped batch)."""
+    states = caps.states(data.batches(source.url), frame)
+    if states.filter(pl.col("state").is_in(caps.NOTICED)).is_empty():
+        return
+    st.subheader("Budget caps")
+    caps.show(states, only=caps.NOTICED)
 
 
 @st.fragment(run_every=LIVE_EVERY)

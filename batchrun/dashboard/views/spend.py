@@ -3,14 +3,14 @@ before a batch ran against what it cost. Unpriced results are flagged, never sho
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Any, cast
 
 import polars as pl
 import streamlit as st
 
 from batchrun import analytics
-from batchrun.dashboard import data, tables
-from batchrun.dashboard.text import shown
+from batchrun.dashboard import caps, data, spend_chart, tables
 from batchrun.dashboard.views.common import pick_batch, simulated_notice
 
 
@@ -29,16 +29,61 @@ def render(source: data.Source) -> None:
             "counted as unpriced in every table, never as $0. `batchrun reprice` prices them "
             "once a price is added."
         )
+    frame = _in_range(frame)
     per_model = analytics.spend(frame, "model")  # a few rows: the totals and the warnings
     _totals(per_model)
     tables.cache_warnings(per_model)
+    _chart(frame)
     by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
     table = per_model if by == "model" else analytics.spend(frame, by or "day")
     st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
     st.caption(tables.cache_captions())
-    _budgets(batches, frame)
+    _budgets(batches, data.requests(source.url))  # a cap is the batch's whole spend
     _estimate(source, batches)
+
+
+def _in_range(frame: pl.DataFrame) -> pl.DataFrame:
+    """The requests sent in the chosen days (UTC), every day the store has by default; the
+    requests not sent yet stay (they have no day and cost nothing yet)."""
+    days = frame.get_column("day").drop_nulls()
+    if days.is_empty():
+        return frame
+    first, last = cast(date, days.min()), cast(date, days.max())
+    chosen = st.date_input(
+        "Sent between (UTC days)",
+        value=(first, last),
+        min_value=first,
+        max_value=last,
+        key="spend_range",
+        help="The headline, the chart and the table cover these days; the budget caps below "
+        "always count a batch's whole spend.",
+    )
+    picked = tuple(chosen) if isinstance(chosen, (tuple, list)) else (chosen,)
+    if len(picked) != 2 or picked == (first, last):  # a range half chosen, or all of it
+        return frame
+    since, until = picked
+    sent = pl.col("day")
+    return frame.filter(sent.is_null() | sent.is_between(since, until))
+
+
+def _chart(frame: pl.DataFrame) -> None:
+    """Spend per day or hour and each model's running total: the real spend, or, in a store
+    with no real results, the simulated cost under its own title (the two are never added)."""
+    real = analytics.real(frame)
+    is_real = real.filter(pl.col("sent_at").is_not_null()).height > 0
+    st.subheader("Spend over time" if is_real else "Simulated cost over time (not billed)")
+    every = st.segmented_control("Per", ["day", "hour"], default="day", key="spend_every")
+    spent = analytics.spend_over_time(
+        real if is_real else analytics.simulated(frame), every or "day"
+    )
+    if spent.is_empty():
+        st.caption("Nothing was sent in these days.")
+        return
+    st.altair_chart(spend_chart.spend_chart(spent, every or "day"), key="spend_chart")
+    st.caption(
+        spend_chart.CAPTION + ("" if is_real else " " + analytics.DEFINITIONS["simulated cost"])
+    )
 
 
 def _totals(per_model: pl.DataFrame) -> None:
@@ -60,6 +105,7 @@ def _totals(per_model: pl.DataFrame) -> None:
             help=analytics.DEFINITIONS["simulated cost"],
         )
     saved, rate = others
+    _unpriced(real, simulated)
     of = "" if cached is real else " Of the simulated results: there are no real ones."
     saved.metric(
         "Cache saving",
@@ -73,6 +119,25 @@ def _totals(per_model: pl.DataFrame) -> None:
         tables.share(total["cache_hit_rate"]),
         help=analytics.DEFINITIONS["cache hit rate"] + of,
     )
+
+
+def _unpriced(real: pl.DataFrame, simulated: pl.DataFrame) -> None:
+    """The unpriced results' count in full, in a metric of its own (a long figure beside the
+    priced cost is cut in a narrow column: the count must not be)."""
+    counts = [
+        (label, int(rows.get_column("unpriced").sum()))
+        for label, rows in (("", real), (" (simulated)", simulated))
+        if rows.height
+    ]
+    counts = [(label, n) for label, n in counts if n]
+    if not counts:
+        return
+    for column, (label, n) in zip(st.columns(len(counts) + 1), counts, strict=False):
+        column.metric(
+            f"Unpriced results{label}",
+            f"{n:,}",
+            help="Results whose model has no price: left out of the cost, never counted as $0.",
+        )
 
 
 NO_REAL = "none: nothing was sent to MiniMax"
@@ -137,17 +202,16 @@ _SPEND_CONFIG = {
 
 def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
     st.subheader("Budget caps")
-    use = analytics.budget_use(batches, frame)
-    if use.is_empty():
+    states = caps.states(batches, frame)
+    if states.is_empty():
         st.caption("No batch has a budget cap. Set one with `batchrun run ... --max-cost USD`.")
         return
-    for row in use.iter_rows(named=True):
-        spent = tables.money(row["cost_nanos"], row["unpriced"])
-        st.progress(
-            min(1.0, row["used"]),
-            text=f"{shown(row['batch'])}: {spent} of {tables.money(row['cap_nanos'])} "
-            f"({row['used']:.0%} of the cap)",
-        )
+    caps.show(states)
+    st.caption(
+        "A batch stopped at its cap has requests pending and at least "
+        f"{analytics.CAP_NEAR:.0%} of its cap spent: its run stopped because the next request's "
+        "worst case would pass the cap. Spend past the cap (an overrun) is shown in red."
+    )
 
 
 def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:

@@ -1,0 +1,194 @@
+"""The Spend page (and Overview's capped batches) through AppTest, over a synthetic store with a
+batch stopped at its cap, an overrun and an unpriced model; every figure is checked against
+what the store's rows give, computed here in SQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from batchrun import analytics
+from batchrun.dashboard import spend_chart, tables
+from batchrun.store import database_url
+from bench.synthetic_store import build
+from tests.helpers import db_rows
+from tests.test_dashboard import fresh_caches, open_page, rerun, texts  # noqa: F401 - fixture
+
+AT_CAP = "synthetic0000"  # 97% of its cap spent, requests pending: stopped at its cap
+OVER = "synthetic0002"  # 269% of its cap
+UNPRICED = "MiniMax-M3"
+
+
+def spent(db: Path, batch_id: str) -> int:
+    """The batch's priced spend, from the results table."""
+    row = db_rows(db, f"select sum(cost_nanos) from results where batch_id = '{batch_id}'")
+    return int(str(row[0][0]))
+
+
+def scalar(db: Path, query: str) -> int:
+    return int(str(db_rows(db, query)[0][0]))
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic store made real (not simulated) with one batch at 97% of its cap and
+    requests pending, and one at 269% of its cap."""
+    path = tmp_path_factory.mktemp("spend") / "spend.db"
+    build(database_url(str(path)), 2400)
+    with sqlite3.connect(path) as connection:
+        connection.execute("update results set simulated = 0")
+        connection.execute("update batches set simulated = 0, status = 'paused'")
+        for batch_id, share in ((AT_CAP, 0.97), (OVER, 2.69)):
+            cost = connection.execute(
+                "select sum(cost_nanos) from results where batch_id = ?", (batch_id,)
+            ).fetchone()[0]
+            connection.execute(
+                "update batches set max_cost_nanos = ? where id = ?",
+                (round(cost / share), batch_id),
+            )
+    return path
+
+
+def cap_of(db: Path, batch_id: str) -> int:
+    return scalar(db, f"select max_cost_nanos from batches where id = '{batch_id}'")
+
+
+def pending(db: Path, batch_id: str) -> int:
+    query = f"select count(*) from requests where batch_id = '{batch_id}' and status = 'pending'"
+    return scalar(db, query)
+
+
+def test_a_batch_at_its_cap_says_so_with_what_is_left_and_the_resume_command(
+    capped: Path,
+) -> None:
+    for page in ("spend", "overview"):
+        app = open_page(capped, page)
+        warnings = [w.value for w in app.warning]
+        at_cap = [w for w in warnings if w.startswith("synthetic-0: stopped at its cap")]
+        assert len(at_cap) == 1, (page, warnings)
+        left = pending(capped, AT_CAP)
+        assert left > 0
+        cap = cap_of(capped, AT_CAP)
+        share = spent(capped, AT_CAP) / cap
+        unpriced = scalar(
+            capped,
+            f"select count(*) from results where cost_nanos is null and batch_id = '{AT_CAP}'",
+        )
+        money = tables.money(spent(capped, AT_CAP), unpriced)
+        assert at_cap[0] == (
+            f"synthetic-0: stopped at its cap: {left:,} requests pending; "
+            f"{money} of {tables.money(cap)} ({share:.0%} of the cap)"
+        )
+        commands = [c.value for c in app.code]
+        assert "batchrun resume synthetic-0 --max-cost USD" in commands
+
+
+def test_an_overrun_is_red_with_its_percentage(capped: Path) -> None:
+    for page in ("spend", "overview"):
+        app = open_page(capped, page)
+        errors = [e.value for e in app.error]
+        over = [e for e in errors if e.startswith("synthetic-2: over its cap")]
+        assert len(over) == 1, (page, errors)
+        cost, cap = spent(capped, OVER), cap_of(capped, OVER)
+        assert f"({cost / cap:.0%} of the cap, {tables.money(cost - cap)} over)" in over[0]
+        assert f"{cost / cap:.0%}" == "269%"
+    # The batches within their cap stay bars on the Spend page, not on Overview.
+    spend = open_page(capped, "spend")
+    assert len(spend.get("progress")) == 0  # only two capped batches: both are noticed
+
+
+def test_the_unpriced_count_is_a_headline_of_its_own(capped: Path) -> None:
+    app = open_page(capped, "spend")
+    headline = {m.label: m.value for m in app.metric}
+    unpriced = scalar(
+        capped, "select count(*) from results where cost_nanos is null and simulated = 0"
+    )
+    priced = scalar(capped, "select sum(cost_nanos) from results where simulated = 0")
+    assert unpriced > 0
+    assert headline["Unpriced results"] == f"{unpriced:,}"
+    assert headline["Spend"] == tables.money(priced, unpriced)
+
+
+def _chart_data(app: AppTest) -> list[dict[str, Any]]:
+    """Every row the page's Vega-Lite chart carries (its datasets, as sent to the browser)."""
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    assert "Spend per day by model" in json.dumps(spec)
+    rows: list[dict[str, Any]] = []
+    for dataset in charts[0].proto.datasets:
+        table = pa.ipc.open_stream(dataset.data.data).read_all()
+        rows += table.to_pylist()
+    return rows
+
+
+def test_the_chart_never_draws_unpriced_as_zero(capped: Path) -> None:
+    daily = analytics.spend_over_time(
+        pl.DataFrame(
+            db_rows(
+                capped,
+                "select sent_at, r.model, cost_nanos from results join requests r "
+                "on r.id = results.request_id where results.simulated = 0",
+            ),
+            schema=["sent_at", "model", "cost_nanos"],
+            orient="row",
+        ).with_columns(
+            day=pl.from_epoch("sent_at", time_unit="s").dt.date(),
+        ),
+        "day",
+    )
+    unpriced = daily.filter(pl.col("model") == UNPRICED)
+    assert unpriced.get_column("cost_nanos").null_count() == unpriced.height  # never $0
+    assert unpriced.get_column("cumulative_nanos").null_count() == unpriced.height
+    assert unpriced.get_column("cumulative_unpriced").max() == scalar(
+        capped, "select count(*) from results where cost_nanos is null and simulated = 0"
+    )
+    drawn = spend_chart.segments(daily)
+    assert drawn.filter(pl.col("USD") == 0).is_empty()
+    app = open_page(capped, "spend")
+    assert "never drawn as $0" in texts(app)
+    rows = _chart_data(app)
+    m3 = [r for r in rows if r.get("model") == UNPRICED]
+    assert m3, "the unpriced model is marked on the chart"
+    assert all(r["cost_nanos"] is None for r in m3)  # none drawn as $0
+    priced = [r for r in rows if r.get("USD") is not None]
+    assert priced
+    assert all(r["model"] != UNPRICED for r in priced)
+    assert sum(int(r["unpriced"]) for r in m3) == unpriced.get_column("unpriced").sum()
+
+
+def test_the_date_range_narrows_the_headline_chart_and_table(capped: Path) -> None:
+    app = open_page(capped, "spend")
+    days = sorted(
+        date.fromisoformat(str(d[0]))
+        for d in db_rows(
+            capped, "select distinct date(sent_at, 'unixepoch') from results where simulated = 0"
+        )
+    )
+    assert len(days) > 3
+    since, until = days[-3], days[-1]
+    app.date_input(key="spend_range").set_value((since, until))
+    rerun(app)
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp()
+    end = (datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)).timestamp()
+    where = f"simulated = 0 and sent_at >= {start} and sent_at < {end}"
+    priced = scalar(capped, f"select sum(cost_nanos) from results where {where}")
+    unpriced = scalar(capped, f"select count(*) from results where cost_nanos is null and {where}")
+    headline = {m.label: m.value for m in app.metric}
+    assert headline["Spend"] == tables.money(priced, unpriced)
+    table = app.dataframe[0].value
+    assert sorted(set(table["day"])) == [str(d) for d in days[-3:]]
+    # The caps still count each batch's whole spend.
+    assert any(e.value.startswith("synthetic-2: over its cap") for e in app.error)
+    app.segmented_control(key="spend_every").set_value("hour")
+    rerun(app)
+    charts = app.get("vega_lite_chart")
+    assert "Spend per hour by model" in charts[0].proto.spec
