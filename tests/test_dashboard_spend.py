@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,82 @@ def test_the_date_range_narrows_the_headline_chart_and_table(capped: Path) -> No
     rerun(app)
     charts = app.get("vega_lite_chart")
     assert "Spend per hour by model" in charts[0].proto.spec
+
+
+def test_budgets_per_day_and_month_per_model_with_a_soft_threshold(
+    capped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "today.db"
+    db.write_bytes(capped.read_bytes())
+    now = datetime.now(UTC)
+    with sqlite3.connect(db) as connection:  # the last batch's results were sent a minute ago
+        connection.execute(
+            "update results set sent_at = ? where batch_id = 'synthetic0003'",
+            (now.timestamp() - 60,),
+        )
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp()
+
+    month = datetime(now.year, now.month, 1, tzinfo=UTC).timestamp()
+
+    def today(model: str | None = None, since: float = midnight) -> tuple[int | None, int]:
+        where = f"simulated = 0 and sent_at >= {since}"
+        where += (
+            f" and request_id in (select id from requests where model = '{model}')" if model else ""
+        )
+        cost, unpriced = db_rows(
+            db, f"select sum(cost_nanos), sum(cost_nanos is null) from results where {where}"
+        )[0]
+        return (None if cost is None else int(str(cost))), int(str(unpriced))
+
+    everything, unpriced_all = today()
+    m27, _ = today("MiniMax-M2.7")
+    fast, _ = today("MiniMax-M2.7-highspeed", since=month)
+    m3, m3_unpriced = today(UNPRICED)
+    assert everything
+    assert m27
+    assert fast
+    assert m3 is None
+    assert m3_unpriced > 0
+    caps_usd = {
+        "all": everything / 0.5 / 1e9,  # half used: a bar
+        "MiniMax-M2.7": m27 / 0.85 / 1e9,  # past the 80% threshold: amber
+        "MiniMax-M2.7-highspeed": fast / 1.5 / 1e9,  # 150%: red
+    }
+    budgets_toml = tmp_path / "budgets.toml"
+    budgets_toml.write_text(
+        "warn_at = 0.8\n"
+        f'[[budget]]\nperiod = "day"\nusd = "{caps_usd["all"]:.9f}"\n'
+        f'[[budget]]\nperiod = "day"\nmodel = "MiniMax-M2.7"\n'
+        f'usd = "{caps_usd["MiniMax-M2.7"]:.9f}"\n'
+        f'[[budget]]\nperiod = "month"\nmodel = "MiniMax-M2.7-highspeed"\n'
+        f'usd = "{caps_usd["MiniMax-M2.7-highspeed"]:.9f}"\n'
+        f'[[budget]]\nperiod = "day"\nmodel = "{UNPRICED}"\nusd = 1\n'
+    )
+    monkeypatch.setenv("BATCHRUN_BUDGETS", str(budgets_toml))
+    app = open_page(db, "spend")
+    bars = [bar.proto.text for bar in app.get("progress")]
+    cap = lambda usd: tables.money(int(Decimal(f"{usd:.9f}") * 10**9))  # noqa: E731
+    spent_today = tables.money(everything, unpriced_all)
+    assert f"all models, today: {spent_today} of {cap(caps_usd['all'])} (50%)" in bars
+    warnings = [w.value for w in app.warning]
+    assert (
+        f"MiniMax-M2.7, today: {tables.money(m27)} of {cap(caps_usd['MiniMax-M2.7'])} (85%), "
+        "past the 80% warning threshold"
+    ) in warnings
+    errors = [e.value for e in app.error]
+    over = [e for e in errors if e.startswith("MiniMax-M2.7-highspeed, this month")]
+    assert len(over) == 1
+    assert "(150%)" in over[0]
+    # The unpriced model's budget: its results are counted, never as $0.
+    assert f"MiniMax-M3, today: unpriced ({m3_unpriced:,}) of $1.0000 (0%)" in bars
+    assert "$0.000000 of" not in texts(app)
+
+
+def test_a_wrong_budgets_file_is_said_so(
+    tmp_path: Path, capped: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = tmp_path / "budgets.toml"
+    wrong.write_text('[[budget]]\nperiod = "week"\nusd = 5\n')
+    monkeypatch.setenv("BATCHRUN_BUDGETS", str(wrong))
+    app = open_page(capped, "spend")
+    assert any("period must be 'day' or 'month'" in e.value for e in app.error)

@@ -3,15 +3,18 @@ before a batch ran against what it cost. Unpriced results are flagged, never sho
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from typing import Any, cast
 
 import polars as pl
 import streamlit as st
 
-from batchrun import analytics
+from batchrun import analytics, budgets
 from batchrun.dashboard import caps, data, spend_chart, tables
+from batchrun.dashboard.text import shown
 from batchrun.dashboard.views.common import pick_batch, simulated_notice
+from batchrun.exceptions import ConfigError
 
 
 def render(source: data.Source) -> None:
@@ -39,7 +42,9 @@ def render(source: data.Source) -> None:
     st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
     st.caption(tables.cache_captions())
-    _budgets(batches, data.requests(source.url))  # a cap is the batch's whole spend
+    whole = data.requests(source.url)  # a cap, a day's or a month's budget: not the range's
+    _budgets(batches, whole)
+    _period_budgets(whole)
     _estimate(source, batches)
 
 
@@ -214,6 +219,52 @@ def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
     )
 
 
+def _period_budgets(frame: pl.DataFrame) -> None:
+    """The budgets per UTC day and month, per model or all, from the budgets file."""
+    st.subheader("Budgets per day and month")
+    path = budgets.budgets_file()
+    try:
+        chosen = budgets.load_budgets(path)
+    except ConfigError as exc:
+        st.error(f"The budgets file is wrong: {exc}")
+        return
+    if not chosen:
+        st.caption(
+            f"No budgets file ({path}). Budgets per UTC day or month, per model or for all, "
+            "are set there (`[[budget]]` tables with `period`, `usd`, optionally `model` and "
+            "`warn_at`; set $BATCHRUN_BUDGETS to use another file)."
+        )
+        return
+    real = analytics.real(frame)
+    is_real = real.filter(pl.col("sent_at").is_not_null()).height > 0
+    use = budgets.budget_use(chosen, real if is_real else analytics.simulated(frame), time.time())
+    for row in use.iter_rows(named=True):
+        text = budget_line(row) + ("" if is_real else " (simulated cost, not billed)")
+        if row["state"] == "over":
+            st.error(text, icon="🛑")
+        elif row["state"] == "warn":
+            st.warning(text, icon="⚠️")
+        else:
+            st.progress(min(1.0, row["used"]), text=text)
+    st.caption(
+        f"From {path}. A budget is watched, not enforced (a batch's hard cap is `--max-cost`): "
+        "amber past its threshold, red past the budget. Days and months are UTC."
+    )
+
+
+def budget_line(row: dict[str, Any]) -> str:
+    """One period budget in words."""
+    when = "today" if row["period"] == "day" else f"this month (since {row['since']})"
+    who = shown(row["model"]) if row["model"] else "all models"
+    spent = tables.money(row["cost_nanos"], row["unpriced"])
+    text = f"{who}, {when}: {spent} of {tables.money(row['cap_nanos'])} ({row['used']:.0%})"
+    if row["state"] == "over":
+        return text + f", {tables.money((row['cost_nanos'] or 0) - row['cap_nanos'])} over"
+    if row["state"] == "warn":
+        return text + f", past the {row['warn_at']:.0%} warning threshold"
+    return text
+
+
 def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
     st.subheader("Estimate against actual")
     batch = pick_batch(batches, key="spend_batch")
@@ -227,7 +278,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
     metrics = analytics.model_metrics(data.requests(source.url, (batch["id"],)))
     prompts = dict(metrics.select("model", "prompt_tokens").iter_rows())
     compared = analytics.estimate_vs_actual(estimates, metrics)
-    shown = [
+    rows = [
         {
             "model": r["model"],
             "requests estimated": r["estimated_requests"],
@@ -244,7 +295,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
         for r in compared.iter_rows(named=True)
     ]
     st.dataframe(
-        pl.DataFrame(shown),
+        pl.DataFrame(rows),
         hide_index=True,
         column_config={"actual / expected": st.column_config.NumberColumn(format="%.2f")},
     )
