@@ -151,3 +151,25 @@ def test_hostile_text_is_shown_as_typed_and_fetches_nothing(tmp_path: Path) -> N
     assert f"<img src={listener.origin}/leak2>" in rendered  # raw HTML shown as text
     left = subprocess.run(["pgrep", "-f", str(db)], capture_output=True, text=True, check=False)
     assert left.stdout == "", f"a dashboard process is left: {left.stdout}"
+
+
+def test_the_spend_chart_and_a_batch_stopped_at_its_cap_are_seen(tmp_path: Path) -> None:
+    from tests.test_dashboard_spend import AT_CAP, capped_store, pending
+
+    db = capped_store(tmp_path)
+    left = pending(db, AT_CAP)
+    with dashboard(db) as address, browser_page() as page:
+        spend = show(page, address, "spend", "stopped at its cap")
+        charts = page.locator(".vega-embed").count()
+        drawn = page.locator(".vega-embed canvas, .vega-embed svg").count()
+        page.screenshot(path=str(tmp_path / "spend.png"), full_page=True)
+        overview = show(page, address, "overview", "stopped at its cap")
+    assert charts >= 1
+    assert drawn >= 1
+    assert f"synthetic-0: stopped at its cap: {left:,} requests pending" in spend
+    assert "batchrun resume synthetic-0 --max-cost USD" in spend
+    assert "over its cap" in spend  # the overrun, in an error box
+    assert "never drawn as $0" in spend
+    assert "Unpriced results (not in Spend)" in spend
+    assert f"synthetic-0: stopped at its cap: {left:,} requests pending" in overview
+    assert (tmp_path / "spend.png").read_bytes().startswith(PNG)

@@ -40,9 +40,13 @@ def scalar(db: Path, query: str) -> int:
 
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return capped_store(tmp_path_factory.mktemp("spend"))
+
+
+def capped_store(directory: Path) -> Path:
     """A synthetic store made real (not simulated) with one batch at 97% of its cap and
     requests pending, and one at 269% of its cap."""
-    path = tmp_path_factory.mktemp("spend") / "spend.db"
+    path = directory / "spend.db"
     build(database_url(str(path)), 2400)
     with sqlite3.connect(path) as connection:
         connection.execute("update results set simulated = 0")
@@ -114,8 +118,8 @@ def test_the_unpriced_count_is_a_headline_of_its_own(capped: Path) -> None:
     )
     priced = scalar(capped, "select sum(cost_nanos) from results where simulated = 0")
     assert unpriced > 0
-    assert headline["Unpriced results"] == f"{unpriced:,}"
-    assert headline["Spend"] == tables.money(priced, unpriced)
+    assert headline["Unpriced results (not in Spend)"] == f"{unpriced:,}"
+    assert headline["Spend"] == tables.money(priced)  # the count beside it, never cut
 
 
 def _chart_data(app: AppTest) -> list[dict[str, Any]]:
@@ -184,7 +188,8 @@ def test_the_date_range_narrows_the_headline_chart_and_table(capped: Path) -> No
     priced = scalar(capped, f"select sum(cost_nanos) from results where {where}")
     unpriced = scalar(capped, f"select count(*) from results where cost_nanos is null and {where}")
     headline = {m.label: m.value for m in app.metric}
-    assert headline["Spend"] == tables.money(priced, unpriced)
+    assert headline["Spend"] == tables.money(priced)
+    assert headline["Unpriced results (not in Spend)"] == f"{unpriced:,}"
     table = app.dataframe[0].value
     assert sorted(set(table["day"])) == [str(d) for d in days[-3:]]
     # The caps still count each batch's whole spend.
@@ -247,7 +252,10 @@ def test_budgets_per_day_and_month_per_model_with_a_soft_threshold(
     monkeypatch.setenv("BATCHRUN_BUDGETS", str(budgets_toml))
     app = open_page(db, "spend")
     bars = [bar.proto.text for bar in app.get("progress")]
-    cap = lambda usd: tables.money(int(Decimal(f"{usd:.9f}") * 10**9))  # noqa: E731
+
+    def cap(usd: float) -> str:
+        return tables.money(int(Decimal(f"{usd:.9f}") * 10**9))
+
     spent_today = tables.money(everything, unpriced_all)
     assert f"all models, today: {spent_today} of {cap(caps_usd['all'])} (50%)" in bars
     warnings = [w.value for w in app.warning]

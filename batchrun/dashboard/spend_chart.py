@@ -16,6 +16,8 @@ UNPRICED_MARK = "#d62728"
 
 Chart = alt.Chart | alt.LayerChart | alt.FacetChart | alt.HConcatChart
 
+LEGEND = alt.Legend(orient="bottom", labelLimit=0, title=None)  # whole model names
+
 CAPTION = (
     "Priced spend only. Unpriced results are never drawn as $0: a period whose results were all "
     "unpriced has no bar and breaks its model's running-total line; a red ✕ at the top marks "
@@ -59,7 +61,7 @@ def spend_chart(spend: pl.DataFrame, every: str) -> Chart:
         .encode(
             x=x,
             y=alt.Y("sum(USD):Q", title="USD", stack="zero"),
-            color=alt.Color("model:N"),
+            color=alt.Color("model:N", legend=LEGEND),
             tooltip=[
                 alt.Tooltip("period:T", title=every),
                 "model",
@@ -75,7 +77,7 @@ def spend_chart(spend: pl.DataFrame, every: str) -> Chart:
         .encode(
             x=x,
             y=alt.Y("running_USD:Q", title="USD (running total, priced)"),
-            color=alt.Color("model:N"),
+            color=alt.Color("model:N", legend=LEGEND),
             detail="segment:N",
             tooltip=[
                 alt.Tooltip("period:T", title=every),

@@ -93,24 +93,34 @@ def _chart(frame: pl.DataFrame) -> None:
 
 def _totals(per_model: pl.DataFrame) -> None:
     """All batches together: the real spend, apart from it what simulated results would have
-    cost (never added), and what the prompt cache saved (on real results when there are any)."""
+    cost (never added), and what the prompt cache saved (on real results when there are any).
+
+    Two metrics a row, so that no figure is cut; the unpriced results' count is a metric of its
+    own beside the spend (the real spend is the priced cost alone: the count beside it says
+    what it leaves out)."""
     real, simulated = analytics.real(per_model), analytics.simulated(per_model)
     cached = real if real.height or not simulated.height else simulated
     total = analytics.cache_total(cached, also=("unpriced",)).row(0, named=True)
-    spent, *others = st.columns(4 if simulated.height else 3)
+    spent, left_out = st.columns(2)
+    unpriced = int(real.get_column("unpriced").sum()) if real.height else 0
     spent.metric(
         "Spend",
-        _sum_money(real) if real.height else NO_REAL,
+        _priced_money(real, unpriced) if real.height else NO_REAL,
         help=analytics.DEFINITIONS["cost"] + _REAL,
     )
+    if unpriced:
+        left_out.metric("Unpriced results (not in Spend)", f"{unpriced:,}", help=_UNPRICED)
     if simulated.height:
-        others.pop(0).metric(
+        cost, left_out = st.columns(2)
+        cost.metric(
             "Simulated cost (not billed)",
             _sum_money(simulated),
             help=analytics.DEFINITIONS["simulated cost"],
         )
-    saved, rate = others
-    _unpriced(real, simulated)
+        unpriced = int(simulated.get_column("unpriced").sum())
+        if unpriced:
+            left_out.metric("Unpriced results (simulated)", f"{unpriced:,}", help=_UNPRICED)
+    saved, rate = st.columns(2)
     of = "" if cached is real else " Of the simulated results: there are no real ones."
     saved.metric(
         "Cache saving",
@@ -126,23 +136,17 @@ def _totals(per_model: pl.DataFrame) -> None:
     )
 
 
-def _unpriced(real: pl.DataFrame, simulated: pl.DataFrame) -> None:
-    """The unpriced results' count in full, in a metric of its own (a long figure beside the
-    priced cost is cut in a narrow column: the count must not be)."""
-    counts = [
-        (label, int(rows.get_column("unpriced").sum()))
-        for label, rows in (("", real), (" (simulated)", simulated))
-        if rows.height
-    ]
-    counts = [(label, n) for label, n in counts if n]
-    if not counts:
-        return
-    for column, (label, n) in zip(st.columns(len(counts) + 1), counts, strict=False):
-        column.metric(
-            f"Unpriced results{label}",
-            f"{n:,}",
-            help="Results whose model has no price: left out of the cost, never counted as $0.",
-        )
+_UNPRICED = "Results whose model has no price: left out of the cost, never counted as $0."
+
+
+def _priced_money(rows: pl.DataFrame, unpriced: int) -> str:
+    """The priced cost of some spend rows alone ("unpriced (N)" when none was priced)."""
+    priced = rows.get_column("cost_nanos").drop_nulls()
+    return (
+        tables.money(int(priced.sum()))
+        if len(priced) or not unpriced
+        else f"unpriced ({unpriced:,})"
+    )
 
 
 NO_REAL = "none: nothing was sent to MiniMax"
