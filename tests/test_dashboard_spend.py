@@ -280,3 +280,13 @@ def test_a_wrong_budgets_file_is_said_so(
     monkeypatch.setenv("BATCHRUN_BUDGETS", str(wrong))
     app = open_page(capped, "spend")
     assert any("period must be 'day' or 'month'" in e.value for e in app.error)
+
+
+def test_overviews_headline_keeps_the_unpriced_count_whole(capped: Path) -> None:
+    app = open_page(capped, "overview")
+    headline = {m.label: m.value for m in app.metric}
+    where = "simulated = 0"
+    priced = scalar(capped, f"select sum(cost_nanos) from results where {where}")
+    unpriced = scalar(capped, f"select count(*) from results where cost_nanos is null and {where}")
+    assert headline["Spend"] == tables.money(priced)
+    assert headline["Unpriced results (not in Spend)"] == f"{unpriced:,}"

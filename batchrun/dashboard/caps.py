@@ -48,9 +48,9 @@ def show(states: pl.DataFrame, *, only: tuple[str, ...] | None = None) -> int:
         name = shown(row["batch"])
         text = f"{name}: {line(row)}"
         if row["state"] == "over its cap":
-            st.error(text, icon="🛑")
+            st.error(text, icon=":material/block:")
         elif row["state"] == "stopped at its cap":
-            st.warning(text, icon="⏸️")
+            st.warning(text, icon=":material/pause_circle:")
         else:
             st.progress(min(1.0, row["used"]), text=text)
         if row["pending"] and row["state"] not in ("running", "within its cap"):

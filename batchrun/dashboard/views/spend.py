@@ -245,9 +245,9 @@ def _period_budgets(frame: pl.DataFrame) -> None:
     for row in use.iter_rows(named=True):
         text = budget_line(row) + ("" if is_real else " (simulated cost, not billed)")
         if row["state"] == "over":
-            st.error(text, icon="🛑")
+            st.error(text, icon=":material/block:")
         elif row["state"] == "warn":
-            st.warning(text, icon="⚠️")
+            st.warning(text, icon=":material/warning:")
         else:
             st.progress(min(1.0, row["used"]), text=text)
     st.caption(
@@ -260,7 +260,8 @@ def budget_line(row: dict[str, Any]) -> str:
     """One period budget in words."""
     when = "today" if row["period"] == "day" else f"this month (since {row['since']})"
     who = shown(row["model"]) if row["model"] else "all models"
-    spent = tables.money(row["cost_nanos"], row["unpriced"])
+    nothing = row["cost_nanos"] is None and not row["unpriced"]  # nothing sent: truly $0
+    spent = tables.money(0 if nothing else row["cost_nanos"], row["unpriced"])
     text = f"{who}, {when}: {spent} of {tables.money(row['cap_nanos'])} ({row['used']:.0%})"
     if row["state"] == "over":
         return text + f", {tables.money((row['cost_nanos'] or 0) - row['cap_nanos'])} over"
