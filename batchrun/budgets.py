@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from batchrun.exceptions import ConfigError
+
+if TYPE_CHECKING:  # polars is loaded by the reading, not by every command that imports this
+    import polars as pl
 
 DEFAULT_FILE = "batchrun-budgets.toml"
 DEFAULT_WARN_AT = 0.8
@@ -125,6 +126,8 @@ def budget_use(budgets: Sequence[PeriodBudget], results: pl.DataFrame, now: floa
     requests frame's ``day``, ``model`` and ``cost_nanos``): spend, unpriced results (never
     counted as $0), share used, and ``state``: ``over`` (past the budget), ``warn`` (past its
     threshold) or ``ok``."""
+    import polars as pl  # noqa: PLC0415
+
     rows = []
     sent = results.filter(pl.col("sent_at").is_not_null())
     for budget in budgets:

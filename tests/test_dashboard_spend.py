@@ -290,3 +290,32 @@ def test_overviews_headline_keeps_the_unpriced_count_whole(capped: Path) -> None
     unpriced = scalar(capped, f"select count(*) from results where cost_nanos is null and {where}")
     assert headline["Spend"] == tables.money(priced)
     assert headline["Unpriced results (not in Spend)"] == f"{unpriced:,}"
+
+
+def test_the_command_line_reads_the_same_budgets(capped: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from batchrun.cli import app
+
+    db = tmp_path / "today.db"
+    db.write_bytes(capped.read_bytes())
+    now = datetime.now(UTC)
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "update results set sent_at = ? where batch_id = 'synthetic0003'", (now.timestamp(),)
+        )
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp()
+    where = f"simulated = 0 and sent_at >= {midnight}"
+    today = scalar(db, f"select sum(cost_nanos) from results where {where}")
+    unpriced = scalar(db, f"select count(*) from results where cost_nanos is null and {where}")
+    file = tmp_path / "budgets.toml"
+    file.write_text(f'[[budget]]\nperiod = "day"\nusd = "{today / 0.9 / 1e9:.9f}"\n')
+    result = CliRunner().invoke(
+        app, ["budgets", "--file", str(file), "--db", str(db), "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)["budgets"]
+    assert (row["cost_nanos"], row["unpriced"], row["state"]) == (today, unpriced, "warn")
+    assert round(row["used"], 2) == 0.9
+    table = CliRunner().invoke(app, ["budgets", "--file", str(file), "--db", str(db)])
+    assert "past its threshold" in table.output
