@@ -490,8 +490,11 @@ def spend_over_time(results: pl.DataFrame, every: str = "day") -> pl.DataFrame:
     """Priced cost per period (``hour`` or ``day``, UTC) and model, with each model's running total.
 
     A period in which a model's results were all unpriced has a null cost and a count of
-    ``unpriced``; it never shows as $0. Give it real results or simulated ones, not both: their
-    costs must not be added together (``real`` and ``simulated`` split a frame).
+    ``unpriced``; it never shows as $0. Its ``cumulative_nanos`` is null too (a chart breaks the
+    line there instead of drawing a flat $0 step), and ``cumulative_unpriced`` counts the
+    model's unpriced results so far, which the running total leaves out. Give it real results or
+    simulated ones, not both: their costs must not be added together (``real`` and
+    ``simulated`` split a frame).
     """
     key = {"hour": "hour", "day": "day"}[every]
     done = results.filter(pl.col("sent_at").is_not_null())
@@ -504,7 +507,10 @@ def spend_over_time(results: pl.DataFrame, every: str = "day") -> pl.DataFrame:
         )
         .sort(key, "model")
         .with_columns(
-            cumulative_nanos=pl.col("cost_nanos").fill_null(0).cum_sum().over("model"),
+            cumulative_nanos=pl.when(pl.col("cost_nanos").is_not_null()).then(
+                pl.col("cost_nanos").cum_sum().over("model")
+            ),
+            cumulative_unpriced=pl.col("unpriced").cum_sum().over("model"),
         )
         .rename({key: "period"})
     )
@@ -576,6 +582,51 @@ def budget_use(batches: Sequence[Mapping[str, Any]], results: pl.DataFrame) -> p
             used=pl.col("cost_nanos").fill_null(0) / pl.col("cap_nanos"),
         )
         .sort("batch")
+    )
+
+
+CAP_NEAR = 0.9  # a stopped batch with requests left and this share of its cap spent: at its cap
+
+
+def cap_states(batches: Sequence[Mapping[str, Any]], results: pl.DataFrame) -> pl.DataFrame:
+    """Capped batches as ``budget_use`` gives them, with what is left and where each stands.
+
+    ``pending`` counts the requests not sent yet; ``left_nanos`` is the cap less the priced
+    spend (negative when over); ``state`` is ``over its cap`` (spend past the cap),
+    ``stopped at its cap`` (not running, requests pending, at least ``CAP_NEAR`` of the cap
+    spent: the run stopped because the next request's worst case would pass it), ``stopped``
+    (not running, requests pending, cap not near), ``running`` or ``within its cap``.
+    """
+    status = pl.DataFrame(
+        [
+            {"batch_id": b["id"], "status": str(b["status"])}
+            for b in batches
+            if b.get("max_cost_nanos") is not None
+        ],
+        schema={"batch_id": pl.String, "status": pl.String},
+    )
+    pending = results.group_by("batch_id").agg(
+        (pl.col("status") == "pending").sum().cast(pl.Int64).alias("pending")
+    )
+    running = pl.col("status").is_in(["running", "loading", "queued"])
+    stopped = ~running & (pl.col("status") != "canceled") & (pl.col("pending") > 0)
+    return (
+        budget_use(batches, results)
+        .join(status, on="batch_id", how="left")
+        .join(pending, on="batch_id", how="left")
+        .with_columns(pl.col("pending").fill_null(0))
+        .with_columns(
+            left_nanos=pl.col("cap_nanos") - pl.col("cost_nanos").fill_null(0),
+            state=pl.when(pl.col("used") > 1)
+            .then(pl.lit("over its cap"))
+            .when(stopped & (pl.col("used") >= CAP_NEAR))
+            .then(pl.lit("stopped at its cap"))
+            .when(stopped)
+            .then(pl.lit("stopped"))
+            .when(running)
+            .then(pl.lit("running"))
+            .otherwise(pl.lit("within its cap")),
+        )
     )
 
 

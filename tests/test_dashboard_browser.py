@@ -171,3 +171,25 @@ def test_compare_shows_the_scorecard_and_model_names_in_full(seeded: Path) -> No
     # On the latency, TTFT and TTFT (text) boxes and the cost bars (this store has no tps).
     assert drawn.count("MiniMax-M2.7-highspeed") >= 4, sorted(set(drawn))
     assert not [text for text in drawn if text.endswith("…")], sorted(set(drawn))
+
+
+def test_the_spend_chart_and_a_batch_stopped_at_its_cap_are_seen(tmp_path: Path) -> None:
+    from tests.test_dashboard_spend import AT_CAP, capped_store, pending
+
+    db = capped_store(tmp_path)
+    left = pending(db, AT_CAP)
+    with dashboard(db) as address, browser_page() as page:
+        spend = show(page, address, "spend", "stopped at its cap")
+        charts = page.locator(".vega-embed").count()
+        drawn = page.locator(".vega-embed canvas, .vega-embed svg").count()
+        page.screenshot(path=str(tmp_path / "spend.png"), full_page=True)
+        overview = show(page, address, "overview", "stopped at its cap")
+    assert charts >= 1
+    assert drawn >= 1
+    assert f"synthetic-0: stopped at its cap: {left:,} requests pending" in spend
+    assert "batchrun resume synthetic-0 --max-cost USD" in spend
+    assert "over its cap" in spend  # the overrun, in an error box
+    assert "never drawn as $0" in spend
+    assert "Unpriced results (not in Spend)" in spend
+    assert f"synthetic-0: stopped at its cap: {left:,} requests pending" in overview
+    assert (tmp_path / "spend.png").read_bytes().startswith(PNG)

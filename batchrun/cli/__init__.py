@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from batchrun.cli import batches, dashboard, grade, models, money, run, submit, unsaved, worker
+from batchrun.cli import (
+    batches,
+    budgets,
+    dashboard,
+    grade,
+    models,
+    money,
+    run,
+    submit,
+    unsaved,
+    worker,
+)
 from batchrun.cli.errors import run_guarded
 from batchrun.cli.startup import exiting_fast
 from batchrun.sim import cli as sim_cli
@@ -29,6 +40,7 @@ app.command("results")(batches.results_command)
 app.command("import")(unsaved.import_command)
 app.command("spend")(money.spend_command)
 app.command("reprice")(money.reprice_command)
+app.command("budgets")(budgets.budgets_command)
 app.command("grade")(grade.grade_command)
 app.add_typer(batches.db_app, name="db")
 app.command("models")(models.models_command)

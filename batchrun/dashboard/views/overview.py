@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from batchrun import analytics
-from batchrun.dashboard import charts, data, tables
+from batchrun.dashboard import caps, charts, data, tables
 from batchrun.dashboard.text import shown
 from batchrun.dashboard.views.common import simulated_notice
 
@@ -22,8 +22,11 @@ def render(source: data.Source) -> None:
     frame = data.requests(source.url)
     simulated_notice(frame)
     totals = analytics.model_metrics(frame.with_columns(all=pl.lit("all")), by=("all",))
-    _headline(totals.row(0, named=True), _origin_costs(frame))
+    real_sent = analytics.real(frame).filter(pl.col("sent_at").is_not_null())
+    unpriced = int(real_sent.get_column("cost_nanos").is_null().sum())
+    _headline(totals.row(0, named=True), _origin_costs(frame), unpriced)
     _running(source)
+    _capped(source, frame)
     # Real and simulated spend are never added: the charts show the real spend, or, in a store
     # with no real results, the simulated cost under its own title.
     real = analytics.real(frame)
@@ -58,13 +61,15 @@ def _origin_costs(frame: pl.DataFrame) -> tuple[str, str | None]:
     return costs[0] or "none: nothing was sent to MiniMax", costs[1]
 
 
-def _headline(total: dict[str, Any], costs: tuple[str, str | None]) -> None:
+def _headline(total: dict[str, Any], costs: tuple[str, str | None], unpriced: int = 0) -> None:
     spend, requests, tokens, errors = st.columns(4)
     spend.metric(
         "Spend",
-        costs[0],
+        costs[0] if not unpriced else costs[0].removesuffix(f" + {unpriced:,} unpriced"),
         help=analytics.DEFINITIONS["cost"] + " Real spend only: results sent to MiniMax.",
     )
+    if unpriced:  # the count in a metric of its own: a long figure is cut in a narrow column
+        spend.metric("Unpriced results (not in Spend)", f"{unpriced:,}")
     if costs[1] is not None:
         spend.metric(
             "Simulated cost (not billed)",
@@ -81,6 +86,16 @@ def _headline(total: dict[str, Any], costs: tuple[str, str | None]) -> None:
         "-" if rate is None else f"{rate:.1%}",
         help=analytics.DEFINITIONS["error rate"],
     )
+
+
+def _capped(source: data.Source, frame: pl.DataFrame) -> None:
+    """Batches that stopped at their budget cap or went past it: what is left and how to go on
+    (the Spend page lists every capped batch)."""
+    states = caps.states(data.batches(source.url), frame)
+    if states.filter(pl.col("state").is_in(caps.NOTICED)).is_empty():
+        return
+    st.subheader("Budget caps")
+    caps.show(states, only=caps.NOTICED)
 
 
 @st.fragment(run_every=LIVE_EVERY)

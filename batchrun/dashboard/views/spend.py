@@ -3,15 +3,18 @@ before a batch ran against what it cost. Unpriced results are flagged, never sho
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from datetime import date
+from typing import Any, cast
 
 import polars as pl
 import streamlit as st
 
-from batchrun import analytics
-from batchrun.dashboard import data, tables
+from batchrun import analytics, budgets
+from batchrun.dashboard import caps, data, spend_chart, tables
 from batchrun.dashboard.text import shown
 from batchrun.dashboard.views.common import pick_batch, simulated_notice
+from batchrun.exceptions import ConfigError
 
 
 def render(source: data.Source) -> None:
@@ -29,37 +32,95 @@ def render(source: data.Source) -> None:
             "counted as unpriced in every table, never as $0. `batchrun reprice` prices them "
             "once a price is added."
         )
+    frame = _in_range(frame)
     per_model = analytics.spend(frame, "model")  # a few rows: the totals and the warnings
     _totals(per_model)
     tables.cache_warnings(per_model)
+    _chart(frame)
     by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
     table = per_model if by == "model" else analytics.spend(frame, by or "day")
     st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
     st.caption(tables.cache_captions())
-    _budgets(batches, frame)
+    whole = data.requests(source.url)  # a cap, a day's or a month's budget: not the range's
+    _budgets(batches, whole)
+    _period_budgets(whole)
     _estimate(source, batches)
+
+
+def _in_range(frame: pl.DataFrame) -> pl.DataFrame:
+    """The requests sent in the chosen days (UTC), every day the store has by default; the
+    requests not sent yet stay (they have no day and cost nothing yet)."""
+    days = frame.get_column("day").drop_nulls()
+    if days.is_empty():
+        return frame
+    first, last = cast(date, days.min()), cast(date, days.max())
+    chosen = st.date_input(
+        "Sent between (UTC days)",
+        value=(first, last),
+        min_value=first,
+        max_value=last,
+        key="spend_range",
+        help="The headline, the chart and the table cover these days; the budget caps below "
+        "always count a batch's whole spend.",
+    )
+    picked = tuple(chosen) if isinstance(chosen, (tuple, list)) else (chosen,)
+    if len(picked) != 2 or picked == (first, last):  # a range half chosen, or all of it
+        return frame
+    since, until = picked
+    sent = pl.col("day")
+    return frame.filter(sent.is_null() | sent.is_between(since, until))
+
+
+def _chart(frame: pl.DataFrame) -> None:
+    """Spend per day or hour and each model's running total: the real spend, or, in a store
+    with no real results, the simulated cost under its own title (the two are never added)."""
+    real = analytics.real(frame)
+    is_real = real.filter(pl.col("sent_at").is_not_null()).height > 0
+    st.subheader("Spend over time" if is_real else "Simulated cost over time (not billed)")
+    every = st.segmented_control("Per", ["day", "hour"], default="day", key="spend_every")
+    spent = analytics.spend_over_time(
+        real if is_real else analytics.simulated(frame), every or "day"
+    )
+    if spent.is_empty():
+        st.caption("Nothing was sent in these days.")
+        return
+    st.altair_chart(spend_chart.spend_chart(spent, every or "day"), key="spend_chart")
+    st.caption(
+        spend_chart.CAPTION + ("" if is_real else " " + analytics.DEFINITIONS["simulated cost"])
+    )
 
 
 def _totals(per_model: pl.DataFrame) -> None:
     """All batches together: the real spend, apart from it what simulated results would have
-    cost (never added), and what the prompt cache saved (on real results when there are any)."""
+    cost (never added), and what the prompt cache saved (on real results when there are any).
+
+    Two metrics a row, so that no figure is cut; the unpriced results' count is a metric of its
+    own beside the spend (the real spend is the priced cost alone: the count beside it says
+    what it leaves out)."""
     real, simulated = analytics.real(per_model), analytics.simulated(per_model)
     cached = real if real.height or not simulated.height else simulated
     total = analytics.cache_total(cached, also=("unpriced",)).row(0, named=True)
-    spent, *others = st.columns(4 if simulated.height else 3)
+    spent, left_out = st.columns(2)
+    unpriced = int(real.get_column("unpriced").sum()) if real.height else 0
     spent.metric(
         "Spend",
-        _sum_money(real) if real.height else NO_REAL,
+        _priced_money(real, unpriced) if real.height else NO_REAL,
         help=analytics.DEFINITIONS["cost"] + _REAL,
     )
+    if unpriced:
+        left_out.metric("Unpriced results (not in Spend)", f"{unpriced:,}", help=_UNPRICED)
     if simulated.height:
-        others.pop(0).metric(
+        cost, left_out = st.columns(2)
+        cost.metric(
             "Simulated cost (not billed)",
             _sum_money(simulated),
             help=analytics.DEFINITIONS["simulated cost"],
         )
-    saved, rate = others
+        unpriced = int(simulated.get_column("unpriced").sum())
+        if unpriced:
+            left_out.metric("Unpriced results (simulated)", f"{unpriced:,}", help=_UNPRICED)
+    saved, rate = st.columns(2)
     of = "" if cached is real else " Of the simulated results: there are no real ones."
     saved.metric(
         "Cache saving",
@@ -72,6 +133,19 @@ def _totals(per_model: pl.DataFrame) -> None:
         "Cache hit rate",
         tables.share(total["cache_hit_rate"]),
         help=analytics.DEFINITIONS["cache hit rate"] + of,
+    )
+
+
+_UNPRICED = "Results whose model has no price: left out of the cost, never counted as $0."
+
+
+def _priced_money(rows: pl.DataFrame, unpriced: int) -> str:
+    """The priced cost of some spend rows alone ("unpriced (N)" when none was priced)."""
+    priced = rows.get_column("cost_nanos").drop_nulls()
+    return (
+        tables.money(int(priced.sum()))
+        if len(priced) or not unpriced
+        else f"unpriced ({unpriced:,})"
     )
 
 
@@ -138,17 +212,63 @@ _SPEND_CONFIG = {
 
 def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
     st.subheader("Budget caps")
-    use = analytics.budget_use(batches, frame)
-    if use.is_empty():
+    states = caps.states(batches, frame)
+    if states.is_empty():
         st.caption("No batch has a budget cap. Set one with `batchrun run ... --max-cost USD`.")
         return
-    for row in use.iter_rows(named=True):
-        spent = tables.money(row["cost_nanos"], row["unpriced"])
-        st.progress(
-            min(1.0, row["used"]),
-            text=f"{shown(row['batch'])}: {spent} of {tables.money(row['cap_nanos'])} "
-            f"({row['used']:.0%} of the cap)",
+    caps.show(states)
+    st.caption(
+        "A batch stopped at its cap has requests pending and at least "
+        f"{analytics.CAP_NEAR:.0%} of its cap spent: its run stopped because the next request's "
+        "worst case would pass the cap. Spend past the cap (an overrun) is shown in red."
+    )
+
+
+def _period_budgets(frame: pl.DataFrame) -> None:
+    """The budgets per UTC day and month, per model or all, from the budgets file."""
+    st.subheader("Budgets per day and month")
+    path = budgets.budgets_file()
+    try:
+        chosen = budgets.load_budgets(path)
+    except ConfigError as exc:
+        st.error(f"The budgets file is wrong: {exc}")
+        return
+    if not chosen:
+        st.caption(
+            f"No budgets file ({path}). Budgets per UTC day or month, per model or for all, "
+            "are set there (`[[budget]]` tables with `period`, `usd`, optionally `model` and "
+            "`warn_at`; set $BATCHRUN_BUDGETS to use another file)."
         )
+        return
+    real = analytics.real(frame)
+    is_real = real.filter(pl.col("sent_at").is_not_null()).height > 0
+    use = budgets.budget_use(chosen, real if is_real else analytics.simulated(frame), time.time())
+    for row in use.iter_rows(named=True):
+        text = budget_line(row) + ("" if is_real else " (simulated cost, not billed)")
+        if row["state"] == "over":
+            st.error(text, icon=":material/block:")
+        elif row["state"] == "warn":
+            st.warning(text, icon=":material/warning:")
+        else:
+            st.progress(min(1.0, row["used"]), text=text)
+    st.caption(
+        f"From {path}. A budget is watched, not enforced (a batch's hard cap is `--max-cost`): "
+        "amber past its threshold, red past the budget. Days and months are UTC."
+    )
+
+
+def budget_line(row: dict[str, Any]) -> str:
+    """One period budget in words."""
+    when = "today" if row["period"] == "day" else f"this month (since {row['since']})"
+    who = shown(row["model"]) if row["model"] else "all models"
+    nothing = row["cost_nanos"] is None and not row["unpriced"]  # nothing sent: truly $0
+    spent = tables.money(0 if nothing else row["cost_nanos"], row["unpriced"])
+    text = f"{who}, {when}: {spent} of {tables.money(row['cap_nanos'])} ({row['used']:.0%})"
+    if row["state"] == "over":
+        return text + f", {tables.money((row['cost_nanos'] or 0) - row['cap_nanos'])} over"
+    if row["state"] == "warn":
+        return text + f", past the {row['warn_at']:.0%} warning threshold"
+    return text
 
 
 def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
@@ -164,7 +284,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
     metrics = analytics.model_metrics(data.requests(source.url, (batch["id"],)))
     prompts = dict(metrics.select("model", "prompt_tokens").iter_rows())
     compared = analytics.estimate_vs_actual(estimates, metrics)
-    shown = [
+    rows = [
         {
             "model": r["model"],
             "requests estimated": r["estimated_requests"],
@@ -181,7 +301,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
         for r in compared.iter_rows(named=True)
     ]
     st.dataframe(
-        pl.DataFrame(shown),
+        pl.DataFrame(rows),
         hide_index=True,
         column_config={"actual / expected": st.column_config.NumberColumn(format="%.2f")},
     )
