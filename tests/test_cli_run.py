@@ -117,7 +117,10 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         assert target in done.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "sig",  # ~14 s each; SIGTERM while sending is also in test_bounds, which runs by default
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+)
 def test_interrupt_commits_in_flight_work_and_resume_finishes(
     tmp_path: Path, slow_sim: RunningSimulator, sig: signal.Signals
 ) -> None:

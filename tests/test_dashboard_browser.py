@@ -153,6 +153,7 @@ def test_hostile_text_is_shown_as_typed_and_fetches_nothing(tmp_path: Path) -> N
     assert left.stdout == "", f"a dashboard process is left: {left.stdout}"
 
 
+@pytest.mark.slow  # a second Streamlit and browser, ~20 s; AppTest checks the scorecard
 def test_compare_shows_the_scorecard_and_model_names_in_full(seeded: Path) -> None:
     with dashboard(seeded) as address, browser_page() as page:
         compare = show(page, address, "compare", PAGES["compare"])
@@ -173,6 +174,7 @@ def test_compare_shows_the_scorecard_and_model_names_in_full(seeded: Path) -> No
     assert not [text for text in drawn if text.endswith("…")], sorted(set(drawn))
 
 
+@pytest.mark.slow  # a third Streamlit and browser, ~20 s; AppTest checks the spend page
 def test_the_spend_chart_and_a_batch_stopped_at_its_cap_are_seen(tmp_path: Path) -> None:
     from tests.test_dashboard_spend import AT_CAP, capped_store, pending
 

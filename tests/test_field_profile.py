@@ -120,6 +120,7 @@ def test_an_unknown_sim_profile_is_refused_before_anything_runs(tmp_path: Path) 
     assert not (tmp_path / "batchrun.db").exists()
 
 
+@pytest.mark.slow  # ~14 s; the field profile's other CLI tests run by default
 def test_interrupt_and_resume_under_the_field_profile(tmp_path: Path) -> None:
     write_jobs(tmp_path / "jobs.jsonl", prompts(40))
     settings = SimSettings.from_profile("field", time_scale=0.2, limits=False, seed=3, api_key=KEY)

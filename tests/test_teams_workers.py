@@ -100,6 +100,7 @@ def submit(tmp_path: Path, url: str, base_url: str, jobs: int, models: str) -> N
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # ~11-14 s of three worker processes; test_one_sender's kill test runs by default
 def test_three_workers_one_killed_every_request_gets_one_result(
     tmp_path: Path, postgres_url: str, team_sim: str
 ) -> None:
