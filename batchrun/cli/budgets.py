@@ -43,7 +43,9 @@ def budgets_command(
     chosen = budgets.load_budgets(path)
     out = console()
     if not chosen:
-        out.print(f"No budgets: {path} does not exist or sets none ([[budget]] tables).")
+        out.print(
+            f"No budgets: {path} does not exist or sets none ([[budget]] tables).", markup=False
+        )
         return
     now = time.time()
     month = budgets.period_start("month", now)
