@@ -1,0 +1,192 @@
+"""The Outputs grid: jobs as rows, models as columns, one page of jobs at a time.
+
+Each cell: the answer (cut, with the whole of it behind "Whole answer"; raw, or rendered through
+``text.rendered_html``; JSON pretty-printed), its verdicts, tokens, latency, TTFT, tps and cost.
+The filters and the search pick jobs over the whole batch (polars over the cached frames, a
+grouped SQL read, a paged search); the answers' text is read only for the page shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from batchrun.dashboard import data, grid, griddata, tables
+from batchrun.dashboard.text import literal, rendered_html, shown
+from batchrun.status import RequestStatus
+
+
+def render(source: data.Source, batch: dict[str, Any]) -> None:
+    """The grid of one batch."""
+    requests = data.requests(source.url, (batch["id"],))
+    graded = data.grades(source.url, (batch["id"],))
+    models = sorted(requests.get_column("model").unique().to_list())
+    table = _chosen_jobs(source, batch, requests, graded)
+    if table is None:
+        return
+    size_column, page_column, caption_column = st.columns([1, 1, 3])
+    size = size_column.selectbox("Jobs per page", grid.PAGE_SIZES, index=1, key="grid_size")
+    count = max(1, -(-table.height // size))
+    number = page_column.number_input(
+        f"Page (of {count:,})", min_value=1, max_value=count, step=1, key="grid_page"
+    )
+    page = grid.page_of(table, int(number), size)
+    caption_column.caption(
+        f"{table.height:,} jobs match · page {page.number:,} of {page.count:,} · "
+        f"{len(models)} models"
+    )
+    if not page.custom_ids:
+        st.info("No job matches. Clear the search or the filters.")
+        return
+    rendered = st.toggle(
+        "Render answers as Markdown",
+        key="grid_rendered",
+        help="Off: answers as the model wrote them. On: Markdown drawn, with images and links "
+        "shown as text with their address, never loaded.",
+    )
+    answers = griddata.page_answers(source.url, batch["id"], tuple(page.custom_ids))
+    figures = _figures(requests, answers)
+    _draw(page.custom_ids, models, answers, figures, graded, rendered)
+    _diff(page.custom_ids, models, answers)
+
+
+def _chosen_jobs(
+    source: data.Source, batch: dict[str, Any], requests: pl.DataFrame, graded: pl.DataFrame
+) -> pl.DataFrame | None:
+    """The filters and the search; None (with a message) when the search is not valid."""
+    search_column, regex_column = st.columns([4, 1])
+    query = search_column.text_input(
+        "Search prompts and answers (and custom_id)", key="grid_search"
+    )
+    regex = regex_column.toggle("Regular expression", key="grid_regex")
+    chosen = st.multiselect("Only jobs where", grid.FILTERS, key="grid_filters")
+    searched = None
+    if query:
+        try:
+            searched = griddata.search(source.url, batch["id"], query, regex)
+        except grid.BadPattern as exc:
+            st.error("The search is not a regular expression (turn off “Regular expression” to "
+                     f"search for the text as typed): {literal(str(exc))}")  # fmt: skip
+            return None
+    differing = griddata.differing(source.url, batch["id"]) if grid.DIFFER in chosen else []
+    return grid.jobs(requests, graded, chosen, differing, searched)
+
+
+def _figures(requests: pl.DataFrame, answers: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per request on the page: tokens, latency, TTFT, tps and cost, from the cached frame."""
+    ids = [a["request_id"] for a in answers]
+    rows = requests.filter(pl.col("request_id").is_in(ids)).select(
+        "request_id", "output_tokens", "latency_s", "ttft_s", "output_tps", "cost_nanos"
+    )
+    return {row["request_id"]: row for row in rows.iter_rows(named=True)}
+
+
+def _draw(  # noqa: PLR0917 (the page's parts, each named)
+    custom_ids: list[str],
+    models: list[str],
+    answers: list[dict[str, Any]],
+    figures: dict[int, dict[str, Any]],
+    graded: pl.DataFrame,
+    rendered: bool,
+) -> None:
+    cells = {(a["custom_id"], a["model"]): a for a in answers}
+    prompts = {a["custom_id"]: a["params"] for a in answers}
+    widths = [2] + [3] * len(models)
+    header = st.columns(widths)
+    header[0].markdown("**Job**")
+    for column, model in zip(header[1:], models, strict=True):
+        column.markdown(f"**{shown(model)}**")
+    for custom_id in custom_ids:
+        st.divider()
+        row = st.columns(widths)
+        with row[0]:
+            st.markdown(shown(custom_id))
+            _long_text(grid.prompt_text(prompts.get(custom_id) or {}), "Whole prompt")
+        for column, model in zip(row[1:], models, strict=True):
+            with column:
+                answer = cells.get((custom_id, model))
+                if answer is None:
+                    st.caption("not asked")
+                    continue
+                _cell(answer, figures.get(answer["request_id"], {}), graded, rendered)
+
+
+def _cell(
+    answer: dict[str, Any], figures: dict[str, Any], graded: pl.DataFrame, rendered: bool
+) -> None:
+    if answer["status"] != RequestStatus.SUCCEEDED:
+        kind = answer["error_type"] or answer["status"]
+        st.markdown(f":red[**{shown(answer['status'])}**] · {shown(kind)}")
+        if answer["error_message"]:
+            _long_text(answer["error_message"], "Whole error")
+        return
+    verdicts = graded.filter(pl.col("request_id") == answer["request_id"]).sort("grader")
+    marks = [
+        (":orange[could not grade]" if g["error"] else
+         ":green[passed]" if g["passed"] else ":red[failed]") + f" {shown(g['grader'])}"
+        for g in verdicts.iter_rows(named=True)
+    ]  # fmt: skip
+    if marks:
+        st.markdown(" · ".join(marks))
+    st.caption(_figure_line(figures))
+    text, is_json = grid.pretty(answer["text"] or "")
+    if not text:
+        st.caption("(no text)")
+    elif rendered and not is_json:
+        cut, more = grid.preview(text)
+        st.html(rendered_html(cut))
+        if more:
+            with st.expander("Whole answer"):
+                st.html(rendered_html(text))
+    else:
+        if is_json:
+            st.caption("JSON, pretty-printed")
+        _long_text(text, "Whole answer")
+
+
+def _figure_line(figures: dict[str, Any]) -> str:
+    def number(key: str, unit: str, digits: int) -> str:
+        value = figures.get(key)
+        return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+    return " · ".join(
+        (
+            number("output_tokens", " tok", 0),
+            number("latency_s", " s", 2),
+            "TTFT " + number("ttft_s", " s", 2),
+            number("output_tps", " tok/s", 0),
+            tables.money(figures.get("cost_nanos")),
+        )
+    )
+
+
+def _long_text(text: str, label: str) -> None:
+    """Plain text, cut to a preview with the whole of it in an expander when long."""
+    cut, more = grid.preview(text)
+    st.text(cut)
+    if more:
+        with st.expander(label):
+            st.text(text)
+
+
+def _diff(custom_ids: list[str], models: list[str], answers: list[dict[str, Any]]) -> None:
+    """A unified diff (difflib) of two models' answers to one job of the page, as plain text."""
+    if len(models) < 2:
+        return
+    st.divider()
+    st.subheader("Diff of two answers")
+    job_column, first_column, second_column = st.columns(3)
+    custom_id = job_column.selectbox("Job", custom_ids, key="grid_diff_job")
+    first = first_column.selectbox("Model", models, index=0, key="grid_diff_a")
+    second = second_column.selectbox("Against", models, index=1, key="grid_diff_b")
+    texts = {a["model"]: a["text"] for a in answers if a["custom_id"] == custom_id}
+    if texts.get(first) is None or texts.get(second) is None:
+        st.info("One of these models has no answer to this job.")
+        return
+    shown_diff = grid.diff(texts[first] or "", texts[second] or "", first, second)
+    if not shown_diff:
+        st.caption("The two answers are the same text.")
+    else:
+        st.text(shown_diff)
