@@ -3,6 +3,8 @@ and the jobs its pages, filters and search reach, each checked against the store
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,110 @@ def test_grid_pages_reach_every_job(synthetic: Path) -> None:
     assert ids[(last - 1) * 100] in markdown
     assert ids[0] not in markdown
     assert f"page {last:,} of {last:,}" in texts(app)
+
+
+def shown_jobs(app: AppTest) -> list[str]:
+    """The custom_ids in the grid's rows (the first column's markdown): every one the store has
+    that is written alone in a markdown element."""
+    db = Path(os.environ["BATCHRUN_DB"])
+    every = {str(r[0]) for r in db_rows(db, "SELECT DISTINCT custom_id FROM requests")}
+    return sorted(m.value for m in app.markdown if m.value in every)
+
+
+def test_grid_filters_keep_the_jobs_the_store_says(seeded: Path) -> None:
+    app = choose(open_page(seeded, "outputs"), "graded")
+    graded = batch_id(seeded, "graded")
+    verdicts: dict[str, list[bool]] = {}
+    for custom_id, passed in db_rows(seeded, "SELECT r.custom_id, g.passed FROM grades g JOIN "
+                                     f"results r USING (request_id) WHERE g.batch_id = '{graded}'"
+                                     " AND g.passed IS NOT NULL"):  # fmt: skip
+        verdicts.setdefault(str(custom_id), []).append(bool(passed))
+    expected = {
+        grid.FAILED: sorted(j for j, v in verdicts.items() if not all(v)),
+        grid.PASSED: sorted(j for j, v in verdicts.items() if all(v)),
+        grid.DISAGREE: sorted(j for j, v in verdicts.items() if any(v) and not all(v)),
+        grid.DIFFER: sorted(
+            str(r[0])
+            for r in db_rows(
+                seeded,
+                f"SELECT custom_id FROM results WHERE batch_id = '{graded}' GROUP BY "
+                "custom_id HAVING COUNT(DISTINCT text) > 1",
+            )
+        ),
+    }
+    assert expected[grid.FAILED]
+    assert expected[grid.PASSED]
+    assert expected[grid.DISAGREE]
+    for chosen, jobs in expected.items():
+        app.multiselect(key="grid_filters").set_value([chosen])
+        rerun(app)
+        assert shown_jobs(app) == jobs, chosen
+        assert f"{len(jobs):,} jobs match" in texts(app)
+    app.multiselect(key="grid_filters").set_value([grid.FAILED, grid.DISAGREE])  # both at once
+    rerun(app)
+    assert shown_jobs(app) == expected[grid.DISAGREE]
+
+    faulty = choose(app, "faulty")
+    faulty.multiselect(key="grid_filters").set_value([grid.ERRORED])
+    rerun(faulty)
+    assert len(shown_jobs(faulty)) == 6  # M3 failed every job
+    assert any(":red[**errored**]" in m.value for m in faulty.markdown)
+
+
+def test_grid_search_over_prompts_and_answers_as_text_or_regex(seeded: Path) -> None:
+    app = open_page(seeded, "outputs")  # the newest batch: the demo
+    app.text_input(key="grid_search").input("RIVERS of europe")  # in a prompt; any case
+    rerun(app)
+    assert shown_jobs(app) == ["job-0003"]
+    demo = batch_id(seeded, "demo")
+    [(custom_id, answer)] = db_rows(seeded, "SELECT custom_id, text FROM results WHERE batch_id ="
+                                    f" '{demo}' AND model = '{MODELS[0]}' AND custom_id = "
+                                    "'job-0007'")  # fmt: skip
+    words = " ".join(str(answer).split()[:6])
+    holding = sorted(
+        {
+            str(r[0])
+            for r in db_rows(seeded, f"SELECT custom_id FROM results WHERE batch_id = '{demo}'")
+            if words.lower() in str(r[0]).lower()
+        }
+        | {
+            str(c)
+            for c, t in db_rows(
+                seeded, f"SELECT custom_id, text FROM results WHERE batch_id = '{demo}'"
+            )
+            if words.lower() in str(t).lower()
+        }
+    )
+    app.text_input(key="grid_search").input(words)  # in an answer
+    rerun(app)
+    assert custom_id in shown_jobs(app)
+    assert set(shown_jobs(app)) >= set(holding)
+    app.toggle(key="grid_regex").set_value(True)
+    app.text_input(key="grid_search").input(r"^job-000[12]$")
+    rerun(app)
+    assert shown_jobs(app) == ["job-0001", "job-0002"]
+    app.text_input(key="grid_search").input("rivers (of")
+    rerun(app)
+    [error] = app.error
+    assert "not a regular expression" in error.value
+    assert not shown_jobs(app)
+
+
+def test_grid_diff_of_two_models_answers(seeded: Path) -> None:
+    app = choose(open_page(seeded, "outputs"), "graded")
+    graded = batch_id(seeded, "graded")
+    job = app.selectbox(key="grid_diff_job").options[1]
+    first, second = MODELS[2], MODELS[0]
+    app.selectbox(key="grid_diff_job").set_value(job)
+    app.selectbox(key="grid_diff_a").set_value(first)
+    app.selectbox(key="grid_diff_b").set_value(second)
+    rerun(app)
+    answers = dict(db_rows(seeded, f"SELECT model, text FROM results WHERE batch_id = '{graded}'"
+                           f" AND custom_id = '{job}'"))  # fmt: skip
+    expected = "\n".join(difflib.unified_diff(
+        str(answers[first]).splitlines(), str(answers[second]).splitlines(), first, second,
+        lineterm=""))  # fmt: skip
+    if expected:
+        assert expected in [t.value for t in app.text]
+    else:
+        assert "The two answers are the same text." in texts(app)
