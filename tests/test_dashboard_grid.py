@@ -197,3 +197,56 @@ def test_grid_diff_of_two_models_answers(seeded: Path) -> None:
         assert expected in [t.value for t in app.text]
     else:
         assert "The two answers are the same text." in texts(app)
+
+
+def test_rating_and_comment_are_stored_and_count_as_the_human_grade(seeded: Path) -> None:
+    app = choose(open_page(seeded, "outputs"), "graded")
+    graded = batch_id(seeded, "graded")
+    [(rid, custom_id)] = db_rows(  # an answer to a job every model passed
+        seeded,
+        "SELECT r.request_id, r.custom_id FROM results r JOIN grades g USING (request_id) WHERE "
+        f"r.batch_id = '{graded}' AND r.custom_id IN (SELECT custom_id FROM results JOIN grades "
+        "USING (request_id) GROUP BY custom_id HAVING MIN(passed) = 1) ORDER BY r.custom_id, "
+        "r.model LIMIT 1",
+    )
+    app.multiselect(key="grid_filters").set_value([grid.PASSED])
+    rerun(app)
+    assert custom_id in shown_jobs(app)
+    app.multiselect(key="grid_filters").set_value([])
+    rerun(app)
+    comment = "Too short ![x](http://127.0.0.1:9/leak) *really*"
+    app.radio(key=f"grid_rating_{rid}").set_value("bad")
+    app.text_area(key=f"grid_comment_{rid}").input(comment)
+    [save] = [b for b in app.button if b.proto.form_id == f"grid_rate_{rid}"]
+    save.click()
+    rerun(app)
+    assert db_rows(seeded, f"SELECT rating, comment FROM ratings WHERE request_id = {rid}") == [
+        (-1, comment)
+    ]
+    assert db_rows(seeded, "SELECT score, passed, reason FROM grades WHERE grader = 'human' AND "
+                   f"request_id = {rid}") == [(0.0, 0, comment)]  # fmt: skip
+    assert comment in [t.value for t in app.text]  # plain text, never Markdown
+    assert all("127.0.0.1:9" not in m.value for m in app.markdown)
+    assert any(":red[failed] human" in m.value for m in app.markdown)
+    app.multiselect(key="grid_filters").set_value([grid.PASSED])
+    rerun(app)
+    assert custom_id not in shown_jobs(app)  # a human grade failed now
+    app.multiselect(key="grid_filters").set_value([grid.FAILED])
+    rerun(app)
+    assert custom_id in shown_jobs(app)
+    app.multiselect(key="grid_filters").set_value([])
+    rerun(app)
+
+    app.radio(key=f"grid_rating_{rid}").set_value("good")
+    [save] = [b for b in app.button if b.proto.form_id == f"grid_rate_{rid}"]
+    save.click()
+    rerun(app)
+    assert db_rows(seeded, f"SELECT passed FROM grades WHERE grader = 'human' AND request_id = "
+                   f"{rid}") == [(1,)]  # fmt: skip
+    app.radio(key=f"grid_rating_{rid}").set_value("no rating")
+    app.text_area(key=f"grid_comment_{rid}").input("")
+    [save] = [b for b in app.button if b.proto.form_id == f"grid_rate_{rid}"]
+    save.click()
+    rerun(app)
+    assert db_rows(seeded, f"SELECT * FROM ratings WHERE request_id = {rid}") == []
+    assert db_rows(seeded, "SELECT * FROM grades WHERE grader = 'human'") == []

@@ -48,7 +48,8 @@ def render(source: data.Source, batch: dict[str, Any]) -> None:
     )
     answers = griddata.page_answers(source.url, batch["id"], tuple(page.custom_ids))
     figures = _figures(requests, answers)
-    _draw(page.custom_ids, models, answers, figures, graded, rendered)
+    rater = _Rater(source.url, batch["id"], [a["request_id"] for a in answers])
+    _draw(page.custom_ids, models, answers, figures, graded, rendered, rater)
     _diff(page.custom_ids, models, answers)
 
 
@@ -90,6 +91,7 @@ def _draw(  # noqa: PLR0917 (the page's parts, each named)
     figures: dict[int, dict[str, Any]],
     graded: pl.DataFrame,
     rendered: bool,
+    rater: _Rater,
 ) -> None:
     cells = {(a["custom_id"], a["model"]): a for a in answers}
     prompts = {a["custom_id"]: a["params"] for a in answers}
@@ -111,6 +113,8 @@ def _draw(  # noqa: PLR0917 (the page's parts, each named)
                     st.caption("not asked")
                     continue
                 _cell(answer, figures.get(answer["request_id"], {}), graded, rendered)
+                if answer["status"] == RequestStatus.SUCCEEDED:
+                    rater.form(answer["request_id"])
 
 
 def _cell(
@@ -144,6 +148,45 @@ def _cell(
         if is_json:
             st.caption("JSON, pretty-printed")
         _long_text(text, "Whole answer")
+
+
+RATINGS = {"no rating": None, "good": 1, "bad": -1}
+
+
+class _Rater:
+    """Rating and commenting the answers of one page (stored in ``ratings``, and as the
+    "human" grade)."""
+
+    def __init__(self, url: str, batch_id: str, request_ids: list[int]) -> None:
+        self.url = url
+        self.batch_id = batch_id
+        self.rated = data.store(url).ratings.of(request_ids)
+
+    def form(self, request_id: int) -> None:
+        """The rating and comment of one answer, and a form to change them."""
+        rated = self.rated.get(request_id)
+        if rated and rated["comment"]:
+            st.caption("comment:")
+            st.text(rated["comment"])
+        names = list(RATINGS)
+        now = next((n for n, v in RATINGS.items() if rated and v == rated["rating"]), names[0])
+        with (
+            st.expander("Rate or comment"),
+            st.form(key=f"grid_rate_{request_id}", border=False),
+        ):
+            choice = st.radio(
+                "Rating", names, index=names.index(now), horizontal=True,
+                key=f"grid_rating_{request_id}",
+            )  # fmt: skip
+            comment = st.text_area(
+                "Comment", value=rated["comment"] if rated else "", key=f"grid_comment_{request_id}"
+            )
+            if st.form_submit_button("Save"):
+                data.store(self.url).ratings.rate(
+                    self.batch_id, request_id, RATINGS[choice or names[0]], comment
+                )
+                data.grades.clear()  # the rating is the "human" grade: show it now
+                st.rerun()
 
 
 def _figure_line(figures: dict[str, Any]) -> str:
