@@ -15,7 +15,7 @@ from batchrun.store import database_url
 from bench.synthetic_store import build
 from tests.dashboardfixtures import MODELS, seed_store
 from tests.helpers import db_rows
-from tests.test_dashboard import fresh_caches, open_page, rerun, texts
+from tests.test_dashboard import APP, fresh_caches, open_page, rerun, texts
 
 __all__ = ["fresh_caches"]  # the autouse fixture, imported to apply here
 
@@ -250,3 +250,35 @@ def test_rating_and_comment_are_stored_and_count_as_the_human_grade(seeded: Path
     rerun(app)
     assert db_rows(seeded, f"SELECT * FROM ratings WHERE request_id = {rid}") == []
     assert db_rows(seeded, "SELECT * FROM grades WHERE grader = 'human'") == []
+
+
+def test_the_views_state_is_in_the_address(synthetic: Path) -> None:
+    os.environ["BATCHRUN_DB"] = str(synthetic)
+    [(name, bid)] = db_rows(synthetic, "SELECT name, id FROM batches ORDER BY created_at LIMIT 1")
+    errored = sorted({str(r[0]) for r in db_rows(
+        synthetic, f"SELECT custom_id FROM requests WHERE batch_id = '{bid}' AND status IN "
+        "('errored', 'invalid')")})  # fmt: skip
+    assert len(errored) > 10
+    app = AppTest.from_file(APP, default_timeout=60)
+    for key, value in {"page": "outputs", "batch": name, "only": "errored", "per": "10",
+                       "at": "2", "q": "job", "md": "1"}.items():  # fmt: skip
+        app.query_params[key] = value
+    rerun(app)
+    assert app.selectbox(key="outputs_batch").value == bid
+    assert app.multiselect(key="grid_filters").value == [grid.ERRORED]
+    assert app.selectbox(key="grid_size").value == 10
+    assert app.number_input(key="grid_page").value == 2
+    assert app.text_input(key="grid_search").value == "job"
+    assert app.toggle(key="grid_rendered").value is True
+    assert shown_jobs(app) == [j for j in errored if "job" in j.lower()][10:20]
+    app.text_input(key="grid_search").input("")
+    rerun(app)
+    assert app.query_params["at"] == "2"
+    assert app.query_params["only"] == "errored"
+    assert "q" not in app.query_params  # cleared: left out
+    assert app.query_params["batch"] == name
+    assert shown_jobs(app) == errored[10:20]
+    app.number_input(key="grid_page").set_value(1)
+    rerun(app)
+    assert "at" not in app.query_params  # the default: left out
+    assert shown_jobs(app) == errored[:10]

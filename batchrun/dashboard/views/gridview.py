@@ -17,9 +17,79 @@ from batchrun.dashboard import data, grid, griddata, tables
 from batchrun.dashboard.text import literal, rendered_html, shown
 from batchrun.status import RequestStatus
 
+# The view's state in the address: widget key -> query parameter (app.py has "page",
+# common.linked_batch "batch").
+URL = {
+    "grid_search": "q",
+    "grid_regex": "re",
+    "grid_filters": "only",
+    "grid_size": "per",
+    "grid_page": "at",
+    "grid_rendered": "md",
+}
+SLUGS = {
+    grid.FAILED: "failed",
+    grid.PASSED: "passed",
+    grid.ERRORED: "errored",
+    grid.DISAGREE: "disagree",
+    grid.DIFFER: "differ",
+}
+
+
+def _from_url() -> None:
+    """Once per session: the controls as the address sets them (a link to this very view)."""
+    st.session_state.setdefault("grid_size", 25)  # the widget then takes no default of its own
+    if st.session_state.get("grid_url_read"):
+        return
+    st.session_state["grid_url_read"] = True
+    asked = st.query_params
+    state = st.session_state
+    if asked.get("q"):
+        state["grid_search"] = asked["q"]
+    if asked.get("re") == "1":
+        state["grid_regex"] = True
+    if asked.get("md") == "1":
+        state["grid_rendered"] = True
+    if asked.get("only"):
+        by_slug = {slug: name for name, slug in SLUGS.items()}
+        state["grid_filters"] = [by_slug[s] for s in asked["only"].split(",") if s in by_slug]
+    size = asked.get("per", "")
+    if size.isdigit() and int(size) in grid.PAGE_SIZES:
+        state["grid_size"] = int(size)
+    at = asked.get("at", "")
+    if at.isdigit() and int(at) >= 1:
+        state["grid_page"] = int(at)
+
+
+def _to_url(batch: dict[str, Any]) -> None:
+    """The controls written back to the address (defaults left out), with the batch's name."""
+    state = st.session_state
+    wanted = {
+        "batch": batch["name"],
+        "q": state.get("grid_search") or "",
+        "re": "1" if state.get("grid_regex") else "",
+        "md": "1" if state.get("grid_rendered") else "",
+        "only": ",".join(SLUGS[f] for f in state.get("grid_filters") or []),
+        "per": "" if state.get("grid_size", 25) == 25 else str(state.get("grid_size")),
+        "at": "" if state.get("grid_page", 1) == 1 else str(state.get("grid_page")),
+    }
+    for name, value in wanted.items():
+        if value and st.query_params.get(name) != value:
+            st.query_params[name] = value
+        elif not value and name in st.query_params:
+            del st.query_params[name]
+
 
 def render(source: data.Source, batch: dict[str, Any]) -> None:
     """The grid of one batch."""
+    _from_url()
+    try:
+        _grid(source, batch)
+    finally:
+        _to_url(batch)
+
+
+def _grid(source: data.Source, batch: dict[str, Any]) -> None:
     requests = data.requests(source.url, (batch["id"],))
     graded = data.grades(source.url, (batch["id"],))
     models = sorted(requests.get_column("model").unique().to_list())
@@ -27,8 +97,10 @@ def render(source: data.Source, batch: dict[str, Any]) -> None:
     if table is None:
         return
     size_column, page_column, caption_column = st.columns([1, 1, 3])
-    size = size_column.selectbox("Jobs per page", grid.PAGE_SIZES, index=1, key="grid_size")
+    size = size_column.selectbox("Jobs per page", grid.PAGE_SIZES, key="grid_size")
     count = max(1, -(-table.height // size))
+    if st.session_state.get("grid_page", 1) > count:  # fewer pages now (a filter, the URL)
+        st.session_state["grid_page"] = count
     number = page_column.number_input(
         f"Page (of {count:,})", min_value=1, max_value=count, step=1, key="grid_page"
     )
