@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from batchrun.dashboard import grid, tables
 from batchrun.store import database_url
 from bench.synthetic_store import build
+from tests.browser import CHROMIUM, browser_page, dashboard, show
 from tests.dashboardfixtures import MODELS, seed_store
 from tests.helpers import db_rows
 from tests.test_dashboard import APP, fresh_caches, open_page, rerun, texts
@@ -282,3 +283,24 @@ def test_the_views_state_is_in_the_address(synthetic: Path) -> None:
     rerun(app)
     assert "at" not in app.query_params  # the default: left out
     assert shown_jobs(app) == errored[:10]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_the_grid_in_a_browser(seeded: Path, tmp_path: Path) -> None:
+    """What a person sees, opening a link to the grid of the graded batch's failed jobs."""
+    graded = batch_id(seeded, "graded")
+    failed = sorted({str(r[0]) for r in db_rows(
+        seeded, "SELECT r.custom_id FROM grades g JOIN results r USING (request_id) WHERE "
+        f"g.batch_id = '{graded}' AND NOT g.passed")})  # fmt: skip
+    with dashboard(seeded) as address, browser_page() as page:
+        shown = show(page, address, "outputs&batch=graded&only=failed", "Diff of two answers")
+        page.screenshot(path=str(tmp_path / "grid.png"), full_page=True)
+        shot = Path(os.environ.get("GRID_SCREENSHOT", tmp_path / "kept.png"))
+        page.screenshot(path=str(shot), full_page=True)
+    assert f"{len(failed):,} jobs match · page 1 of 1" in shown
+    assert all(custom_id in shown for custom_id in failed)
+    assert all(model in shown for model in MODELS)
+    assert "failed expect" in shown
+    assert "TTFT" in shown
+    assert "tok/s" in shown
+    assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")

@@ -264,7 +264,7 @@ class _Rater:
 def _figure_line(figures: dict[str, Any]) -> str:
     def number(key: str, unit: str, digits: int) -> str:
         value = figures.get(key)
-        return "-" if value is None else f"{value:,.{digits}f}{unit}"
+        return ("-" if value is None else f"{value:,.{digits}f}") + unit
 
     return " · ".join(
         (
