@@ -120,6 +120,8 @@ def _grid(source: data.Source, batch: dict[str, Any]) -> None:
     )
     answers = griddata.page_answers(source.url, batch["id"], tuple(page.custom_ids))
     figures = _figures(requests, answers)
+    ids = [a["request_id"] for a in answers]
+    graded = graded.filter(pl.col("request_id").is_in(ids))  # once, not per cell
     rater = _Rater(source.url, batch["id"], [a["request_id"] for a in answers])
     _draw(page.custom_ids, models, answers, figures, graded, rendered, rater)
     _diff(page.custom_ids, models, answers)
