@@ -1,6 +1,6 @@
 """The Outputs grid: jobs as rows, models as columns, one page of jobs at a time.
 
-Each cell: the answer (cut, with the whole of it behind "Whole answer"; raw, or rendered through
+Each cell: the answer (cut, the whole of it in a "Whole answer" popover; raw, or rendered through
 ``text.rendered_html``; JSON pretty-printed), its verdicts, tokens, latency, TTFT, tps and cost.
 The filters and the search pick jobs over the whole batch (polars over the cached frames, a
 grouped SQL read, a paged search); the answers' text is read only for the page shown.
@@ -113,7 +113,7 @@ def _grid(source: data.Source, batch: dict[str, Any]) -> None:
         st.info("No job matches. Clear the search or the filters.")
         return
     rendered = st.toggle(
-        "Render answers as Markdown",
+        "Render the grid's answers as Markdown",
         key="grid_rendered",
         help="Off: answers as the model wrote them. On: Markdown drawn, with images and links "
         "shown as text with their address, never loaded.",
@@ -216,7 +216,7 @@ def _cell(
         cut, more = grid.preview(text)
         st.html(rendered_html(cut))
         if more:
-            with st.expander("Whole answer"):
+            with st.popover("Whole answer"):
                 st.html(rendered_html(text))
     else:
         if is_json:
@@ -280,11 +280,13 @@ def _figure_line(figures: dict[str, Any]) -> str:
 
 
 def _long_text(text: str, label: str) -> None:
-    """Plain text, cut to a preview with the whole of it in an expander when long."""
+    """Plain text, cut to a preview with the whole of it in a popover when long."""
     cut, more = grid.preview(text)
     st.text(cut)
     if more:
-        with st.expander(label):
+        # A popover, not an expander: its text is put on the page only when opened, so a long
+        # page of cells stays light (and the browser's find sees only what is shown).
+        with st.popover(label):
             st.text(text)
 
 

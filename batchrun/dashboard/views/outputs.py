@@ -23,16 +23,17 @@ SHOWN_JOBS = 500  # jobs offered in the picker after filtering
 
 
 def render(source: data.Source) -> None:
-    """The outputs page: the grid of every job and model, then one job at a time."""
+    """The outputs page: the grid of every job and model, then one job at a time (both shown:
+    a tab would hide the one-job view from the browser, as it is the page's end)."""
     st.title("Outputs side by side")
     batch = pick_batch(data.batches(source.url), key="outputs_batch")
     if batch["simulated"]:
         st.warning("Simulated batch: these answers come from batchrun's simulator, not MiniMax.")
-    grid_tab, job_tab = st.tabs(["Grid: every job by every model", "One job"])
-    with grid_tab:
-        gridview.render(source, batch)
-    with job_tab:
-        _one_job(source, batch)
+    st.subheader("Every job by every model")
+    gridview.render(source, batch)
+    st.divider()
+    st.subheader("One job")
+    _one_job(source, batch)
 
 
 def _one_job(source: data.Source, batch: dict[str, Any]) -> None:
