@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, func, select, update
+from sqlalchemy import Select, Text, bindparam, case, cast, func, select, update
 
 from batchrun.store.database import Database
 from batchrun.store.rows import BatchInfo, CostUpdate
@@ -168,6 +168,57 @@ class Results:
         )
         with self.database.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    def grid_answers(self, batch_id: str, custom_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The Outputs grid's page: each model's request for these jobs (a page of them, never a
+        whole batch), with its answer where it succeeded and the job's line and params."""
+        if not custom_ids:
+            return []
+        query = (
+            select(
+                requests.c.id.label("request_id"),
+                requests.c.custom_id,
+                *_OUTCOME,
+                jobs.c.line_no,
+                jobs.c.params,
+                results.c.text,
+                results.c.thinking,
+            )
+            .join(jobs, jobs.c.id == requests.c.job_id)
+            .outerjoin(results, results.c.request_id == requests.c.id)
+            .where(requests.c.batch_id == batch_id, requests.c.custom_id.in_(list(custom_ids)))
+            .order_by(jobs.c.line_no, requests.c.model)
+        )
+        with self.database.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def differing_jobs(self, batch_id: str) -> list[str]:
+        """The custom_ids of a batch's jobs whose answers are not all the same text (one grouped
+        read)."""
+        query = (
+            select(results.c.custom_id)
+            .where(results.c.batch_id == batch_id)
+            .group_by(results.c.custom_id)
+            .having(func.count(func.distinct(results.c.text)) > 1)
+        )
+        with self.database.connect() as connection:
+            return [str(row[0]) for row in connection.execute(query)]
+
+    def answer_text_pages(
+        self, batch_id: str, page: int = 20_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """(custom_id, answer text) of a batch's results, in pages (for a search)."""
+        query = select(results.c.custom_id, results.c.text).where(results.c.batch_id == batch_id)
+        return self.database.plain_pages(query, page)
+
+    def prompt_text_pages(
+        self, batch_id: str, page: int = 20_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """(custom_id, params as JSON text) of a batch's jobs, in pages (for a search)."""
+        query = select(jobs.c.custom_id, cast(jobs.c.params, Text)).where(
+            jobs.c.batch_id == batch_id
+        )
+        return self.database.plain_pages(query, page)
 
 
 # What became of a request: its model, status, attempts and error.

@@ -24,6 +24,7 @@ from batchrun.store.grades import Grades
 from batchrun.store.jobs import Jobs
 from batchrun.store.limits import Budgets, Pacers
 from batchrun.store.migrate import Upgrade, migrate
+from batchrun.store.ratings import Ratings
 from batchrun.store.results import Results
 from batchrun.store.rows import BatchInfo, CostUpdate, Outcome, WorkItem
 from batchrun.store.work import Work
@@ -50,6 +51,7 @@ class Store:
         self.work = Work(self.database)
         self.results = Results(self.database)
         self.grades = Grades(self.database)
+        self.ratings = Ratings(self.database)
         self.claims = Claims(self.database)
         self.pacers = Pacers(self.database)
         self.budgets = Budgets(self.database)

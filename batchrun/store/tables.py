@@ -227,6 +227,19 @@ grades = Table(
     Index(None, "batch_id", "grader"),
 )
 
+# A person's rating of an answer and their comment (the Outputs grid); a rating is also kept
+# as the "human" grade of the answer (store/ratings.py), so it counts wherever grades do.
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("request_id", Integer, ForeignKey("results.request_id"), primary_key=True),
+    Column("batch_id", String(32), nullable=False),
+    Column("rating", Integer),  # 1 good, -1 bad; NULL: a comment only
+    Column("comment", Text, nullable=False),
+    Column("rated_at", Float, nullable=False),
+    Index(None, "batch_id"),
+)
+
 # A worker renews and releases its claims by ``claimed_by``.
 Index("ix_requests_claimed_by", requests.c.claimed_by)
 

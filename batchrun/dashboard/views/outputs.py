@@ -1,4 +1,5 @@
-"""Outputs side by side: one job's prompt, then each model's answer in its own column.
+"""Outputs side by side: the grid (``gridview``: every job by every model, paged), then one job's
+prompt and each model's answer in its own column.
 
 Prompts, answers, thinking, errors and judge reasons are shown as plain text (``st.text``); a
 toggle draws the answers' Markdown with images and links as text (``text.rendered_html``)."""
@@ -14,6 +15,7 @@ from batchrun import analytics
 from batchrun.api.stream import EMPTY_REPLY, THINK_LEAKED
 from batchrun.dashboard import data, tables
 from batchrun.dashboard.text import literal, rendered_html, shown
+from batchrun.dashboard.views import gridview
 from batchrun.dashboard.views.common import pick_batch
 from batchrun.grading.report import disagreements
 
@@ -21,11 +23,21 @@ SHOWN_JOBS = 500  # jobs offered in the picker after filtering
 
 
 def render(source: data.Source) -> None:
-    """The outputs page."""
+    """The outputs page: the grid of every job and model, then one job at a time (both shown:
+    a tab would hide the one-job view from the browser, as it is the page's end)."""
     st.title("Outputs side by side")
     batch = pick_batch(data.batches(source.url), key="outputs_batch")
     if batch["simulated"]:
         st.warning("Simulated batch: these answers come from batchrun's simulator, not MiniMax.")
+    st.subheader("Every job by every model")
+    gridview.render(source, batch)
+    st.divider()
+    st.subheader("One job")
+    _one_job(source, batch)
+
+
+def _one_job(source: data.Source, batch: dict[str, Any]) -> None:
+    """One job's prompt, then each model's answer in its own column."""
     custom_ids = _jobs(source, batch)
     if not custom_ids:
         st.info("No job matches. Clear the search or the filters.")

@@ -1,0 +1,306 @@
+"""The Outputs grid (issue 17, Deliver 1) through streamlit's AppTest: the figures in its cells
+and the jobs its pages, filters and search reach, each checked against the store's own rows."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from batchrun.dashboard import grid, tables
+from batchrun.store import database_url
+from bench.synthetic_store import build
+from tests.browser import CHROMIUM, browser_page, dashboard, show
+from tests.dashboardfixtures import MODELS, seed_store
+from tests.helpers import db_rows
+from tests.test_dashboard import APP, fresh_caches, open_page, rerun, texts
+
+__all__ = ["fresh_caches"]  # the autouse fixture, imported to apply here
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seed_store(tmp_path_factory.mktemp("grid"))
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("gridsynthetic") / "synthetic.db"
+    build(database_url(str(path)), 2400)
+    return path
+
+
+def choose(app: AppTest, name: str) -> AppTest:
+    """Choose the batch whose label holds ``name``."""
+    batches = app.selectbox(key="outputs_batch").options
+    app.selectbox(key="outputs_batch").set_value(next(b for b in batches if name in b))
+    return rerun(app)
+
+
+def batch_id(db: Path, name: str) -> str:
+    [(found,)] = db_rows(db, f"SELECT id FROM batches WHERE name = '{name}'")
+    return str(found)
+
+
+def test_grid_cells_show_each_models_answer_verdict_and_figures(seeded: Path) -> None:
+    app = choose(open_page(seeded, "outputs"), "graded")
+    graded = batch_id(seeded, "graded")
+    jobs = [str(r[0]) for r in db_rows(
+        seeded, f"SELECT DISTINCT custom_id FROM requests WHERE batch_id = '{graded}' "
+        "ORDER BY custom_id")]  # fmt: skip
+    assert f"{len(jobs):,} jobs match · page 1 of 1" in texts(app)
+    markdown = [m.value for m in app.markdown]
+    assert all(f"**{model}**" in markdown for model in MODELS)  # one column per model
+    assert all(job in markdown for job in jobs)  # one row per job
+    rows = db_rows(seeded, "SELECT r.text, r.output_tokens, r.done_s, r.first_token_s, "
+                   f"r.cost_nanos, g.passed FROM results r JOIN grades g ON g.request_id = "
+                   f"r.request_id WHERE r.batch_id = '{graded}'")  # fmt: skip
+    shown_text = [t.value for t in app.text]
+    captions = [c.value for c in app.caption]
+    for answer, tokens, done, first, cost, _passed in rows:
+        assert grid.preview(grid.pretty(str(answer))[0])[0] in shown_text
+        line = f"{tokens:,} tok · {done:,.2f} s · TTFT {first:,.2f} s"
+        assert any(
+            c.startswith(line) and tables.money(None if cost is None else float(str(cost))) in c
+            for c in captions
+        ), line
+    passed = sum(1 for r in rows if r[5])
+    verdicts = " ".join(markdown)
+    assert verdicts.count(":green[passed] expect") == passed
+    assert verdicts.count(":red[failed] expect") == len(rows) - passed
+
+
+def test_grid_pages_reach_every_job(synthetic: Path) -> None:
+    app = open_page(synthetic, "outputs")
+    newest = app.selectbox(key="outputs_batch").value
+    ids = [str(r[0]) for r in db_rows(
+        synthetic, f"SELECT DISTINCT custom_id FROM requests WHERE batch_id = '{newest}' "
+        "ORDER BY custom_id")]  # fmt: skip
+    assert len(ids) > 100
+    app.selectbox(key="grid_size").set_value(100)
+    rerun(app)
+    last = -(-len(ids) // 100)
+    assert f"{len(ids):,} jobs match · page 1 of {last:,}" in texts(app)
+    app.number_input(key="grid_page").set_value(last)
+    rerun(app)
+    markdown = [m.value for m in app.markdown]
+    assert ids[-1] in markdown
+    assert ids[(last - 1) * 100] in markdown
+    assert ids[0] not in markdown
+    assert f"page {last:,} of {last:,}" in texts(app)
+
+
+def shown_jobs(app: AppTest) -> list[str]:
+    """The custom_ids in the grid's rows (the first column's markdown): every one the store has
+    that is written alone in a markdown element."""
+    db = Path(os.environ["BATCHRUN_DB"])
+    every = {str(r[0]) for r in db_rows(db, "SELECT DISTINCT custom_id FROM requests")}
+    return sorted(m.value for m in app.markdown if m.value in every)
+
+
+def test_grid_filters_keep_the_jobs_the_store_says(seeded: Path) -> None:
+    app = choose(open_page(seeded, "outputs"), "graded")
+    graded = batch_id(seeded, "graded")
+    verdicts: dict[str, list[bool]] = {}
+    for custom_id, passed in db_rows(seeded, "SELECT r.custom_id, g.passed FROM grades g JOIN "
+                                     f"results r USING (request_id) WHERE g.batch_id = '{graded}'"
+                                     " AND g.passed IS NOT NULL"):  # fmt: skip
+        verdicts.setdefault(str(custom_id), []).append(bool(passed))
+    expected = {
+        grid.FAILED: sorted(j for j, v in verdicts.items() if not all(v)),
+        grid.PASSED: sorted(j for j, v in verdicts.items() if all(v)),
+        grid.DISAGREE: sorted(j for j, v in verdicts.items() if any(v) and not all(v)),
+        grid.DIFFER: sorted(
+            str(r[0])
+            for r in db_rows(
+                seeded,
+                f"SELECT custom_id FROM results WHERE batch_id = '{graded}' GROUP BY "
+                "custom_id HAVING COUNT(DISTINCT text) > 1",
+            )
+        ),
+    }
+    assert expected[grid.FAILED]
+    assert expected[grid.PASSED]
+    assert expected[grid.DISAGREE]
+    for chosen, jobs in expected.items():
+        app.multiselect(key="grid_filters").set_value([chosen])
+        rerun(app)
+        assert shown_jobs(app) == jobs, chosen
+        assert f"{len(jobs):,} jobs match" in texts(app)
+    app.multiselect(key="grid_filters").set_value([grid.FAILED, grid.DISAGREE])  # both at once
+    rerun(app)
+    assert shown_jobs(app) == expected[grid.DISAGREE]
+
+    faulty = choose(app, "faulty")
+    faulty.multiselect(key="grid_filters").set_value([grid.ERRORED])
+    rerun(faulty)
+    assert len(shown_jobs(faulty)) == 6  # M3 failed every job
+    assert any(":red[**errored**]" in m.value for m in faulty.markdown)
+
+
+def test_grid_search_over_prompts_and_answers_as_text_or_regex(seeded: Path) -> None:
+    app = open_page(seeded, "outputs")  # the newest batch: the demo
+    app.text_input(key="grid_search").input("RIVERS of europe")  # in a prompt; any case
+    rerun(app)
+    assert shown_jobs(app) == ["job-0003"]
+    demo = batch_id(seeded, "demo")
+    [(custom_id, answer)] = db_rows(seeded, "SELECT custom_id, text FROM results WHERE batch_id ="
+                                    f" '{demo}' AND model = '{MODELS[0]}' AND custom_id = "
+                                    "'job-0007'")  # fmt: skip
+    words = " ".join(str(answer).split()[:6])
+    holding = sorted(
+        {
+            str(r[0])
+            for r in db_rows(seeded, f"SELECT custom_id FROM results WHERE batch_id = '{demo}'")
+            if words.lower() in str(r[0]).lower()
+        }
+        | {
+            str(c)
+            for c, t in db_rows(
+                seeded, f"SELECT custom_id, text FROM results WHERE batch_id = '{demo}'"
+            )
+            if words.lower() in str(t).lower()
+        }
+    )
+    app.text_input(key="grid_search").input(words)  # in an answer
+    rerun(app)
+    assert custom_id in shown_jobs(app)
+    assert set(shown_jobs(app)) >= set(holding)
+    app.toggle(key="grid_regex").set_value(True)
+    app.text_input(key="grid_search").input(r"^job-000[12]$")
+    rerun(app)
+    assert shown_jobs(app) == ["job-0001", "job-0002"]
+    app.text_input(key="grid_search").input("rivers (of")
+    rerun(app)
+    [error] = app.error
+    assert "not a regular expression" in error.value
+    assert not shown_jobs(app)
+
+
+def test_grid_diff_of_two_models_answers(seeded: Path) -> None:
+    app = choose(open_page(seeded, "outputs"), "graded")
+    graded = batch_id(seeded, "graded")
+    job = app.selectbox(key="grid_diff_job").options[1]
+    first, second = MODELS[2], MODELS[0]
+    app.selectbox(key="grid_diff_job").set_value(job)
+    app.selectbox(key="grid_diff_a").set_value(first)
+    app.selectbox(key="grid_diff_b").set_value(second)
+    rerun(app)
+    answers = dict(db_rows(seeded, f"SELECT model, text FROM results WHERE batch_id = '{graded}'"
+                           f" AND custom_id = '{job}'"))  # fmt: skip
+    expected = "\n".join(difflib.unified_diff(
+        str(answers[first]).splitlines(), str(answers[second]).splitlines(), first, second,
+        lineterm=""))  # fmt: skip
+    if expected:
+        assert expected in [t.value for t in app.text]
+    else:
+        assert "The two answers are the same text." in texts(app)
+
+
+def test_rating_and_comment_are_stored_and_count_as_the_human_grade(seeded: Path) -> None:
+    app = choose(open_page(seeded, "outputs"), "graded")
+    graded = batch_id(seeded, "graded")
+    [(rid, custom_id)] = db_rows(  # an answer to a job every model passed
+        seeded,
+        "SELECT r.request_id, r.custom_id FROM results r JOIN grades g USING (request_id) WHERE "
+        f"r.batch_id = '{graded}' AND r.custom_id IN (SELECT custom_id FROM results JOIN grades "
+        "USING (request_id) GROUP BY custom_id HAVING MIN(passed) = 1) ORDER BY r.custom_id, "
+        "r.model LIMIT 1",
+    )
+    app.multiselect(key="grid_filters").set_value([grid.PASSED])
+    rerun(app)
+    assert custom_id in shown_jobs(app)
+    app.multiselect(key="grid_filters").set_value([])
+    rerun(app)
+    comment = "Too short ![x](http://127.0.0.1:9/leak) *really*"
+    app.radio(key=f"grid_rating_{rid}").set_value("bad")
+    app.text_area(key=f"grid_comment_{rid}").input(comment)
+    [save] = [b for b in app.button if b.proto.form_id == f"grid_rate_{rid}"]
+    save.click()
+    rerun(app)
+    assert db_rows(seeded, f"SELECT rating, comment FROM ratings WHERE request_id = {rid}") == [
+        (-1, comment)
+    ]
+    assert db_rows(seeded, "SELECT score, passed, reason FROM grades WHERE grader = 'human' AND "
+                   f"request_id = {rid}") == [(0.0, 0, comment)]  # fmt: skip
+    assert comment in [t.value for t in app.text]  # plain text, never Markdown
+    assert all("127.0.0.1:9" not in m.value for m in app.markdown)
+    assert any(":red[failed] human" in m.value for m in app.markdown)
+    app.multiselect(key="grid_filters").set_value([grid.PASSED])
+    rerun(app)
+    assert custom_id not in shown_jobs(app)  # a human grade failed now
+    app.multiselect(key="grid_filters").set_value([grid.FAILED])
+    rerun(app)
+    assert custom_id in shown_jobs(app)
+    app.multiselect(key="grid_filters").set_value([])
+    rerun(app)
+
+    app.radio(key=f"grid_rating_{rid}").set_value("good")
+    [save] = [b for b in app.button if b.proto.form_id == f"grid_rate_{rid}"]
+    save.click()
+    rerun(app)
+    assert db_rows(seeded, f"SELECT passed FROM grades WHERE grader = 'human' AND request_id = "
+                   f"{rid}") == [(1,)]  # fmt: skip
+    app.radio(key=f"grid_rating_{rid}").set_value("no rating")
+    app.text_area(key=f"grid_comment_{rid}").input("")
+    [save] = [b for b in app.button if b.proto.form_id == f"grid_rate_{rid}"]
+    save.click()
+    rerun(app)
+    assert db_rows(seeded, f"SELECT * FROM ratings WHERE request_id = {rid}") == []
+    assert db_rows(seeded, "SELECT * FROM grades WHERE grader = 'human'") == []
+
+
+def test_the_views_state_is_in_the_address(synthetic: Path) -> None:
+    os.environ["BATCHRUN_DB"] = str(synthetic)
+    [(name, bid)] = db_rows(synthetic, "SELECT name, id FROM batches ORDER BY created_at LIMIT 1")
+    errored = sorted({str(r[0]) for r in db_rows(
+        synthetic, f"SELECT custom_id FROM requests WHERE batch_id = '{bid}' AND status IN "
+        "('errored', 'invalid')")})  # fmt: skip
+    assert len(errored) > 10
+    app = AppTest.from_file(APP, default_timeout=60)
+    for key, value in {"page": "outputs", "batch": name, "only": "errored", "per": "10",
+                       "at": "2", "q": "job", "md": "1"}.items():  # fmt: skip
+        app.query_params[key] = value
+    rerun(app)
+    assert app.selectbox(key="outputs_batch").value == bid
+    assert app.multiselect(key="grid_filters").value == [grid.ERRORED]
+    assert app.selectbox(key="grid_size").value == 10
+    assert app.number_input(key="grid_page").value == 2
+    assert app.text_input(key="grid_search").value == "job"
+    assert app.toggle(key="grid_rendered").value is True
+    assert shown_jobs(app) == [j for j in errored if "job" in j.lower()][10:20]
+    app.text_input(key="grid_search").input("")
+    rerun(app)
+    assert app.query_params["at"] == "2"
+    assert app.query_params["only"] == "errored"
+    assert "q" not in app.query_params  # cleared: left out
+    assert app.query_params["batch"] == name
+    assert shown_jobs(app) == errored[10:20]
+    app.number_input(key="grid_page").set_value(1)
+    rerun(app)
+    assert "at" not in app.query_params  # the default: left out
+    assert shown_jobs(app) == errored[:10]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_the_grid_in_a_browser(seeded: Path, tmp_path: Path) -> None:
+    """What a person sees, opening a link to the grid of the graded batch's failed jobs."""
+    graded = batch_id(seeded, "graded")
+    failed = sorted({str(r[0]) for r in db_rows(
+        seeded, "SELECT r.custom_id FROM grades g JOIN results r USING (request_id) WHERE "
+        f"g.batch_id = '{graded}' AND NOT g.passed")})  # fmt: skip
+    with dashboard(seeded) as address, browser_page() as page:
+        shown = show(page, address, "outputs&batch=graded&only=failed", "Diff of two answers")
+        page.screenshot(path=str(tmp_path / "grid.png"), full_page=True)
+        shot = Path(os.environ.get("GRID_SCREENSHOT", tmp_path / "kept.png"))
+        page.screenshot(path=str(shot), full_page=True)
+    assert f"{len(failed):,} jobs match · page 1 of 1" in shown
+    assert all(custom_id in shown for custom_id in failed)
+    assert all(model in shown for model in MODELS)
+    assert "failed expect" in shown
+    assert "TTFT" in shown
+    assert "tok/s" in shown
+    assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")
