@@ -285,7 +285,11 @@ def test_the_views_state_is_in_the_address(synthetic: Path) -> None:
     assert shown_jobs(app) == errored[:10]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+@pytest.mark.slow  # one more Streamlit server and browser; the AppTest grid tests run by default
+@pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
 def test_the_grid_in_a_browser(seeded: Path, tmp_path: Path) -> None:
     """What a person sees, opening a link to the grid of the graded batch's failed jobs."""
     graded = batch_id(seeded, "graded")
