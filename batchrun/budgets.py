@@ -22,7 +22,6 @@ results is measured on its simulated cost, marked so.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchrun.config import read_environment
 from batchrun.exceptions import ConfigError
 
 if TYPE_CHECKING:  # polars is loaded by the reading, not by every command that imports this
@@ -54,8 +54,7 @@ class PeriodBudget:
 
 def budgets_file(env: Mapping[str, str] | None = None) -> Path:
     """The budgets file: $BATCHRUN_BUDGETS, else ./batchrun-budgets.toml."""
-    env = os.environ if env is None else env
-    return Path(env.get("BATCHRUN_BUDGETS") or DEFAULT_FILE)
+    return Path(read_environment(env).budgets or DEFAULT_FILE)
 
 
 def load_budgets(path: Path) -> list[PeriodBudget]:

@@ -27,6 +27,7 @@ class Environment:
     base_url: str | None
     db: str | None
     catalog: str | None
+    budgets: str | None = None  # BATCHRUN_BUDGETS: the period budgets file (batchrun.budgets)
 
 
 def read_environment(env: Mapping[str, str] | None = None) -> Environment:
@@ -39,6 +40,7 @@ def read_environment(env: Mapping[str, str] | None = None) -> Environment:
         base_url=env.get("ANTHROPIC_BASE_URL") or None,
         db=env.get("BATCHRUN_DB") or None,
         catalog=env.get("BATCHRUN_CATALOG") or None,
+        budgets=env.get("BATCHRUN_BUDGETS") or None,
     )
 
 

@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("batchrun.store",),
     ("batchrun.jobs",),
     ("batchrun.sim",),  # the simulator; batchrun.run.launch starts it
-    ("batchrun.pricing",),
+    ("batchrun.pricing", "batchrun.budgets"),
     ("batchrun.catalog", "batchrun.config"),
     ("batchrun.exceptions", "batchrun.status", "batchrun.redaction"),
 )
