@@ -223,6 +223,7 @@ def test_concurrency_far_above_the_work_costs_no_memory(tmp_path: Path) -> None:
 # --- --name ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~9-13 s of CLI runs; make test-slow; keeps the default run near 10 minutes
 def test_a_new_name_starts_a_new_batch_and_an_old_one_continues(tmp_path: Path) -> None:
     write_jobs(tmp_path / "jobs.jsonl", prompts(2, model=M27))
     write_jobs(tmp_path / "other.jsonl", prompts(3, model=M27))

@@ -29,6 +29,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return seed_store(tmp_path_factory.mktemp("browser"))
 
 
+@pytest.mark.slow  # a Streamlit server and Chromium, ~20-30 s: make test-slow
 def test_the_dashboard_renders_every_page_in_a_browser(seeded: Path, tmp_path: Path) -> None:
     with dashboard(seeded) as address, browser_page() as page:
         shown = {slug: show(page, address, slug, expect) for slug, expect in PAGES.items()}

@@ -210,6 +210,7 @@ def test_a_disk_filled_mid_run_loses_no_paid_answer_and_import_brings_them_back(
         _check_finished(places, sim)
 
 
+@pytest.mark.slow  # ~5-7 s; the import command's test runs by default
 def test_the_next_resume_imports_the_unsaved_answers_by_itself(
     places: dict[str, Path],
 ) -> None:

@@ -96,6 +96,7 @@ def test_every_job_goes_to_every_model_once_under_the_field_profile(
     assert stats["messages_total"] > 120  # faults happened and were retried
 
 
+@pytest.mark.slow  # ~7-10 s; make test-slow; keeps the default run near 10 minutes
 def test_cli_run_and_rerun_under_the_field_profile(tmp_path: Path) -> None:
     write_jobs(tmp_path / "jobs.jsonl", prompts(20))
     args = ("run", "jobs.jsonl", "--models", ",".join(THREE), "--sim-time-scale", "0")

@@ -120,6 +120,7 @@ def usd(nanos: int) -> str:
 # --------------------------------------------------------------------------- status --json
 
 
+@pytest.mark.slow  # ~5-8 s; make test-slow; keeps the default run near 10 minutes
 def test_status_counts_retries_from_the_attempts_table_and_marks_simulated_rows(
     tmp_path: Path, faulty_real_sim: str, faulty_sim: RunningSimulator
 ) -> None:

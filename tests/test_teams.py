@@ -189,6 +189,7 @@ def test_two_workers_limiters_share_one_pool_clock(store: Store) -> None:
     assert second.reserve(1) > 0.5  # a second after the first, at 60 a minute
 
 
+@pytest.mark.slow  # ~5-8 s; make test-slow; keeps the default run near 10 minutes
 def test_submit_then_worker_once_on_sqlite(tmp_path: Path, sim: RunningSimulator) -> None:
     write_jobs(tmp_path / "jobs.jsonl", prompts(12))
     url = f"{sim.base_url}/anthropic"

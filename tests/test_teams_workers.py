@@ -176,6 +176,7 @@ def test_three_workers_hold_a_global_rpm_limit(tmp_path: Path, postgres_url: str
     assert rate <= 600
 
 
+@pytest.mark.slow  # ~6-9 s; make test-slow; keeps the default run near 10 minutes
 def test_run_status_results_estimate_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     write_jobs(tmp_path / "jobs.jsonl", prompts(6))
     db = ("--db", postgres_url)

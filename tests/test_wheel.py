@@ -23,7 +23,8 @@ import pytest
 
 from tests.runharness import prompts, write_jobs
 
-pytestmark = pytest.mark.timeout(900)
+# Building and installing the wheel takes 20-60 s: make test-slow (and .ci/run) runs it.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 M27 = "MiniMax-M2.7"
