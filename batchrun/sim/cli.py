@@ -9,6 +9,7 @@ it.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import typer
@@ -103,6 +104,16 @@ def sim_command(
             "a tick are written together."
         ),
     ] = 0.01,
+    timing_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write when each stream's first content token and last byte really went out "
+            "(JSON lines: request_id, message_id, model, first_token, last_byte; epoch seconds) "
+            "to this new file, complete when the simulator stops. Default: no log.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     # --- Field behaviour: refusals, faults, limits, profiles (issue 15, "simfaults") ---
     profile: Annotated[
         str | None,
@@ -375,6 +386,7 @@ def _settings_values(params: dict[str, Any]) -> dict[str, Any]:
         "ttft_median": p["ttft"],
         "output_median": p["output_tokens"],
         "tick": p["tick"],
+        "timing_log": p["timing_log"],
         "count_tokens_models": (
             frozenset(m.strip() for m in count_tokens_models.split(",") if m.strip())
             if count_tokens_models

@@ -68,8 +68,11 @@ async def serve(
 
     from batchrun.catalog import load_catalog  # noqa: PLC0415
     from batchrun.sim.server import QuietServer, SimulatorApp  # noqa: PLC0415
+    from batchrun.sim.timing import TimingLog  # noqa: PLC0415
 
-    app = SimulatorApp(settings, catalog or load_catalog())
+    sock = bind_socket(settings.host, settings.port)
+    timing = TimingLog(settings.timing_log) if settings.timing_log is not None else None
+    app = SimulatorApp(settings, catalog or load_catalog(), timing=timing)
     config = uvicorn.Config(
         app,
         http="httptools",
@@ -82,7 +85,6 @@ async def serve(
         timeout_graceful_shutdown=1,
     )
     server = QuietServer(config)
-    sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
@@ -94,8 +96,12 @@ async def serve(
         yield RunningSimulator(base_url=f"http://{host}:{port}", stats=app.core.stats)
     finally:
         server.should_exit = True
-        await task
-        sock.close()
+        try:
+            await task
+        finally:
+            sock.close()
+            if timing is not None:
+                timing.close()
 
 
 @contextlib.contextmanager
@@ -199,6 +205,8 @@ def settings_to_args(settings: SimSettings) -> list[str]:
         args.append(f"--count-tokens-models={','.join(sorted(settings.count_tokens_models))}")
     if settings.quirks:
         args.append(f"--quirks={','.join(sorted(settings.quirks))}")
+    if settings.timing_log is not None:
+        args.append(f"--timing-log={settings.timing_log}")
     return [*args, *_field_args(settings)]
 
 

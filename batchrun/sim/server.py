@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
@@ -27,6 +28,7 @@ from batchrun.sim.errors import ApiFailure
 from batchrun.sim.generate import Reply, draw_reply
 from batchrun.sim.render import message_body, stream_plan
 from batchrun.sim.settings import SimSettings
+from batchrun.sim.timing import TimingLog
 from batchrun.sim.validate import SimRequest, validate_count_request, validate_message_request
 
 Scope = MutableMapping[str, Any]
@@ -64,8 +66,11 @@ class QuietServer(uvicorn.Server):
 class SimulatorApp:
     """The ASGI application of a simulator with these settings."""
 
-    def __init__(self, settings: SimSettings, catalog: Catalog) -> None:
+    def __init__(
+        self, settings: SimSettings, catalog: Catalog, timing: TimingLog | None = None
+    ) -> None:
         self.core = SimulatorCore(settings, catalog)
+        self.timing = timing
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("GET", "/_sim/stats"): self._stats,
             ("POST", "/_sim/reset"): self._reset,
@@ -121,7 +126,7 @@ class SimulatorApp:
         self, receive: Receive, send: Send, checked: SimRequest, reply: Reply, fault: str | None
     ) -> str:
         if checked.stream:
-            return await _Stream(self.core, receive, send, reply, fault).run()
+            return await _Stream(self.core, receive, send, reply, fault, timing=self.timing).run()
         total = reply.token_offsets[-1] if reply.token_offsets else reply.start_offset
         if fault == "stall":
             total += self.core.settings.stall_seconds
@@ -178,9 +183,19 @@ class _Stream:
     """Sends one SSE reply: each write carries every chunk that has fallen due."""
 
     def __init__(
-        self, core: SimulatorCore, receive: Receive, send: Send, reply: Reply, fault: str | None
+        self,
+        core: SimulatorCore,
+        receive: Receive,
+        send: Send,
+        reply: Reply,
+        fault: str | None,
+        *,
+        timing: TimingLog | None = None,
     ) -> None:
         self.core = core
+        self.reply = reply
+        self.timing = timing
+        self.request_id = errors.new_request_id()
         self.receive = receive
         self.send = send
         self.plan = stream_plan(reply, core.settings.quirks)
@@ -189,16 +204,33 @@ class _Stream:
         after_start = fault in ("endless", "stream_error")
         chunks = len(self.plan.chunks)
         self.cut = core.fault_point(chunks, after_start=after_start) if fault else -1
+        # the chunk that carries the first content token, and when it went out (timing log only)
+        self.first_chunk = _first_delta(self.plan.chunks) if timing is not None else -1
+        self.first_token: float | None = None
+        self.last_byte = 0.0  # when the last write began
 
     async def run(self) -> str:
         """Send the stream; return its outcome: ok, dropped or client_gone."""
         gone = asyncio.ensure_future(_client_gone(self.receive))
         try:
-            headers = [*_SSE, _request_id()]
+            headers = [*_SSE, _request_id(self.request_id)]
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-            return await self._send_chunks(gone)
+            outcome = await self._send_chunks(gone)
         finally:
             gone.cancel()
+        if self.timing is not None and outcome == "ok":
+            reply = self.reply
+            self.timing.record(
+                self.request_id, reply.message_id, reply.model, self.first_token, self.last_byte
+            )
+        return outcome
+
+    def _note_times(self, sent: int, due: int) -> None:
+        """Note when the write of chunks [sent, due) begins: the first token's, or the last."""
+        now = time.time()
+        if sent <= self.first_chunk < due:
+            self.first_token = now
+        self.last_byte = now
 
     async def _send_chunks(self, gone: asyncio.Future[None]) -> str:
         loop = asyncio.get_running_loop()
@@ -219,6 +251,8 @@ class _Stream:
                 await asyncio.sleep(self.core.settings.stall_seconds)
                 self.cut = -1
                 continue
+            if self.timing is not None:  # the clock read just before the write: see timing.py
+                self._note_times(sent, due)
             await self._write(b"".join(chunks[sent:due]), more=due < len(chunks))
             sent = due
         return "ok"
@@ -240,6 +274,12 @@ class _Stream:
 
     async def _write(self, data: bytes, *, more: bool) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+
+def _first_delta(chunks: list[bytes]) -> int:
+    """Index of the first chunk with a content delta (-1: none, an empty reply)."""
+    marker = b"event: content_block_delta"
+    return next((i for i, chunk in enumerate(chunks) if marker in chunk), -1)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from batchrun.config import parse_per_model
@@ -122,6 +123,7 @@ class SimSettings:
     speed_jitter: float = 0.2
     fallback_speed_tps: float = 60.0  # for models whose speed MiniMax does not state
     tick: float = 0.01  # events due within one tick are written together
+    timing_log: Path | None = None  # a JSONL file of true stream timings (sim/timing.py)
     # --- Field behaviour: refusals, faults, limits, profiles (issue 15, "simfaults"). ---
     # Defaults follow the strongest field evidence (README, "MiniMax in the field"; the row
     # numbers are those of minimax-field-evidence.md).
