@@ -91,6 +91,17 @@ def run_command(
         ),
     ] = False,
     min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_TEXT,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            max=16,
+            help="Send from this many processes on this machine, each at 1/N of every model's "
+            "limits (one process cannot read MiniMax's full published rate: README, 'Full rate "
+            "at real pace'). The others end with this one.",
+        ),
+    ] = 1,
 ) -> None:
     """Run every line of FILE against MiniMax (or the simulator when no API key is set).
 
@@ -122,7 +133,7 @@ def run_command(
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
         announce_endpoint(out, endpoint)
         batch = _load(store, loaded, file, plan, endpoint, out, digest)
-        code = _execute(store, loaded, batch, endpoint, connection, out, space)
+        code = _execute(store, loaded, batch, endpoint, connection, out, space, processes)
     if grade and code != EXIT_INTERRUPTED:
         grade_expectations(store, batch, out)
         print_quality(store, batch, out)
@@ -247,9 +258,12 @@ def _execute(
     connection: opt.Connection,
     out: Console,
     space: SpaceGuard,
+    processes: int = 1,
 ) -> int:
     try:
-        sent = _estimate_and_send(store, catalog, batch, endpoint, connection, out, space)
+        sent = _estimate_and_send(
+            store, catalog, batch, endpoint, connection, out, space, processes
+        )
     except BaseException as exc:  # Ctrl-C or SIGTERM before sending began (or as it ended)
         if not is_interrupt(exc):
             raise
@@ -274,13 +288,14 @@ def _estimate_and_send(
     connection: opt.Connection,
     out: Console,
     space: SpaceGuard,
+    processes: int = 1,
 ) -> tuple[RunReport, RunProgress, str] | None:
     """The estimate shown and confirmed, then the batch sent (with the id it was sent under);
     None when it was declined."""
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
     load_sender()
-    from batchrun.sim.loop import run_fast  # noqa: PLC0415
-    from batchrun.teams.sender import new_sender_id, send_claimed  # noqa: PLC0415
+    from batchrun.cli.processes import send_in_processes  # noqa: PLC0415
+    from batchrun.teams.sender import new_sender_id  # noqa: PLC0415
 
     cap = _set_budget(store, batch, connection, out)
     for line in pool_lines(catalog, store.batch_models(batch.id), connection.limits):
@@ -291,21 +306,21 @@ def _estimate_and_send(
         return None
     owner = new_sender_id()  # whose claims are this run's own when it ends
     with Reserve(space.store_directory) as reserve, ProgressDisplay(out) as display:
-        report, progress = run_fast(
-            send_claimed(
-                store=store,
-                catalog=catalog,
-                batch=batch,
-                endpoint=endpoint,
-                limits=connection.limits,
-                retry=connection.retry,
-                precheck=connection.precheck,
-                deadlines=connection.deadlines,
-                max_cost_nanos=cap,
-                display=display,
-                space=space,
-                owner=owner,
-            )
+        report, progress = send_in_processes(
+            processes,
+            store=store,
+            catalog=catalog,
+            batch=batch,
+            endpoint=endpoint,
+            limits=connection.limits,
+            retry=connection.retry,
+            precheck=connection.precheck,
+            deadlines=connection.deadlines,
+            max_cost_nanos=cap,
+            display=display,
+            space=space,
+            owner=owner,
+            catalog_file=connection.catalog,
         )
         reserve.release()  # its room is for the writes that end the run, on a disk maybe full
     return report, progress, owner

@@ -1,0 +1,193 @@
+"""``batchrun run --processes N``: one batch sent by N processes on this machine, one store.
+
+One Python process cannot read ~62 streamed answers a second at one event per read (MiniMax's
+published limits over every model; README, "Full rate at real pace"): its reads cost more than a
+core. So the run starts N-1 child senders. Each claims requests the way any second sender of a
+batch does (teams/sender.py ``send_claimed``: leases, no request sent twice, the shared budget),
+and each paces itself at 1/N of every model's limits, so together they keep the account's pace
+with no shared pacer. The children end with the run, even one killed with SIGKILL (they are
+started by sim/lifeline.py), and print nothing but their errors: the run's own display is the one
+shown (its live counts are its own share), and its summary, read from the store, covers every
+process's results.
+
+A child reads what to send from its standard input (a JSON object, with the API key: never on
+its command line, where any user of the machine could read it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+
+from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.exceptions import ConfigError
+from batchrun.run.launch import LimitOptions, limit_settings, run_pools
+from batchrun.run.retry import RetryPolicy
+from batchrun.sim.lifeline import spawn
+
+if TYPE_CHECKING:
+    from batchrun.catalog import Catalog
+    from batchrun.run.progress import RunProgress
+    from batchrun.run.report import RunReport
+    from batchrun.run.space import SpaceGuard
+    from batchrun.store import BatchInfo, Store
+
+MAX_PROCESSES = 16
+CHILD_WAIT_S = 60.0  # after the run's own sender is done, how long its children may take
+
+
+def split_limits(
+    catalog: Catalog, models: list[str], limits: LimitOptions, processes: int
+) -> LimitOptions:
+    """Every model's limits (and the account's pool) divided by ``processes``."""
+    if not limits.account and run_pools(catalog, models, limits):
+        raise ConfigError(
+            "--processes cannot divide the shared limits your catalog sets for these models; "
+            "give the account's limits with --account-rpm / --account-tpm, or run one process"
+        )
+    resolved = limit_settings(catalog, models, limits)
+    rpm = {m: _share(s.rpm, processes) for m, s in resolved.items() if s.rpm}
+    tpm = {m: _share(s.tpm, processes) for m, s in resolved.items() if s.tpm}
+    concurrency = {m: math.ceil(s.concurrency / processes) for m, s in resolved.items()}
+    return LimitOptions(
+        rpm=rpm,
+        tpm=tpm,
+        concurrency=concurrency,
+        account_rpm=_share(limits.account_rpm, processes) if limits.account_rpm else None,
+        account_tpm=_share(limits.account_tpm, processes) if limits.account_tpm else None,
+    )
+
+
+def _share(value: float | None, processes: int) -> int:
+    return max(1, math.floor((value or 0) / processes))
+
+
+def send_in_processes(
+    processes: int,
+    *,
+    store: Store,
+    catalog: Catalog,
+    batch: BatchInfo,
+    endpoint: Endpoint,
+    limits: LimitOptions,
+    retry: RetryPolicy,
+    precheck: bool,
+    deadlines: Deadlines,
+    max_cost_nanos: int | None,
+    display: Callable[[RunProgress], object] | None,
+    space: SpaceGuard,
+    owner: str,
+    catalog_file: Path | None = None,
+) -> tuple[RunReport, RunProgress]:
+    """Send the batch from this process and ``processes - 1`` children (1: this one alone)."""
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - only when sending
+    from batchrun.teams.sender import send_claimed  # noqa: PLC0415
+
+    share = limits
+    if processes > 1:
+        share = split_limits(catalog, store.batch_models(batch.id), limits, processes)
+    spec = {
+        "db": store.url,
+        "catalog": str(catalog_file) if catalog_file else None,
+        "batch": batch.id,
+        "endpoint": dataclasses.asdict(endpoint),
+        "limits": dataclasses.asdict(share),
+        "retry": dataclasses.asdict(retry),
+        "deadlines": dataclasses.asdict(deadlines),
+        "precheck": precheck,
+        "max_cost_nanos": max_cost_nanos,
+    }
+    with _children(processes - 1, spec) as children:
+        sending = send_claimed(
+            store=store,
+            catalog=catalog,
+            batch=batch,
+            endpoint=endpoint,
+            limits=share,
+            retry=retry,
+            precheck=precheck,
+            deadlines=deadlines,
+            max_cost_nanos=max_cost_nanos,
+            display=display,
+            space=space,
+            owner=owner,
+        )
+        ran = run_fast(sending)
+        _end(children, interrupted=ran[0].interrupted)
+    return ran
+
+
+@contextlib.contextmanager
+def _children(count: int, spec: dict[str, Any]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` child senders, each handed ``spec``; they end with this block at the latest."""
+    command = [sys.executable, "-m", __name__]
+    with contextlib.ExitStack() as stack:
+        started = []
+        for _ in range(count):  # their errors go where the run's own go
+            child = stack.enter_context(
+                spawn(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            )
+            _hand(child.stdin, spec)
+            started.append(child)
+        yield started
+
+
+def _hand(pipe: IO[bytes] | None, spec: dict[str, Any]) -> None:
+    assert pipe is not None  # started with stdin=PIPE
+    with pipe:
+        pipe.write(orjson.dumps(spec))
+
+
+def _end(children: list[subprocess.Popen[bytes]], *, interrupted: bool) -> None:
+    """Wait for the children to finish; an interrupted run stops them first (as Ctrl-C does)."""
+    for child in children:
+        if interrupted and child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # the block's end then stops it
+            child.wait(timeout=CHILD_WAIT_S)
+
+
+def child_main() -> None:
+    """A child sender: read the spec from standard input, send what it can claim, exit."""
+    from batchrun.catalog import load_catalog  # noqa: PLC0415 - a child loads only this
+    from batchrun.cli.startup import load_sender  # noqa: PLC0415
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415
+    from batchrun.store import Store  # noqa: PLC0415
+
+    load_sender()
+    from batchrun.teams.sender import send_claimed  # noqa: PLC0415
+
+    spec = orjson.loads(sys.stdin.buffer.read())
+    store = Store(spec["db"])
+    catalog = load_catalog(spec["catalog"] and Path(spec["catalog"]))
+    report, _ = run_fast(
+        send_claimed(
+            store=store,
+            catalog=catalog,
+            batch=store.find_batch(spec["batch"]),
+            endpoint=Endpoint(**spec["endpoint"]),
+            limits=LimitOptions(**spec["limits"]),
+            retry=RetryPolicy(**spec["retry"]),
+            precheck=spec["precheck"],
+            deadlines=Deadlines(**spec["deadlines"]),
+            max_cost_nanos=spec["max_cost_nanos"],
+        )
+    )
+    store.close()
+    if report.unsaved or report.store_error:  # the run's own process saves nothing for it
+        print(f"child sender: {report.store_error or 'answers it could not save'}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    child_main()

@@ -1,0 +1,94 @@
+"""``batchrun run --processes N`` (issue 19): one batch sent by N processes, one store, one result
+per request, the children ending with the run even when it is killed with SIGKILL."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from batchrun.catalog import load_catalog
+from batchrun.cli.processes import split_limits
+from batchrun.exceptions import ConfigError
+from batchrun.run.launch import LimitOptions
+from tests.helpers import batchrun, db_rows
+from tests.runharness import prompts, write_jobs
+from tests.test_processes import batchrun_process, wait_gone
+
+M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
+
+
+def sender_pids(db: Path, want: int, timeout: float = 120) -> set[int]:
+    """The pids of the senders the store has seen, once ``want`` of them are (or at the end)."""
+    deadline, seen = time.monotonic() + timeout, set()
+    while time.monotonic() < deadline and len(seen) < want:
+        with contextlib.suppress(sqlite3.OperationalError):  # not created yet
+            seen |= {int(str(row[0])) for row in db_rows(db, "select pid from workers")}
+        time.sleep(0.05)
+    return seen
+
+
+def answers(db: Path) -> list[tuple[object, ...]]:
+    return sorted(db_rows(db, "select custom_id, model, text, output_tokens from results"))
+
+
+# the children's start-up (the SDK's import) takes 10-30 s on a busy machine
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_three_processes_send_every_request_once_with_the_same_answers(tmp_path: Path) -> None:
+    alone, spread = tmp_path / "alone", tmp_path / "spread"
+    for work in (alone, spread):
+        work.mkdir()
+        write_jobs(work / "jobs.jsonl", prompts(60))
+    args = ("run", "jobs.jsonl", "--models", M27, "--sim-time-scale", "0", "--yes")
+    # paced so that the run lasts until the children are up; one request per claim each
+    paced = ("--rpm", "90", "--concurrency", "3", "--processes", "3")
+    with batchrun_process(spread, *args, *paced) as (run, _):
+        pids = sender_pids(spread / "batchrun.db", 3)
+        assert run.wait(timeout=180) == 0
+    assert len(pids) == 3, pids
+    assert run.pid in pids
+    done = batchrun(alone, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    db = spread / "batchrun.db"
+    assert db_rows(db, "select count(*), count(distinct request_id) from results") == [(60, 60)]
+    assert db_rows(db, "select count(*) from attempts") == [(60,)]  # none sent twice
+    assert db_rows(db, "select count(*) from workers") == [(0,)]  # every sender signed off
+    assert answers(db) == answers(alone / "batchrun.db")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigkill_of_the_run_ends_its_child_senders(tmp_path: Path) -> None:
+    write_jobs(tmp_path / "jobs.jsonl", prompts(400))
+    args = ("run", "jobs.jsonl", "--models", M27, "--sim-time-scale", "1", "--yes")
+    with batchrun_process(tmp_path, *args, "--processes", "2") as (run, children):
+        pids = sender_pids(tmp_path / "batchrun.db", 2)
+        assert len(pids) == 2, pids
+        others = sorted(pids - {run.pid})
+        children.extend(others)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+        assert wait_gone(others) == [], "a child sender outlived the run killed with SIGKILL"
+
+
+def test_limits_are_divided_between_the_processes() -> None:
+    catalog = load_catalog()
+    options = LimitOptions(rpm={}, tpm={}, concurrency={"*": 9}, account_rpm=900)
+    share = split_limits(catalog, [M27, M3], options, 3)
+    assert share.rpm == {M27: 166, M3: 66}
+    assert share.concurrency == {M27: 3, M3: 3}
+    assert share.account_rpm == 300
+    assert share.account_tpm is None
+
+
+def test_catalog_pools_cannot_be_divided(tmp_path: Path) -> None:
+    pooled = tmp_path / "catalog.toml"
+    pooled.write_text(f'[pools.shared]\nmodels = ["{M27}", "{M3}"]\nrpm = 500\n')
+    options = LimitOptions(rpm={}, tpm={}, concurrency={})
+    with pytest.raises(ConfigError, match="account-rpm"):
+        split_limits(load_catalog(pooled), [M27, M3], options, 2)
