@@ -11,6 +11,8 @@ import pytest
 
 from batchrun.exceptions import SimulatorError
 from batchrun.sim import SimSettings, simulator_process
+from batchrun.sim.cli import settings_from_args
+from batchrun.sim.host import settings_to_args
 from batchrun.sim.timing import TimingLog, read_timing_log
 from tests.helpers import KEY, batchrun, db_rows
 from tests.runharness import prompts, write_jobs
@@ -70,3 +72,10 @@ def test_a_log_written_while_nothing_was_served_is_empty(tmp_path: Path) -> None
         pass
     assert log.read_bytes() == b""
     assert read_timing_log(log) == {}
+
+
+def test_the_option_reaches_a_simulator_process(tmp_path: Path) -> None:
+    log = tmp_path / "t.jsonl"
+    settings = settings_from_args([f"--timing-log={log}"])
+    assert settings.timing_log == log
+    assert settings_from_args(settings_to_args(settings)) == settings
