@@ -9,12 +9,14 @@ import sqlite3
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from batchrun.catalog import load_catalog
-from batchrun.cli.processes import split_limits
+from batchrun.cli.processes import ChildCounts, report_line, split_limits
 from batchrun.exceptions import ConfigError
 from batchrun.run.launch import LimitOptions
+from batchrun.run.progress import ModelProgress, RunProgress
 from tests.helpers import batchrun, db_rows
 from tests.runharness import prompts, write_jobs
 from tests.test_processes import batchrun_process, wait_gone
@@ -24,7 +26,7 @@ M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
 
 def sender_pids(db: Path, want: int, timeout: float = 120) -> set[int]:
     """The pids of the senders the store has seen, once ``want`` of them are (or at the end)."""
-    deadline, seen = time.monotonic() + timeout, set()
+    deadline, seen = time.monotonic() + timeout, set[int]()
     while time.monotonic() < deadline and len(seen) < want:
         with contextlib.suppress(sqlite3.OperationalError):  # not created yet
             seen |= {int(str(row[0])) for row in db_rows(db, "select pid from workers")}
@@ -92,3 +94,20 @@ def test_catalog_pools_cannot_be_divided(tmp_path: Path) -> None:
     options = LimitOptions(rpm={}, tpm={}, concurrency={})
     with pytest.raises(ConfigError, match="account-rpm"):
         split_limits(load_catalog(pooled), [M27, M3], options, 2)
+
+
+def test_the_run_shows_its_children_counters_with_its_own() -> None:
+    mine = ModelProgress(model=M27, total=90, succeeded=10, output_tokens=100, spent_nanos=5)
+    for _ in range(4):
+        mine.finished()
+    counts = ChildCounts()
+    child = ModelProgress(model=M27, total=90, succeeded=20, output_tokens=300, throttled=2)
+    for _ in range(6):
+        child.finished()
+    counts.latest[1] = orjson.loads(report_line(RunProgress(models={M27: child})))
+    shown = counts.combined(RunProgress(models={M27: mine}))
+    both = shown.of(M27)
+    assert (both.succeeded, both.output_tokens, both.throttled) == (30, 400, 2)
+    assert (both.spent_nanos, both.total, both.remaining) == (5, 90, 60)
+    assert both.rate() == pytest.approx(1.0)  # 10 finished within the 10 s window
+    assert mine.succeeded == 10  # the run's own counters are left as they were

@@ -6,9 +6,9 @@ core. So the run starts N-1 child senders. Each claims requests the way any seco
 batch does (teams/sender.py ``send_claimed``: leases, no request sent twice, the shared budget),
 and each paces itself at 1/N of every model's limits, so together they keep the account's pace
 with no shared pacer. The children end with the run, even one killed with SIGKILL (they are
-started by sim/lifeline.py), and print nothing but their errors: the run's own display is the one
-shown (its live counts are its own share), and its summary, read from the store, covers every
-process's results.
+started by sim/lifeline.py). They show nothing themselves: each writes its counters to the run
+twice a second (a JSON line on its standard output), and the run's one display adds them to its
+own; its summary, read from the store, covers every process's results.
 
 A child reads what to send from its standard input (a JSON object, with the API key: never on
 its command line, where any user of the machine could read it).
@@ -22,6 +22,8 @@ import math
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -31,18 +33,23 @@ import orjson
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.exceptions import ConfigError
 from batchrun.run.launch import LimitOptions, limit_settings, run_pools
+from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.retry import RetryPolicy
 from batchrun.sim.lifeline import spawn
 
 if TYPE_CHECKING:
     from batchrun.catalog import Catalog
-    from batchrun.run.progress import RunProgress
     from batchrun.run.report import RunReport
     from batchrun.run.space import SpaceGuard
     from batchrun.store import BatchInfo, Store
 
-MAX_PROCESSES = 16
 CHILD_WAIT_S = 60.0  # after the run's own sender is done, how long its children may take
+RATE_WINDOW = 10.0  # seconds ModelProgress.rate counts over (its default)
+# The counters of a model that add up across processes.
+SUMMED = (
+    "succeeded", "errored", "invalid", "retries", "throttled",
+    "input_tokens", "output_tokens", "spent_nanos", "unpriced",
+)  # fmt: skip
 
 
 def split_limits(
@@ -106,7 +113,11 @@ def send_in_processes(
         "precheck": precheck,
         "max_cost_nanos": max_cost_nanos,
     }
+    counts = ChildCounts()
+    shown = None if display is None else counts.shown_by(display)
     with _children(processes - 1, spec) as children:
+        for child in children:
+            counts.follow(child)
         sending = send_claimed(
             store=store,
             catalog=catalog,
@@ -117,7 +128,7 @@ def send_in_processes(
             precheck=precheck,
             deadlines=deadlines,
             max_cost_nanos=max_cost_nanos,
-            display=display,
+            display=shown,
             space=space,
             owner=owner,
         )
@@ -134,7 +145,7 @@ def _children(count: int, spec: dict[str, Any]) -> Iterator[list[subprocess.Pope
         started = []
         for _ in range(count):  # their errors go where the run's own go
             child = stack.enter_context(
-                spawn(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+                spawn(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             )
             _hand(child.stdin, spec)
             started.append(child)
@@ -155,6 +166,68 @@ def _end(children: list[subprocess.Popen[bytes]], *, interrupted: bool) -> None:
     for child in children:
         with contextlib.suppress(subprocess.TimeoutExpired):  # the block's end then stops it
             child.wait(timeout=CHILD_WAIT_S)
+
+
+class ChildCounts:
+    """The latest counters each child sender reported, read from its output by a thread."""
+
+    def __init__(self) -> None:
+        self.latest: dict[int, dict[str, dict[str, int]]] = {}
+
+    def follow(self, child: subprocess.Popen[bytes]) -> None:
+        """Keep the child's latest report, from a thread that reads its output to the end."""
+        thread = threading.Thread(target=self._read, args=(child,), daemon=True)
+        thread.start()
+
+    def _read(self, child: subprocess.Popen[bytes]) -> None:
+        assert child.stdout is not None  # started with stdout=PIPE
+        for line in child.stdout:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                self.latest[child.pid] = orjson.loads(line)
+
+    def shown_by(self, display: Callable[[RunProgress], object]) -> Callable[[RunProgress], object]:
+        """A display callback that shows this run's counters with the children's added."""
+        return lambda progress: display(self.combined(progress))
+
+    def combined(self, progress: RunProgress) -> RunProgress:
+        """A copy of ``progress`` with every child's counters added to each model's."""
+        reports = list(self.latest.values())
+        now = time.monotonic()
+        models = {}
+        for name, mine in progress.models.items():
+            theirs = [report[name] for report in reports if name in report]
+            sums = {k: getattr(mine, k) + sum(t.get(k, 0) for t in theirs) for k in SUMMED}
+            model = ModelProgress(
+                model=name, total=mine.total, stopped=mine.stopped,
+                quota_reset=mine.quota_reset, quota_until=mine.quota_until, **sums,
+            )  # fmt: skip
+            recent = _recent(mine, now) + sum(t.get("recent", 0) for t in theirs)
+            for _ in range(recent):  # the rate over the window: every process's finishes
+                model.finished(now - 1.0)
+            models[name] = model
+        return RunProgress(models=models, started=progress.started)
+
+
+def _recent(model: ModelProgress, now: float) -> int:
+    """Requests the model finished within the rate's window."""
+    return round(model.rate(RATE_WINDOW, now) * RATE_WINDOW)
+
+
+def report_line(progress: RunProgress) -> bytes:
+    """A child's counters, as the JSON line it writes to the run that started it."""
+    now = time.monotonic()
+    counts = {
+        name: {**{k: getattr(m, k) for k in SUMMED}, "recent": _recent(m, now)}
+        for name, m in progress.models.items()
+    }
+    return orjson.dumps(counts) + b"\n"
+
+
+def report_counts(progress: RunProgress) -> None:
+    """A child's display: its counters, to the run that started it."""
+    with contextlib.suppress(OSError):  # the run has gone: it reads no more
+        sys.stdout.buffer.write(report_line(progress))
+        sys.stdout.buffer.flush()
 
 
 def child_main() -> None:
@@ -181,6 +254,7 @@ def child_main() -> None:
             precheck=spec["precheck"],
             deadlines=Deadlines(**spec["deadlines"]),
             max_cost_nanos=spec["max_cost_nanos"],
+            display=report_counts,
         )
     )
     store.close()
