@@ -114,7 +114,7 @@ def send_in_processes(
         "max_cost_nanos": max_cost_nanos,
     }
     counts = ChildCounts()
-    shown = None if display is None else counts.shown_by(display)
+    shown = display if display is None or processes == 1 else counts.shown_by(display)
     with _children(processes - 1, spec) as children:
         for child in children:
             counts.follow(child)
