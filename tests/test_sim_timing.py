@@ -20,6 +20,7 @@ from tests.runharness import prompts, write_jobs
 M27 = "MiniMax-M2.7"
 
 
+@pytest.mark.slow  # a real CLI run at time scale 0.2: about 10 s quiet, 34 s on a busy machine
 def test_every_stored_result_matches_the_log_within_a_few_ms(tmp_path: Path) -> None:
     log = tmp_path / "timing.jsonl"
     settings = SimSettings(
