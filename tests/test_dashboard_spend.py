@@ -319,3 +319,39 @@ def test_the_command_line_reads_the_same_budgets(capped: Path, tmp_path: Path) -
     assert round(row["used"], 2) == 0.9
     table = CliRunner().invoke(app, ["budgets", "--file", str(file), "--db", str(db)])
     assert "past its threshold" in table.output
+
+
+def _with_stop_reason(capped: Path, directory: Path, share: float, reason: str) -> Path:
+    """A copy of the capped store where the batch at its cap has spent ``share`` of it and its
+    last run stored ``reason``."""
+    path = directory / "reason.db"
+    path.write_bytes(capped.read_bytes())
+    with sqlite3.connect(path) as connection:
+        cost = spent(path, AT_CAP)
+        connection.execute(
+            "update batches set max_cost_nanos = ?, stop_reason = ? where id = ?",
+            (round(cost / share), reason, AT_CAP),
+        )
+    return path
+
+
+def test_the_stored_stop_reason_says_a_batch_stopped_at_its_cap_far_from_it(
+    capped: Path, tmp_path: Path
+) -> None:
+    # At 50% of its cap, inference alone says "stopped"; the stored reason says the cap did it.
+    db = _with_stop_reason(capped, tmp_path, 0.5, "budget")
+    warnings = [w.value for w in open_page(db, "overview").warning]
+    assert any(w.startswith("synthetic-0: stopped at its cap") for w in warnings), warnings
+
+
+def test_a_batch_stopped_for_another_reason_is_not_shown_at_its_cap(
+    capped: Path, tmp_path: Path
+) -> None:
+    # At 97% of its cap, inference alone says "stopped at its cap"; it was interrupted.
+    db = _with_stop_reason(capped, tmp_path, 0.97, "interrupted")
+    overview = open_page(db, "overview")
+    assert not any(w.value.startswith("synthetic-0") for w in overview.warning)
+    spend = open_page(db, "spend")
+    bars = [p.proto.text for p in spend.get("progress")]
+    assert any(b.startswith("synthetic-0: stopped (interrupted) with ") for b in bars), bars
+    assert "batchrun resume synthetic-0" in [c.value for c in spend.code]
