@@ -84,5 +84,6 @@ def test_a_model_budget_caps_a_batch_of_that_model_alone(tmp_path: Path) -> None
     done = batchrun(tmp_path, "run", "jobs.jsonl", *FAST, env=env)
     assert done.returncode == 1, done.stdout + done.stderr
     said = " ".join(done.stdout.split())
-    assert f"Budget reached: the month budget of $0.00 for {M3} is spent" in said
+    assert f"for {M3} has $0.000000 left this month; the run stops there" in said
+    assert f"Budget reached: the month budget of $0.000000 for {M3} has no room" in said
     assert _spent_today(tmp_path) == 0
