@@ -11,7 +11,7 @@ import streamlit as st
 
 from batchrun.dashboard import data
 from batchrun.dashboard.text import joined, literal, shown
-from batchrun.dashboard.views.common import pick_batch
+from batchrun.dashboard.views.common import pick_batch, sent_between
 
 SHOWN_ROWS = 1000
 COLUMNS = (
@@ -25,7 +25,8 @@ def render(source: data.Source) -> None:
     st.title("Batch detail")
     batch = pick_batch(data.batches(source.url), key="detail_batch")
     _header(batch)
-    frame = data.requests(source.url, (batch["id"],)).select(*COLUMNS)
+    requests = data.requests(source.url, (batch["id"],))
+    frame = sent_between(requests, key="detail_range").select(*COLUMNS)
     rows = _filtered(frame)
     st.caption(
         f"{rows.height:,} of {frame.height:,} requests match"

@@ -1,8 +1,10 @@
-"""Pieces several pages share: choosing batches and models, and the simulated-data notice."""
+"""Pieces several pages share: choosing batches and models, the "Sent between" date range (kept
+in the address as ``?since=&until=``), and the simulated-data notice."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Any, cast
 
 import polars as pl
 import streamlit as st
@@ -58,6 +60,61 @@ def pick_models(frame: pl.DataFrame, key: str) -> list[str]:
     """A multiselect of the models present in a frame (all chosen)."""
     models = sorted(frame.get_column("model").unique().to_list())
     return st.multiselect("Models", models, default=models, key=key)
+
+
+RANGE_LABEL = "Sent between (UTC days)"
+RANGE_HELP = "The page's figures cover the requests sent on these days, and those not sent yet."
+
+
+def sent_between(frame: pl.DataFrame, key: str, help: str = RANGE_HELP) -> pl.DataFrame:
+    """The requests sent in the chosen UTC days (every day of the frame by default, or the
+    address's ``since`` and ``until``); requests not sent yet stay (they have no day)."""
+    days = frame.get_column("day").drop_nulls()
+    if days.is_empty():
+        return frame
+    first, last = cast(date, days.min()), cast(date, days.max())
+    chosen = st.date_input(
+        RANGE_LABEL,
+        value=_linked_range(first, last),
+        min_value=first,
+        max_value=last,
+        key=key,
+        help=help,
+    )
+    picked = tuple(chosen) if isinstance(chosen, (tuple, list)) else (chosen,)
+    if len(picked) != 2:  # a range half chosen: the whole frame until it is whole
+        return frame
+    since, until = picked
+    _link_range(since, until, whole=(since, until) == (first, last))
+    if (since, until) == (first, last):
+        return frame
+    sent = pl.col("day")
+    return frame.filter(sent.is_null() | sent.is_between(since, until))
+
+
+def _linked_range(first: date, last: date) -> tuple[date, date]:
+    """The range the address names, kept within the frame's days; all of them by default."""
+    asked = [_day(st.query_params.get(name)) for name in ("since", "until")]
+    since = min(max(asked[0] or first, first), last)
+    until = max(min(asked[1] or last, last), since)
+    return since, until
+
+
+def _link_range(since: date, until: date, *, whole: bool) -> None:
+    """Keep the chosen range in the address (none when it is every day)."""
+    for name, day in (("since", since), ("until", until)):
+        if whole:
+            st.query_params.pop(name, None)
+        elif st.query_params.get(name) != day.isoformat():
+            st.query_params[name] = day.isoformat()
+
+
+def _day(text: str | None) -> date | None:
+    """A day from the address, None when it is missing or not a date."""
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def simulated_notice(frame: pl.DataFrame) -> None:
