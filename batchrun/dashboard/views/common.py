@@ -16,6 +16,26 @@ SIMULATED = (
 )
 
 
+RUNNING = ("running", "loading", "queued")
+
+
+def _shown_key() -> str:
+    """Where session state keeps the batches the page (of the address) picked last run."""
+    return f"shown_batches:{st.query_params.get('page', 'overview')}"
+
+
+def shows_running(batches: list[dict[str, Any]]) -> bool:
+    """Whether a batch the page shows is running: the batches it picked, else (a page over every
+    batch) any."""
+    shown = st.session_state.get(_shown_key())
+    return any(b["status"] in RUNNING for b in batches if shown is None or b["id"] in shown)
+
+
+def showing(batch_ids: list[str]) -> None:
+    """Say which batches the page shows, for ``shows_running``."""
+    st.session_state[_shown_key()] = list(batch_ids)
+
+
 def batch_label(batch: dict[str, Any]) -> str:
     """How a batch is named in pickers: name, status, and a mark when simulated."""
     mark = ", simulated" if batch["simulated"] else ""
@@ -33,17 +53,20 @@ def linked_batch(batches: list[dict[str, Any]]) -> dict[str, Any]:
 def pick_batches(batches: list[dict[str, Any]], key: str) -> list[str]:
     """A multiselect of batches (newest first; the linked or newest one chosen); their ids."""
     by_id = {b["id"]: b for b in batches}
-    return st.multiselect(
+    chosen = st.multiselect(
         "Batches",
         list(by_id),
         default=[linked_batch(batches)["id"]],
         format_func=lambda bid: batch_label(by_id[bid]),
         key=key,
     )
+    showing(chosen)
+    return chosen
 
 
-def pick_batch(batches: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """A selectbox of batches (newest first; the linked one first chosen); the chosen batch."""
+def pick_batch(batches: list[dict[str, Any]], key: str, *, shows: bool = True) -> dict[str, Any]:
+    """A selectbox of batches (newest first; the linked one first chosen); the chosen batch.
+    ``shows``: the page shows only this batch (its running keeps the page live)."""
     by_id = {b["id"]: b for b in batches}
     ids = list(by_id)
     chosen = st.selectbox(
@@ -53,7 +76,10 @@ def pick_batch(batches: list[dict[str, Any]], key: str) -> dict[str, Any]:
         format_func=lambda bid: batch_label(by_id[bid]),
         key=key,
     )
-    return by_id[chosen or batches[0]["id"]]
+    picked = by_id[chosen or batches[0]["id"]]
+    if shows:
+        showing([picked["id"]])
+    return picked
 
 
 def pick_models(frame: pl.DataFrame, key: str) -> list[str]:

@@ -13,8 +13,6 @@ from batchrun.dashboard import caps, charts, data, tables
 from batchrun.dashboard.text import shown
 from batchrun.dashboard.views.common import sent_between, simulated_notice
 
-LIVE_EVERY = 2.0  # seconds between refreshes of the running batches
-
 
 def render(source: data.Source) -> None:
     """The overview page."""
@@ -99,8 +97,8 @@ def _capped(source: data.Source, frame: pl.DataFrame) -> None:
     caps.show(states, only=caps.NOTICED)
 
 
-@st.fragment(run_every=LIVE_EVERY)
 def _running(source: data.Source) -> None:
+    # Live with the rest of the page (app.py): while a batch runs, never once it is finished.
     running = [b for b in data.batches(source.url) if b["status"] in ("running", "loading")]
     _workers(source)
     st.subheader("Running batches")

@@ -258,7 +258,7 @@ def budget_line(row: dict[str, Any]) -> str:
 
 def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
     st.subheader("Estimate against actual")
-    batch = pick_batch(batches, key="spend_batch")
+    batch = pick_batch(batches, key="spend_batch", shows=False)  # the page shows every batch
     estimates = batch["settings"].get("estimate")
     if not estimates:
         st.caption(
