@@ -171,8 +171,12 @@ def _rating(row: dict[str, Any] | None) -> dict[str, Any] | None:
     """A rating as exported: its verdict in words and the comment."""
     if row is None:
         return None
-    verdict = {1: "good", -1: "bad"}.get(row["rating"])
-    return {"verdict": verdict, "comment": row["comment"]}
+    return {"verdict": verdict(row["rating"]), "comment": row["comment"]}
+
+
+def verdict(rating: int | None) -> str | None:
+    """A stored rating in words: ``good`` (1), ``bad`` (-1), None when there is none."""
+    return {1: "good", -1: "bad"}.get(rating) if rating is not None else None
 
 
 def _answer(row: dict[str, Any]) -> dict[str, str] | None:

@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from batchrun.dashboard import grid, tables
+from batchrun.dashboard.views import batch as batch_view
 from batchrun.store import Store, database_url
 from bench.synthetic_store import build
 from tests.browser import CHROMIUM, browser_page, dashboard, show
@@ -341,4 +342,34 @@ def test_ratings_and_comments_are_in_the_exports(seeded: Path, tmp_path: Path) -
     assert marked.select("custom_id", "rating", "rating_comment").rows() == [
         (good_id, "good", ""),
         (bad_id, "bad", "'=wrong, and it says so"),  # a formula defused, as every text cell
+    ]
+
+
+def test_the_batch_pages_download_carries_the_ratings(seeded: Path, tmp_path: Path) -> None:
+    db = tmp_path / "rated.db"
+    db.write_bytes(seeded.read_bytes())
+    graded = batch_id(db, "graded")
+    [(rid, custom_id, model)] = db_rows(
+        db, f"SELECT request_id, custom_id, model FROM results WHERE batch_id = '{graded}' "
+        "ORDER BY request_id LIMIT 1",
+    )  # fmt: skip
+    store = Store(database_url(str(db)))
+    try:
+        store.ratings.rate(graded, rid, -1, "@SUM(1) off by one")
+        rated = store.ratings.of_batch(graded)
+    finally:
+        store.close()
+    app = open_page(db, "batch")
+    app.selectbox(key="detail_batch").set_value(graded)
+    rerun(app)
+    shown = app.dataframe[0].value
+    assert "request_id" not in shown.columns
+    rows = pl.DataFrame(
+        {"request_id": [rid, rid + 10_000], "custom_id": [custom_id, "other"], "model": [model] * 2}
+    )
+    kept = batch_view.with_ratings(rows, rated)
+    assert kept.columns == ["custom_id", "model", "rating", "rating_comment"]
+    assert kept.rows() == [
+        (custom_id, model, "bad", "@SUM(1) off by one"),
+        ("other", model, None, None),
     ]
