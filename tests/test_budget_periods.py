@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from batchrun.run.budget import worker_cap
 from batchrun.store import Store
 from tests.helpers import batchrun, db_rows
 from tests.runharness import prompts, write_jobs
@@ -87,3 +88,21 @@ def test_a_model_budget_caps_a_batch_of_that_model_alone(tmp_path: Path) -> None
     assert f"for {M3} has $0.000000 left this month; the run stops there" in said
     assert f"Budget reached: the month budget of $0.000000 for {M3} has no room" in said
     assert _spent_today(tmp_path) == 0
+
+
+def test_a_worker_caps_a_batch_at_what_is_left_of_the_day_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_jobs(tmp_path / "first.jsonl", prompts(4, model=M27))
+    assert batchrun(tmp_path, "run", "first.jsonl", *FAST).returncode == 0
+    first = _spent_today(tmp_path)
+    env = _budgets(tmp_path, f'[[budget]]\nperiod = "day"\nusd = "{first * 3 / 1e9:.9f}"\n')
+    monkeypatch.setenv("BATCHRUN_BUDGETS", env["BATCHRUN_BUDGETS"])
+    store = Store(f"sqlite:///{tmp_path / 'batchrun.db'}")
+    try:
+        batch = store.list_batches()[0]
+        cap = worker_cap(store, batch, simulated=True)
+        assert cap == store.batch_spend(batch.id) + first * 3 - first
+        assert worker_cap(store, batch, simulated=False) == store.batch_spend(batch.id) + first * 3
+    finally:
+        store.close()
