@@ -8,6 +8,9 @@ A succeeded result keeps the message as received; the record's ``answer`` (batch
 holds the visible answer and its thinking, with reasoning leaked into the text as
 ``<think>...</think>`` moved to the thinking, and the text fields of CSV and Parquet are those.
 ``metrics.flags`` lists what was odd about the reply (``think_leaked``, ``empty_reply``).
+``rating`` (batchrun's addition) is a person's rating of the answer from the dashboard's Outputs
+grid: ``{"verdict": "good" | "bad" | null, "comment": "..."}``, or null when it has none; in CSV,
+TSV and Parquet the columns ``rating`` and ``rating_comment``.
 
 A CSV or TSV text cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return: OWASP's CSV-injection list) is written with a ``'``
@@ -48,9 +51,12 @@ FORMULA_START = r"^[=+\-@\t\r]"
 
 
 def result_records(store: Store, batch: BatchInfo) -> Iterator[dict[str, Any]]:
-    """Every result of the batch in Anthropic's batch result shape plus model and metrics."""
+    """Every result of the batch in Anthropic's batch result shape plus model, metrics and the
+    answer's rating."""
+    # A batch's ratings are few (a person gives each): held in memory while the rows stream.
+    rated = {row["request_id"]: row for row in store.ratings.of_batch(batch.id)}
     requests = (
-        (row["line_no"], 1, _request_record(row, batch)) for row in store.export_rows(batch)
+        (row["line_no"], 1, _request_record(row, batch, rated)) for row in store.export_rows(batch)
     )
     invalid = ((row["line_no"], 0, _line_record(row)) for row in store.line_error_rows(batch.id))
     for _, _, record in heapq.merge(invalid, requests, key=lambda item: (item[0], item[1])):
@@ -128,6 +134,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     error = result.get("error") or {}
     answer = record.get("answer") or {}
     metrics = dict(record.get("metrics") or {})
+    rating = record.get("rating") or {}
     if "flags" in metrics:
         metrics["flags"] = ",".join(metrics["flags"]) or None
     return {
@@ -140,11 +147,15 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "thinking": answer.get("thinking") or None,
         "error_type": error.get("type"),
         "error_message": error.get("message"),
+        "rating": rating.get("verdict"),
+        "rating_comment": rating.get("comment"),
         **metrics,
     }
 
 
-def _request_record(row: dict[str, Any], batch: BatchInfo) -> dict[str, Any]:
+def _request_record(
+    row: dict[str, Any], batch: BatchInfo, rated: dict[int, dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "custom_id": row["custom_id"],
         "model": row["model"],
@@ -152,7 +163,20 @@ def _request_record(row: dict[str, Any], batch: BatchInfo) -> dict[str, Any]:
         "result": _result(row),
         "answer": _answer(row),
         "metrics": _metrics(row, batch),
+        "rating": _rating(rated.get(row["request_id"])) if row.get("request_id") else None,
     }
+
+
+def _rating(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A rating as exported: its verdict in words and the comment."""
+    if row is None:
+        return None
+    return {"verdict": verdict(row["rating"]), "comment": row["comment"]}
+
+
+def verdict(rating: int | None) -> str | None:
+    """A stored rating in words: ``good`` (1), ``bad`` (-1), None when there is none."""
+    return {1: "good", -1: "bad"}.get(rating) if rating is not None else None
 
 
 def _answer(row: dict[str, Any]) -> dict[str, str] | None:
@@ -220,4 +244,5 @@ def _line_record(row: dict[str, Any]) -> dict[str, Any]:
         },
         "answer": None,
         "metrics": None,
+        "rating": None,
     }

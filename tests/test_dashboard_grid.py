@@ -7,15 +7,18 @@ import difflib
 import os
 from pathlib import Path
 
+import orjson
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from batchrun.dashboard import grid, tables
-from batchrun.store import database_url
+from batchrun.dashboard.views import batch as batch_view
+from batchrun.store import Store, database_url
 from bench.synthetic_store import build
 from tests.browser import CHROMIUM, browser_page, dashboard, show
 from tests.dashboardfixtures import MODELS, seed_store
-from tests.helpers import db_rows
+from tests.helpers import batchrun, db_rows
 from tests.test_dashboard import APP, fresh_caches, open_page, rerun, texts
 
 __all__ = ["fresh_caches"]  # the autouse fixture, imported to apply here
@@ -308,3 +311,65 @@ def test_the_grid_in_a_browser(seeded: Path, tmp_path: Path) -> None:
     assert "TTFT" in shown
     assert "tok/s" in shown
     assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_ratings_and_comments_are_in_the_exports(seeded: Path, tmp_path: Path) -> None:
+    db = tmp_path / "rated.db"
+    db.write_bytes(seeded.read_bytes())
+    graded = batch_id(db, "graded")
+    [(good, good_id), (bad, bad_id)] = db_rows(
+        db, f"SELECT request_id, custom_id FROM results WHERE batch_id = '{graded}' "
+        "ORDER BY request_id LIMIT 2",
+    )  # fmt: skip
+    store = Store(database_url(str(db)))
+    try:
+        store.ratings.rate(graded, good, 1, "")
+        store.ratings.rate(graded, bad, -1, "=wrong, and it says so")
+    finally:
+        store.close()
+    for name in ("out.jsonl", "out.csv"):
+        done = batchrun(tmp_path, "results", "graded", "--db", str(db), "-o", name)
+        assert done.returncode == 0, done.stdout + done.stderr
+    records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    rated = {r["custom_id"] + str(r["model"]): r["rating"] for r in records}
+    [(good_model,)] = db_rows(db, f"SELECT model FROM results WHERE request_id = {good}")
+    [(bad_model,)] = db_rows(db, f"SELECT model FROM results WHERE request_id = {bad}")
+    assert rated[good_id + good_model] == {"verdict": "good", "comment": ""}
+    assert rated[bad_id + bad_model] == {"verdict": "bad", "comment": "=wrong, and it says so"}
+    assert sum(r is not None for r in rated.values()) == 2
+    table = pl.read_csv(tmp_path / "out.csv")
+    marked = table.filter(pl.col("rating").is_not_null()).sort("rating", descending=True)
+    assert marked.select("custom_id", "rating", "rating_comment").rows() == [
+        (good_id, "good", ""),
+        (bad_id, "bad", "'=wrong, and it says so"),  # a formula defused, as every text cell
+    ]
+
+
+def test_the_batch_pages_download_carries_the_ratings(seeded: Path, tmp_path: Path) -> None:
+    db = tmp_path / "rated.db"
+    db.write_bytes(seeded.read_bytes())
+    graded = batch_id(db, "graded")
+    [(rid, custom_id, model)] = db_rows(
+        db, f"SELECT request_id, custom_id, model FROM results WHERE batch_id = '{graded}' "
+        "ORDER BY request_id LIMIT 1",
+    )  # fmt: skip
+    store = Store(database_url(str(db)))
+    try:
+        store.ratings.rate(graded, rid, -1, "@SUM(1) off by one")
+        rated = store.ratings.of_batch(graded)
+    finally:
+        store.close()
+    app = open_page(db, "batch")
+    app.selectbox(key="detail_batch").set_value(graded)
+    rerun(app)
+    shown = app.dataframe[0].value
+    assert "request_id" not in shown.columns
+    rows = pl.DataFrame(
+        {"request_id": [rid, rid + 10_000], "custom_id": [custom_id, "other"], "model": [model] * 2}
+    )
+    kept = batch_view.with_ratings(rows, rated)
+    assert kept.columns == ["custom_id", "model", "rating", "rating_comment"]
+    assert kept.rows() == [
+        (custom_id, model, "bad", "@SUM(1) off by one"),
+        ("other", model, None, None),
+    ]

@@ -5,6 +5,7 @@ what the store's rows give, computed here in SQL."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +22,13 @@ from batchrun.dashboard import spend_chart, tables
 from batchrun.store import database_url
 from bench.synthetic_store import build
 from tests.helpers import db_rows
-from tests.test_dashboard import fresh_caches, open_page, rerun, texts  # noqa: F401 - fixture
+from tests.test_dashboard import (  # noqa: F401 - fixture
+    APP,
+    fresh_caches,
+    open_page,
+    rerun,
+    texts,
+)
 
 AT_CAP = "synthetic0000"  # 97% of its cap spent, requests pending: stopped at its cap
 OVER = "synthetic0002"  # 269% of its cap
@@ -319,3 +326,89 @@ def test_the_command_line_reads_the_same_budgets(capped: Path, tmp_path: Path) -
     assert round(row["used"], 2) == 0.9
     table = CliRunner().invoke(app, ["budgets", "--file", str(file), "--db", str(db)])
     assert "past its threshold" in table.output
+
+
+def _with_stop_reason(capped: Path, directory: Path, share: float, reason: str) -> Path:
+    """A copy of the capped store where the batch at its cap has spent ``share`` of it and its
+    last run stored ``reason``."""
+    path = directory / "reason.db"
+    path.write_bytes(capped.read_bytes())
+    with sqlite3.connect(path) as connection:
+        cost = spent(path, AT_CAP)
+        connection.execute(
+            "update batches set max_cost_nanos = ?, stop_reason = ? where id = ?",
+            (round(cost / share), reason, AT_CAP),
+        )
+    return path
+
+
+def test_the_stored_stop_reason_says_a_batch_stopped_at_its_cap_far_from_it(
+    capped: Path, tmp_path: Path
+) -> None:
+    # At 50% of its cap, inference alone says "stopped"; the stored reason says the cap did it.
+    db = _with_stop_reason(capped, tmp_path, 0.5, "budget")
+    warnings = [w.value for w in open_page(db, "overview").warning]
+    assert any(w.startswith("synthetic-0: stopped at its cap") for w in warnings), warnings
+
+
+def test_a_batch_stopped_for_another_reason_is_not_shown_at_its_cap(
+    capped: Path, tmp_path: Path
+) -> None:
+    # At 97% of its cap, inference alone says "stopped at its cap"; it was interrupted.
+    db = _with_stop_reason(capped, tmp_path, 0.97, "interrupted")
+    overview = open_page(db, "overview")
+    assert not any(w.value.startswith("synthetic-0") for w in overview.warning)
+    spend = open_page(db, "spend")
+    bars = [p.proto.text for p in spend.get("progress")]
+    assert any(b.startswith("synthetic-0: stopped (interrupted) with ") for b in bars), bars
+    assert "batchrun resume synthetic-0" in [c.value for c in spend.code]
+
+
+def _last_days(db: Path, where: str = "") -> tuple[date, date, str]:
+    """The store's (or some results') last UTC days of real results (three, or two), and the SQL
+    condition of them."""
+    days = sorted(
+        date.fromisoformat(str(d[0]))
+        for d in db_rows(
+            db,
+            f"select distinct date(sent_at, 'unixepoch') from results where simulated = 0{where}",
+        )
+    )
+    assert len(days) >= 3
+    since, until = days[-3 if not where else -2], days[-1]
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp()
+    end = (datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)).timestamp()
+    return since, until, f"sent_at >= {start} and sent_at < {end}"
+
+
+def test_the_date_range_is_on_every_page_and_kept_in_the_address(capped: Path) -> None:
+    since, until, within = _last_days(capped)
+    os.environ["BATCHRUN_DB"] = str(capped)
+    overview = AppTest.from_file(APP, default_timeout=60)
+    overview.query_params.update(page="overview", since=str(since), until=str(until))
+    rerun(overview)
+    assert overview.date_input(key="overview_range").value == (since, until)
+    priced = scalar(capped, f"select sum(cost_nanos) from results where simulated = 0 and {within}")
+    assert {m.label: m.value for m in overview.metric}["Spend"] == tables.money(priced)
+
+    compare = open_page(capped, "compare")
+    compare.date_input(key="compare_range").set_value((since, until))
+    rerun(compare)
+    assert (compare.query_params["since"], compare.query_params["until"]) == (
+        str(since),
+        str(until),
+    )
+
+    since, until, within = _last_days(capped, f" and batch_id = '{AT_CAP}'")
+    detail = AppTest.from_file(APP, default_timeout=60)
+    detail.query_params.update(page="batch", batch=AT_CAP, since=str(since), until=str(until))
+    rerun(detail)
+    in_range = within.replace("sent_at", "r.sent_at")
+    kept = scalar(
+        capped,
+        "select count(*) from requests q left join results r on r.request_id = q.id "
+        f"where q.batch_id = '{AT_CAP}' and (r.sent_at is null or {in_range})",
+    )
+    captions = [c.value for c in detail.caption]
+    assert any(c.startswith(f"{kept:,} of {kept:,} requests match") for c in captions), captions
+    assert kept < scalar(capped, f"select count(*) from requests where batch_id = '{AT_CAP}'")

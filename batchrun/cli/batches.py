@@ -17,6 +17,7 @@ from batchrun.cli.files import database_files, write_user_file
 from batchrun.cli.output import console, shown_url
 from batchrun.exceptions import ConfigError
 from batchrun.export import FORMATS, format_for, result_records, write_jsonl, write_records
+from batchrun.run.report import STOP_TEXT, StopReason
 from batchrun.status import BatchStatus, RequestStatus
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ def status_command(
             "id": batch.id,
             "name": batch.name,
             "status": batch.status,
+            "stop_reason": batch.stop_reason,
             "simulated": batch.simulated,
             "source_path": batch.source_path,
             "jobs": batch.jobs_total,
@@ -87,7 +89,7 @@ def status_command(
         return
     out = console()
     out.print(
-        f"[bold]{batch.name}[/] ({batch.id}) {batch.status}"
+        f"[bold]{batch.name}[/] ({batch.id}) {batch.status}{_stopped(batch)}"
         f"{' - simulated' if batch.simulated else ''}: {batch.source_path}, "
         f"{batch.jobs_total:,} jobs, {batch.lines_invalid:,} invalid lines"
     )
@@ -100,6 +102,13 @@ def status_command(
     out.print(table)
     out.print(summary_table(summary, "Metrics of the succeeded requests"))
     print_batch_cache(out, summary)
+
+
+def _stopped(batch: BatchInfo) -> str:
+    """`` (last run: interrupted)``: why a batch not running stopped, when it was stored."""
+    if batch.stop_reason is None or batch.status == BatchStatus.RUNNING:
+        return ""
+    return f" (last run: {STOP_TEXT[StopReason(batch.stop_reason)]})"
 
 
 def spend_by_origin(summary: pl.DataFrame) -> dict[str, dict[str, Any] | None]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import calendar
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -17,6 +18,11 @@ from batchrun import budgets
 from batchrun.cli import options as opt
 from batchrun.cli.output import console
 from batchrun.pricing import usd
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from batchrun.run.budget import BudgetRoom, RunCap
 
 STYLE = {"over": "red", "warn": "yellow", "ok": ""}
 SAID = {"over": "over the budget", "warn": "past its threshold", "ok": "ok"}
@@ -35,8 +41,8 @@ def budgets_command(
     db: opt.Db = None,
 ) -> None:
     """Budgets per UTC day and month, per model or for all: the spend of the period going on
-    against each, and whether it passed its soft threshold (warn_at) or the budget. Budgets are
-    watched, not enforced: a batch's hard cap is --max-cost."""
+    against each, and whether it passed its soft threshold (warn_at) or the budget. run, resume
+    and worker stop at what is left of them, as at --max-cost."""
     from batchrun.analytics import real, results_frame, simulated  # noqa: PLC0415
 
     path = file or budgets.budgets_file()
@@ -80,3 +86,62 @@ def budgets_command(
             style=STYLE[row["state"]],
         )
     out.print(table)
+
+
+def say_run_budgets(out: Console, cap: RunCap, path: Path, now: float) -> None:
+    """Before a run: each period budget past its threshold, each only watched, and the one that
+    caps the run with what is left of it."""
+    for room in cap.rooms:
+        if not room.enforced:
+            out.print(
+                f"Note: {room.name()} is watched, not enforced, for a batch of several models "
+                "(only a budget for all models, or a batch of that model alone, caps a run).",
+                markup=False,
+            )
+        if room.warned:
+            say_warned(out, room)
+    binding = cap.binding
+    if binding is None:
+        return
+    if binding.left_nanos == 0:
+        out.print(
+            f"[yellow]Budget reached:[/] {binding.name()} is spent: nothing will be sent. It "
+            f"is whole again at {binding.renews(now)}; or raise it in {path}.",
+            highlight=False,
+        )
+        return
+    out.print(
+        f"Budget: {binding.name()} has {usd(binding.left_nanos)} left this "
+        f"{binding.budget.period}; the run stops there (set in {path}).",
+        highlight=False,
+    )
+
+
+def say_warned(out: Console, room: BudgetRoom) -> None:
+    """One budget past its soft threshold, in amber."""
+    used = room.spent_nanos / room.budget.cap_nanos
+    out.print(
+        f"[yellow]Warning:[/] {room.name()}: {usd(room.spent_nanos)} spent this "
+        f"{room.budget.period} ({used:.0%}), past its warning threshold of "
+        f"{room.budget.warn_at:.0%}.",
+        highlight=False,
+    )
+
+
+def say_crossed(out: Console, before: RunCap, after: Sequence[BudgetRoom]) -> None:
+    """After a run: the budgets whose soft threshold the run crossed (warned once, not again)."""
+    was = {room.budget for room in before.rooms if room.warned}
+    for room in after:
+        if room.warned and room.budget not in was:
+            say_warned(out, room)
+
+
+def budget_reached_text(cap: RunCap, batch_name: str, now: float) -> str | None:
+    """When a period budget stopped the run: which, when it renews, and how to go on."""
+    if cap.binding is None:
+        return None
+    return (
+        f"[yellow]Budget reached:[/] {cap.binding.name()} has no room for the next request's "
+        f"worst case. It is whole again at {cap.binding.renews(now)}; then (or once it is "
+        f"raised in the budgets file) continue with: [bold]batchrun resume {batch_name}[/]"
+    )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from batchrun.budgets import budgets_file, load_budgets
 from batchrun.cli import options as opt
+from batchrun.cli.budgets import budget_reached_text, say_crossed, say_run_budgets
 from batchrun.cli.display import (
     ProgressDisplay,
     print_batch_cache,
@@ -38,7 +41,7 @@ from batchrun.cli.unsaved import MinFreeSpace, check_space, import_found, save_u
 from batchrun.config import read_environment
 from batchrun.exceptions import StoreError
 from batchrun.pricing import parse_usd, usd
-from batchrun.run.budget import batch_cap
+from batchrun.run.budget import RunCap, budget_rooms, run_cap
 from batchrun.run.launch import EndpointOptions, open_endpoint, pool_lines
 from batchrun.run.progress import utc_minute
 from batchrun.run.report import FinishedBatch, check_resumable, finish_batch
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from batchrun.api.endpoint import Endpoint
     from batchrun.catalog import Catalog
     from batchrun.plan.planner import PlanOptions
+    from batchrun.run.budget import BudgetRoom
     from batchrun.run.progress import RunProgress
     from batchrun.run.report import RunReport
     from batchrun.run.space import SpaceGuard
@@ -276,8 +280,18 @@ def _execute(
     interrupt_on_sigterm()  # the run's signal receiver left SIGTERM at its default
     if sent is None:
         return EXIT_OK
-    report, progress, owner = sent
-    return _finish(store, batch, report, progress, out, owner)
+    report, progress, owner, cap = sent
+    code = _finish(store, batch, report, progress, out, owner, cap)
+    after = _rooms(store, batch, cap, endpoint)
+    say_crossed(out, cap, after)
+    return code
+
+
+def _rooms(store: Store, batch: BatchInfo, cap: RunCap, endpoint: Endpoint) -> list[BudgetRoom]:
+    """The run's period budgets again, with what the run spent."""
+    chosen = [room.budget for room in cap.rooms]
+    models = store.batch_models(batch.id)
+    return list(budget_rooms(store, models, chosen, simulated=endpoint.simulated, now=time.time()))
 
 
 def _estimate_and_send(
@@ -289,7 +303,7 @@ def _estimate_and_send(
     out: Console,
     space: SpaceGuard,
     processes: int = 1,
-) -> tuple[RunReport, RunProgress, str] | None:
+) -> tuple[RunReport, RunProgress, str, RunCap] | None:
     """The estimate shown and confirmed, then the batch sent (with the id it was sent under);
     None when it was declined."""
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
@@ -297,7 +311,7 @@ def _estimate_and_send(
     from batchrun.cli.processes import send_in_processes  # noqa: PLC0415
     from batchrun.teams.sender import new_sender_id  # noqa: PLC0415
 
-    cap = _set_budget(store, batch, connection, out)
+    cap = _set_budget(store, batch, connection, out, endpoint.simulated)
     for line in pool_lines(catalog, store.batch_models(batch.id), connection.limits):
         out.print(line, highlight=False)
     if not _confirmed(store, catalog, batch, endpoint, connection, out):
@@ -316,14 +330,14 @@ def _estimate_and_send(
             retry=connection.retry,
             precheck=connection.precheck,
             deadlines=connection.deadlines,
-            max_cost_nanos=cap,
+            max_cost_nanos=cap.cap_nanos,
             display=display,
             space=space,
             owner=owner,
             catalog_file=connection.catalog,
         )
         reserve.release()  # its room is for the writes that end the run, on a disk maybe full
-    return report, progress, owner
+    return report, progress, owner, cap
 
 
 def _load(
@@ -378,12 +392,18 @@ def _pause(store: Store, batch: BatchInfo) -> None:
 
 
 def _set_budget(
-    store: Store, batch: BatchInfo, connection: opt.Connection, out: Console
-) -> int | None:
-    """The batch's cap: --max-cost, else the one it had; kept with the batch and shown."""
-    cap = batch_cap(store, batch, connection.max_cost_nanos)
-    if cap is not None:
-        out.print(f"Budget: {usd(cap)} for this batch, {usd(store.batch_spend(batch.id))} spent.")
+    store: Store, batch: BatchInfo, connection: opt.Connection, out: Console, simulated: bool
+) -> RunCap:
+    """The run's cap: --max-cost, else the one the batch had (kept with it), lowered to what is
+    left of the period budgets; shown, with the budgets past their threshold."""
+    path, now = budgets_file(), time.time()
+    cap = run_cap(
+        store, batch, connection.max_cost_nanos, load_budgets(path), simulated=simulated, now=now
+    )
+    if cap.cap_nanos is not None and cap.binding is None:
+        spent = usd(store.batch_spend(batch.id))
+        out.print(f"Budget: {usd(cap.cap_nanos)} for this batch, {spent} spent.")
+    say_run_budgets(out, cap, path, now)
     return cap
 
 
@@ -394,6 +414,7 @@ def _finish(
     progress: RunProgress,
     out: Console,
     owner: str,
+    cap: RunCap,
 ) -> int:
     """Mark the batch, print the summary, and choose the exit code."""
     from batchrun.teams.sender import held_elsewhere  # noqa: PLC0415
@@ -420,7 +441,7 @@ def _finish(
             f"{others:,} requests of batch {batch.name} are being sent by another batchrun "
             "process; it finishes them (batchrun status shows how far it is)."
         )
-    _print_what_is_left(store, batch, report, finished, out)
+    _print_what_is_left(store, batch, report, finished, out, cap)
     _print_quota_resume(batch, report, progress, out)
     if finished.status is BatchStatus.CANCELED or report.interrupted:
         return EXIT_INTERRUPTED
@@ -429,10 +450,18 @@ def _finish(
 
 
 def _print_what_is_left(
-    store: Store, batch: BatchInfo, report: RunReport, finished: FinishedBatch, out: Console
+    store: Store,
+    batch: BatchInfo,
+    report: RunReport,
+    finished: FinishedBatch,
+    out: Console,
+    cap: RunCap,
 ) -> None:
     """Why requests are left, and how to go on with them."""
-    if report.budget_reached:
+    period = budget_reached_text(cap, batch.name, time.time())
+    if report.budget_reached and period is not None:
+        out.print(period, highlight=False)
+    elif report.budget_reached:
         spent = usd(store.batch_spend(batch.id))
         out.print(
             f"[yellow]Budget reached:[/] {spent} spent; the next request's worst case would pass "

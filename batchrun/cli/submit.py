@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import typer
 
+from batchrun.budgets import budgets_file, load_budgets
 from batchrun.cli import options as opt
+from batchrun.cli.budgets import say_run_budgets
 from batchrun.cli.errors import EXIT_INTERRUPTED, interrupt_on_sigterm, is_interrupt
 from batchrun.cli.output import console, shown_url
 from batchrun.cli.prepare import (
@@ -15,6 +19,7 @@ from batchrun.cli.prepare import (
 )
 from batchrun.config import read_environment
 from batchrun.pricing import parse_usd, usd
+from batchrun.run.budget import run_cap
 from batchrun.run.launch import ACCOUNT_SETTING, account_setting, open_endpoint, pool_text
 from batchrun.run.report import count_requests
 from batchrun.status import OPEN_BATCHES, BatchStatus, RequestStatus
@@ -71,9 +76,14 @@ def submit_command(
             say_loaded(store, opened.plan, file, out)
         else:
             out.print(f"{file} is already stored as batch [bold]{batch.name}[/] ({batch.id}).")
+        path, now = budgets_file(), time.time()
+        chosen = load_budgets(path)  # workers enforce them: here they are only said
+        cap = run_cap(
+            store, batch, connection.max_cost_nanos, chosen, simulated=endpoint.simulated, now=now
+        )
         if connection.max_cost_nanos is not None:
-            store.set_batch(batch.id, max_cost_nanos=connection.max_cost_nanos)
             out.print(f"Budget: {usd(connection.max_cost_nanos)} for this batch, across workers.")
+        say_run_budgets(out, cap, path, now)
         try:
             estimate_and_confirm(store, loaded, batch, endpoint, connection, out)
         except BaseException as exc:  # Ctrl-C or SIGTERM during the pre-check

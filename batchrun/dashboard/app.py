@@ -1,5 +1,11 @@
 """The dashboard's entry point: which database, which page, and a clear word when there is
-nothing to show yet."""
+nothing to show yet.
+
+Live: while a batch the page shows is running, the page is a fragment that reruns by itself
+every ``data.TTL`` seconds (its figures come from data.py's caches, which read a running batch
+again at most that often); once none is running, one full run draws it without the timer, and
+nothing reruns until the person does something.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import streamlit as st
 from batchrun.config import read_environment
 from batchrun.dashboard import data
 from batchrun.dashboard.text import literal
-from batchrun.dashboard.views import batch, compare, outputs, overview, spend
+from batchrun.dashboard.views import batch, common, compare, outputs, overview, spend
 from batchrun.exceptions import StoreError
 from batchrun.store import database_url, redact_url
 
@@ -78,9 +84,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             st.title(PAGES[slug][0])
             st.info(FIRST_BATCH.format(label=literal(source.label)))
             return
-        PAGES[slug][1](source)
+        live = common.shows_running(data.batches(source.url))
+        every = data.TTL if live else None
+        st.fragment(run_every=every, key="page")(_page)(slug, source, live)
     except StoreError as exc:
         st.error(f"Could not read the database: {literal(str(exc))}")
+
+
+def _page(slug: str, source: data.Source, live: bool) -> None:
+    """The page; when whether it shows a running batch changed, one full run, which sets the
+    page's timer again (or stops it)."""
+    PAGES[slug][1](source)
+    if common.shows_running(data.batches(source.url)) != live:
+        st.rerun()
 
 
 if __name__ == "__main__":  # `streamlit run` executes this file as __main__

@@ -81,6 +81,12 @@ def grades(url: str, batch_ids: tuple[str, ...]) -> pl.DataFrame:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def ratings(url: str, batch_id: str) -> list[dict[str, Any]]:
+    """A batch's ratings and comments (for its downloads)."""
+    return store(url).ratings.of_batch(batch_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def workers(url: str) -> list[dict[str, Any]]:
     """The registered workers (teams on a shared store): heartbeat and requests held."""
     return worker_rows(store(url))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from batchrun.exceptions import ConfigError
@@ -16,6 +17,31 @@ from batchrun.status import BatchStatus, RequestStatus, batch_status_after_run
 
 if TYPE_CHECKING:
     from batchrun.store import BatchInfo, Outcome, Store
+
+
+class StopReason(StrEnum):
+    """Why a batch's last run ended, as stored in ``batches.stop_reason``."""
+
+    FINISHED = "finished"  # nothing left pending
+    BUDGET = "budget"  # the next request's worst case would pass a cap or budget
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    DISK_LOW = "disk_low"  # dispatch stopped for want of free space
+    STORE_ERROR = "store_error"  # results could not be saved
+    MODEL_STOPPED = "model_stopped"  # a model refused to go on (quota, unpriced, auth...)
+    CANCELED = "canceled"  # `batchrun cancel` ran meanwhile
+    PENDING = "pending"  # requests left for another reason (another process sends them)
+
+
+STOP_TEXT = {
+    StopReason.FINISHED: "finished",
+    StopReason.BUDGET: "stopped at its budget",
+    StopReason.INTERRUPTED: "interrupted",
+    StopReason.DISK_LOW: "stopped: disk low",
+    StopReason.STORE_ERROR: "stopped: results could not be saved",
+    StopReason.MODEL_STOPPED: "stopped: a model refused to go on",
+    StopReason.CANCELED: "canceled",
+    StopReason.PENDING: "stopped with requests pending",
+}
 
 
 @dataclass
@@ -29,6 +55,19 @@ class RunReport:
     unsaved: list[Outcome] = field(default_factory=list)
     canceled: bool = False  # `batchrun cancel` ran meanwhile
     disk_low: str | None = None  # dispatch stopped for want of free space: what was short
+
+    def stop_reason(self, *, pending: int, canceled: bool) -> StopReason:
+        """Why the run ended: the first cause that applies, most serious first."""
+        causes = (
+            (canceled, StopReason.CANCELED),
+            (self.store_error is not None, StopReason.STORE_ERROR),
+            (self.disk_low is not None, StopReason.DISK_LOW),
+            (self.budget_reached, StopReason.BUDGET),
+            (self.interrupted, StopReason.INTERRUPTED),
+            (bool(self.stopped_models) and pending > 0, StopReason.MODEL_STOPPED),
+            (pending == 0, StopReason.FINISHED),
+        )
+        return next((reason for cause, reason in causes if cause), StopReason.PENDING)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,14 +108,16 @@ def finish_batch(
     store: Store, batch_id: str, report: RunReport, *, pause: bool = True
 ) -> FinishedBatch:
     """Mark a batch after a run: completed if nothing is pending, canceled if `batchrun cancel`
-    ran meanwhile (it stays so), else paused. Without ``pause`` a batch with pending requests is
-    left as it is (a team's batch stays open for the other workers)."""
+    ran meanwhile (it stays so), else paused; with why the run ended (StopReason). Without
+    ``pause`` a batch with pending requests is left as it is (a team's batch stays open for the
+    other workers)."""
     counts = store.status_counts(batch_id)
     pending = count_requests(counts, RequestStatus.PENDING)
     canceled = report.canceled or store.find_batch(batch_id).status == BatchStatus.CANCELED
     status = batch_status_after_run(pending=pending, canceled=canceled)
+    reason = report.stop_reason(pending=pending, canceled=canceled)
     if status is BatchStatus.COMPLETED:
-        store.set_batch(batch_id, status=status, finished_at=time.time())
+        store.set_batch(batch_id, status=status, finished_at=time.time(), stop_reason=reason)
     elif status is BatchStatus.PAUSED and pause:
-        store.set_batch(batch_id, status=status)
+        store.set_batch(batch_id, status=status, stop_reason=reason)
     return FinishedBatch(status=status, counts=counts)

@@ -29,6 +29,16 @@ class Results:
         with self.database.connect() as connection:
             return {model: (int(n), float(mean)) for model, n, mean in connection.execute(query)}
 
+    def spend_since(self, since: float, simulated: bool) -> dict[str, int]:
+        """Per model: nano-dollars of the priced results (simulated or real) sent since then."""
+        query = (
+            select(results.c.model, func.coalesce(func.sum(results.c.cost_nanos), 0))
+            .where(results.c.sent_at >= since, results.c.simulated == simulated)
+            .group_by(results.c.model)
+        )
+        with self.database.connect() as connection:
+            return {model: int(nanos) for model, nanos in connection.execute(query)}
+
     def batch_spend(self, batch_id: str) -> int:
         """Nano-dollars spent on a batch's priced results so far."""
         query = select(func.coalesce(func.sum(results.c.cost_nanos), 0)).where(

@@ -30,6 +30,7 @@ class BatchInfo:
     lines_invalid: int
     open_key: str | None = None  # held while it is the batch of its file and models continued
     declined_at: float | None = None  # its cost estimate was declined then (not accepted since)
+    stop_reason: str | None = None  # why its last run ended (StopReason); None before 0012
 
     def as_dict(self) -> dict[str, Any]:
         """The batch as a plain dict (what caches and frames take)."""

@@ -149,6 +149,10 @@ class Store:
         tokens."""
         return self.results.output_history(simulated)
 
+    def spend_since(self, since: float, simulated: bool) -> dict[str, int]:
+        """Per model: nano-dollars of the priced results (simulated or real) sent since then."""
+        return self.results.spend_since(since, simulated)
+
     def batch_spend(self, batch_id: str) -> int:
         """Nano-dollars spent on a batch's priced results so far."""
         return self.results.batch_spend(batch_id)

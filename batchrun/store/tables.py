@@ -87,6 +87,8 @@ batches = Table(
     # once make one batch.
     Column("open_key", String(64)),
     Column("declined_at", Float),  # when its cost estimate was last declined; NULL: not now
+    # Why its last run ended (batchrun.status.StopReason); NULL for batches from before 0012.
+    Column("stop_reason", String(20)),
     Index(None, "open_key", unique=True),
 )
 

@@ -18,6 +18,7 @@ import anyio
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import BatchMoveError
+from batchrun.run.budget import worker_cap
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import LimitOptions, limit_settings, with_batch_account
 from batchrun.run.progress import RunProgress
@@ -141,8 +142,8 @@ class Worker:
         settings = self._settings(models, batch)
         page = max(s.concurrency for s in settings.limits.values())
         budget = None
-        if batch.max_cost_nanos is not None:
-            budget = SharedBudget(self.store, batch.id, self.id, batch.max_cost_nanos)
+        if (cap := worker_cap(self.store, batch, simulated=self.endpoint.simulated)) is not None:
+            budget = SharedBudget(self.store, batch.id, self.id, cap)
         try:
             report, progress = await run_batch(
                 store=self.store,

@@ -11,7 +11,8 @@ import streamlit as st
 
 from batchrun.dashboard import data
 from batchrun.dashboard.text import joined, literal, shown
-from batchrun.dashboard.views.common import pick_batch
+from batchrun.dashboard.views.common import pick_batch, sent_between
+from batchrun.export import defuse_formulas, verdict
 
 SHOWN_ROWS = 1000
 COLUMNS = (
@@ -25,15 +26,16 @@ def render(source: data.Source) -> None:
     st.title("Batch detail")
     batch = pick_batch(data.batches(source.url), key="detail_batch")
     _header(batch)
-    frame = data.requests(source.url, (batch["id"],)).select(*COLUMNS)
+    requests = data.requests(source.url, (batch["id"],))
+    frame = sent_between(requests, key="detail_range").select("request_id", *COLUMNS)
     rows = _filtered(frame)
     st.caption(
         f"{rows.height:,} of {frame.height:,} requests match"
         + (f"; the first {SHOWN_ROWS:,} are shown" if rows.height > SHOWN_ROWS else "")
         + ". cost_nanos is in nano-dollars (1e-9 USD); empty means unpriced or no result."
     )
-    st.dataframe(rows.head(SHOWN_ROWS), hide_index=True)
-    _downloads(batch, rows)
+    st.dataframe(rows.head(SHOWN_ROWS).drop("request_id"), hide_index=True)
+    _downloads(batch, with_ratings(rows, data.ratings(source.url, batch["id"])))
     errors = data.store(source.url).line_error_rows(batch["id"])
     if errors:
         st.subheader(f"Invalid lines in the file ({len(errors):,})")
@@ -68,12 +70,28 @@ def _filtered(frame: pl.DataFrame) -> pl.DataFrame:
     return rows.sort("custom_id", "model")
 
 
+def with_ratings(rows: pl.DataFrame, rated: list[dict[str, Any]]) -> pl.DataFrame:
+    """The rows with each answer's rating (good, bad or empty) and comment, in place of the
+    request id."""
+    ratings = pl.DataFrame(
+        [
+            {"request_id": r["request_id"], "rating": verdict(r["rating"]), "comment": r["comment"]}
+            for r in rated
+        ],
+        schema={"request_id": pl.Int64, "rating": pl.String, "comment": pl.String},
+    ).rename({"comment": "rating_comment"})
+    return rows.join(ratings, on="request_id", how="left", maintain_order="left").drop("request_id")
+
+
 def _downloads(batch: dict[str, Any], rows: pl.DataFrame) -> None:
     if not st.button("Prepare downloads of these rows", key="detail_prepare"):
         return
     csv, parquet = st.columns(2)
     csv.download_button(
-        "Download CSV", rows.write_csv(), file_name=f"{batch['name']}.csv", mime="text/csv"
+        "Download CSV",
+        defuse_formulas(rows).write_csv(),
+        file_name=f"{batch['name']}.csv",
+        mime="text/csv",
     )
     buffer = io.BytesIO()
     rows.write_parquet(buffer)

@@ -9,7 +9,12 @@ import streamlit as st
 from batchrun import analytics
 from batchrun.dashboard import charts, data, tables
 from batchrun.dashboard.text import joined, literal, shown
-from batchrun.dashboard.views.common import pick_batches, pick_models, simulated_notice
+from batchrun.dashboard.views.common import (
+    pick_batches,
+    pick_models,
+    sent_between,
+    simulated_notice,
+)
 from batchrun.grading.report import pass_rates, quality_frame
 
 GROUPS = {
@@ -26,7 +31,7 @@ def render(source: data.Source) -> None:
     if not chosen:
         st.info("Choose at least one batch.")
         return
-    frame = data.requests(source.url, tuple(sorted(chosen)))
+    frame = sent_between(data.requests(source.url, tuple(sorted(chosen))), key="compare_range")
     models = pick_models(frame, key="compare_models")
     frame = frame.filter(pl.col("model").is_in(models))
     if frame.is_empty():

@@ -11,22 +11,21 @@ import streamlit as st
 from batchrun import analytics
 from batchrun.dashboard import caps, charts, data, tables
 from batchrun.dashboard.text import shown
-from batchrun.dashboard.views.common import simulated_notice
-
-LIVE_EVERY = 2.0  # seconds between refreshes of the running batches
+from batchrun.dashboard.views.common import sent_between, simulated_notice
 
 
 def render(source: data.Source) -> None:
     """The overview page."""
     st.title("Overview")
-    frame = data.requests(source.url)
-    simulated_notice(frame)
+    whole = data.requests(source.url)
+    simulated_notice(whole)
+    frame = sent_between(whole, key="overview_range")
     totals = analytics.model_metrics(frame.with_columns(all=pl.lit("all")), by=("all",))
     real_sent = analytics.real(frame).filter(pl.col("sent_at").is_not_null())
     unpriced = int(real_sent.get_column("cost_nanos").is_null().sum())
     _headline(totals.row(0, named=True), _origin_costs(frame), unpriced)
     _running(source)
-    _capped(source, frame)
+    _capped(source, whole)  # a cap counts a batch's whole spend, not the range's
     # Real and simulated spend are never added: the charts show the real spend, or, in a store
     # with no real results, the simulated cost under its own title.
     real = analytics.real(frame)
@@ -98,8 +97,8 @@ def _capped(source: data.Source, frame: pl.DataFrame) -> None:
     caps.show(states, only=caps.NOTICED)
 
 
-@st.fragment(run_every=LIVE_EVERY)
 def _running(source: data.Source) -> None:
+    # Live with the rest of the page (app.py): while a batch runs, never once it is finished.
     running = [b for b in data.batches(source.url) if b["status"] in ("running", "loading")]
     _workers(source)
     st.subheader("Running batches")

@@ -4,8 +4,7 @@ before a batch ran against what it cost. Unpriced results are flagged, never sho
 from __future__ import annotations
 
 import time
-from datetime import date
-from typing import Any, cast
+from typing import Any
 
 import polars as pl
 import streamlit as st
@@ -13,7 +12,7 @@ import streamlit as st
 from batchrun import analytics, budgets
 from batchrun.dashboard import caps, data, spend_chart, tables
 from batchrun.dashboard.text import shown
-from batchrun.dashboard.views.common import pick_batch, simulated_notice
+from batchrun.dashboard.views.common import pick_batch, sent_between, simulated_notice
 from batchrun.exceptions import ConfigError
 
 
@@ -49,27 +48,13 @@ def render(source: data.Source) -> None:
 
 
 def _in_range(frame: pl.DataFrame) -> pl.DataFrame:
-    """The requests sent in the chosen days (UTC), every day the store has by default; the
-    requests not sent yet stay (they have no day and cost nothing yet)."""
-    days = frame.get_column("day").drop_nulls()
-    if days.is_empty():
-        return frame
-    first, last = cast(date, days.min()), cast(date, days.max())
-    chosen = st.date_input(
-        "Sent between (UTC days)",
-        value=(first, last),
-        min_value=first,
-        max_value=last,
+    """The requests sent in the chosen days (the shared "Sent between" range)."""
+    return sent_between(
+        frame,
         key="spend_range",
         help="The headline, the chart and the table cover these days; the budget caps below "
         "always count a batch's whole spend.",
     )
-    picked = tuple(chosen) if isinstance(chosen, (tuple, list)) else (chosen,)
-    if len(picked) != 2 or picked == (first, last):  # a range half chosen, or all of it
-        return frame
-    since, until = picked
-    sent = pl.col("day")
-    return frame.filter(sent.is_null() | sent.is_between(since, until))
 
 
 def _chart(frame: pl.DataFrame) -> None:
@@ -273,7 +258,7 @@ def budget_line(row: dict[str, Any]) -> str:
 
 def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
     st.subheader("Estimate against actual")
-    batch = pick_batch(batches, key="spend_batch")
+    batch = pick_batch(batches, key="spend_batch", shows=False)  # the page shows every batch
     estimates = batch["settings"].get("estimate")
     if not estimates:
         st.caption(
