@@ -1,7 +1,8 @@
 """What the pages read, cached: the store per URL and the requests frame per batch selection.
 
 Frames are cached for a few seconds (``TTL``), so a page reflects a running batch when it
-refreshes, and moving between pages does not reread a million rows.
+refreshes, and moving between pages does not reread a million rows. A finished batch's frame is
+also kept on disk (``framecache``), so a fresh server does not reread it either.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import polars as pl
 import streamlit as st
 
 from batchrun import analytics
+from batchrun.dashboard import framecache
 from batchrun.grading.report import grades_frame
 from batchrun.store import Store, sqlite_file_missing
 from batchrun.teams.claims import worker_rows
 
 TTL = 5.0  # seconds a running batch's figures are reused before the store is read again
+RUNNING = ("running", "loading")  # a batch in these states may change at any moment
 KEEP = 3600.0  # seconds a finished batch's frame stays in memory unused
 
 
@@ -61,14 +64,19 @@ def requests(url: str, batch_ids: tuple[str, ...] | None = None) -> pl.DataFrame
 def _batch_requests(url: str, batch_id: str, version: tuple[Any, ...]) -> pl.DataFrame:
     # cache_resource, not cache_data: a frame is never changed in place, and copying a million
     # rows on every read would cost more than the page itself.
-    del version  # only part of the cache key
-    batch = store(url).find_batch(batch_id)
-    return analytics.requests_frame(*store(url).metric_rows([batch_id]), [batch.as_dict()])
+    batch = store(url).find_batch(batch_id).as_dict()
+
+    def read() -> pl.DataFrame:
+        return analytics.requests_frame(*store(url).metric_rows([batch_id]), [batch])
+
+    if batch["status"] in RUNNING or _version(batch) != version:
+        return read()  # still changing: not worth a file
+    return framecache.cached(framecache.cache_dir(url), batch_id, version, read)
 
 
 def _version(batch: dict[str, Any]) -> tuple[Any, ...]:
     """Changes when the batch's figures may have: every TTL seconds while it runs."""
-    if batch["status"] in ("running", "loading"):
+    if batch["status"] in RUNNING:
         return (batch["status"], int(time.time() // TTL))
     return (batch["status"], batch["updated_at"])
 
