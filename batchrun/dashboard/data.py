@@ -8,8 +8,9 @@ also kept on disk (``framecache``), so a fresh server does not reread it either.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import polars as pl
 import streamlit as st
@@ -20,6 +21,7 @@ from batchrun.grading.report import grades_frame
 from batchrun.store import Store, sqlite_file_missing
 from batchrun.teams.claims import worker_rows
 
+T = TypeVar("T")
 TTL = 5.0  # seconds a running batch's figures are reused before the store is read again
 RUNNING = ("running", "loading")  # a batch in these states may change at any moment
 KEEP = 3600.0  # seconds a finished batch's frame stays in memory unused
@@ -47,6 +49,33 @@ def store(url: str) -> Store:
 def batches(url: str) -> list[dict[str, Any]]:
     """Every batch, newest first, as plain dicts (what st.cache_data can copy)."""
     return [b.as_dict() for b in store(url).list_batches()]
+
+
+def derived(
+    url: str,
+    batch_ids: tuple[str, ...] | None,
+    what: Hashable,
+    compute: Callable[[pl.DataFrame], T],
+) -> T:
+    """``compute(requests(url, batch_ids))``, worked out once per version of those batches (and
+    again every ``TTL`` seconds while one runs): a page's figures over a million results cost
+    its first visit, not every one. ``what`` names the computation and all it depends on besides
+    the frame (a choice on the page, say); the result is shared, never to be changed."""
+    chosen = [b for b in batches(url) if batch_ids is None or b["id"] in batch_ids]
+    versions = tuple((b["id"], _version(b)) for b in chosen)
+    return cast("T", _derived(url, batch_ids, versions, what, compute))
+
+
+@st.cache_resource(ttl=KEEP, max_entries=256, show_spinner=False)
+def _derived(
+    url: str,
+    batch_ids: tuple[str, ...] | None,
+    versions: tuple[Any, ...],
+    what: Hashable,
+    _compute: Callable[[pl.DataFrame], Any],  # not hashed (the leading _): ``what`` names it
+) -> Any:
+    del versions  # only part of the cache key
+    return _compute(requests(url, batch_ids))
 
 
 def requests(url: str, batch_ids: tuple[str, ...] | None = None) -> pl.DataFrame:
