@@ -101,14 +101,37 @@ def test_a_reprice_makes_the_dashboard_read_the_new_costs(
         else request.getfixturevalue("postgres_url")
     )
     build(url, 120)
-    before = data.requests(url, (BATCH,))  # now kept on disk and in memory
-    store = Store(url)
     try:
-        changes = reprice(store, load_catalog(), BATCH)  # synthetic prices: not the catalog's
+        before = data.requests(url, (BATCH,))  # now kept on disk and in memory
+        store = Store(url)
+        try:
+            changes = reprice(store, load_catalog(), BATCH)  # synthetic prices: not the catalog's
+        finally:
+            store.close()
+        st.cache_data.clear()  # the batch list's few seconds, as a page would after TTL
+        after = data.requests(url, (BATCH,))
     finally:
-        store.close()
+        data.store(url).close()  # the dashboard's own Store, before the database is dropped
+        st.cache_resource.clear()
     assert sum(c.changed for c in changes) > 0
-    st.cache_data.clear()  # the batch list's few seconds, as a page would after TTL
-    after = data.requests(url, (BATCH,))
     assert not after.get_column("cost_nanos").equals(before.get_column("cost_nanos"))
     assert after.equals(from_store(url))
+
+
+def test_a_page_rerun_gets_the_same_frame_and_its_figures_once(synthetic: str) -> None:
+    calls: list[int] = []
+
+    def figures(frame: pl.DataFrame, by: str) -> int:
+        calls.append(frame.height)
+        return frame.height
+
+    frame = data.requests(synthetic)
+    assert data.requests(synthetic) is frame  # a rerun: the same object, not a new concat
+    assert data.memo(figures, frame, "model") == data.memo(figures, frame, "model")
+    assert len(calls) == 1
+    data.memo(figures, frame, "day")  # another choice on the page: computed for it
+    other = data.memo(data.only_models, frame, ("MiniMax-M3",))
+    assert data.memo(data.only_models, frame, ("MiniMax-M3",)) is other
+    data.memo(figures, other, "model")
+    assert calls == [frame.height, frame.height, other.height]
+    assert other.get_column("model").unique().to_list() == ["MiniMax-M3"]

@@ -7,7 +7,9 @@ also kept on disk (``framecache``), so a fresh server does not reread it either.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -85,8 +87,45 @@ def requests(url: str, batch_ids: tuple[str, ...] | None = None) -> pl.DataFrame
     most every ``TTL`` seconds, so a page over a million results is computed from memory.
     """
     chosen = [b for b in batches(url) if batch_ids is None or b["id"] in batch_ids]
-    frames = [_batch_requests(url, b["id"], _version(b)) for b in chosen]
+    return _joined(url, tuple((b["id"], _version(b)) for b in chosen))
+
+
+@st.cache_resource(ttl=KEEP, max_entries=16, show_spinner=False)
+def _joined(url: str, versions: tuple[tuple[str, tuple[Any, ...]], ...]) -> pl.DataFrame:
+    # Kept, so a page rerun gets the very same frame: ``memo`` knows it by its identity.
+    frames = [_batch_requests(url, batch_id, version) for batch_id, version in versions]
     return pl.concat(frames) if frames else analytics.requests_frame([], [], [])
+
+
+_MEMO: OrderedDict[tuple[Any, ...], tuple[pl.DataFrame, Any]] = OrderedDict()
+_MEMO_LOCK = threading.Lock()
+MEMO_ENTRIES = 128  # computed figures kept (each a few rows; the frames they came from are shared)
+
+
+def memo(compute: Callable[..., T], frame: pl.DataFrame, *args: Hashable) -> T:
+    """``compute(frame, *args)``, worked out once per frame: a frame from ``requests`` (or from
+    ``only_models``) is the same object on every rerun until its batches change, so a page's
+    figures over a million results are computed on its first visit only."""
+    key = (id(frame), compute.__module__, compute.__qualname__, args)
+    with _MEMO_LOCK:
+        kept = _MEMO.get(key)
+        if kept is not None and kept[0] is frame:  # the same frame, not one at a reused id
+            _MEMO.move_to_end(key)
+            return cast("T", kept[1])
+    value = compute(frame, *args)
+    with _MEMO_LOCK:
+        _MEMO[key] = (frame, value)
+        while len(_MEMO) > MEMO_ENTRIES:
+            _MEMO.popitem(last=False)
+    return value
+
+
+def only_models(frame: pl.DataFrame, models: tuple[str, ...]) -> pl.DataFrame:
+    """The frame's rows of these models (the frame itself when that is all of them); through
+    ``memo``, the same object on every rerun."""
+    if set(models) >= set(frame.get_column("model").unique().to_list()):
+        return frame
+    return frame.filter(pl.col("model").is_in(list(models)))
 
 
 @st.cache_resource(ttl=KEEP, max_entries=64, show_spinner="Reading results...")
