@@ -323,6 +323,20 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
     )
 
 
+def totals(requests: pl.DataFrame) -> dict[str, Any]:
+    """model_metrics' figures over all the requests that need no percentile: requests by
+    status, error and success rates, input and output tokens. A headline's figures without
+    sorting a million latencies."""
+    status = pl.col("status")
+    figures = requests.select(
+        pl.len().alias("requests"),
+        *[(status == s).sum().alias(s) for s in STATUSES],
+        pl.col("input_tokens").sum(),
+        pl.col("output_tokens").sum(),
+    )
+    return figures.with_columns(*_rates()).row(0, named=True)
+
+
 # The speed figures whose percentiles the dashboard shows, and the name of their sample count.
 SAMPLED = {
     "latency_s": "latency",

@@ -135,3 +135,12 @@ def test_a_page_rerun_gets_the_same_frame_and_its_figures_once(synthetic: str) -
     data.memo(figures, other, "model")
     assert calls == [frame.height, frame.height, other.height]
     assert other.get_column("model").unique().to_list() == ["MiniMax-M3"]
+
+
+def test_the_headline_totals_are_model_metrics_figures(synthetic: str) -> None:
+    frame = data.requests(synthetic)
+    every = analytics.model_metrics(frame.with_columns(all=pl.lit("all")), by=("all",))
+    expected = every.row(0, named=True)
+    got = analytics.totals(frame)
+    assert set(got) <= set(expected)
+    assert {name: expected[name] for name in got} == got

@@ -49,10 +49,9 @@ def render(source: data.Source) -> None:
 
 def _headline_figures(frame: pl.DataFrame) -> tuple[dict[str, Any], tuple[str, str | None], int]:
     """The headline's totals, real and simulated costs, and real unpriced results."""
-    totals = analytics.model_metrics(frame.with_columns(all=pl.lit("all")), by=("all",))
     real_sent = analytics.real(frame).filter(pl.col("sent_at").is_not_null())
     unpriced = int(real_sent.get_column("cost_nanos").is_null().sum())
-    return totals.row(0, named=True), _origin_costs(frame), unpriced
+    return analytics.totals(frame), _origin_costs(frame), unpriced
 
 
 def _has_real(frame: pl.DataFrame) -> bool:
