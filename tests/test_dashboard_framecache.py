@@ -3,6 +3,8 @@ back, a stale or broken file ignored and rebuilt, and a reprice making the dashb
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import polars as pl
@@ -144,3 +146,12 @@ def test_the_headline_totals_are_model_metrics_figures(synthetic: str) -> None:
     got = analytics.totals(frame)
     assert set(got) <= set(expected)
     assert {name: expected[name] for name in got} == got
+
+
+def test_a_kept_figure_does_not_keep_its_frame_alive() -> None:
+    frame = pl.DataFrame({"model": ["MiniMax-M3"] * 3})
+    gone = weakref.ref(frame)
+    assert data.memo(lambda f: f.height, frame) == 3
+    del frame
+    gc.collect()
+    assert gone() is None

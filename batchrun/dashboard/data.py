@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -97,9 +98,11 @@ def _joined(url: str, versions: tuple[tuple[str, tuple[Any, ...]], ...]) -> pl.D
     return pl.concat(frames) if frames else analytics.requests_frame([], [], [])
 
 
-_MEMO: OrderedDict[tuple[Any, ...], tuple[pl.DataFrame, Any]] = OrderedDict()
+# A weak reference to the frame: a kept figure never keeps a million-row frame alive (a running
+# batch's frame is replaced every TTL seconds).
+_MEMO: OrderedDict[tuple[Any, ...], tuple[weakref.ref[pl.DataFrame], Any]] = OrderedDict()
 _MEMO_LOCK = threading.Lock()
-MEMO_ENTRIES = 128  # computed figures kept (each a few rows; the frames they came from are shared)
+MEMO_ENTRIES = 128  # computed figures kept (each a few rows)
 
 
 def memo(compute: Callable[..., T], frame: pl.DataFrame, *args: Hashable) -> T:
@@ -109,12 +112,12 @@ def memo(compute: Callable[..., T], frame: pl.DataFrame, *args: Hashable) -> T:
     key = (id(frame), compute.__module__, compute.__qualname__, args)
     with _MEMO_LOCK:
         kept = _MEMO.get(key)
-        if kept is not None and kept[0] is frame:  # the same frame, not one at a reused id
+        if kept is not None and kept[0]() is frame:  # the same frame, not one at a reused id
             _MEMO.move_to_end(key)
             return cast("T", kept[1])
     value = compute(frame, *args)
     with _MEMO_LOCK:
-        _MEMO[key] = (frame, value)
+        _MEMO[key] = (weakref.ref(frame), value)
         while len(_MEMO) > MEMO_ENTRIES:
             _MEMO.popitem(last=False)
     return value
