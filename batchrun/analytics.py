@@ -29,6 +29,7 @@ result) for spend reports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -322,6 +323,20 @@ def model_metrics(requests: pl.DataFrame, by: Sequence[str] = ("model",)) -> pl.
     )
 
 
+def totals(requests: pl.DataFrame) -> dict[str, Any]:
+    """model_metrics' figures over all the requests that need no percentile: requests by
+    status, error and success rates, input and output tokens. A headline's figures without
+    sorting a million latencies."""
+    status = pl.col("status")
+    figures = requests.select(
+        pl.len().alias("requests"),
+        *[(status == s).sum().alias(s) for s in STATUSES],
+        pl.col("input_tokens").sum(),
+        pl.col("output_tokens").sum(),
+    )
+    return figures.with_columns(*_rates()).row(0, named=True)
+
+
 # The speed figures whose percentiles the dashboard shows, and the name of their sample count.
 SAMPLED = {
     "latency_s": "latency",
@@ -432,8 +447,15 @@ FLAG_COUNTS = {"think_leaked": THINK_LEAKED, "empty_replies": EMPTY_REPLY}  # co
 
 def _flag_counts() -> list[pl.Expr]:
     """Per group, how many results carry each flag (``flags`` is comma-separated)."""
-    flags = pl.col("flags").fill_null("").str.split(",")
-    return [flags.list.contains(flag).sum().alias(name) for name, flag in FLAG_COUNTS.items()]
+    # A match of the whole item, not a split into lists: a tenth of the time at a million rows.
+    return [
+        pl.col("flags")
+        .str.contains(f"(^|,){re.escape(flag)}(,|$)")
+        .fill_null(False)
+        .sum()
+        .alias(name)
+        for name, flag in FLAG_COUNTS.items()
+    ]
 
 
 def _rates() -> list[pl.Expr]:
@@ -571,7 +593,8 @@ def budget_use(batches: Sequence[Mapping[str, Any]], results: pl.DataFrame) -> p
         schema={"batch_id": pl.String, "batch": pl.String, "cap_nanos": pl.Int64},
     )
     spent = (
-        results.filter(pl.col("sent_at").is_not_null())
+        _of_batches(results, caps)
+        .filter(pl.col("sent_at").is_not_null())
         .group_by("batch_id")
         .agg(priced_sum(), pl.col("cost_nanos").is_null().sum().alias("unpriced"))
     )
@@ -583,6 +606,12 @@ def budget_use(batches: Sequence[Mapping[str, Any]], results: pl.DataFrame) -> p
         )
         .sort("batch")
     )
+
+
+def _of_batches(results: pl.DataFrame, chosen: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the batches in ``chosen`` (a frame with batch_id): grouping a million rows
+    of batches nobody asked about costs more than the filter."""
+    return results.filter(pl.col("batch_id").is_in(chosen.get_column("batch_id").to_list()))
 
 
 CAP_NEAR = 0.9  # a stopped batch with requests left and this share of its cap spent: at its cap
@@ -605,8 +634,10 @@ def cap_states(batches: Sequence[Mapping[str, Any]], results: pl.DataFrame) -> p
         ],
         schema={"batch_id": pl.String, "status": pl.String},
     )
-    pending = results.group_by("batch_id").agg(
-        (pl.col("status") == "pending").sum().cast(pl.Int64).alias("pending")
+    pending = (
+        _of_batches(results, status)
+        .group_by("batch_id")
+        .agg((pl.col("status") == "pending").sum().cast(pl.Int64).alias("pending"))
     )
     running = pl.col("status").is_in(["running", "loading", "queued"])
     stopped = ~running & (pl.col("status") != "canceled") & (pl.col("pending") > 0)

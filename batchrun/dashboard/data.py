@@ -1,24 +1,32 @@
 """What the pages read, cached: the store per URL and the requests frame per batch selection.
 
 Frames are cached for a few seconds (``TTL``), so a page reflects a running batch when it
-refreshes, and moving between pages does not reread a million rows.
+refreshes, and moving between pages does not reread a million rows. A finished batch's frame is
+also kept on disk (``framecache``), so a fresh server does not reread it either.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import polars as pl
 import streamlit as st
 
 from batchrun import analytics
+from batchrun.dashboard import framecache
 from batchrun.grading.report import grades_frame
 from batchrun.store import Store, sqlite_file_missing
 from batchrun.teams.claims import worker_rows
 
+T = TypeVar("T")
 TTL = 5.0  # seconds a running batch's figures are reused before the store is read again
+RUNNING = ("running", "loading")  # a batch in these states may change at any moment
 KEEP = 3600.0  # seconds a finished batch's frame stays in memory unused
 
 
@@ -46,6 +54,33 @@ def batches(url: str) -> list[dict[str, Any]]:
     return [b.as_dict() for b in store(url).list_batches()]
 
 
+def derived(
+    url: str,
+    batch_ids: tuple[str, ...] | None,
+    what: Hashable,
+    compute: Callable[[pl.DataFrame], T],
+) -> T:
+    """``compute(requests(url, batch_ids))``, worked out once per version of those batches (and
+    again every ``TTL`` seconds while one runs): a page's figures over a million results cost
+    its first visit, not every one. ``what`` names the computation and all it depends on besides
+    the frame (a choice on the page, say); the result is shared, never to be changed."""
+    chosen = [b for b in batches(url) if batch_ids is None or b["id"] in batch_ids]
+    versions = tuple((b["id"], _version(b)) for b in chosen)
+    return cast("T", _derived(url, batch_ids, versions, what, compute))
+
+
+@st.cache_resource(ttl=KEEP, max_entries=256, show_spinner=False)
+def _derived(
+    url: str,
+    batch_ids: tuple[str, ...] | None,
+    versions: tuple[Any, ...],
+    what: Hashable,
+    _compute: Callable[[pl.DataFrame], Any],  # not hashed (the leading _): ``what`` names it
+) -> Any:
+    del versions  # only part of the cache key
+    return _compute(requests(url, batch_ids))
+
+
 def requests(url: str, batch_ids: tuple[str, ...] | None = None) -> pl.DataFrame:
     """The requests frame (analytics.requests_frame) of some batches, or of all.
 
@@ -53,22 +88,66 @@ def requests(url: str, batch_ids: tuple[str, ...] | None = None) -> pl.DataFrame
     most every ``TTL`` seconds, so a page over a million results is computed from memory.
     """
     chosen = [b for b in batches(url) if batch_ids is None or b["id"] in batch_ids]
-    frames = [_batch_requests(url, b["id"], _version(b)) for b in chosen]
+    return _joined(url, tuple((b["id"], _version(b)) for b in chosen))
+
+
+@st.cache_resource(ttl=KEEP, max_entries=16, show_spinner=False)
+def _joined(url: str, versions: tuple[tuple[str, tuple[Any, ...]], ...]) -> pl.DataFrame:
+    # Kept, so a page rerun gets the very same frame: ``memo`` knows it by its identity.
+    frames = [_batch_requests(url, batch_id, version) for batch_id, version in versions]
     return pl.concat(frames) if frames else analytics.requests_frame([], [], [])
+
+
+# A weak reference to the frame: a kept figure never keeps a million-row frame alive (a running
+# batch's frame is replaced every TTL seconds).
+_MEMO: OrderedDict[tuple[Any, ...], tuple[weakref.ref[pl.DataFrame], Any]] = OrderedDict()
+_MEMO_LOCK = threading.Lock()
+MEMO_ENTRIES = 128  # computed figures kept (each a few rows)
+
+
+def memo(compute: Callable[..., T], frame: pl.DataFrame, *args: Hashable) -> T:
+    """``compute(frame, *args)``, worked out once per frame: a frame from ``requests`` (or from
+    ``only_models``) is the same object on every rerun until its batches change, so a page's
+    figures over a million results are computed on its first visit only."""
+    key = (id(frame), compute.__module__, compute.__qualname__, args)
+    with _MEMO_LOCK:
+        kept = _MEMO.get(key)
+        if kept is not None and kept[0]() is frame:  # the same frame, not one at a reused id
+            _MEMO.move_to_end(key)
+            return cast("T", kept[1])
+    value = compute(frame, *args)
+    with _MEMO_LOCK:
+        _MEMO[key] = (weakref.ref(frame), value)
+        while len(_MEMO) > MEMO_ENTRIES:
+            _MEMO.popitem(last=False)
+    return value
+
+
+def only_models(frame: pl.DataFrame, models: tuple[str, ...]) -> pl.DataFrame:
+    """The frame's rows of these models (the frame itself when that is all of them); through
+    ``memo``, the same object on every rerun."""
+    if set(models) >= set(frame.get_column("model").unique().to_list()):
+        return frame
+    return frame.filter(pl.col("model").is_in(list(models)))
 
 
 @st.cache_resource(ttl=KEEP, max_entries=64, show_spinner="Reading results...")
 def _batch_requests(url: str, batch_id: str, version: tuple[Any, ...]) -> pl.DataFrame:
     # cache_resource, not cache_data: a frame is never changed in place, and copying a million
     # rows on every read would cost more than the page itself.
-    del version  # only part of the cache key
-    batch = store(url).find_batch(batch_id)
-    return analytics.requests_frame(*store(url).metric_rows([batch_id]), [batch.as_dict()])
+    batch = store(url).find_batch(batch_id).as_dict()
+
+    def read() -> pl.DataFrame:
+        return analytics.requests_frame(*store(url).metric_rows([batch_id]), [batch])
+
+    if batch["status"] in RUNNING or _version(batch) != version:
+        return read()  # still changing: not worth a file
+    return framecache.cached(framecache.cache_dir(url), batch_id, version, read)
 
 
 def _version(batch: dict[str, Any]) -> tuple[Any, ...]:
     """Changes when the batch's figures may have: every TTL seconds while it runs."""
-    if batch["status"] in ("running", "loading"):
+    if batch["status"] in RUNNING:
         return (batch["status"], int(time.time() // TTL))
     return (batch["status"], batch["updated_at"])
 

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Text, bindparam, case, cast, func, select, update
+from sqlalchemy import Connection, Select, Text, bindparam, case, cast, func, select, update
 
 from batchrun.store.database import Database
 from batchrun.store.rows import BatchInfo, CostUpdate
 from batchrun.store.tables import RESULT_METRICS, batches, jobs, requests, results
+
+_TOUCH_CHUNK = 900  # request ids per lookup: under SQLite's limit of bound values
+
+
+def _touch(connection: Connection, request_ids: Sequence[int]) -> None:
+    """Mark the batches of these results changed (their ``updated_at``), in the costs'
+    transaction: what was computed from their figures (the dashboard's frames, kept on disk
+    per batch version) is then computed again."""
+    touched: set[str] = set()
+    for first in range(0, len(request_ids), _TOUCH_CHUNK):
+        chunk = list(request_ids[first : first + _TOUCH_CHUNK])
+        query = select(results.c.batch_id).where(results.c.request_id.in_(chunk)).distinct()
+        touched.update(connection.execute(query).scalars())
+    if touched:
+        statement = update(batches).where(batches.c.id.in_(sorted(touched)))
+        connection.execute(statement.values(updated_at=time.time()))
 
 
 class Results:
@@ -108,6 +125,7 @@ class Results:
         ]
         with self.database.begin() as connection:
             connection.execute(statement, rows)
+            _touch(connection, [u.request_id for u in updates])
 
     def export_rows(self, batch: BatchInfo, page: int = 2000) -> Iterator[dict[str, Any]]:
         """Every request of a batch in input-file order, then model order, with its result."""

@@ -9,6 +9,8 @@ from typing import Any, cast
 import polars as pl
 import streamlit as st
 
+from batchrun.dashboard import data
+
 SIMULATED = (
     "**Simulated data.** Some of these results were answered by batchrun's built-in MiniMax "
     "simulator, not by MiniMax: their latency, speed, answers and cost are illustrations of "
@@ -114,6 +116,12 @@ def sent_between(frame: pl.DataFrame, key: str, help: str = RANGE_HELP) -> pl.Da
     _link_range(since, until, whole=(since, until) == (first, last))
     if (since, until) == (first, last):
         return frame
+    # Through data.memo: the same frame object on every rerun, so the figures over it are too.
+    return data.memo(_sent_in, frame, since, until)
+
+
+def _sent_in(frame: pl.DataFrame, since: date, until: date) -> pl.DataFrame:
+    """The requests sent from ``since`` to ``until`` (UTC days), and those not sent yet."""
     sent = pl.col("day")
     return frame.filter(sent.is_null() | sent.is_between(since, until))
 

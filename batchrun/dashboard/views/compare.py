@@ -33,18 +33,20 @@ def render(source: data.Source) -> None:
         return
     frame = sent_between(data.requests(source.url, tuple(sorted(chosen))), key="compare_range")
     models = pick_models(frame, key="compare_models")
-    frame = frame.filter(pl.col("model").is_in(models))
+    frame = data.memo(data.only_models, frame, tuple(models))
     if frame.is_empty():
         st.info("No requests for this choice of batches and models.")
         return
     simulated_notice(frame)
-    per_model = analytics.model_metrics(frame)  # computed once: the table, flags, cost, caching
+    per_model = data.memo(
+        analytics.model_metrics, frame
+    )  # computed once: the table, flags, cost, caching
     batch_ids = tuple(sorted(chosen))
     graded = data.grades(source.url, batch_ids).filter(pl.col("model").is_in(models))
     _scorecard(frame, per_model, graded)
     group = st.segmented_control("Per", list(GROUPS), default="model", key="compare_group")
     keys = GROUPS[group or "model"]
-    metrics = per_model if keys == ("model",) else analytics.model_metrics(frame, by=keys)
+    metrics = per_model if keys == ("model",) else data.memo(analytics.model_metrics, frame, keys)
     _table(frame, metrics, per_model, keys)
     _caching(metrics, per_model, keys)
     _distributions(frame)
@@ -66,7 +68,7 @@ def _scorecard(frame: pl.DataFrame, per_model: pl.DataFrame, graded: pl.DataFram
     st.subheader("Scorecard")
     grader = _grader(graded)
     passes = None if grader is None else pass_rates(graded.filter(pl.col("grader") == grader))
-    samples = analytics.sample_figures(frame)
+    samples = data.memo(analytics.sample_figures, frame)
     st.table(tables.scorecard(per_model, samples, passes))
     graded_by = f"pass rate by grader {literal(grader)}" if grader else "nothing graded"
     st.caption(
@@ -81,7 +83,7 @@ def _scorecard(frame: pl.DataFrame, per_model: pl.DataFrame, graded: pl.DataFram
 def _table(
     frame: pl.DataFrame, metrics: pl.DataFrame, per_model: pl.DataFrame, keys: tuple[str, ...]
 ) -> None:
-    samples = analytics.sample_figures(frame, by=keys)
+    samples = data.memo(analytics.sample_figures, frame, keys)
     figures = metrics.join(samples, on=list(keys), how="left", nulls_equal=True)
     shown = tables.metrics_table(figures, keys=keys)
     with st.expander("Full table: every figure", expanded=False):
@@ -92,7 +94,7 @@ def _table(
         f"{analytics.DEFINITIONS['output tps slow tail']}"
     )
     tables.definitions()
-    errors = analytics.error_breakdown(frame)
+    errors = data.memo(analytics.error_breakdown, frame)
     if not errors.is_empty():
         st.subheader("Errors by type")
         st.dataframe(
@@ -141,15 +143,19 @@ def _flagged(metrics: pl.DataFrame) -> None:
 def _distributions(frame: pl.DataFrame) -> None:
     st.subheader("Distributions")
     left, right = st.columns(2)
-    left.altair_chart(charts.box(analytics.distribution(frame, "latency_s"), "Latency", "s"))
+    left.altair_chart(
+        charts.box(data.memo(analytics.distribution, frame, "latency_s"), "Latency", "s")
+    )
     left.caption(analytics.DEFINITIONS["latency"])
-    right.altair_chart(charts.box(analytics.distribution(frame, "ttft_s"), "TTFT", "s"))
+    right.altair_chart(charts.box(data.memo(analytics.distribution, frame, "ttft_s"), "TTFT", "s"))
     right.caption(analytics.DEFINITIONS["TTFT"])
     left.altair_chart(
-        charts.box(analytics.distribution(frame, "output_tps"), "Output tps", "tokens/s")
+        charts.box(data.memo(analytics.distribution, frame, "output_tps"), "Output tps", "tokens/s")
     )
     left.caption(analytics.DEFINITIONS["output tps"])
-    right.altair_chart(charts.box(analytics.distribution(frame, "ttft_text_s"), "TTFT (text)", "s"))
+    right.altair_chart(
+        charts.box(data.memo(analytics.distribution, frame, "ttft_text_s"), "TTFT (text)", "s")
+    )
     right.caption(analytics.DEFINITIONS["TTFT (text)"])
 
 

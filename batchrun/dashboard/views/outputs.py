@@ -67,7 +67,7 @@ def _jobs(source: data.Source, batch: dict[str, Any]) -> list[str]:
     failed_only = st.checkbox("Only jobs where a model failed", key="outputs_failed")
     by_spread = st.checkbox("Answers that differ most in length first", key="outputs_spread")
     disagree = st.checkbox("Only jobs where the models' grades disagree", key="outputs_disagree")
-    spread = analytics.job_spread(data.requests(source.url, (batch["id"],)))
+    spread = data.memo(analytics.job_spread, data.requests(source.url, (batch["id"],)))
     if disagree:
         split = disagreements(data.grades(source.url, (batch["id"],)))
         spread = spread.filter(pl.col("custom_id").is_in(split.get_column("custom_id").to_list()))

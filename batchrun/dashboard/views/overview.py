@@ -19,29 +19,44 @@ def render(source: data.Source) -> None:
     st.title("Overview")
     whole = data.requests(source.url)
     simulated_notice(whole)
+    # The range's frame is the same object on every rerun (data.memo), so each figure over it is
+    # worked out once per version of the store and range, not on every refresh.
     frame = sent_between(whole, key="overview_range")
-    totals = analytics.model_metrics(frame.with_columns(all=pl.lit("all")), by=("all",))
-    real_sent = analytics.real(frame).filter(pl.col("sent_at").is_not_null())
-    unpriced = int(real_sent.get_column("cost_nanos").is_null().sum())
-    _headline(totals.row(0, named=True), _origin_costs(frame), unpriced)
+    _headline(*data.memo(_headline_figures, frame))
     _running(source)
-    _capped(source, whole)  # a cap counts a batch's whole spend, not the range's
+    _capped(source)  # a cap counts a batch's whole spend, not the range's
     # Real and simulated spend are never added: the charts show the real spend, or, in a store
     # with no real results, the simulated cost under its own title.
-    real = analytics.real(frame)
-    shown = real if real.filter(pl.col("sent_at").is_not_null()).height else None
-    st.subheader("Spend over time" if shown is not None else "Simulated cost over time")
+    has_real = data.memo(_has_real, frame)
+    st.subheader("Spend over time" if has_real else "Simulated cost over time")
     every = st.segmented_control("Per", ["day", "hour"], default="day", key="overview_every")
-    spent = analytics.spend_over_time(
-        shown if shown is not None else analytics.simulated(frame), every or "day"
-    )
+    spent = data.memo(_spend_over_time, frame, every or "day", has_real)
     left, right = st.columns(2)
     left.altair_chart(charts.spend_over_time(spent, every or "day"))
     right.altair_chart(charts.cumulative(spent))
     st.caption(
         analytics.DEFINITIONS["cost"]
-        + (" Real spend only." if shown is not None else analytics.DEFINITIONS["simulated cost"])
+        + (" Real spend only." if has_real else analytics.DEFINITIONS["simulated cost"])
     )
+
+
+def _headline_figures(frame: pl.DataFrame) -> tuple[dict[str, Any], tuple[str, str | None], int]:
+    """The headline's totals, real and simulated costs, and real unpriced results."""
+    real_sent = analytics.real(frame).filter(pl.col("sent_at").is_not_null())
+    unpriced = int(real_sent.get_column("cost_nanos").is_null().sum())
+    return analytics.totals(frame), _origin_costs(frame), unpriced
+
+
+def _spend_over_time(frame: pl.DataFrame, every: str, has_real: bool) -> pl.DataFrame:
+    """Spend per model and day or hour: the real spend, or the simulated cost where none is."""
+    return analytics.spend_over_time(
+        analytics.real(frame) if has_real else analytics.simulated(frame), every
+    )
+
+
+def _has_real(frame: pl.DataFrame) -> bool:
+    """Whether any result was sent to MiniMax (not the simulator)."""
+    return bool(analytics.real(frame).filter(pl.col("sent_at").is_not_null()).height)
 
 
 def _origin_costs(frame: pl.DataFrame) -> tuple[str, str | None]:
@@ -87,10 +102,11 @@ def _headline(total: dict[str, Any], costs: tuple[str, str | None], unpriced: in
     )
 
 
-def _capped(source: data.Source, frame: pl.DataFrame) -> None:
+def _capped(source: data.Source) -> None:
     """Batches that stopped at their budget cap or went past it: what is left and how to go on
     (the Spend page lists every capped batch)."""
-    states = caps.states(data.batches(source.url), frame)
+    batches = data.batches(source.url)
+    states = data.derived(source.url, None, "cap states", lambda f: caps.states(batches, f))
     if states.filter(pl.col("state").is_in(caps.NOTICED)).is_empty():
         return
     st.subheader("Budget caps")

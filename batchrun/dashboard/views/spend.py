@@ -32,12 +32,14 @@ def render(source: data.Source) -> None:
             "once a price is added."
         )
     frame = _in_range(frame)
-    per_model = analytics.spend(frame, "model")  # a few rows: the totals and the warnings
+    per_model = data.memo(
+        analytics.spend, frame, "model"
+    )  # a few rows: the totals and the warnings
     _totals(per_model)
     tables.cache_warnings(per_model)
     _chart(frame)
     by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
-    table = per_model if by == "model" else analytics.spend(frame, by or "day")
+    table = per_model if by == "model" else data.memo(analytics.spend, frame, by or "day")
     st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
     st.caption(tables.cache_captions())
@@ -266,7 +268,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
             "with --yes and no pre-check)."
         )
         return
-    metrics = analytics.model_metrics(data.requests(source.url, (batch["id"],)))
+    metrics = data.memo(analytics.model_metrics, data.requests(source.url, (batch["id"],)))
     prompts = dict(metrics.select("model", "prompt_tokens").iter_rows())
     compared = analytics.estimate_vs_actual(estimates, metrics)
     rows = [
