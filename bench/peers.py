@@ -120,11 +120,16 @@ class Simulator:
         return tuple(sum(int(m.get(k, 0)) for m in models) for k in ("ok", "429", "output_tokens"))  # type: ignore[return-value]
 
 
-def batchrun_peer(extra: list[str]) -> Callable[[Path, str, int, Path], Finished | str]:
-    """A runner of ``batchrun run`` with ``extra`` flags, in a fresh directory (a fresh store)."""
+def batchrun_peer(
+    extra: list[str], code: Path | None = None
+) -> Callable[[Path, str, int, Path], Finished | str]:
+    """A runner of ``batchrun run`` with ``extra`` flags, in a fresh directory (a fresh store);
+    ``code``: another checkout's batchrun (a before/after comparison in one run)."""
 
     def run(jobs: Path, url: str, concurrency: int, work: Path) -> Finished | str:
         env = {**os.environ, "MINIMAX_API_KEY": KEY}
+        if code is not None:
+            env["PYTHONPATH"] = str(code)
         command = [sys.executable, "-m", "batchrun.cli", "run", str(jobs), "--base-url", url]
         flags = [*BATCHRUN_FLAGS, "--concurrency", str(concurrency), "--yes", *extra]
         return run_measured([*command, *flags], cwd=work, env=env)
@@ -150,7 +155,7 @@ def venv_peer(name: str, python: Path) -> Callable[[Path, str, int, Path], Finis
 
 def answered(peer: str, finished: Finished, work: Path, asked: int) -> int:
     """The distinct answers the client says ended (batchrun: the results in its store)."""
-    if peer.startswith("batchrun"):
+    if peer.startswith(("batchrun", "before")):
         import sqlite3
 
         with sqlite3.connect(work / "batchrun.db") as db:
@@ -203,6 +208,11 @@ def _last_error(output: str) -> str:
 def runners(args: argparse.Namespace) -> dict[str, Callable[..., Finished | str] | str]:
     """Each chosen peer's runner, or the reason it is skipped."""
     made: dict[str, Callable[..., Finished | str] | str] = {}
+    if args.before is not None:  # first, so that each round runs the old code just before the new
+        LABELS["before"] = f"batchrun `run`, code of {args.before}"
+        LABELS["before-no-precheck"] = f"batchrun `run --no-precheck`, code of {args.before}"
+        made["before"] = batchrun_peer([], args.before)
+        made["before-no-precheck"] = batchrun_peer(["--no-precheck"], args.before)
     for peer in args.peers.split(","):
         if peer == "batchrun":
             made[peer] = batchrun_peer([])
@@ -259,7 +269,7 @@ def _ended(runs: list[Figures]) -> str:
 def targets(results: dict[str, list[Figures] | str]) -> list[str]:
     """batchrun's figures against the issue's targets, each a ratio of medians."""
     ours = results.get("batchrun")
-    peers = {p: r for p, r in results.items() if not p.startswith("batchrun") and r}
+    peers = {p: r for p, r in results.items() if not p.startswith(("batchrun", "before")) and r}
     peers = {p: r for p, r in peers.items() if not isinstance(r, str)}
     if isinstance(ours, str) or not ours or not peers:
         return ["Targets: not computed (batchrun or every peer missing)."]
@@ -271,6 +281,10 @@ def targets(results: dict[str, list[Figures] | str]) -> list[str]:
         f"- requests/s: batchrun / best peer ({LABELS[fastest]}) = "
         f"{rate(ours) / rate(peers[fastest]):.2f} (target >= 1.5)",  # type: ignore[arg-type]
     ]
+    before = results.get("before")
+    if before and not isinstance(before, str):
+        cpu, speed = per_answer(ours) / per_answer(before), rate(ours) / rate(before)
+        lines.append(f"- this checkout / --before: CPU per answer {cpu:.2f}, req/s {speed:.2f}")
     bare = peers.get("bare-sdk")
     if bare and not isinstance(bare, str):
         ratio = per_token(ours) / per_token(bare)
@@ -310,6 +324,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="200 answers, 1 round")
     parser.add_argument("--peers", default=",".join(LABELS))
+    parser.add_argument("--before", type=Path, help="also run this checkout's batchrun")
     parser.add_argument("--venvs", type=Path, default=Path.home() / ".cache/batchrun-bench/venvs")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "peers.md")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
