@@ -311,7 +311,8 @@ def rounds(args: argparse.Namespace, work: Path) -> dict[str, list[Figures] | st
                 jobs = work / ("litellm.jsonl" if peer == "litellm" else "jobs.jsonl")
                 got = measure(peer, runner, jobs, url=url, sim=sim, concurrency=args.concurrency)
                 print(f"round {number + 1}, {peer}: {got}", flush=True)
-                results[peer] = got if isinstance(got, str) else [*results[peer], got]  # type: ignore[misc]
+                kept = results[peer]
+                results[peer] = got if isinstance(got, str) else [*kept, got]
     return results
 
 
