@@ -79,6 +79,7 @@ def curator_peer(
         **limits,
         "max_concurrent_requests": concurrency,
         "max_retries": 0,
+        "require_all_responses": False,  # a missing answer shows in the count, not as a crash
         "api_key": KEY,
         # The anthropic backend posts to BASE_URL/messages, LiteLLM to BASE_URL/v1/messages.
         "base_url": f"{base_url}/v1" if backend == "anthropic" else base_url,

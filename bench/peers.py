@@ -339,8 +339,10 @@ def main() -> None:
     started = load()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        write_jobs(work / "jobs.jsonl", args.answers, max_tokens=2 * args.tokens)
-        write_jobs(work / "litellm.jsonl", min(args.answers, args.litellm_answers), 2 * args.tokens)
+        # max_tokens far above the median: an answer cut at its cap ends as a failure in Curator
+        cap = 8 * args.tokens
+        write_jobs(work / "jobs.jsonl", args.answers, max_tokens=cap)
+        write_jobs(work / "litellm.jsonl", min(args.answers, args.litellm_answers), cap)
         results = rounds(args, work)
     write_table(args.out, report(args, results, command, started))
 
