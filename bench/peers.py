@@ -340,7 +340,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # max_tokens far above the median: an answer cut at its cap ends as a failure in Curator
-        cap = 8 * args.tokens
+        cap = 8 * args.tokens  # as report() says
         write_jobs(work / "jobs.jsonl", args.answers, max_tokens=cap)
         write_jobs(work / "litellm.jsonl", min(args.answers, args.litellm_answers), cap)
         results = rounds(args, work)
@@ -351,10 +351,12 @@ def report(
     args: argparse.Namespace, results: dict[str, list[Figures] | str], command: str, started: str
 ) -> list[str]:
     """The markdown table, with the machine, the load and the command."""
+    fewer = min(args.answers, args.litellm_answers)
+    litellm = f" (LiteLLM: {fewer})" if "litellm" in results else ""
     return [
         f"batchrun and its peers ({machine()}; {started} at the start, {load()} at the end): "
-        f"{args.answers:,} streamed answers of about {args.tokens} tokens (LiteLLM: "
-        f"{min(args.answers, args.litellm_answers)}), {MODEL} on the simulator at time scale 0 "
+        f"{args.answers:,} streamed answers of about {args.tokens} tokens{litellm}, "
+        f"max_tokens {8 * args.tokens:,}, {MODEL} on the simulator at time scale 0 "
         f"(core 1), each client on core 0, concurrency {args.concurrency}, {args.rounds} "
         "interleaved rounds, medians. CPU: whole process and its children (wait4).",
         "",
