@@ -1,14 +1,15 @@
 """The only module that talks to the API (and imports ``anthropic``).
 
-The SDK counts tokens on its aiohttp transport (its default transport collapses past a few hundred
-connections) and gives the streamed calls their headers (version, client identity). The
-streamed Messages call, the hot path, is posted with aiohttp directly and its bytes are assembled
-by ``stream.py``: the SDK's response layers and per-event objects cost several times more CPU per
-read (bench/stream_cpu.py). Error answers are classified from their status, MiniMax code and body
-as the SDK's errors are. The key always goes as ``Authorization: Bearer``, set here and not left to
-the SDK: MiniMax refuses a key sent only as ``x-api-key`` (401, code 1004). Every call streams,
-under an idle deadline (no bytes for N seconds, one watchdog timer per call, not a timeout per
-read) and a total deadline. The API key never appears in an error, a log or a result.
+The SDK gives the calls their headers (version, client identity) and the base URL. The streamed
+Messages call, the hot path, is posted with aiohttp directly and its bytes are assembled by
+``stream.py``: the SDK's response layers and per-event objects cost several times more CPU per
+read (bench/stream_cpu.py). count_tokens, one call per distinct request when the pre-check is on,
+is posted the same way and read with orjson (bench/peers.py). Error answers are classified from
+their status, MiniMax code and body as the SDK's errors are. The key always goes as
+``Authorization: Bearer``, set here and not left to the SDK: MiniMax refuses a key sent only as
+``x-api-key`` (401, code 1004). The streamed call runs under an idle deadline (no bytes for N
+seconds, one watchdog timer per call, not a timeout per read) and a total deadline. The API key
+never appears in an error, a log or a result.
 """
 
 from __future__ import annotations

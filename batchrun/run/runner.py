@@ -1,9 +1,12 @@
 """The worker pool: pending requests of each model flow from the store through the pre-check,
 the model's limits and the API, and their outcomes flow back to one writer task.
 
-    per model:  feeder ─► memory stream ─► N workers ─┐
-                                                      ├─► outcomes stream ─► writer ─► store
-    per model:  feeder ─► memory stream ─► N workers ─┘
+    per model:  feeder ─► [counters] ─► memory stream ─► N workers ─┐
+                                                                    ├─► outcomes ─► writer ─► store
+    per model:  feeder ─► [counters] ─► memory stream ─► N workers ─┘
+
+With the pre-check on, counting tasks between the feeder and the workers count each request's
+input tokens ahead of sending, so that no request waits for its own count.
 
 A request's result exists only once the writer has committed it; a request in flight when the
 process dies is simply pending on the next run. Stopping (Ctrl-C, SIGTERM, a model whose key or
