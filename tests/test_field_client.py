@@ -391,3 +391,26 @@ def test_a_model_stopped_on_its_quota_says_when_to_resume(
     query = "select model, group_concat(distinct status) from requests group by 1"
     statuses = dict(db_rows(tmp_path / "batchrun.db", query))
     assert statuses == {M3: "pending", M27: "succeeded"}
+
+
+# --- the pre-check runs ahead of sending (issue 19) --------------------------------------------
+
+
+def test_the_pre_check_counts_ahead_so_a_request_never_waits_for_its_own_count(
+    tmp_path: Path, server: FieldServer
+) -> None:
+    # One worker: were each request counted just before it is sent, the server would see
+    # exactly N counts by the Nth Messages call. Counted ahead, later counts come in earlier.
+    seen: list[int] = []
+
+    def record(number: int, body: dict[str, Any]) -> Reply:
+        seen.append(server.counts)
+        return Reply()
+
+    server.script = record
+    run = _run(tmp_path, server, prompts(6), [M27], limits=_one_at_a_time())
+    assert server.counts == 6
+    assert len(seen) == 6
+    assert any(counts > number for number, counts in enumerate(seen, start=1)), seen
+    counted = {(row["input_tokens"], bool(row["input_estimated"])) for row in run.requests()}
+    assert counted == {(12, False)}  # every stored count is the server's, as before

@@ -1,14 +1,15 @@
 """The only module that talks to the API (and imports ``anthropic``).
 
-The SDK counts tokens on its aiohttp transport (its default transport collapses past a few hundred
-connections) and gives the streamed calls their headers (version, client identity). The
-streamed Messages call, the hot path, is posted with aiohttp directly and its bytes are assembled
-by ``stream.py``: the SDK's response layers and per-event objects cost several times more CPU per
-read (bench/stream_cpu.py). Error answers are classified from their status, MiniMax code and body
-as the SDK's errors are. The key always goes as ``Authorization: Bearer``, set here and not left to
-the SDK: MiniMax refuses a key sent only as ``x-api-key`` (401, code 1004). Every call streams,
-under an idle deadline (no bytes for N seconds, one watchdog timer per call, not a timeout per
-read) and a total deadline. The API key never appears in an error, a log or a result.
+The SDK gives the calls their headers (version, client identity) and the base URL. The streamed
+Messages call, the hot path, is posted with aiohttp directly and its bytes are assembled by
+``stream.py``: the SDK's response layers and per-event objects cost several times more CPU per
+read (bench/stream_cpu.py). count_tokens, one call per distinct request when the pre-check is on,
+is posted the same way and read with orjson (bench/peers.py). Error answers are classified from
+their status, MiniMax code and body as the SDK's errors are. The key always goes as
+``Authorization: Bearer``, set here and not left to the SDK: MiniMax refuses a key sent only as
+``x-api-key`` (401, code 1004). The streamed call runs under an idle deadline (no bytes for N
+seconds, one watchdog timer per call, not a timeout per read) and a total deadline. The API key
+never appears in an error, a log or a result.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _REFUSED_COUNT_STATUSES = frozenset({404, 405, 501})  # 400/422: this request, n
 _REFUSED_COUNT_TEXT = "not supported for model"  # a 400 that is about the model after all
 _KEY_HEADERS = frozenset({"authorization", "x-api-key"})
 _BALANCE_CODE = 1008
+_JSON = {"Accept": "application/json"}  # count_tokens answers one JSON body, not a stream
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +66,7 @@ class ApiClient:
         )
         self._max_connections = max_connections
         self._url = str(self._sdk.base_url).rstrip("/") + "/v1/messages"
+        self._count_url = self._url + "/count_tokens"
         headers = {
             name: value
             for name, value in self._sdk.default_headers.items()
@@ -99,20 +102,24 @@ class ApiClient:
             raise failure.redacted() from None
 
     async def _count_tokens(self, model: str, params: dict[str, Any]) -> int | None:
+        # Posted with aiohttp, as the streamed call is: the SDK's request and response layers
+        # cost more CPU than the call itself when every request is counted (bench/peers.py).
         extra = {key: params[key] for key in COUNTED_FIELDS if key in params}
+        body = orjson.dumps({"model": model, "messages": params["messages"], **extra})
         try:
             with anyio.fail_after(self.deadlines.total):
-                counted = await self._sdk.messages.count_tokens(
-                    model=model, messages=params["messages"], extra_body=extra
-                )
-        except anthropic.APIStatusError as exc:
-            if _refuses_counting(exc.status_code, _error_fields(exc.body, exc.message)[1]):
+                async with self._http().post(self._count_url, data=body, headers=_JSON) as response:
+                    status, headers, raw = response.status, response.headers, await response.read()
+        except aiohttp.ClientError as exc:  # first: aiohttp's connect timeouts are TimeoutErrors
+            raise CallFailure(FailureKind.CONNECTION, _describe(exc)) from None
+        except OSError as exc:  # the total deadline too (TimeoutError is an OSError)
+            raise CallFailure(FailureKind.CONNECTION, _describe(exc)) from None
+        if status != 200:
+            failure = self._failure_from_response(status, headers, raw)
+            if _refuses_counting(status, failure.message):
                 return None
-            raise self._failure_from_status(exc) from None
-        except (anthropic.APIConnectionError, httpx2.TransportError, TimeoutError) as exc:
-            raise CallFailure(FailureKind.CONNECTION, str(exc)) from None
-        tokens = getattr(counted, "input_tokens", None)
-        return tokens if isinstance(tokens, int) and tokens >= 0 else None
+            raise failure
+        return _counted(raw)
 
     async def stream_message(self, model: str, params: dict[str, Any]) -> CallResult:
         """Send one streamed Messages call; raise CallFailure when it does not complete.
@@ -187,10 +194,6 @@ class ApiClient:
         fallback = f"Error code: {status} - {body}"
         return self._failure(status, body, fallback, headers, headers.get("request-id"))
 
-    def _failure_from_status(self, exc: anthropic.APIStatusError) -> CallFailure:
-        headers = exc.response.headers
-        return self._failure(exc.status_code, exc.body, exc.message, headers, exc.request_id)
-
     def _failure(
         self, status: int, body: object, fallback: str, headers: Any, header_id: str | None
     ) -> CallFailure:
@@ -250,6 +253,16 @@ def _refuses_counting(status: int, message: str) -> bool:
     if status in _REFUSED_COUNT_STATUSES:
         return True
     return status == 400 and _REFUSED_COUNT_TEXT in message.lower()
+
+
+def _counted(raw: bytes) -> int | None:
+    """The input_tokens of a count_tokens answer; None when it has no usable count."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    tokens = body.get("input_tokens") if isinstance(body, dict) else None
+    return tokens if isinstance(tokens, int) and tokens >= 0 else None
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,9 +1,12 @@
 """The worker pool: pending requests of each model flow from the store through the pre-check,
 the model's limits and the API, and their outcomes flow back to one writer task.
 
-    per model:  feeder ─► memory stream ─► N workers ─┐
-                                                      ├─► outcomes stream ─► writer ─► store
-    per model:  feeder ─► memory stream ─► N workers ─┘
+    per model:  feeder ─► [counters] ─► memory stream ─► N workers ─┐
+                                                                    ├─► outcomes ─► writer ─► store
+    per model:  feeder ─► [counters] ─► memory stream ─► N workers ─┘
+
+With the pre-check on, counting tasks between the feeder and the workers count each request's
+input tokens ahead of sending, so that no request waits for its own count.
 
 A request's result exists only once the writer has committed it; a request in flight when the
 process dies is simply pending on the next run. Stopping (Ctrl-C, SIGTERM, a model whose key or
@@ -17,9 +20,11 @@ One request's attempts are in ``attempts``, the writer in ``writer``, the shared
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -176,9 +181,50 @@ class BatchRunner:
         send, receive = anyio.create_memory_object_stream[WorkItem](workers * 2)
         async with anyio.create_task_group() as group:
             group.start_soon(self._feed, model, send)
+            if self.settings.precheck:
+                receive = self._count_stage(group, model, receive, workers * 2)
             async with receive:
                 for _ in range(workers):
                     group.start_soon(self._work, model, receive.clone())
+
+    def _count_stage(
+        self,
+        group: anyio.abc.TaskGroup,
+        model: str,
+        items: MemoryObjectReceiveStream[WorkItem],
+        ahead: int,
+    ) -> MemoryObjectReceiveStream[WorkItem]:
+        """Counting tasks between the feeder and the workers; the stream of counted items.
+
+        The pre-check runs ahead of sending, in its own tasks: a worker takes a request whose
+        input tokens are already known, instead of waiting for its count before it can send
+        (which cost 14-32 % of throughput at time scale 0).
+        """
+        send, receive = anyio.create_memory_object_stream[WorkItem](ahead)
+        with items, send:  # the clones below keep each end open while they run
+            for _ in range(max(1, self.settings.precheck_concurrency)):
+                group.start_soon(self._count_ahead, model, items.clone(), send.clone())
+        return receive
+
+    async def _count_ahead(
+        self,
+        model: str,
+        items: MemoryObjectReceiveStream[WorkItem],
+        counted: MemoryObjectSendStream[WorkItem],
+    ) -> None:
+        async with items, counted:
+            async for item in items:
+                if self.control.halted(model):
+                    return
+                known = (item.input_tokens, item.input_estimated)
+                tokens, estimated = await self.requests.counter.input_tokens(
+                    model, item.params, item.content_hash, known=known
+                )
+                ready = replace(item, input_tokens=tokens, input_estimated=estimated)
+                try:
+                    await counted.send(ready)
+                except anyio.BrokenResourceError:
+                    return  # every worker has stopped (the model halted)
 
     async def _feed(self, model: str, send: MemoryObjectSendStream[WorkItem]) -> None:
         after = 0
