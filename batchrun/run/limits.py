@@ -160,6 +160,8 @@ class RateGate:
         if pause > 0:
             await anyio.sleep(pause)
         wait = await self._take(tokens)
+        # A shared pacer may have read a pause another worker's 429 set while it took slots.
+        wait = max(wait, self._paused_until - self._clock())
         if wait > 0:
             await anyio.sleep(wait)
         hold = self._earliest - self._clock()
