@@ -221,9 +221,16 @@ def test_streams_keep_flowing_while_the_database_is_slow(
     begin, end = (float(t) for t in spans[0])  # type: ignore[arg-type]
     during = [lag for at, lag in lags if begin <= at <= end]
     assert len(during) > 50, "the streams were too short to watch"
-    print(f"event-loop lag while streams flowed: max {max(during) * 1000:.0f} ms over "
-          f"{end - begin:.1f} s, {len(during)} looks")  # fmt: skip
-    assert max(during) < 0.1  # a single round trip in the loop's thread would be 200 ms
+    during.sort()
+    p99, worst = during[len(during) * 99 // 100], during[-1]
+    print(f"event-loop lag while streams flowed, over {end - begin:.1f} s and {len(during)} "
+          f"looks: median {during[len(during) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.0f} ms, "
+          f"max {worst * 1000:.0f} ms")  # fmt: skip
+    # One round trip in the loop's thread costs 200 ms here, and the worker makes dozens while
+    # it sends: the loop must never wait that long. The p99 bound is what "far below" means on
+    # a machine whose load (~15 on 2 cores) itself delays a wake-up now and then.
+    assert worst < 0.2
+    assert p99 < 0.05
 
 
 def limits(concurrency: int = 4) -> dict[str, ModelLimitSettings]:
