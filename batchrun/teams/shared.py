@@ -4,8 +4,9 @@ A pacer (see limits.Pacer) is one row per model and kind holding the next free s
 pool and kind, ``rpm:pool:NAME``, for limits several models share). Reserving advances it
 atomically, on the database's clock for PostgreSQL so that the machines' clocks do not matter:
 the workers together keep one model's pace, and one pool's, however many of them there are and
-whenever they join or leave. A worker takes its slots in small blocks (BLOCK_S seconds of the
-pacer's clock in one ``UPDATE``), hands them out locally, and gives back the unused end of its
+whenever they join or leave. A worker takes its slots in small blocks (BLOCK_N requests' worth,
+at most BLOCK_S seconds of the pacer's clock, in one ``UPDATE``), hands them out locally,
+and gives back the unused end of its
 last block when it is done, so a request costs no round trip of its own; every call to the
 database goes through a thread (run/offload.py), never blocking the streams in flight.
 
@@ -51,8 +52,11 @@ from batchrun.store.limits import Block, Throttle
 log = logging.getLogger(__name__)
 
 BUDGET_POLL = 0.2  # seconds between tries while other workers' reservations are in flight
-# Seconds of a pacer's clock a worker takes at a time: one UPDATE per block, not per request,
-# and the most another worker waits to see a back-off while both send.
+# A block of a pacer's slots: BLOCK_N requests' worth (one UPDATE for them, not one each), but
+# never more than BLOCK_S seconds of the clock, the most another worker waits to see a back-off
+# while both send. By requests, not by time alone: at a rate far above what is sent, a block of
+# 0.5 s would leave the slots of every other worker's block idle (each would wait its turn).
+BLOCK_N = 8
 BLOCK_S = 0.5
 SLOT_POLL = (
     0.1  # seconds between looks for a free shared concurrency slot while the team's are full
@@ -124,7 +128,7 @@ class SharedPacer(Pacer):
         self._start = self._cursor = self._end = 0.0
 
     async def _next_block(self, step: float) -> None:
-        length = max(step, BLOCK_S)
+        length = max(step, min(BLOCK_S, BLOCK_N * step))
         throttle, self._throttle = self._throttle, None
         sent = time.time()
         block = await offload(
