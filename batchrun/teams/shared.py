@@ -58,6 +58,7 @@ BUDGET_POLL = 0.2  # seconds between tries while other workers' reservations are
 # 0.5 s would leave the slots of every other worker's block idle (each would wait its turn).
 BLOCK_N = 8
 BLOCK_S = 0.5
+SLOT_SLACK = 0.1  # seconds a slot of our block may be late and still be used
 SLOT_POLL = (
     0.1  # seconds between looks for a free shared concurrency slot while the team's are full
 )
@@ -104,8 +105,10 @@ class SharedPacer(Pacer):
         """The next ``amount`` units from our block (a new block when it is used up, or a
         429 / 529 is to be written); the seconds to wait."""
         step = amount / (self.rate_per_s * factor)
-        self._cursor = max(self._cursor, self._row_now())  # slots that passed are gone
-        if self._throttle is not None or self._cursor + step > self._end:
+        # Slots that passed are gone, but for the last SLOT_SLACK seconds: a loaded loop wakes
+        # a little late, and each late send would otherwise lose the end of every block.
+        self._cursor = max(self._cursor, self._row_now() - SLOT_SLACK)
+        if self._throttle is not None or self._cursor + step > self._end + 1e-9:
             await self._next_block(step)
         slot = self._cursor
         self._cursor += step
@@ -128,7 +131,8 @@ class SharedPacer(Pacer):
         self._start = self._cursor = self._end = 0.0
 
     async def _next_block(self, step: float) -> None:
-        length = max(step, min(BLOCK_S, BLOCK_N * step))
+        # Whole slots: a block's odd remainder would be lost whenever another worker's follows.
+        length = step * max(1, min(BLOCK_N, math.floor(BLOCK_S / step + 1e-9)))
         throttle, self._throttle = self._throttle, None
         sent = time.time()
         block = await offload(
