@@ -17,6 +17,7 @@ from batchrun import analytics
 from batchrun.grading.report import grades_frame
 from batchrun.store import Store, sqlite_file_missing
 from batchrun.teams.claims import worker_rows
+from batchrun.teams.vitals import worker_figures
 
 TTL = 5.0  # seconds a running batch's figures are reused before the store is read again
 KEEP = 3600.0  # seconds a finished batch's frame stays in memory unused
@@ -82,8 +83,8 @@ def grades(url: str, batch_ids: tuple[str, ...]) -> pl.DataFrame:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def workers(url: str) -> list[dict[str, Any]]:
-    """The registered workers (teams on a shared store): heartbeat and requests held."""
-    return worker_rows(store(url))
+    """The registered workers (teams on a shared store): heartbeat, claims held, rate, stalls."""
+    return worker_figures(worker_rows(store(url)), time.time())
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
