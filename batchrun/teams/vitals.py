@@ -34,11 +34,15 @@ BEAT_S = 5.0  # at most this long between two writes of the figures
 class Vitals:
     """What one worker sent (over every batch it ran) and how late its loop woke."""
 
-    def __init__(self, lag: LoopLag | None = None, window_s: float = WINDOW_S) -> None:
+    def __init__(
+        self, lag: LoopLag | None = None, window_s: float = WINDOW_S, now: float | None = None
+    ) -> None:
         self.lag = lag or LoopLag()
         self.window_s = window_s
         self._runs: list[RunProgress] = []
-        self._samples: deque[tuple[float, int]] = deque()
+        # Nothing sent at the start (``now``, monotonic): the first beat has a rate already.
+        start = time.monotonic() if now is None else now
+        self._samples: deque[tuple[float, int]] = deque([(start, 0)])
 
     def see(self, progress: RunProgress) -> None:
         """Count a run's progress in (each batch run has its own)."""
