@@ -60,6 +60,7 @@ class Team:
     first_sent: float | None = None  # the batch's first attempt: the timeline starts there
     killed_at: float | None = None
     killed_held: list[int] = field(default_factory=list)
+    lease_left: list[float] = field(default_factory=list)  # their leases' time left at the kill
 
 
 @contextmanager
@@ -135,7 +136,9 @@ def kill_first(url: str, team: Team) -> None:
     victim.wait()
     team.killed_at = time.time()
     mine = f"claimed_by like '%-{victim.pid}-%' and status = 'pending'"
-    team.killed_held = [int(i) for (i,) in rows(url, f"select id from requests where {mine}")]  # type: ignore[call-overload]
+    held = rows(url, f"select id, lease_until from requests where {mine}")
+    team.killed_held = [int(i) for i, _ in held]  # type: ignore[call-overload]
+    team.lease_left = [float(until) - team.killed_at for _, until in held]  # type: ignore[arg-type]
 
 
 def drive(url: str, work: Path, args: argparse.Namespace, base_url: str) -> Team:
@@ -222,7 +225,12 @@ def report(url: str, team: Team, args: argparse.Namespace, label: str) -> list[s
         f"- one result per request: {per_request == {1}} (results per request: {per_request})",
         f"- killed worker held {len(team.killed_held)} pending requests; they waited "
         + (f"median {statistics.median(waits):.1f}s, max {max(waits):.1f}s" if waits else "-")
-        + " before another worker sent them",
+        + " before another worker sent them"
+        + (
+            f" (their leases ran out {max(team.lease_left):.1f}s after the kill)"
+            if team.lease_left
+            else ""
+        ),
         "",
         "| worker | role | held 10 s in | first claim after joining (s) | results | share "
         "| longest loop stall (s) |",
