@@ -148,7 +148,8 @@ def test_budget_reservations_are_atomic_across_threads(store: Store, tmp_path: P
         rows = connection.execute(select(budget_holds.c.worker_id, budget_holds.c.nanos)).all()
     holds = {row.worker_id: row.nanos for row in rows}
     assert holds == {f"w{n}": granted[n] * 30 for n in range(4) if granted[n]}
-    owners[0].settle(granted[0] * 30, 7)
+    owners[0].settle(granted[0] * 30, 7)  # kept locally: written with the next reservation
+    owners[0].flush()
     with store.engine.connect() as connection:
         row = connection.execute(select(budgets.c.spent_nanos, budgets.c.reserved_nanos)).one()
     assert tuple(row) == (7, (66 - granted[0]) * 30)

@@ -42,6 +42,14 @@ def worker_command(
     poll: Annotated[
         float, typer.Option("--poll", min=0.1, help="Seconds between looks for new batches.")
     ] = 5.0,
+    share_concurrency: Annotated[
+        bool,
+        typer.Option(
+            "--share-concurrency",
+            help="Make each model's concurrency (--concurrency, else the catalog's) the team's: "
+            "all workers together keep at most that many calls in flight.",
+        ),
+    ] = False,
     no_precheck: opt.NoPrecheck = False,
     catalog: opt.CatalogFile = None,
     base_url: opt.BaseUrl = None,
@@ -95,6 +103,7 @@ def worker_command(
         retry=connection.retry,
         deadlines=connection.deadlines,
         precheck=connection.precheck,
+        share_concurrency=share_concurrency,
     )
     vitals = Vitals()
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:

@@ -66,6 +66,7 @@ class _Request:
     outcome: Outcome
     reserve: int  # tokens reserved under the model's TPM for each attempt
     expected_cache_tokens: int | None = None  # fixed when the request is first sent
+    sent: bool = False  # counted in the limiter's ``started`` (a team sizes its claims by it)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,6 +125,7 @@ class RequestAttempts:
         max_tokens = int(item.params["max_tokens"])
         refused = info.refuses_request(max_tokens, tokens, estimated)
         if refused is not None:
+            self.limiters[info.name].started += 1  # done without being sent
             return self._invalid(outcome, refused)
         request = _Request(info=info, item=item, outcome=outcome, reserve=tokens + max_tokens)
         await self._attempts(request)
@@ -162,6 +164,9 @@ class RequestAttempts:
             if self.control.halted(info.name):
                 limiter.settle(reserve, 0)
                 return None
+            if not request.sent:
+                request.sent = True
+                limiter.started += 1
             if request.expected_cache_tokens is None:  # first sent: what the cache should hold now
                 request.expected_cache_tokens = self.cache.expect(
                     info, request.item.params, outcome.input_tokens or 0

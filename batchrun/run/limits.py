@@ -23,6 +23,11 @@ the model's gate while it waits for a pool keeps at most one request of each mod
 pool, so the pool serves its models in turn. A 429 whose message names the account (the
 simulator's ``(account requests per minute)``) slows and pauses the model's pools; any other 429
 or 529 the model, as without pools. A pool paces rates only: concurrency stays per model.
+
+A team's workers (teams/shared.py) swap in pacers and concurrency slots kept in the database:
+``Pacer.take`` and ``put_back`` are what a gate calls (a plain pacer's are ``reserve`` and
+``refund``), ``Pacer.note_throttle`` hands a 429 / 529 to a shared pacer for the other workers,
+and ``RateGate.adopt`` applies one that another worker saw.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
 import anyio
 
@@ -92,6 +98,35 @@ class Pacer:
         """Give back units reserved but not used (never moving the clock into the past)."""
         self._next = max(self._clock(), self._next - amount / (self.rate_per_s * factor))
 
+    async def take(self, amount: float, factor: float = 1.0) -> float:
+        """What a gate reserves by: ``reserve`` here; a shared pacer's goes to the database."""
+        return self.reserve(amount, factor)
+
+    def put_back(self, amount: float, factor: float = 1.0) -> None:
+        """What a gate refunds by: ``refund`` here; a shared pacer's stays local."""
+        self.refund(amount, factor)
+
+    def note_throttle(self, factor: float, retry_after: float | None) -> None:
+        """A 429 / 529 slowed the gate to ``factor``: nothing to tell for a local pacer."""
+        del factor, retry_after
+
+
+class Slots(Protocol):
+    """A model's concurrency: anyio's CapacityLimiter, or a team's shared slots."""
+
+    total_tokens: float
+
+    async def __aenter__(self) -> None:
+        """Wait for a free slot and take it."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Give the slot back."""
+
 
 class RateGate:
     """RPM and TPM pacers passed by one request at a time, with back-off and recovery.
@@ -124,7 +159,9 @@ class RateGate:
         pause = self._paused_until - self._clock()
         if pause > 0:
             await anyio.sleep(pause)
-        wait = self._reserve(tokens)
+        wait = await self._take(tokens)
+        # A shared pacer may have read a pause another worker's 429 set while it took slots.
+        wait = max(wait, self._paused_until - self._clock())
         if wait > 0:
             await anyio.sleep(wait)
         hold = self._earliest - self._clock()
@@ -146,18 +183,18 @@ class RateGate:
             return 0.0
         return 1.0 / (self.requests.rate_per_s * self.factor)
 
-    def _reserve(self, tokens: int) -> float:
+    async def _take(self, tokens: int) -> float:
         wait = 0.0
         if self.requests is not None:
-            wait = self.requests.reserve(1, self.factor)
+            wait = await self.requests.take(1, self.factor)
         if self.tokens is not None:
-            wait = max(wait, self.tokens.reserve(tokens, self.factor))
+            wait = max(wait, await self.tokens.take(tokens, self.factor))
         return wait
 
     def settle(self, reserved: int, used: int) -> None:
         """Return the tokens reserved for a request but not used by it."""
         if self.tokens is not None and used < reserved:
-            self.tokens.refund(reserved - used, self.factor)
+            self.tokens.put_back(reserved - used, self.factor)
 
     def slow_down(self, rate_limited: bool, retry_after: float | None) -> None:
         """A 429 (``rate_limited``) or 529: slow down, and pause for retry-after."""
@@ -170,6 +207,21 @@ class RateGate:
         if now - self._shrunk_at >= spacing:
             self._shrunk_at = now
             self._set_factor(self.factor * shrink, now)
+        lead = self.requests or self.tokens
+        if lead is not None:
+            lead.note_throttle(self.factor, retry_after)
+
+    def adopt(self, factor: float, throttled_ago: float, pause_s: float) -> None:
+        """Another worker's 429 / 529 (a team's back-off): slow to ``factor`` if that is lower,
+        recovering as if throttled ``throttled_ago`` seconds ago, and pause ``pause_s``."""
+        now = self._clock()
+        if pause_s > 0:
+            self._paused_until = max(self._paused_until, now + pause_s)
+        if factor < self.factor:
+            # The same storm: no second shrink for it here, and recovery from when it was seen.
+            self._throttled_at = max(self._throttled_at, now - throttled_ago)
+            self._shrunk_at = max(self._shrunk_at, now - throttled_ago)
+            self._set_factor(factor, now)
 
     def _recover(self) -> None:
         now = self._clock()
@@ -208,7 +260,8 @@ class ModelLimiter(RateGate):
     ) -> None:
         super().__init__(settings.rpm, settings.tpm, settings.headroom, clock)
         self.settings = settings
-        self.slots = anyio.CapacityLimiter(settings.concurrency)
+        self.slots: Slots = anyio.CapacityLimiter(settings.concurrency)
+        self.started = 0  # requests sent for the first time, or finished unsent (claims.py)
         # One order for every model, so that no two requests hold gates the other waits for.
         self.pools = tuple(sorted(pools, key=lambda pool: pool.settings.name))
 

@@ -31,6 +31,7 @@ from batchrun.run.attempts import RequestAttempts
 from batchrun.run.budget import Budget
 from batchrun.run.control import RunControl
 from batchrun.run.limits import ModelLimiter, ModelLimitSettings, make_limiters
+from batchrun.run.offload import offload
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport
 from batchrun.run.settings import OUTCOME_QUEUE, PAGE, RunSettings
@@ -159,7 +160,7 @@ class BatchRunner:
             with anyio.move_on_after(self.settings.cancel_poll_seconds):
                 await self.control.stopping.wait()
             try:
-                status = self.store.find_batch(self.batch.id).status
+                status = (await offload(self.store, self.store.find_batch, self.batch.id)).status
             except StoreError:
                 continue  # the writer reports a store that fails; this is only a poll
             if status == BatchStatus.CANCELED:

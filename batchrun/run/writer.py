@@ -6,6 +6,7 @@ stops the run; what could not be committed is kept in the report for the CLI to 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -14,6 +15,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchrun.exceptions import StoreError
 from batchrun.run.control import RunControl
+from batchrun.run.offload import offload
 from batchrun.status import RequestStatus
 from batchrun.store import Outcome, Store
 
@@ -50,10 +52,13 @@ class OutcomeWriter:
             return
         started = time.perf_counter()
         try:
-            # In the event loop's own thread, on purpose: a worker thread here waits for the GIL
-            # behind the busy loop at every SQLite call (a 256-row commit took ~1 s instead of
-            # 14 ms), and completed results piled up uncommitted. A short block is the cheaper.
-            self.store.record(batch, claimed_by=self.owner)
+            # SQLite's in the event loop's own thread, on purpose: a worker thread here waits for
+            # the GIL behind the busy loop at every SQLite call (a 256-row commit took ~1 s
+            # instead of 14 ms), and completed results piled up uncommitted. A short block is
+            # the cheaper there; PostgreSQL's round trips would stall every stream (offload).
+            await offload(
+                self.store, functools.partial(self.store.record, claimed_by=self.owner), batch
+            )
         except StoreError as exc:
             report.store_error = str(exc)
             self._unsaved(batch)

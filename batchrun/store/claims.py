@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select, update
 
 from batchrun.store.database import Database
+from batchrun.store.limits import free_slots
 from batchrun.store.tables import budget_holds, budgets, requests, workers
 from batchrun.store.work import PENDING
 
@@ -86,10 +87,18 @@ class Claims:
         with self.database.connect() as connection:
             return list(connection.execute(query).scalars())
 
+    def live_count(self, since: float) -> int:
+        """How many workers have heartbeaten since ``since``."""
+        query = select(func.count()).where(workers.c.heartbeat_at >= since)
+        with self.database.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def forget(self, owner: str) -> None:
-        """Free a worker's budget reservations and delete its row, in one transaction."""
+        """Free a worker's budget reservations and calls in flight and delete its row, in one
+        transaction."""
         with self.database.begin() as connection:
             _free_holds(connection, owner)
+            free_slots(connection, owner)
             connection.execute(delete(budget_holds).where(budget_holds.c.worker_id == owner))
             connection.execute(delete(workers).where(workers.c.id == owner))
 

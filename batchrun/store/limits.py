@@ -4,16 +4,43 @@ A pacer is one row per name holding the next free slot; advancing it is one ``UP
 database's clock for PostgreSQL unless the caller gives its own time. A capped batch has one
 budgets row; a reservation is one ``UPDATE ... WHERE spent + reserved + amount <= cap``, and each
 worker's share of ``reserved`` is kept in budget_holds so that it is freed when the worker dies.
+
+A worker takes a pacer's slots in blocks (``take_block``: one ``UPDATE`` for several slots, which
+also reads and writes the team's back-off kept on the row), and gives back the unused end of its
+last block only when nobody took slots after it (``give_back``). A model's shared concurrency is
+one slots row of calls in flight, each worker's part in slot_holds (freed as budget_holds are).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Float, insert, literal, select, update
+from sqlalchemy import ColumnElement, Connection, Float, func, insert, literal, select, update
 
 from batchrun.store.database import Database
-from batchrun.store.tables import budget_holds, budgets, pacers
+from batchrun.store.tables import budget_holds, budgets, pacers, slot_holds, slots
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Throttle:
+    """A 429 / 529 to write with a pacer row: the rate factor now, and a pause (or none)."""
+
+    factor: float
+    pause_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Block:
+    """Slots taken in one go: they span [end - step, end) on the clock that ``now`` is on, and
+    the team's back-off as the row holds it (None: never throttled)."""
+
+    end: float
+    now: float
+    factor: float | None
+    throttled_at: float | None
+    paused_until: float | None
 
 
 class Pacers:
@@ -53,10 +80,104 @@ class Pacers:
                 .values(next_at=self.database.greatest(at, pacers.c.next_at - step))
             )
 
+    def take_block(
+        self, name: str, step: float, throttle: Throttle | None = None, now: float | None = None
+    ) -> Block:
+        """Take ``step`` seconds of slots at once, writing a 429 / 529 seen (``throttle``) first;
+        the block and the back-off the row holds."""
+        at = self._now(now)
+        row = pacers.c
+        with self.database.begin() as connection:
+            if throttle is not None:
+                connection.execute(self._throttled(name, throttle, at))
+            found = connection.execute(
+                update(pacers)
+                .where(row.name == name)
+                .values(next_at=self.database.greatest(row.next_at, at) + step)
+                .returning(row.next_at, at, row.factor, row.throttled_at, row.paused_until)
+            ).one()
+        end, then, factor, throttled_at, paused_until = found
+        return Block(
+            end=float(end),
+            now=float(then),
+            factor=factor,
+            throttled_at=throttled_at,
+            paused_until=paused_until,
+        )
+
+    def _throttled(self, name: str, throttle: Throttle, at: ColumnElement[float]) -> Any:
+        """The UPDATE that writes a 429 / 529 on the row: the factor, and a longer pause."""
+        values: dict[str, Any] = {"factor": throttle.factor, "throttled_at": at}
+        if throttle.pause_s is not None:
+            since = func.coalesce(pacers.c.paused_until, 0.0)
+            values["paused_until"] = self.database.greatest(since, at + throttle.pause_s)
+        return update(pacers).where(pacers.c.name == name).values(**values)
+
+    def give_back(self, name: str, step: float, end: float) -> bool:
+        """Move the clock back ``step`` if it still ends at ``end`` (nobody took slots after
+        ours, so they are free again); whether it did."""
+        with self.database.begin() as connection:
+            done = connection.execute(
+                update(pacers)
+                .where(pacers.c.name == name, pacers.c.next_at == end)
+                .values(next_at=pacers.c.next_at - step)
+            )
+        return bool(done.rowcount)
+
+    def add_slots(self, name: str) -> None:
+        """Make the shared concurrency row of ``name`` if it has none (nothing in flight)."""
+        with self.database.begin() as connection:
+            connection.execute(self.database.insert_ignore(slots).values(name=name, in_flight=0))
+
+    def take_slot(self, name: str, owner: str, limit: int) -> bool:
+        """One more call in flight for ``owner`` if the team has fewer than ``limit``."""
+        with self.database.begin() as connection:
+            done = connection.execute(
+                update(slots)
+                .where(slots.c.name == name, slots.c.in_flight < limit)
+                .values(in_flight=slots.c.in_flight + 1)
+            )
+            if done.rowcount != 1:
+                return False
+            _hold_slot(connection, owner, name, 1)
+        return True
+
+    def give_slot(self, name: str, owner: str) -> None:
+        """One call of ``owner`` in flight less."""
+        with self.database.begin() as connection:
+            connection.execute(
+                update(slots).where(slots.c.name == name).values(in_flight=slots.c.in_flight - 1)
+            )
+            _hold_slot(connection, owner, name, -1)
+
     def _now(self, now: float | None) -> ColumnElement[float]:
         if now is not None:
             return literal(now, Float)
         return self.database.clock(time.time())
+
+
+def _hold_slot(connection: Connection, owner: str, name: str, change: int) -> None:
+    """Add ``change`` to the worker's calls in flight of ``name``."""
+    where = (slot_holds.c.worker_id == owner, slot_holds.c.name == name)
+    held = connection.execute(
+        update(slot_holds).where(*where).values(slots=slot_holds.c.slots + change)
+    )
+    if held.rowcount == 0:
+        connection.execute(insert(slot_holds).values(worker_id=owner, name=name, slots=change))
+
+
+def free_slots(connection: Connection, owner: str) -> None:
+    """Give a dead or leaving worker's calls in flight back to their rows, and drop its holds."""
+    holds = connection.execute(
+        select(slot_holds.c.name, slot_holds.c.slots)
+        .where(slot_holds.c.worker_id == owner)
+        .with_for_update()
+    ).all()
+    for name, held in holds:
+        connection.execute(
+            update(slots).where(slots.c.name == name).values(in_flight=slots.c.in_flight - held)
+        )
+    connection.execute(slot_holds.delete().where(slot_holds.c.worker_id == owner))
 
 
 class Budgets:

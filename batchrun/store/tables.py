@@ -9,7 +9,10 @@
     results      at most one per request: usage, timings, content, cost, flags, cache figures
     grades       one per (result, grader): score, passed, reason; a judge's model and cost
     workers      one per `batchrun worker` process: its heartbeat (teams on one PostgreSQL store)
-    pacers       one per model: the next free slot of its RPM / TPM pacer, shared by all workers
+    pacers       one per model: the next free slot of its RPM / TPM pacer, shared by all workers,
+                 and the model's back-off after a 429 / 529 (rate factor, pause), for every worker
+    slots        one per model whose concurrency the team shares: the calls in flight now
+    slot_holds   one per (worker, model): that worker's calls in flight, freed if it dies
     budgets      one per capped batch: cap, spent and reserved, for atomic reservations
     budget_holds one per (worker, batch): what that worker has reserved, freed if it dies
 
@@ -264,6 +267,26 @@ pacers = Table(
     metadata,
     Column("name", String(120), primary_key=True),  # "rpm:MODEL" or "tpm:MODEL"
     Column("next_at", Float, nullable=False),  # epoch seconds of the next free slot
+    # The team's back-off, on the database's clock: NULL is none. The rate factor after the
+    # last 429 / 529 (it recovers from throttled_at on, as a worker's own does) and a pause.
+    Column("factor", Float, nullable=True),
+    Column("throttled_at", Float, nullable=True),
+    Column("paused_until", Float, nullable=True),
+)
+
+slots = Table(
+    "slots",
+    metadata,
+    Column("name", String(120), primary_key=True),  # the model's name
+    Column("in_flight", Integer, nullable=False),  # calls the team has in flight now
+)
+
+slot_holds = Table(
+    "slot_holds",
+    metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("name", String(120), primary_key=True),
+    Column("slots", Integer, nullable=False),
 )
 
 budgets = Table(

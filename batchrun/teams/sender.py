@@ -29,6 +29,7 @@ from batchrun.catalog import Catalog
 from batchrun.exceptions import StoreError
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import LimitOptions, limit_settings
+from batchrun.run.offload import offload
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport
 from batchrun.run.retry import RetryPolicy
@@ -123,8 +124,8 @@ async def keep_alive(
     while True:
         await anyio.sleep(every)
         try:
-            claims.renew(store, owner, lease_s)
-            for dead in claims.reap(store, dead_after=lease_s * 2):
+            await offload(store, claims.renew, store, owner, lease_s)
+            for dead in await offload(store, claims.reap, store, lease_s * 2):
                 say(f"worker {dead} stopped heartbeating: its budget holds are freed")
         except StoreError as exc:  # a blip: the next beat tries again before leases run out
             log.warning("heartbeat failed: %s", exc)

@@ -1,9 +1,11 @@
 """``batchrun worker``'s loop: find open batches, claim their requests, run them, repeat.
 
 Each batch is run by the ordinary BatchRunner (through execute.run_batch) with a claim-based work
-source, the shared pacers and, for a capped batch, the shared budget. A heartbeat task renews the
-worker's leases and forgets workers that stopped heartbeating. On a clean exit (the queue drained
-with ``--once``, Ctrl-C, SIGTERM) the worker releases what it still holds.
+source that claims as it goes, the shared pacers and back-off (and, with
+``share_concurrency``, the team's concurrency) and, for a capped batch, the shared budget. A
+heartbeat task renews the worker's leases and forgets workers that stopped heartbeating. On a
+clean exit (the queue drained with ``--once``, Ctrl-C, SIGTERM) the worker releases what it
+still holds. Its database calls go through a thread (run/offload.py) while streams are open.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from batchrun.catalog import Catalog
 from batchrun.exceptions import BatchMoveError
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import LimitOptions, limit_settings, with_batch_account
+from batchrun.run.limits import ModelLimiter
+from batchrun.run.offload import offload
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport, finish_batch
 from batchrun.run.retry import RetryPolicy
@@ -28,7 +32,7 @@ from batchrun.status import BatchStatus
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
 from batchrun.teams.sender import keep_alive
-from batchrun.teams.shared import SharedBudget, shared_limiters
+from batchrun.teams.shared import SharedBudget, close_limiters, shared_limiters
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class WorkerOptions:
     deadlines: Deadlines
     precheck: bool = True
     grace_seconds: float = 5.0
+    share_concurrency: bool = False  # each model's concurrency is the team's, not each worker's
 
 
 @dataclass
@@ -114,9 +119,11 @@ class Worker:
     async def _pass(self) -> tuple[bool, bool]:
         """One look at every open batch: (whether any work was done, whether any is pending)."""
         worked = waiting = False
-        for batch_id in claims.open_batches(self.store):
-            models = self._models(batch_id)
-            free, pending = claims.pending_counts(self.store, batch_id, models)
+        for batch_id in await offload(self.store, claims.open_batches, self.store):
+            models = await offload(self.store, self._models, batch_id)
+            free, pending = await offload(
+                self.store, claims.pending_counts, self.store, batch_id, models
+            )
             waiting = waiting or pending > 0
             if free:
                 await self._run(batch_id, models)
@@ -132,19 +139,17 @@ class Worker:
         return [m for m in models if m not in self.report.refused]
 
     async def _run(self, batch_id: str, models: list[str]) -> None:
-        batch = self.store.find_batch(batch_id)
-        if batch.status == BatchStatus.QUEUED:
-            try:
-                self.store.set_batch(batch.id, status=BatchStatus.RUNNING)
-            except BatchMoveError as exc:  # canceled since it was listed: nothing to do there
-                self.say(f"worker {self.id}: skipping batch {batch.name}: {exc}")
-                return
+        batch = await offload(self.store, self._start_batch, batch_id)
+        if batch is None:
+            return
         self.say(f"worker {self.id}: running batch {batch.name} ({batch.id})")
         settings = self._settings(models, batch)
         page = max(s.concurrency for s in settings.limits.values())
         budget = None
         if batch.max_cost_nanos is not None:
             budget = SharedBudget(self.store, batch.id, self.id, batch.max_cost_nanos)
+        shared_slots = self.id if self.options.share_concurrency else None
+        limiters = shared_limiters(self.store, settings.limits, owner=shared_slots)
         try:
             report, progress = await run_batch(
                 store=self.store,
@@ -155,13 +160,14 @@ class Worker:
                 deadlines=self.options.deadlines,
                 display=self.display,
                 source=claims.ClaimSource(
-                    self.store, self.id, lease_s=self.options.lease_s, page=page
+                    self.store, self.id, lease_s=self.options.lease_s, page=page, limiters=limiters
                 ),
                 budget=budget,
-                limiters=shared_limiters(self.store, settings.limits),
+                limiters=limiters,
             )
         finally:
-            claims.release(self.store, self.id)
+            with anyio.CancelScope(shield=True):
+                await self._let_go(limiters, budget)
         self.report.batches_run += 1
         self._say_done(batch.name, progress)
         self.report.reports.append(report)
@@ -172,7 +178,25 @@ class Worker:
             self.report.store_error = report.store_error or report.disk_low
         # A model whose key or balance was refused is not this worker's to send any more.
         self.report.refused.update(report.stopped_models)
-        self._finish(batch.id, report)
+        await offload(self.store, self._finish, batch.id, report)
+
+    def _start_batch(self, batch_id: str) -> BatchInfo | None:
+        """The batch, marked running; None when it was canceled since it was listed."""
+        batch = self.store.find_batch(batch_id)
+        if batch.status == BatchStatus.QUEUED:
+            try:
+                self.store.set_batch(batch.id, status=BatchStatus.RUNNING)
+            except BatchMoveError as exc:  # canceled since it was listed: nothing to do there
+                self.say(f"worker {self.id}: skipping batch {batch.name}: {exc}")
+                return None
+        return batch
+
+    async def _let_go(self, limiters: dict[str, ModelLimiter], budget: SharedBudget | None) -> None:
+        """After a batch's run: give back unused slots, write settlements, release claims."""
+        await close_limiters(limiters)
+        if budget is not None:
+            await offload(self.store, budget.flush)
+        await offload(self.store, claims.release, self.store, self.id)
 
     def _settings(self, models: list[str], batch: BatchInfo) -> RunSettings:
         # The account's pool: this worker's options, else the one the batch was submitted with.

@@ -3,7 +3,7 @@
 Written by each worker with its heartbeat, read by ``batchrun status`` and the dashboard.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-01 18:30:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from batchrun.store import guarded
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
