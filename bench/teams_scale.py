@@ -91,8 +91,8 @@ def environment() -> dict[str, str]:
     return {**env, "MINIMAX_API_KEY": KEY}
 
 
-def start_worker(work: Path, team: Team, args: list[str]) -> None:
-    log = (work / f"worker-{len(team.processes)}.log").open("w")
+def start_worker(work: Path, team: Team, args: list[str], logs: Path) -> None:
+    log = (logs / f"worker-{len(team.processes)}.log").open("w")
     command = [sys.executable, "-m", "batchrun.cli", "worker", "--once", *args]
     process = subprocess.Popen(command, cwd=work, env=environment(), stdout=log, stderr=log)
     team.processes.append(process)
@@ -148,14 +148,14 @@ def drive(url: str, work: Path, args: argparse.Namespace, base_url: str) -> Team
               str(args.lease), "--poll", str(args.poll)]  # fmt: skip
     team = Team()
     for _ in range(args.workers - 1):
-        start_worker(work, team, common)
+        start_worker(work, team, common, args.logs or work)
     deadline = time.time() + args.timeout
     while time.time() < deadline:
         # From the first request sent: starting a worker takes seconds on a busy machine.
         t0 = team.first_sent = team.first_sent or first_sent(url)
         age = -1.0 if t0 is None else time.time() - t0
         if len(team.processes) < args.workers and age >= args.late_after:
-            start_worker(work, team, common)
+            start_worker(work, team, common, args.logs or work)
         if team.killed_at is None and age >= args.kill_after:
             kill_first(url, team)
         sample(url, team, t0)
@@ -269,6 +269,7 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "teams_scale.md"
     )
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--logs", type=Path, help="write the workers' output there (kept)")
     args = parser.parse_args()
     if args.quick:
         args.jobs, args.late_after, args.kill_after, args.lease = 160, 8.0, 15.0, 10.0
