@@ -11,7 +11,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -52,59 +52,65 @@ def wait_for(url: str, sql: str, at_least: int, timeout: float = 60) -> float:
     return time.time()
 
 
-@pytest.mark.slow  # ~15-25 s of two worker processes
-@pytest.mark.timeout(240)
+@pytest.mark.slow  # ~60-90 s of two worker processes
+@pytest.mark.timeout(400)
 def test_workers_claim_as_they_go_a_joiner_works_at_once_a_kill_strands_little(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    url, rpm, concurrency, lease, poll = postgres_url, 600, 16, 30.0, 0.3
+    url, rpm, concurrency, lease, poll, jobs = postgres_url, 300, 16, 10.0, 0.3, 400
     settings = SimSettings(time_scale=0.02, limits=False, seed=21, api_key=KEY)
     with simulator_process(settings) as sim:
         base_url = f"{sim.base_url}/anthropic"
-        submit(tmp_path, url, base_url, 400, M3)
-        args = ("--db", url, "--base-url", base_url, "--rpm", str(rpm), "--concurrency",
-                str(concurrency), "--lease", str(lease), "--poll", str(poll),
+        submit(tmp_path, url, base_url, jobs, M3)
+        args = ("--once", "--db", url, "--base-url", base_url, "--rpm", str(rpm),
+                "--concurrency", str(concurrency), "--lease", str(lease), "--poll", str(poll),
                 "--no-precheck")  # fmt: skip
-        first = Workers(tmp_path, "--once", *args, how_many=1)
+        first = Workers(tmp_path, *args, how_many=1)
+        (tmp_path / "late").mkdir()
+        joiner: Workers | None = None
         try:
             victim = first.processes[0]
-            wait_for(url, "select count(*) from results", 40)
-            # A worker holds its calls in flight plus a prefetch of ~2 s of its sending at the
-            # model's pace (10 a second here); a page per model before (16 + 32 queued + 16).
-            prefetch = 2 + math.ceil(rpm * 0.98 / 60 * 2.0)
-            bound = concurrency + prefetch
-            pending = "select count(*) from requests where status = 'pending' and " + claimed_by(
-                victim.pid
-            )
-            held = [count(url, pending) for _ in range(10)]
+            wait_for(url, "select count(*) from results", 20, timeout=120)
+            # A worker holds its calls in flight plus a prefetch of 2 s of its sending at the
+            # model's pace (5 a second here); a page per model before (16 + 32 queued + 16).
+            bound = concurrency + 2 + math.ceil(rpm * 0.98 / 60 * 2.0)
+            pending = "select count(*) from requests where status = 'pending' and "
+            held = [count(url, pending + claimed_by(victim.pid)) for _ in range(10)]
             assert max(held) <= bound, held
-            (tmp_path / "late").mkdir()
-            joiner = Workers(tmp_path / "late", "--once", *args, how_many=1)
-            try:
-                joined = wait_for(url, "select count(*) from workers", 2, timeout=30)
-                late = claimed_by(joiner.processes[0].pid)
-                started = wait_for(url, f"select count(*) from requests where {late}", 1)
-                print(f"the late worker claimed {started - joined:.2f} s after it registered")
-                assert started - joined <= poll + 1.0  # its first look: others left work free
-                victim.kill()  # SIGKILL: nothing released, its claims stay until the lease ends
-                victim.wait(timeout=10)
-                stranded = count(url, pending)
-                print(f"held {held}; SIGKILL stranded {stranded} (bound {bound})")
-                assert 0 < stranded <= bound
-                ended = joiner.wait(timeout=120)
-            finally:
-                joiner.stop()
+            joiner = Workers(tmp_path / "late", *args, how_many=1)
+            late = claimed_by(joiner.processes[0].pid)
+            joined = wait_for(url, "select count(*) from workers", 2, timeout=120)
+            started = wait_for(url, f"select count(*) from requests where {late}", 1)
+            print(f"the late worker claimed {started - joined:.2f} s after it registered")
+            # At its first look (the others left work free), not after theirs are done; the
+            # slack is its first pass's own start-up on a loaded machine.
+            assert started - joined <= poll + 5.0
+            left = count(url, "select count(*) from requests where status = 'pending'")
+            assert left > 2 * bound, "the batch ended too soon to kill a worker in it"
+            victim.kill()  # SIGKILL: nothing released, its claims wait for the lease to end
+            victim.wait(timeout=10)
+            stranded = query(url, f"select id from requests where status = 'pending' and "
+                             f"{claimed_by(victim.pid)}")  # fmt: skip
+            print(f"held {held}; SIGKILL stranded {len(stranded)} (bound {bound})")
+            assert 0 < len(stranded) <= bound
+            ((code, out),) = joiner.wait(timeout=240)  # it takes them over after the lease
         finally:
             first.stop()
-    assert ended[0][0] == 0, ended[0][1]
-    # The joiner did the rest but what the dead one holds until its lease runs out.
-    left = count(url, "select count(*) from requests where status = 'pending'")
-    assert left == stranded
+            if joiner is not None:
+                joiner.stop()
+    assert code == 0, out
+    assert query(url, "select status, count(*) from requests group by status") == [
+        ("succeeded", jobs)
+    ]
     per_request = query(
         url, "select count(r.request_id) from requests q join results r on r.request_id = q.id "
         "group by q.id",
     )  # fmt: skip
     assert {n for (n,) in per_request} == {1}
+    ids = ",".join(str(i) for (i,) in stranded)
+    assert count(url, f"select count(*) from requests where id in ({ids}) and {late}") == len(
+        stranded
+    )
 
 
 class SlowProxy:
@@ -116,34 +122,44 @@ class SlowProxy:
         self.delay = delay
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.sockets: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
+        self._start(self._accept)
+
+    def _start(self, target: Callable[..., None], *args: socket.socket) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def _accept(self) -> None:
-        while not self.stopped:
+        while True:
             try:
                 near, _ = self.listener.accept()
             except OSError:
                 return
             far = socket.create_connection(self.target)
-            for source, sink in ((near, far), (far, near)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            self.sockets += [near, far]
+            self._start(self._pump, near, far)
+            self._start(self._pump, far, near)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while chunk := source.recv(65536):
                 time.sleep(self.delay)
                 sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        self.stopped = True
+        """Stop accepting, close every connection, and wait for the threads."""
         self.listener.close()
+        for end in self.sockets:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+        for thread in self.threads:
+            thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -205,9 +221,16 @@ def test_streams_keep_flowing_while_the_database_is_slow(
     begin, end = (float(t) for t in spans[0])  # type: ignore[arg-type]
     during = [lag for at, lag in lags if begin <= at <= end]
     assert len(during) > 50, "the streams were too short to watch"
-    print(f"event-loop lag while streams flowed: max {max(during) * 1000:.0f} ms over "
-          f"{end - begin:.1f} s, {len(during)} looks")  # fmt: skip
-    assert max(during) < 0.1  # a single round trip in the loop's thread would be 200 ms
+    during.sort()
+    p99, worst = during[len(during) * 99 // 100], during[-1]
+    print(f"event-loop lag while streams flowed, over {end - begin:.1f} s and {len(during)} "
+          f"looks: median {during[len(during) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.0f} ms, "
+          f"max {worst * 1000:.0f} ms")  # fmt: skip
+    # One round trip in the loop's thread costs 200 ms here, and the worker makes dozens while
+    # it sends: the loop must never wait that long. The p99 bound is what "far below" means on
+    # a machine whose load (~15 on 2 cores) itself delays a wake-up now and then.
+    assert worst < 0.2
+    assert p99 < 0.05
 
 
 def limits(concurrency: int = 4) -> dict[str, ModelLimitSettings]:

@@ -120,7 +120,7 @@ class ClaimSource:
         del after  # a lease that ran out may free a request below the feeder's position
         limiter = self.limiters.get(model)
         if limiter is not None:
-            limit = await self._room(model, limiter)
+            limit = min(limit, await self._room(model, limiter))
             if limit == 0:
                 return []  # nothing starts: the feeder ends, the worker looks again later
         items = await offload(self.store, self._claim, batch_id, model, limit)
