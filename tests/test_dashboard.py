@@ -432,6 +432,8 @@ def test_overview_shows_running_batches_and_progress(synthetic: Path, tmp_path: 
     store.set_batch("synthetic0001", status="running")
     register(store, "worker-a")
     held = claim(store, "synthetic0001", "MiniMax-M3", owner="worker-a", limit=3, lease_s=60)
+    vitals = {"sent": 42, "sent_per_min": 40.5, "stall_s": 0.01, "stall_max_s": 0.25}
+    store.claims.record_vitals("worker-a", vitals)
     store.close()
     app = open_page(copy, "overview")
     bars = [bar.proto.text for bar in app.get("progress")]
@@ -440,7 +442,9 @@ def test_overview_shows_running_batches_and_progress(synthetic: Path, tmp_path: 
     assert "of 600 requests finished" in bars[0]
     workers = app.dataframe[0].value
     assert list(workers["worker"]) == ["worker-a"]
-    assert list(workers["requests held"]) == [len(held)]
+    assert list(workers["claims held"]) == [len(held)]
+    assert list(workers["rate (req/min)"]) == [40.5]
+    assert list(workers["longest loop stall (s)"]) == [0.25]
     assert len(held) > 0
 
 

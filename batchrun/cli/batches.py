@@ -19,9 +19,12 @@ from batchrun.exceptions import ConfigError
 from batchrun.export import FORMATS, format_for, result_records, write_jsonl, write_records
 from batchrun.run.report import STOP_TEXT, StopReason
 from batchrun.status import BatchStatus, RequestStatus
+from batchrun.teams.claims import worker_rows
+from batchrun.teams.vitals import worker_cells, worker_figures
 
 if TYPE_CHECKING:
     import polars as pl
+    from rich.console import Console
 
     from batchrun.store import BatchInfo, Store
 
@@ -84,6 +87,7 @@ def status_command(
             "models": summary.to_dicts(),
             "cache": total,
             "spend": spend_by_origin(summary),
+            "workers": worker_figures(worker_rows(store), time.time()),
         }
         sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -102,6 +106,21 @@ def status_command(
     out.print(table)
     out.print(summary_table(summary, "Metrics of the succeeded requests"))
     print_batch_cache(out, summary)
+    print_workers(out, store)
+
+
+def print_workers(out: Console, store: Store) -> None:
+    """The registered workers of a team (``batchrun worker``), when there are any."""
+    rows = [worker_cells(w) for w in worker_figures(worker_rows(store), time.time())]
+    if not rows:
+        return
+    table = Table(title="Workers (rate: requests sent in the last minute; ? until reported)")
+    for label in rows[0]:
+        table.add_column(label, justify="left" if label in ("worker", "host") else "right")
+    for row in rows:
+        table.add_row(*("?" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+                        for v in row.values()))  # fmt: skip
+    out.print(table)
 
 
 def _stopped(batch: BatchInfo) -> str:

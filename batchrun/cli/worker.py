@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from batchrun.cli import options as opt
+from batchrun.cli.display import ProgressDisplay
 from batchrun.cli.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK
 from batchrun.cli.output import console, shown_url
 from batchrun.cli.prepare import announce_endpoint, parse_models
@@ -74,6 +75,7 @@ def worker_command(
     # Loaded here, not at the top: only this command needs the SDK, so the others start fast.
     load_sender()
     from batchrun.sim.loop import run_fast  # noqa: PLC0415
+    from batchrun.teams.vitals import BEAT_S, Vitals, serve_watched  # noqa: PLC0415
     from batchrun.teams.worker import Worker, WorkerOptions  # noqa: PLC0415
 
     opt.check_seconds(lease, "--lease")
@@ -103,14 +105,17 @@ def worker_command(
         precheck=connection.precheck,
         share_concurrency=share_concurrency,
     )
+    vitals = Vitals()
     with open_endpoint(read_environment(), connection.endpoint) as endpoint:
         announce_endpoint(out, endpoint)
-        worker = Worker(
-            store=store, catalog=loaded, endpoint=endpoint, options=options, say=out.print
-        )
-        what = "draining the open batches" if once else "waiting for batches (Ctrl-C stops)"
-        out.print(f"Worker {worker.id} on {shown_url(store.url)}: {what}")
-        report = run_fast(worker.serve())
+        with ProgressDisplay(out) as display:
+            worker = Worker(
+                store=store, catalog=loaded, endpoint=endpoint, options=options, say=out.print,
+                display=vitals.showing(display),
+            )  # fmt: skip
+            what = "draining the open batches" if once else "waiting for batches (Ctrl-C stops)"
+            out.print(f"Worker {worker.id} on {shown_url(store.url)}: {what}")
+            report = run_fast(serve_watched(worker, vitals, min(BEAT_S, lease / 3)))
     out.print(f"Worker {worker.id} stopped after {report.batches_run} batch runs.")
     for run in report.reports:  # what a run paid for but could not commit: into a file
         if run.unsaved:

@@ -23,6 +23,7 @@ from batchrun.dashboard import framecache
 from batchrun.grading.report import grades_frame
 from batchrun.store import Store, sqlite_file_missing
 from batchrun.teams.claims import worker_rows
+from batchrun.teams.vitals import worker_figures
 
 T = TypeVar("T")
 TTL = 5.0  # seconds a running batch's figures are reused before the store is read again
@@ -167,8 +168,8 @@ def ratings(url: str, batch_id: str) -> list[dict[str, Any]]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def workers(url: str) -> list[dict[str, Any]]:
-    """The registered workers (teams on a shared store): heartbeat and requests held."""
-    return worker_rows(store(url))
+    """The registered workers (teams on a shared store): heartbeat, claims held, rate, stalls."""
+    return worker_figures(worker_rows(store(url)), time.time())
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -7,7 +7,7 @@ same guarantee). Every method takes the worker's ``now``: the leases are on the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select, update
@@ -59,6 +59,11 @@ class Claims:
             connection.execute(
                 update(workers).where(workers.c.id == owner).values(heartbeat_at=now)
             )
+
+    def record_vitals(self, owner: str, vitals: Mapping[str, float | int]) -> None:
+        """Write the worker's figures (sent, sent_per_min, stall_s, stall_max_s) to its row."""
+        with self.database.begin() as connection:
+            connection.execute(update(workers).where(workers.c.id == owner).values(**vitals))
 
     def release(self, owner: str) -> int:
         """Give back the worker's claims on requests still pending; return how many."""

@@ -256,6 +256,12 @@ workers = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
+    # Written with the heartbeat (NULL: not yet, or an older batchrun): requests sent so far,
+    # those of the last minute, the longest event-loop stall since the last beat and overall.
+    Column("sent", Integer),
+    Column("sent_per_min", Float),
+    Column("stall_s", Float),
+    Column("stall_max_s", Float),
 )
 
 pacers = Table(

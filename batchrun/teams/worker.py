@@ -78,8 +78,10 @@ class Worker:
         options: WorkerOptions,
         say: Callable[[str], object] = log.info,
         worker_id: str | None = None,
+        display: Callable[[RunProgress], object] | None = None,
     ) -> None:
         self.store = store
+        self.display = display  # shown each batch run's live progress
         self.catalog = catalog
         self.endpoint = endpoint
         self.options = options
@@ -157,6 +159,7 @@ class Worker:
                 endpoint=self.endpoint,
                 settings=settings,
                 deadlines=self.options.deadlines,
+                display=self.display,
                 source=claims.ClaimSource(
                     self.store, self.id, lease_s=self.options.lease_s, page=page, limiters=limiters
                 ),

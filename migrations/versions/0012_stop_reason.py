@@ -1,7 +1,7 @@
 """stop reason: why a batch's last run ended (budget reached, interrupted, disk low, ...)
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-01 18:30:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from batchrun.store import guarded
 
 revision: str = "0012"
-down_revision: str | None = "0009"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import polars as pl
@@ -12,6 +11,7 @@ from batchrun import analytics
 from batchrun.dashboard import caps, charts, data, tables
 from batchrun.dashboard.text import shown
 from batchrun.dashboard.views.common import sent_between, simulated_notice
+from batchrun.teams.vitals import worker_cells
 
 
 def render(source: data.Source) -> None:
@@ -135,21 +135,9 @@ def _workers(source: data.Source) -> None:
     rows = data.workers(source.url)
     if not rows:
         return
-    now = time.time()
     st.subheader("Workers")
-    st.dataframe(
-        pl.DataFrame(
-            [
-                {
-                    "worker": w["id"],
-                    "host": w["host"],
-                    "pid": w["pid"],
-                    "up (min)": round((now - w["started_at"]) / 60, 1),
-                    "last heartbeat (s ago)": round(now - w["heartbeat_at"], 1),
-                    "requests held": w["holding"],
-                }
-                for w in rows
-            ]
-        ),
-        hide_index=True,
+    st.dataframe(pl.DataFrame([worker_cells(w) for w in rows]), hide_index=True)
+    st.caption(
+        "Rate: requests sent in the last minute. Loop stall: the longest time the worker's "
+        "event loop was held up (its streams waited meanwhile); empty until its first report."
     )
