@@ -19,8 +19,6 @@ from batchrun.exceptions import ConfigError
 from batchrun.export import FORMATS, format_for, result_records, write_jsonl, write_records
 from batchrun.run.report import STOP_TEXT, StopReason
 from batchrun.status import BatchStatus, RequestStatus
-from batchrun.teams.claims import worker_rows
-from batchrun.teams.vitals import worker_cells, worker_figures
 
 if TYPE_CHECKING:
     import polars as pl
@@ -87,7 +85,7 @@ def status_command(
             "models": summary.to_dicts(),
             "cache": total,
             "spend": spend_by_origin(summary),
-            "workers": worker_figures(worker_rows(store), time.time()),
+            "workers": _worker_figures(store),
         }
         sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -111,7 +109,9 @@ def status_command(
 
 def print_workers(out: Console, store: Store) -> None:
     """The registered workers of a team (``batchrun worker``), when there are any."""
-    rows = [worker_cells(w) for w in worker_figures(worker_rows(store), time.time())]
+    from batchrun.teams.vitals import worker_cells  # noqa: PLC0415 - see _worker_figures
+
+    rows = [worker_cells(w) for w in _worker_figures(store)]
     if not rows:
         return
     table = Table(title="Workers (rate: requests sent in the last minute; ? until reported)")
@@ -246,3 +246,11 @@ def _batch(store: Store, ref: str | None) -> BatchInfo:
     if not found:
         raise ConfigError("no batches in this database yet: start one with `batchrun run FILE`")
     return found[0]
+
+
+def _worker_figures(store: Store) -> list[dict[str, Any]]:
+    """The registered workers' figures (imported here: `batchrun --help` loads no store)."""
+    from batchrun.teams.claims import worker_rows  # noqa: PLC0415
+    from batchrun.teams.vitals import worker_figures  # noqa: PLC0415
+
+    return worker_figures(worker_rows(store), time.time())

@@ -6,11 +6,12 @@ loop at every call, and the file answers in microseconds anyway)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple
 
 import anyio.to_thread
 
-from batchrun.store import Store
+if TYPE_CHECKING:  # only a type here: `batchrun --help` must not load SQLAlchemy
+    from batchrun.store import Store
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")

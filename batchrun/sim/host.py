@@ -64,16 +64,39 @@ async def serve(
 ) -> AsyncIterator[RunningSimulator]:
     """Serve the simulator in the running event loop until the block exits."""
     # The server is imported here: a process that only starts a child simulator never loads it.
-    import uvicorn  # noqa: PLC0415
-
     from batchrun.catalog import load_catalog  # noqa: PLC0415
     from batchrun.sim.server import QuietServer, SimulatorApp  # noqa: PLC0415
     from batchrun.sim.timing import TimingLog  # noqa: PLC0415
 
-    sock = bind_socket(settings.host, settings.port)
-    timing = TimingLog(settings.timing_log) if settings.timing_log is not None else None
-    app = SimulatorApp(settings, catalog or load_catalog(), timing=timing)
-    config = uvicorn.Config(
+    # Everything made from here on is undone however the block ends, a failed start included:
+    # settings the server refuses must not leave the listening socket or the log's thread open.
+    with contextlib.ExitStack() as undo:
+        sock = bind_socket(settings.host, settings.port)
+        undo.callback(sock.close)
+        timing = None
+        if settings.timing_log is not None:
+            timing = undo.enter_context(TimingLog(settings.timing_log))
+        app = SimulatorApp(settings, catalog or load_catalog(), timing=timing)
+        server = QuietServer(_server_config(app))
+        host, port = sock.getsockname()[:2]
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise SimulatorError("the simulator stopped while starting")
+                await asyncio.sleep(0.005)
+            yield RunningSimulator(base_url=f"http://{host}:{port}", stats=app.core.stats)
+        finally:
+            server.should_exit = True
+            await task
+
+
+def _server_config(app: Any) -> Any:
+    """uvicorn's settings for the simulator: httptools, no lifespan, no access log."""
+    import uvicorn  # noqa: PLC0415
+
+    return uvicorn.Config(
         app,
         http="httptools",
         lifespan="off",
@@ -84,24 +107,6 @@ async def serve(
         timeout_keep_alive=30,
         timeout_graceful_shutdown=1,
     )
-    server = QuietServer(config)
-    host, port = sock.getsockname()[:2]
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise SimulatorError("the simulator stopped while starting")
-            await asyncio.sleep(0.005)
-        yield RunningSimulator(base_url=f"http://{host}:{port}", stats=app.core.stats)
-    finally:
-        server.should_exit = True
-        try:
-            await task
-        finally:
-            sock.close()
-            if timing is not None:
-                timing.close()
 
 
 @contextlib.contextmanager
