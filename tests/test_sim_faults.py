@@ -259,13 +259,16 @@ async def test_stall_rate_and_duration(sim_factory: SimFactory) -> None:
     seen = await _run(sim, concurrency=8)
     elapsed = time.monotonic() - started
     assert {s.outcome for s in seen} == {"ok"}  # a stalled response still finishes
-    slow = [s for s in seen if s.elapsed >= stall]
-    _assert_binomial(len(slow), N, rate)
-    _assert_binomial(sum(s.stream for s in slow), len(slow), 0.5)
-    assert max(s.elapsed for s in slow) < stall + 1.0  # stalled once, not forever
     stats = _stats(sim)
-    assert stats["stalled"] == len(slow)
     assert stats["ok"] == N
+    _assert_binomial(stats["stalled"], N, rate)
+    # What the client saw: every stalled request took the stall at least (a stall cannot make one
+    # faster), so at least that many were slow. An unstalled request can also pass the stall on a
+    # loaded machine (CI saw 8 of 351 do so), so the count is a floor, not an equality.
+    slow = [s for s in seen if s.elapsed >= stall]
+    assert len(slow) >= stats["stalled"]
+    _assert_binomial(sum(s.stream for s in slow), len(slow), 0.5)
+    assert max(s.elapsed for s in slow) < 2 * stall + 2.0  # stalled once, not forever
     assert elapsed < 20  # about 40 stalls of 1 s, 8 at a time, and the rest
 
 
