@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from batchrun.pricing import usd
 from batchrun.sim import FaultRates, SimSettings, simulator_process
@@ -62,6 +65,26 @@ def seed_store(work: Path, time_scale: float = 0.0) -> Path:
                  key=KEY)  # fmt: skip
     run_cli(work, "run", "jobs.jsonl", "--models", models, "--name", "demo",
              "--sim-time-scale", str(time_scale), "--max-cost", "5", *common)  # fmt: skip
+    return db
+
+
+def seeded_copy(factory: pytest.TempPathFactory, name: str, time_scale: float = 0.0) -> Path:
+    """A copy of ``seed_store``'s store in a new directory ``name``: the store is made once per
+    test session for each time scale (three CLI runs and a grade, ~25 s) and each module gets its
+    own copy (the job files beside it, the database through SQLite's backup, so a module that
+    rates or grades never changes another's)."""
+    template = factory.getbasetemp() / f"seed-template-{time_scale}"
+    if not (template / "dash.db").exists():
+        building = factory.mktemp(f"seed-building-{time_scale}")
+        seed_store(building, time_scale)
+        building.rename(template)
+    work = factory.mktemp(name)
+    for job_file in template.glob("*.jsonl"):
+        shutil.copyfile(job_file, work / job_file.name)
+    db = work / "dash.db"
+    source, target = sqlite3.connect(template / "dash.db"), sqlite3.connect(db)
+    with closing(source), closing(target):
+        source.backup(target)
     return db
 
 

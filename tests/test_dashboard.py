@@ -22,7 +22,7 @@ from tests.dashboardfixtures import (
     cache_figures,
     hostile_store,
     hostile_texts,
-    seed_store,
+    seeded_copy,
     under_reported_store,
 )
 from tests.dbfixtures import postgres_server, postgres_url  # noqa: F401 - fixtures
@@ -34,7 +34,7 @@ APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return seed_store(tmp_path_factory.mktemp("dash"))
+    return seeded_copy(tmp_path_factory, "dash")
 
 
 @pytest.fixture(scope="module")

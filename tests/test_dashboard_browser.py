@@ -13,7 +13,7 @@ import pytest
 
 from batchrun.pricing import usd
 from tests.browser import CHROMIUM, PAGES, browser_page, dashboard, show
-from tests.dashboardfixtures import MODELS, cache_figures, hostile_store, hostile_texts, seed_store
+from tests.dashboardfixtures import MODELS, cache_figures, hostile_store, hostile_texts, seeded_copy
 from tests.helpers import db_rows
 
 pytestmark = pytest.mark.skipif(
@@ -26,7 +26,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return seed_store(tmp_path_factory.mktemp("browser"))
+    return seeded_copy(tmp_path_factory, "browser")
 
 
 @pytest.mark.slow  # a Streamlit server and Chromium, ~20-30 s: make test-slow

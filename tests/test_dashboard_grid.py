@@ -17,7 +17,7 @@ from batchrun.dashboard.views import batch as batch_view
 from batchrun.store import Store, database_url
 from bench.synthetic_store import build
 from tests.browser import CHROMIUM, browser_page, dashboard, show
-from tests.dashboardfixtures import MODELS, seed_store
+from tests.dashboardfixtures import MODELS, seeded_copy
 from tests.helpers import batchrun, db_rows
 from tests.test_dashboard import APP, fresh_caches, open_page, rerun, texts
 
@@ -26,7 +26,7 @@ __all__ = ["fresh_caches"]  # the autouse fixture, imported to apply here
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return seed_store(tmp_path_factory.mktemp("grid"))
+    return seeded_copy(tmp_path_factory, "grid")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from batchrun.dashboard import tables
 from batchrun.pricing import usd
-from tests.dashboardfixtures import MODELS, seed_store
+from tests.dashboardfixtures import MODELS, seeded_copy
 from tests.helpers import db_rows
 from tests.test_dashboard import fresh_caches, open_page, rerun  # noqa: F401 - a fixture
 
@@ -23,7 +23,7 @@ from tests.test_dashboard import fresh_caches, open_page, rerun  # noqa: F401 - 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A little simulated time, so that output tps (tokens over generating time) has values.
-    return seed_store(tmp_path_factory.mktemp("scorecard"), time_scale=0.02)
+    return seeded_copy(tmp_path_factory, "scorecard", time_scale=0.02)
 
 
 def median(values: list[float]) -> float | None:
