@@ -12,11 +12,20 @@ from pathlib import Path
 import orjson
 import pytest
 
+from batchrun.api.endpoint import Deadlines
 from batchrun.catalog import load_catalog
-from batchrun.cli.processes import ChildCounts, report_line, split_limits
+from batchrun.cli.processes import (
+    ChildCounts,
+    report_line,
+    settings_from,
+    settings_spec,
+    split_limits,
+)
 from batchrun.exceptions import ConfigError
 from batchrun.run.launch import LimitOptions
 from batchrun.run.progress import ModelProgress, RunProgress
+from batchrun.run.retry import RetryPolicy
+from batchrun.run.settings import SendSettings
 from tests.helpers import batchrun, db_rows
 from tests.runharness import prompts, write_jobs
 from tests.test_processes import batchrun_process, wait_gone
@@ -94,6 +103,19 @@ def test_catalog_pools_cannot_be_divided(tmp_path: Path) -> None:
     options = LimitOptions(rpm={}, tpm={}, concurrency={})
     with pytest.raises(ConfigError, match="account-rpm"):
         split_limits(load_catalog(pooled), [M27, M3], options, 2)
+
+
+def test_a_child_sender_is_handed_the_run_settings_unchanged() -> None:
+    limits = LimitOptions(rpm={M27: 90}, tpm={}, concurrency={"*": 3}, account_tpm=1000)
+    settings = SendSettings(
+        limits=limits,
+        retry=RetryPolicy(max_attempts=2, quota_wait=0.0),
+        deadlines=Deadlines(idle=5.0),
+        precheck=False,
+        max_cost_nanos=7,
+    )
+    handed = orjson.loads(orjson.dumps(settings_spec(settings)))  # as the child's stdin holds it
+    assert settings_from(handed) == settings
 
 
 def test_the_run_shows_its_children_counters_with_its_own() -> None:

@@ -45,6 +45,7 @@ from batchrun.run.budget import RunCap, budget_rooms, run_cap
 from batchrun.run.launch import EndpointOptions, open_endpoint, pool_lines
 from batchrun.run.progress import utc_minute
 from batchrun.run.report import FinishedBatch, check_resumable, finish_batch
+from batchrun.run.settings import SendSettings
 from batchrun.run.space import DEFAULT_MIN_FREE_TEXT, Reserve
 from batchrun.status import BatchStatus
 
@@ -326,11 +327,7 @@ def _estimate_and_send(
             catalog=catalog,
             batch=batch,
             endpoint=endpoint,
-            limits=connection.limits,
-            retry=connection.retry,
-            precheck=connection.precheck,
-            deadlines=connection.deadlines,
-            max_cost_nanos=cap.cap_nanos,
+            settings=_send_settings(connection, cap),
             display=display,
             space=space,
             owner=owner,
@@ -338,6 +335,17 @@ def _estimate_and_send(
         )
         reserve.release()  # its room is for the writes that end the run, on a disk maybe full
     return report, progress, owner, cap
+
+
+def _send_settings(connection: opt.Connection, cap: RunCap) -> SendSettings:
+    """How the batch is sent: the command line's settings, under the run's cap."""
+    return SendSettings(
+        limits=connection.limits,
+        retry=connection.retry,
+        deadlines=connection.deadlines,
+        precheck=connection.precheck,
+        max_cost_nanos=cap.cap_nanos,
+    )
 
 
 def _load(
