@@ -13,15 +13,7 @@ import orjson
 import pytest
 
 from batchrun.api.endpoint import Deadlines
-from batchrun.catalog import load_catalog
-from batchrun.cli.processes import (
-    ChildCounts,
-    report_line,
-    settings_from,
-    settings_spec,
-    split_limits,
-)
-from batchrun.exceptions import ConfigError
+from batchrun.cli.processes import ChildCounts, report_line, settings_from, settings_spec
 from batchrun.run.launch import LimitOptions
 from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.retry import RetryPolicy
@@ -30,7 +22,7 @@ from tests.helpers import batchrun, db_rows
 from tests.runharness import prompts, write_jobs
 from tests.test_processes import batchrun_process, wait_gone
 
-M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
+M27 = "MiniMax-M2.7"
 
 
 def sender_pids(db: Path, want: int, timeout: float = 120) -> set[int]:
@@ -85,24 +77,6 @@ def test_sigkill_of_the_run_ends_its_child_senders(tmp_path: Path) -> None:
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=10)
         assert wait_gone(others) == [], "a child sender outlived the run killed with SIGKILL"
-
-
-def test_limits_are_divided_between_the_processes() -> None:
-    catalog = load_catalog()
-    options = LimitOptions(rpm={}, tpm={}, concurrency={"*": 9}, account_rpm=900)
-    share = split_limits(catalog, [M27, M3], options, 3)
-    assert share.rpm == {M27: 166, M3: 66}
-    assert share.concurrency == {M27: 3, M3: 3}
-    assert share.account_rpm == 300
-    assert share.account_tpm is None
-
-
-def test_catalog_pools_cannot_be_divided(tmp_path: Path) -> None:
-    pooled = tmp_path / "catalog.toml"
-    pooled.write_text(f'[pools.shared]\nmodels = ["{M27}", "{M3}"]\nrpm = 500\n')
-    options = LimitOptions(rpm={}, tpm={}, concurrency={})
-    with pytest.raises(ConfigError, match="account-rpm"):
-        split_limits(load_catalog(pooled), [M27, M3], options, 2)
 
 
 def test_a_child_sender_is_handed_the_run_settings_unchanged() -> None:

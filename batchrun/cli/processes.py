@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import signal
 import subprocess
 import sys
@@ -31,8 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from batchrun.api.endpoint import Deadlines, Endpoint
-from batchrun.exceptions import ConfigError
-from batchrun.run.launch import LimitOptions, limit_settings, run_pools
+from batchrun.run.launch import LimitOptions, split_limits
 from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.retry import RetryPolicy
 from batchrun.run.settings import SendSettings
@@ -51,32 +49,6 @@ SUMMED = (
     "succeeded", "errored", "invalid", "retries", "throttled",
     "input_tokens", "output_tokens", "spent_nanos", "unpriced",
 )  # fmt: skip
-
-
-def split_limits(
-    catalog: Catalog, models: list[str], limits: LimitOptions, processes: int
-) -> LimitOptions:
-    """Every model's limits (and the account's pool) divided by ``processes``."""
-    if not limits.account and run_pools(catalog, models, limits):
-        raise ConfigError(
-            "--processes cannot divide the shared limits your catalog sets for these models; "
-            "give the account's limits with --account-rpm / --account-tpm, or run one process"
-        )
-    resolved = limit_settings(catalog, models, limits)
-    rpm = {m: _share(s.rpm, processes) for m, s in resolved.items() if s.rpm}
-    tpm = {m: _share(s.tpm, processes) for m, s in resolved.items() if s.tpm}
-    concurrency = {m: math.ceil(s.concurrency / processes) for m, s in resolved.items()}
-    return LimitOptions(
-        rpm=rpm,
-        tpm=tpm,
-        concurrency=concurrency,
-        account_rpm=_share(limits.account_rpm, processes) if limits.account_rpm else None,
-        account_tpm=_share(limits.account_tpm, processes) if limits.account_tpm else None,
-    )
-
-
-def _share(value: float | None, processes: int) -> int:
-    return max(1, math.floor((value or 0) / processes))
 
 
 def send_in_processes(
