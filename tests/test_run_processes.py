@@ -79,6 +79,26 @@ def test_sigkill_of_the_run_ends_its_child_senders(tmp_path: Path) -> None:
         assert wait_gone(others) == [], "a child sender outlived the run killed with SIGKILL"
 
 
+@pytest.mark.slow  # the child's start-up, as above
+@pytest.mark.timeout(300)
+def test_resume_sends_from_several_processes_too(tmp_path: Path) -> None:
+    write_jobs(tmp_path / "jobs.jsonl", prompts(60))
+    stored = ("submit", "jobs.jsonl", "--models", M27, "--name", "later", "--no-precheck")
+    submitted = batchrun(tmp_path, *stored)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    args = ("resume", "later", "--sim-time-scale", "0", "--yes")
+    paced = ("--rpm", "90", "--concurrency", "3", "--processes", "2")
+    with batchrun_process(tmp_path, *args, *paced) as (run, _):
+        pids = sender_pids(tmp_path / "batchrun.db", 2)
+        assert run.wait(timeout=180) == 0
+    assert len(pids) == 2, pids
+    assert run.pid in pids
+    db = tmp_path / "batchrun.db"
+    assert db_rows(db, "select count(*), count(distinct request_id) from results") == [(60, 60)]
+    assert db_rows(db, "select count(*) from attempts") == [(60,)]  # none sent twice
+    assert db_rows(db, "select count(*) from workers") == [(0,)]  # every sender signed off
+
+
 def test_a_child_sender_is_handed_the_run_settings_unchanged() -> None:
     limits = LimitOptions(rpm={M27: 90}, tpm={}, concurrency={"*": 3}, account_tpm=1000)
     settings = SendSettings(

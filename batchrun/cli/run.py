@@ -62,6 +62,19 @@ if TYPE_CHECKING:
     from batchrun.store import BatchInfo, Store
 
 
+Processes = Annotated[
+    int,
+    typer.Option(
+        "--processes",
+        min=1,
+        max=16,
+        help="Send from this many processes on this machine, each at 1/N of every model's "
+        "limits (one process cannot read MiniMax's full published rate: README, 'Full rate "
+        "at real pace'). The others end with this one.",
+    ),
+]
+
+
 def run_command(
     file: opt.JobFile,
     models: opt.FanOut = None,
@@ -96,17 +109,7 @@ def run_command(
         ),
     ] = False,
     min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_TEXT,
-    processes: Annotated[
-        int,
-        typer.Option(
-            "--processes",
-            min=1,
-            max=16,
-            help="Send from this many processes on this machine, each at 1/N of every model's "
-            "limits (one process cannot read MiniMax's full published rate: README, 'Full rate "
-            "at real pace'). The others end with this one.",
-        ),
-    ] = 1,
+    processes: Processes = 1,
 ) -> None:
     """Run every line of FILE against MiniMax (or the simulator when no API key is set).
 
@@ -215,6 +218,7 @@ def resume_command(
     yes: opt.Yes = False,
     confirm_above: opt.ConfirmAbove = "1.00",
     min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_TEXT,
+    processes: Processes = 1,
 ) -> None:
     """Continue a batch: its pending requests run, finished ones are never sent again.
 
@@ -244,7 +248,7 @@ def resume_command(
         if batch.simulated != endpoint.simulated:
             out.print("[yellow]Note:[/] this batch mixes simulated and real results.")
         store.set_batch(batch.id, status=BatchStatus.RUNNING)
-        code = _execute(store, loaded, batch, endpoint, connection, out, space)
+        code = _execute(store, loaded, batch, endpoint, connection, out, space, processes)
     raise typer.Exit(code)
 
 
@@ -263,7 +267,7 @@ def _execute(
     connection: opt.Connection,
     out: Console,
     space: SpaceGuard,
-    processes: int = 1,
+    processes: int,
 ) -> int:
     try:
         sent = _estimate_and_send(
@@ -303,7 +307,7 @@ def _estimate_and_send(
     connection: opt.Connection,
     out: Console,
     space: SpaceGuard,
-    processes: int = 1,
+    processes: int,
 ) -> tuple[RunReport, RunProgress, str, RunCap] | None:
     """The estimate shown and confirmed, then the batch sent (with the id it was sent under);
     None when it was declined."""
