@@ -39,6 +39,26 @@ def answers(db: Path) -> list[tuple[object, ...]]:
     return sorted(db_rows(db, "select custom_id, model, text, output_tokens from results"))
 
 
+def send_from(work: Path, args: tuple[str, ...], processes: int) -> None:
+    """``batchrun ARGS --processes N`` in ``work``, paced so that it lasts until its children
+    are up (one request per claim each); it ends well, and every process sent."""
+    paced = ("--rpm", "90", "--concurrency", "3", "--processes", str(processes))
+    with batchrun_process(work, *args, *paced) as (run, _):
+        pids = sender_pids(work / "batchrun.db", processes)
+        assert run.wait(timeout=180) == 0
+    assert len(pids) == processes, pids
+    assert run.pid in pids
+
+
+def assert_sent_once(db: Path, count: int) -> None:
+    """Every one of ``count`` requests has one result from one attempt; no sender is left."""
+    assert db_rows(db, "select count(*), count(distinct request_id) from results") == [
+        (count, count)
+    ]
+    assert db_rows(db, "select count(*) from attempts") == [(count,)]  # none sent twice
+    assert db_rows(db, "select count(*) from workers") == [(0,)]  # every sender signed off
+
+
 # the children's start-up (the SDK's import) takes 10-30 s on a busy machine
 @pytest.mark.slow
 @pytest.mark.timeout(300)
@@ -48,19 +68,11 @@ def test_three_processes_send_every_request_once_with_the_same_answers(tmp_path:
         work.mkdir()
         write_jobs(work / "jobs.jsonl", prompts(60))
     args = ("run", "jobs.jsonl", "--models", M27, "--sim-time-scale", "0", "--yes")
-    # paced so that the run lasts until the children are up; one request per claim each
-    paced = ("--rpm", "90", "--concurrency", "3", "--processes", "3")
-    with batchrun_process(spread, *args, *paced) as (run, _):
-        pids = sender_pids(spread / "batchrun.db", 3)
-        assert run.wait(timeout=180) == 0
-    assert len(pids) == 3, pids
-    assert run.pid in pids
+    send_from(spread, args, 3)
     done = batchrun(alone, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     db = spread / "batchrun.db"
-    assert db_rows(db, "select count(*), count(distinct request_id) from results") == [(60, 60)]
-    assert db_rows(db, "select count(*) from attempts") == [(60,)]  # none sent twice
-    assert db_rows(db, "select count(*) from workers") == [(0,)]  # every sender signed off
+    assert_sent_once(db, 60)
     assert answers(db) == answers(alone / "batchrun.db")
 
 
@@ -86,17 +98,8 @@ def test_resume_sends_from_several_processes_too(tmp_path: Path) -> None:
     stored = ("submit", "jobs.jsonl", "--models", M27, "--name", "later", "--no-precheck")
     submitted = batchrun(tmp_path, *stored)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    args = ("resume", "later", "--sim-time-scale", "0", "--yes")
-    paced = ("--rpm", "90", "--concurrency", "3", "--processes", "2")
-    with batchrun_process(tmp_path, *args, *paced) as (run, _):
-        pids = sender_pids(tmp_path / "batchrun.db", 2)
-        assert run.wait(timeout=180) == 0
-    assert len(pids) == 2, pids
-    assert run.pid in pids
-    db = tmp_path / "batchrun.db"
-    assert db_rows(db, "select count(*), count(distinct request_id) from results") == [(60, 60)]
-    assert db_rows(db, "select count(*) from attempts") == [(60,)]  # none sent twice
-    assert db_rows(db, "select count(*) from workers") == [(0,)]  # every sender signed off
+    send_from(tmp_path, ("resume", "later", "--sim-time-scale", "0", "--yes"), 2)
+    assert_sent_once(tmp_path / "batchrun.db", 60)
 
 
 def test_a_child_sender_is_handed_the_run_settings_unchanged() -> None:
