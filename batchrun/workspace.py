@@ -37,6 +37,7 @@ from batchrun.run.budget import batch_cap
 from batchrun.run.launch import EndpointOptions, LimitOptions, open_endpoint
 from batchrun.run.report import check_resumable, count_requests, finish_batch
 from batchrun.run.retry import RetryPolicy
+from batchrun.run.settings import SendSettings
 from batchrun.sim.loop import run_fast
 from batchrun.status import BatchStatus, RequestStatus
 from batchrun.store import BatchInfo, Outcome, Store, database_url
@@ -251,23 +252,27 @@ async def _send(
         catalog=catalog,
         batch=batch,
         endpoint=endpoint,
-        limits=_limit_options(options),
-        retry=options.retry,
-        precheck=options.precheck,
-        deadlines=options.deadlines,
-        max_cost_nanos=cap,
+        settings=_send_settings(options, cap),
         handle_signals=_in_main_thread(),
     )
     return _ended(store, batch, report)
 
 
-def _limit_options(options: RunOptions) -> LimitOptions:
-    return LimitOptions(
+def _send_settings(options: RunOptions, cap: int | None) -> SendSettings:
+    """How the batch is sent: the options' limits, retries and deadlines, under ``cap``."""
+    limits = LimitOptions(
         rpm=options.rpm,
         tpm=options.tpm,
         concurrency=options.concurrency,
         account_rpm=options.account_rpm,
         account_tpm=options.account_tpm,
+    )
+    return SendSettings(
+        limits=limits,
+        retry=options.retry,
+        deadlines=options.deadlines,
+        precheck=options.precheck,
+        max_cost_nanos=cap,
     )
 
 

@@ -12,16 +12,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batchrun.catalog import load_catalog
-from batchrun.cli.processes import ChildCounts, report_line, split_limits
-from batchrun.exceptions import ConfigError
+from batchrun.api.endpoint import Deadlines
+from batchrun.cli.processes import ChildCounts, report_line, settings_from, settings_spec
 from batchrun.run.launch import LimitOptions
 from batchrun.run.progress import ModelProgress, RunProgress
+from batchrun.run.retry import RetryPolicy
+from batchrun.run.settings import SendSettings
 from tests.helpers import batchrun, db_rows
 from tests.runharness import prompts, write_jobs
 from tests.test_processes import batchrun_process, wait_gone
 
-M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
+M27 = "MiniMax-M2.7"
 
 
 def sender_pids(db: Path, want: int, timeout: float = 120) -> set[int]:
@@ -38,6 +39,26 @@ def answers(db: Path) -> list[tuple[object, ...]]:
     return sorted(db_rows(db, "select custom_id, model, text, output_tokens from results"))
 
 
+def send_from(work: Path, args: tuple[str, ...], processes: int) -> None:
+    """``batchrun ARGS --processes N`` in ``work``, paced so that it lasts until its children
+    are up (one request per claim each); it ends well, and every process sent."""
+    paced = ("--rpm", "90", "--concurrency", "3", "--processes", str(processes))
+    with batchrun_process(work, *args, *paced) as (run, _):
+        pids = sender_pids(work / "batchrun.db", processes)
+        assert run.wait(timeout=180) == 0
+    assert len(pids) == processes, pids
+    assert run.pid in pids
+
+
+def assert_sent_once(db: Path, count: int) -> None:
+    """Every one of ``count`` requests has one result from one attempt; no sender is left."""
+    assert db_rows(db, "select count(*), count(distinct request_id) from results") == [
+        (count, count)
+    ]
+    assert db_rows(db, "select count(*) from attempts") == [(count,)]  # none sent twice
+    assert db_rows(db, "select count(*) from workers") == [(0,)]  # every sender signed off
+
+
 # the children's start-up (the SDK's import) takes 10-30 s on a busy machine
 @pytest.mark.slow
 @pytest.mark.timeout(300)
@@ -47,19 +68,11 @@ def test_three_processes_send_every_request_once_with_the_same_answers(tmp_path:
         work.mkdir()
         write_jobs(work / "jobs.jsonl", prompts(60))
     args = ("run", "jobs.jsonl", "--models", M27, "--sim-time-scale", "0", "--yes")
-    # paced so that the run lasts until the children are up; one request per claim each
-    paced = ("--rpm", "90", "--concurrency", "3", "--processes", "3")
-    with batchrun_process(spread, *args, *paced) as (run, _):
-        pids = sender_pids(spread / "batchrun.db", 3)
-        assert run.wait(timeout=180) == 0
-    assert len(pids) == 3, pids
-    assert run.pid in pids
+    send_from(spread, args, 3)
     done = batchrun(alone, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     db = spread / "batchrun.db"
-    assert db_rows(db, "select count(*), count(distinct request_id) from results") == [(60, 60)]
-    assert db_rows(db, "select count(*) from attempts") == [(60,)]  # none sent twice
-    assert db_rows(db, "select count(*) from workers") == [(0,)]  # every sender signed off
+    assert_sent_once(db, 60)
     assert answers(db) == answers(alone / "batchrun.db")
 
 
@@ -78,22 +91,28 @@ def test_sigkill_of_the_run_ends_its_child_senders(tmp_path: Path) -> None:
         assert wait_gone(others) == [], "a child sender outlived the run killed with SIGKILL"
 
 
-def test_limits_are_divided_between_the_processes() -> None:
-    catalog = load_catalog()
-    options = LimitOptions(rpm={}, tpm={}, concurrency={"*": 9}, account_rpm=900)
-    share = split_limits(catalog, [M27, M3], options, 3)
-    assert share.rpm == {M27: 166, M3: 66}
-    assert share.concurrency == {M27: 3, M3: 3}
-    assert share.account_rpm == 300
-    assert share.account_tpm is None
+@pytest.mark.slow  # the child's start-up, as above
+@pytest.mark.timeout(300)
+def test_resume_sends_from_several_processes_too(tmp_path: Path) -> None:
+    write_jobs(tmp_path / "jobs.jsonl", prompts(60))
+    stored = ("submit", "jobs.jsonl", "--models", M27, "--name", "later", "--no-precheck")
+    submitted = batchrun(tmp_path, *stored)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    send_from(tmp_path, ("resume", "later", "--sim-time-scale", "0", "--yes"), 2)
+    assert_sent_once(tmp_path / "batchrun.db", 60)
 
 
-def test_catalog_pools_cannot_be_divided(tmp_path: Path) -> None:
-    pooled = tmp_path / "catalog.toml"
-    pooled.write_text(f'[pools.shared]\nmodels = ["{M27}", "{M3}"]\nrpm = 500\n')
-    options = LimitOptions(rpm={}, tpm={}, concurrency={})
-    with pytest.raises(ConfigError, match="account-rpm"):
-        split_limits(load_catalog(pooled), [M27, M3], options, 2)
+def test_a_child_sender_is_handed_the_run_settings_unchanged() -> None:
+    limits = LimitOptions(rpm={M27: 90}, tpm={}, concurrency={"*": 3}, account_tpm=1000)
+    settings = SendSettings(
+        limits=limits,
+        retry=RetryPolicy(max_attempts=2, quota_wait=0.0),
+        deadlines=Deadlines(idle=5.0),
+        precheck=False,
+        max_cost_nanos=7,
+    )
+    handed = orjson.loads(orjson.dumps(settings_spec(settings)))  # as the child's stdin holds it
+    assert settings_from(handed) == settings
 
 
 def test_the_run_shows_its_children_counters_with_its_own() -> None:

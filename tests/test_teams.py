@@ -9,6 +9,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import select, update
 
@@ -159,17 +160,25 @@ def test_pacers_of_one_name_share_one_clock(store: Store) -> None:
     now = [1_000.0]  # a fake clock: the test moves it, never the wall
 
     def pacer(name: str) -> SharedPacer:
+        # one a second: each block holds a single slot (BLOCK_S is shorter than a slot)
         return SharedPacer(store, name, 1.0, clock=lambda: now[0])
 
-    one, two, other = pacer("rpm:x"), pacer("rpm:x"), pacer("rpm:y")
-    for n, taker in enumerate((one, two, one, two, one)):
-        now[0] = 1_000.0 + 0.25 * n  # time passes between the calls
-        # Each slot is a second after the previous one, whichever worker takes it.
-        assert taker.reserve(1) == pytest.approx(n - 0.25 * n)
-    assert other.reserve(1) == pytest.approx(0.0)
-    two.refund(3)  # the last three slots given back: the next one is the third
-    now[0] = 1_001.5
-    assert one.reserve(1) == pytest.approx(2 - 1.5)
+    one, two, other, late = pacer("rpm:x"), pacer("rpm:x"), pacer("rpm:y"), pacer("rpm:x")
+
+    async def go() -> None:
+        for n, taker in enumerate((one, two, one, two, one)):
+            now[0] = 1_000.0 + 0.25 * n  # time passes between the calls
+            # Each slot is a second after the previous one, whichever worker takes it.
+            assert await taker.take(1) == pytest.approx(n - 0.25 * n)
+        assert await other.take(1) == pytest.approx(0.0)
+        two.put_back(1)  # its slot unused, but one took the slot after it: not given back
+        await two.close()
+        one.put_back(1)  # the last slot unused and nobody after it: given back to the row
+        await one.close()
+        now[0] = 1_001.5
+        assert await late.take(1) == pytest.approx(4 - 1.5)  # the fifth slot, free again
+
+    anyio.run(go)
 
 
 def test_two_workers_limiters_share_one_pool_clock(store: Store) -> None:
@@ -186,8 +195,9 @@ def test_two_workers_limiters_share_one_pool_clock(store: Store) -> None:
     assert isinstance(first, SharedPacer)
     assert isinstance(second, SharedPacer)
     assert first.name == second.name == "rpm:pool:account"
-    assert first.reserve(1) < 0.5
-    assert second.reserve(1) > 0.5  # a second after the first, at 60 a minute
+    waits = [anyio.run(first.take, 1), anyio.run(second.take, 1)]
+    assert waits[0] < 0.5
+    assert waits[1] > 0.5  # a second after the first, at 60 a minute
 
 
 @pytest.mark.slow  # ~5-8 s; make test-slow; keeps the default run near 10 minutes

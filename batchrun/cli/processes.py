@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import signal
 import subprocess
 import sys
@@ -31,10 +30,10 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from batchrun.api.endpoint import Deadlines, Endpoint
-from batchrun.exceptions import ConfigError
-from batchrun.run.launch import LimitOptions, limit_settings, run_pools
+from batchrun.run.launch import LimitOptions, split_limits
 from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.retry import RetryPolicy
+from batchrun.run.settings import SendSettings
 from batchrun.sim.lifeline import spawn
 
 if TYPE_CHECKING:
@@ -52,32 +51,6 @@ SUMMED = (
 )  # fmt: skip
 
 
-def split_limits(
-    catalog: Catalog, models: list[str], limits: LimitOptions, processes: int
-) -> LimitOptions:
-    """Every model's limits (and the account's pool) divided by ``processes``."""
-    if not limits.account and run_pools(catalog, models, limits):
-        raise ConfigError(
-            "--processes cannot divide the shared limits your catalog sets for these models; "
-            "give the account's limits with --account-rpm / --account-tpm, or run one process"
-        )
-    resolved = limit_settings(catalog, models, limits)
-    rpm = {m: _share(s.rpm, processes) for m, s in resolved.items() if s.rpm}
-    tpm = {m: _share(s.tpm, processes) for m, s in resolved.items() if s.tpm}
-    concurrency = {m: math.ceil(s.concurrency / processes) for m, s in resolved.items()}
-    return LimitOptions(
-        rpm=rpm,
-        tpm=tpm,
-        concurrency=concurrency,
-        account_rpm=_share(limits.account_rpm, processes) if limits.account_rpm else None,
-        account_tpm=_share(limits.account_tpm, processes) if limits.account_tpm else None,
-    )
-
-
-def _share(value: float | None, processes: int) -> int:
-    return max(1, math.floor((value or 0) / processes))
-
-
 def send_in_processes(
     processes: int,
     *,
@@ -85,11 +58,7 @@ def send_in_processes(
     catalog: Catalog,
     batch: BatchInfo,
     endpoint: Endpoint,
-    limits: LimitOptions,
-    retry: RetryPolicy,
-    precheck: bool,
-    deadlines: Deadlines,
-    max_cost_nanos: int | None,
+    settings: SendSettings,
     display: Callable[[RunProgress], object] | None,
     space: SpaceGuard,
     owner: str,
@@ -99,19 +68,16 @@ def send_in_processes(
     from batchrun.sim.loop import run_fast  # noqa: PLC0415 - only when sending
     from batchrun.teams.sender import send_claimed  # noqa: PLC0415
 
-    share = limits
+    share = settings
     if processes > 1:
-        share = split_limits(catalog, store.batch_models(batch.id), limits, processes)
+        limits = split_limits(catalog, store.batch_models(batch.id), settings.limits, processes)
+        share = dataclasses.replace(settings, limits=limits)
     spec = {
         "db": store.url,
         "catalog": str(catalog_file) if catalog_file else None,
         "batch": batch.id,
         "endpoint": dataclasses.asdict(endpoint),
-        "limits": dataclasses.asdict(share),
-        "retry": dataclasses.asdict(retry),
-        "deadlines": dataclasses.asdict(deadlines),
-        "precheck": precheck,
-        "max_cost_nanos": max_cost_nanos,
+        "settings": settings_spec(share),
     }
     counts = ChildCounts()
     shown = display if display is None or processes == 1 else counts.shown_by(display)
@@ -123,11 +89,7 @@ def send_in_processes(
             catalog=catalog,
             batch=batch,
             endpoint=endpoint,
-            limits=share,
-            retry=retry,
-            precheck=precheck,
-            deadlines=deadlines,
-            max_cost_nanos=max_cost_nanos,
+            settings=share,
             display=shown,
             space=space,
             owner=owner,
@@ -135,6 +97,22 @@ def send_in_processes(
         ran = run_fast(sending)
         _end(children, interrupted=ran[0].interrupted)
     return ran
+
+
+def settings_spec(settings: SendSettings) -> dict[str, Any]:
+    """The settings as JSON values, for a child sender's standard input."""
+    return dataclasses.asdict(settings)
+
+
+def settings_from(spec: dict[str, Any]) -> SendSettings:
+    """The settings a child sender was handed (``settings_spec``'s output)."""
+    return SendSettings(
+        limits=LimitOptions(**spec["limits"]),
+        retry=RetryPolicy(**spec["retry"]),
+        deadlines=Deadlines(**spec["deadlines"]),
+        precheck=spec["precheck"],
+        max_cost_nanos=spec["max_cost_nanos"],
+    )
 
 
 @contextlib.contextmanager
@@ -249,11 +227,7 @@ def child_main() -> None:
             catalog=catalog,
             batch=store.find_batch(spec["batch"]),
             endpoint=Endpoint(**spec["endpoint"]),
-            limits=LimitOptions(**spec["limits"]),
-            retry=RetryPolicy(**spec["retry"]),
-            precheck=spec["precheck"],
-            deadlines=Deadlines(**spec["deadlines"]),
-            max_cost_nanos=spec["max_cost_nanos"],
+            settings=settings_from(spec["settings"]),
             display=report_counts,
         )
     )

@@ -45,6 +45,7 @@ from batchrun.run.budget import RunCap, budget_rooms, run_cap
 from batchrun.run.launch import EndpointOptions, open_endpoint, pool_lines
 from batchrun.run.progress import utc_minute
 from batchrun.run.report import FinishedBatch, check_resumable, finish_batch
+from batchrun.run.settings import SendSettings
 from batchrun.run.space import DEFAULT_MIN_FREE_TEXT, Reserve
 from batchrun.status import BatchStatus
 
@@ -59,6 +60,19 @@ if TYPE_CHECKING:
     from batchrun.run.report import RunReport
     from batchrun.run.space import SpaceGuard
     from batchrun.store import BatchInfo, Store
+
+
+Processes = Annotated[
+    int,
+    typer.Option(
+        "--processes",
+        min=1,
+        max=16,
+        help="Send from this many processes on this machine, each at 1/N of every model's "
+        "limits (one process cannot read MiniMax's full published rate: README, 'Full rate "
+        "at real pace'). The others end with this one.",
+    ),
+]
 
 
 def run_command(
@@ -95,17 +109,7 @@ def run_command(
         ),
     ] = False,
     min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_TEXT,
-    processes: Annotated[
-        int,
-        typer.Option(
-            "--processes",
-            min=1,
-            max=16,
-            help="Send from this many processes on this machine, each at 1/N of every model's "
-            "limits (one process cannot read MiniMax's full published rate: README, 'Full rate "
-            "at real pace'). The others end with this one.",
-        ),
-    ] = 1,
+    processes: Processes = 1,
 ) -> None:
     """Run every line of FILE against MiniMax (or the simulator when no API key is set).
 
@@ -214,6 +218,7 @@ def resume_command(
     yes: opt.Yes = False,
     confirm_above: opt.ConfirmAbove = "1.00",
     min_free_space: MinFreeSpace = DEFAULT_MIN_FREE_TEXT,
+    processes: Processes = 1,
 ) -> None:
     """Continue a batch: its pending requests run, finished ones are never sent again.
 
@@ -243,7 +248,7 @@ def resume_command(
         if batch.simulated != endpoint.simulated:
             out.print("[yellow]Note:[/] this batch mixes simulated and real results.")
         store.set_batch(batch.id, status=BatchStatus.RUNNING)
-        code = _execute(store, loaded, batch, endpoint, connection, out, space)
+        code = _execute(store, loaded, batch, endpoint, connection, out, space, processes)
     raise typer.Exit(code)
 
 
@@ -262,7 +267,7 @@ def _execute(
     connection: opt.Connection,
     out: Console,
     space: SpaceGuard,
-    processes: int = 1,
+    processes: int,
 ) -> int:
     try:
         sent = _estimate_and_send(
@@ -302,7 +307,7 @@ def _estimate_and_send(
     connection: opt.Connection,
     out: Console,
     space: SpaceGuard,
-    processes: int = 1,
+    processes: int,
 ) -> tuple[RunReport, RunProgress, str, RunCap] | None:
     """The estimate shown and confirmed, then the batch sent (with the id it was sent under);
     None when it was declined."""
@@ -326,11 +331,7 @@ def _estimate_and_send(
             catalog=catalog,
             batch=batch,
             endpoint=endpoint,
-            limits=connection.limits,
-            retry=connection.retry,
-            precheck=connection.precheck,
-            deadlines=connection.deadlines,
-            max_cost_nanos=cap.cap_nanos,
+            settings=_send_settings(connection, cap),
             display=display,
             space=space,
             owner=owner,
@@ -338,6 +339,17 @@ def _estimate_and_send(
         )
         reserve.release()  # its room is for the writes that end the run, on a disk maybe full
     return report, progress, owner, cap
+
+
+def _send_settings(connection: opt.Connection, cap: RunCap) -> SendSettings:
+    """How the batch is sent: the command line's settings, under the run's cap."""
+    return SendSettings(
+        limits=connection.limits,
+        retry=connection.retry,
+        deadlines=connection.deadlines,
+        precheck=connection.precheck,
+        max_cost_nanos=cap.cap_nanos,
+    )
 
 
 def _load(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.config import MINIMAX_BASE_URL, Environment, check_base_url, check_key_for_host
+from batchrun.exceptions import ConfigError
 from batchrun.run.limits import ModelLimitSettings, PoolSettings, default_concurrency
 
 SIMULATOR_KEY = "batchrun-simulator"
@@ -96,6 +98,34 @@ def limit_settings(
             pools=tuple(pool for pool in pools if model in pool.models),
         )
     return limits
+
+
+def split_limits(
+    catalog: Catalog, models: Sequence[str], limits: LimitOptions, processes: int
+) -> LimitOptions:
+    """Every model's limits (and the account's pool) divided by ``processes``: what each of
+    that many senders paces itself by (``run --processes``)."""
+    if not limits.account and run_pools(catalog, models, limits):
+        raise ConfigError(
+            "--processes cannot divide the shared limits your catalog sets for these models; "
+            "give the account's limits with --account-rpm / --account-tpm, or run one process"
+        )
+    resolved = limit_settings(catalog, models, limits)
+    rpm = {m: _share(s.rpm, processes) for m, s in resolved.items() if s.rpm}
+    tpm = {m: _share(s.tpm, processes) for m, s in resolved.items() if s.tpm}
+    concurrency = {m: math.ceil(s.concurrency / processes) for m, s in resolved.items()}
+    return LimitOptions(
+        rpm=rpm,
+        tpm=tpm,
+        concurrency=concurrency,
+        account_rpm=_share(limits.account_rpm, processes) if limits.account_rpm else None,
+        account_tpm=_share(limits.account_tpm, processes) if limits.account_tpm else None,
+    )
+
+
+def _share(value: float | None, processes: int) -> int:
+    """One process's part of a limit: at least 1, so that each of them still sends."""
+    return max(1, math.floor((value or 0) / processes))
 
 
 def run_pools(

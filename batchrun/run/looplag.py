@@ -2,7 +2,8 @@
 
 Anything that blocks the loop (a synchronous database round trip, heavy parsing) delays every
 stream the process holds; this measures it from inside. Plain anyio, no batchrun imports, so a
-run, a worker or a benchmark can each start one (``async with`` it, or ``start_soon(lag.watch)``).
+run, a worker or a benchmark can each start one (``async with`` it, or ``start_soon(lag.watch)``);
+bench/lagprobe starts one in every loop a benchmarked process makes, keeping every sample.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ INTERVAL_S = 0.05  # short enough to see a 100 ms stall, long enough to cost not
 
 
 class LoopLag:
-    """The longest late wake-up of the loop: since the last ``take`` and since the start."""
+    """The longest late wake-up of the loop: since the last ``take`` and since the start;
+    with ``samples``, every wake-up's lateness is appended to that list too (for percentiles)."""
 
-    def __init__(self, interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, interval_s: float = INTERVAL_S, samples: list[float] | None = None) -> None:
         self.interval_s = interval_s
         self.longest_s = 0.0  # since the monitor started
         self.recent_s = 0.0  # since the last take()
+        self.samples = samples
         self._group: TaskGroup | None = None
 
     def note(self, late_s: float) -> None:
@@ -30,6 +33,8 @@ class LoopLag:
         late_s = max(0.0, late_s)
         self.longest_s = max(self.longest_s, late_s)
         self.recent_s = max(self.recent_s, late_s)
+        if self.samples is not None:
+            self.samples.append(late_s)
 
     def take(self) -> float:
         """The longest lateness since the last take (then start over): a heartbeat's figure."""

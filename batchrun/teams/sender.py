@@ -24,16 +24,14 @@ from collections.abc import Callable
 
 import anyio
 
-from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import StoreError
 from batchrun.run.execute import run_batch
-from batchrun.run.launch import LimitOptions, limit_settings
 from batchrun.run.offload import offload
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport
-from batchrun.run.retry import RetryPolicy
-from batchrun.run.settings import RunSettings
+from batchrun.run.settings import SendSettings
 from batchrun.run.space import SpaceGuard
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
@@ -51,11 +49,7 @@ async def send_claimed(
     catalog: Catalog,
     batch: BatchInfo,
     endpoint: Endpoint,
-    limits: LimitOptions,
-    retry: RetryPolicy,
-    precheck: bool,
-    deadlines: Deadlines,
-    max_cost_nanos: int | None,
+    settings: SendSettings,
     display: Callable[[RunProgress], object] | None = None,
     handle_signals: bool = True,
     lease_s: float = LEASE_S,
@@ -64,11 +58,8 @@ async def send_claimed(
 ) -> tuple[RunReport, RunProgress]:
     """Run a batch's pending requests as one of its senders (see the module's docstring);
     ``space``: as for run_batch; ``owner``: the sender id to claim under (new_sender_id)."""
-    settings = RunSettings(
-        limits=limit_settings(catalog, store.batch_models(batch.id), limits),
-        retry=retry,
-        precheck=precheck,
-    )
+    run_settings = settings.run_settings(catalog, store.batch_models(batch.id))
+    limits = run_settings.limits
     owner = owner or new_sender_id()
     claims.register(store, owner)
     claims.reap_local(store)  # a killed run's claims on this machine: free at once
@@ -76,17 +67,17 @@ async def send_claimed(
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(keep_alive, store, owner, lease_s, log.info)
-            page = max(s.concurrency for s in settings.limits.values()) if settings.limits else 1
+            page = max(s.concurrency for s in limits.values()) if limits else 1
             budget = None
-            if max_cost_nanos is not None:
-                budget = SharedBudget(store, batch.id, owner, max_cost_nanos)
+            if settings.max_cost_nanos is not None:
+                budget = SharedBudget(store, batch.id, owner, settings.max_cost_nanos)
             ran = await run_batch(
                 store=store,
                 catalog=catalog,
                 batch=batch,
                 endpoint=endpoint,
-                settings=settings,
-                deadlines=deadlines,
+                settings=run_settings,
+                deadlines=settings.deadlines,
                 display=display,
                 source=claims.ClaimSource(store, owner, lease_s=lease_s, page=page, wait_s=WAIT_S),
                 budget=budget,

@@ -68,8 +68,8 @@ class SharedPacer(Pacer):
     """A pacer whose virtual clock is a row of the ``pacers`` table.
 
     ``clock``: the time reservations are made at; None (the default) for the current time, on
-    the database's clock for PostgreSQL. ``reserve`` and ``refund`` are one round trip each;
-    ``take`` and ``put_back``, what a gate uses, work on a block of slots held locally.
+    the database's clock for PostgreSQL. Only what a gate calls is shared: ``take`` and
+    ``put_back`` work on a block of slots held locally, ``close`` gives back its unused end.
     """
 
     def __init__(
@@ -89,17 +89,6 @@ class SharedPacer(Pacer):
         self._offset = 0.0  # the row's clock minus time.time()
         self._throttle: Throttle | None = None  # a 429 / 529 to write with the next block
         store.pacers.add(name)
-
-    def reserve(self, amount: float, factor: float = 1.0) -> float:
-        """Reserve ``amount`` units on the shared clock; the seconds to wait."""
-        step = amount / (self.rate_per_s * factor)
-        next_at, now = self.store.pacers.advance(self.name, step, self._given_now())
-        return max(0.0, next_at - step - now)
-
-    def refund(self, amount: float, factor: float = 1.0) -> None:
-        """Give back units reserved but not used."""
-        step = amount / (self.rate_per_s * factor)
-        self.store.pacers.move_back(self.name, step, self._given_now())
 
     async def take(self, amount: float, factor: float = 1.0) -> float:
         """The next ``amount`` units from our block (a new block when it is used up, or a

@@ -2,9 +2,9 @@
 
 Python imports ``sitecustomize`` at start-up. When BENCH_LOOPLAG_DIR names a directory, every
 event loop made by ``batchrun.sim.loop.loop_factory`` (``batchrun run``'s and the simulator's)
-gets a callback that asks to run every INTERVAL seconds and records how late it ran; at exit the
-process writes its samples to DIR/lag-PID.json. A benchmark-only wrapper, so that the runner's
-own code stays as users run it; another branch brings a monitor into the runner itself.
+runs the runner's own monitor, ``batchrun.run.looplag.LoopLag``, every INTERVAL seconds, keeping
+every lateness it sees; at exit the process writes its samples to DIR/lag-PID.json. A wrapper for
+benchmarks only, so that the code measured stays as users run it.
 """
 
 from __future__ import annotations
@@ -17,19 +17,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 INTERVAL = 0.01  # seconds between two wanted wake-ups
+_TASKS: set[asyncio.Task[None]] = set()  # the loop holds its tasks weakly
 
 
 def _watch(loop: asyncio.AbstractEventLoop, late: list[float]) -> None:
-    wanted = loop.time() + INTERVAL
+    """A LoopLag task in ``loop`` once it runs (asyncio.Runner cancels it when the run ends)."""
+    from batchrun.run.looplag import LoopLag
 
-    def tick() -> None:
-        nonlocal wanted
-        now = loop.time()
-        late.append(now - wanted)
-        wanted = now + INTERVAL
-        loop.call_at(wanted, tick)
+    lag = LoopLag(interval_s=INTERVAL, samples=late)
 
-    loop.call_at(wanted, tick)
+    def start() -> None:
+        task = loop.create_task(lag.watch())
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    loop.call_soon(start)
 
 
 def _install(out: Path) -> None:
