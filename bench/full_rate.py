@@ -12,7 +12,7 @@ then the run is interrupted (as Ctrl-C). Reported:
   token and last byte; against it, p50/p99 of (stored TTFT - true TTFT) and of (stored done -
   true last byte), results matched by message id;
 - the event loops' lag (p50/p99/max) of the runner and of the simulator, from bench/lagprobe
-  (a callback asked every 10 ms, its lateness recorded).
+  (batchrun's own LoopLag, waking every 10 ms, every lateness kept).
 
     python bench/full_rate.py [--seconds 180] [--quick] [--processes N]
 """
