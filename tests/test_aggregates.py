@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from alembic import command
+from polars.testing import assert_frame_equal
 from sqlalchemy import create_engine
 
+from batchrun import analytics
 from batchrun.catalog import load_catalog
 from batchrun.reprice import reprice
 from batchrun.sim import FaultRates, RunningSimulator
@@ -65,6 +67,28 @@ def test_a_run_with_retries_then_a_resume_and_reprice_keep_the_sums(
     assert {r["model"]: r["priced"] for r in assert_kept(run.store)}[M27] == 0
     reprice(run.store, load_catalog(), None)
     assert assert_kept(run.store) == kept
+    assert_sums_frame_agrees(run.store)
+
+
+def assert_sums_frame_agrees(store: Store) -> None:
+    """What the dashboard takes from the aggregates equals what the requests frame gives."""
+    batches = [b.as_dict() for b in store.list_batches()]
+    whole = analytics.requests_frame(*store.metric_rows(), batches)
+    counts = {b["id"]: store.status_counts(b["id"]) for b in batches}
+    summed = analytics.sums_frame(store.aggregate_rows(), counts, batches)
+    assert summed.height < whole.height
+    assert analytics.totals(summed) == analytics.totals(whole)
+    for every in ("day", "hour"):
+        assert_frame_equal(
+            analytics.spend_over_time(summed, every),
+            analytics.spend_over_time(whole, every),
+            check_dtypes=False,
+        )
+    assert_frame_equal(
+        analytics.cap_states(batches, summed),
+        analytics.cap_states(batches, whole),
+        check_dtypes=False,
+    )
 
 
 def outcome(request_id: int, batch_id: str, cost: int | None, sent_at: float) -> Outcome:
