@@ -151,6 +151,13 @@ def recomputed(dialect: str, batch_ids: Sequence[str] | None = None) -> Select[A
     return query
 
 
+def rebuild(connection: Connection) -> None:
+    """Work the aggregates out again from the results (after results were changed outside
+    batchrun, by hand in SQL): in the caller's transaction."""
+    connection.execute(batch_aggregates.delete())
+    backfill(connection)
+
+
 def backfill(connection: Connection) -> None:
     """Fill the (empty) aggregates from the results already stored: the migration's step."""
     query = recomputed(connection.dialect.name)

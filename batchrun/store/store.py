@@ -144,6 +144,11 @@ class Store:
         with self.database.connect() as connection:
             return aggregates.rows(connection, batch_ids)
 
+    def rebuild_aggregates(self) -> None:
+        """Work the aggregates out again from the results (changed outside batchrun)."""
+        with self.database.begin() as connection:
+            aggregates.rebuild(connection)
+
     def retry_counts(self, batch_id: str) -> dict[str, int]:
         """Per model: calls beyond each request's first (the attempts table)."""
         return self.work.retry_counts(batch_id)
