@@ -34,12 +34,20 @@ def render(source: data.Source) -> None:
     every = st.segmented_control("Per", ["day", "hour"], default="day", key="overview_every")
     spent = data.memo(_spend_over_time, frame, every or "day", has_real)
     left, right = st.columns(2)
-    left.altair_chart(charts.spend_over_time(spent, every or "day"))
-    right.altair_chart(charts.cumulative(spent))
+    left.altair_chart(data.memo(_spend_chart, spent, every or "day"))
+    right.altair_chart(data.memo(_cumulative_chart, spent))
     st.caption(
         analytics.DEFINITIONS["cost"]
         + (" Real spend only." if has_real else analytics.DEFINITIONS["simulated cost"])
     )
+
+
+def _spend_chart(spent: pl.DataFrame, every: str) -> charts.Chart:
+    return charts.spend_over_time(spent, every)
+
+
+def _cumulative_chart(spent: pl.DataFrame) -> charts.Chart:
+    return charts.cumulative(spent)
 
 
 def _headline_figures(frame: pl.DataFrame) -> tuple[dict[str, Any], tuple[str, str | None], int]:
