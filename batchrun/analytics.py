@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -327,14 +328,92 @@ def totals(requests: pl.DataFrame) -> dict[str, Any]:
     """model_metrics' figures over all the requests that need no percentile: requests by
     status, error and success rates, input and output tokens. A headline's figures without
     sorting a million latencies."""
-    status = pl.col("status")
-    figures = requests.select(
-        pl.len().alias("requests"),
-        *[(status == s).sum().alias(s) for s in STATUSES],
+    frame = weighed(requests)
+    status, n = pl.col("status"), pl.col("n")
+    figures = frame.select(
+        n.sum().alias("requests"),
+        *[n.filter(status == s).sum().alias(s) for s in STATUSES],
         pl.col("input_tokens").sum(),
         pl.col("output_tokens").sum(),
     )
     return figures.with_columns(*_rates()).row(0, named=True)
+
+
+# The sums frame: the requests frame's rows grouped, each row standing for ``n`` requests.
+SUMS_SCHEMA: dict[str, Any] = {
+    "batch_id": pl.String,
+    "batch_name": pl.String,
+    "model": pl.String,
+    "status": pl.String,
+    "simulated": pl.Boolean,
+    "hour": pl.Datetime("us"),
+    "day": pl.Date,
+    "n": pl.Int64,  # the requests (for a succeeded row: the results) the row stands for
+    "priced": pl.Int64,  # of those, the results with a cost
+    "input_tokens": pl.Int64,
+    "output_tokens": pl.Int64,
+    "cache_read_tokens": pl.Int64,
+    "cache_creation_tokens": pl.Int64,
+    "cost_nanos": pl.Int64,  # the priced results' sum; null when none is priced
+}
+
+
+def sums_frame(
+    aggregates: Sequence[Mapping[str, Any]],
+    counts: Mapping[str, Mapping[str, Mapping[str, int]]],
+    batches: Sequence[Mapping[str, Any]],
+) -> pl.DataFrame:
+    """The requests frame summed: one row per batch, model, UTC hour and origin of the results
+    (the store's aggregates, status ``succeeded``) and one per batch, model and status of the
+    requests without a result (``counts``: Store.status_counts per batch; no day). What needs no
+    percentile (totals, spend over time, budget use) is the same from it as from the requests
+    frame, at a few hundred rows instead of a million."""
+    names = {b["id"]: (b["name"], bool(b["simulated"])) for b in batches}
+    rows: list[dict[str, Any]] = []
+    for a in aggregates:
+        if not a["results"] or a["batch_id"] not in names:
+            continue
+        hour = datetime.fromtimestamp(a["hour"], tz=UTC).replace(tzinfo=None)
+        rows.append({
+            "batch_id": a["batch_id"], "batch_name": names[a["batch_id"]][0],
+            "model": a["model"], "status": str(RequestStatus.SUCCEEDED),
+            "simulated": bool(a["simulated"]), "hour": hour, "day": hour.date(),
+            "n": a["results"], "priced": a["priced"],
+            **{c: a[c] for c in ("input_tokens", "output_tokens", "cache_read_tokens",
+                                 "cache_creation_tokens")},
+            "cost_nanos": a["cost_nanos"] if a["priced"] else None,
+        })  # fmt: skip
+    for batch_id, by_model in counts.items():
+        if batch_id not in names:
+            continue
+        for model, by_status in by_model.items():
+            for status, count in by_status.items():
+                if status == RequestStatus.SUCCEEDED or not count:
+                    continue  # the succeeded ones are the aggregates' results
+                rows.append({
+                    "batch_id": batch_id, "batch_name": names[batch_id][0], "model": model,
+                    "status": status, "simulated": names[batch_id][1], "n": count, "priced": 0,
+                })  # fmt: skip
+    return pl.DataFrame(rows, schema=SUMS_SCHEMA)
+
+
+def weighed(frame: pl.DataFrame) -> pl.DataFrame:
+    """A requests frame with each row's weight (``n``: 1) and priced count, as a sums frame
+    has them: the functions that take either read these two columns."""
+    if "n" in frame.columns:
+        return frame
+    return frame.with_columns(
+        n=pl.lit(1, pl.Int64), priced=pl.col("cost_nanos").is_not_null().cast(pl.Int64)
+    )
+
+
+def _sent() -> pl.Expr:
+    """Rows of results (sent): a request without one has no day."""
+    return pl.col("day").is_not_null()
+
+
+def _unpriced() -> pl.Expr:
+    return (pl.col("n") - pl.col("priced")).sum().alias("unpriced")
 
 
 # The speed figures whose percentiles the dashboard shows, and the name of their sample count.
@@ -519,14 +598,10 @@ def spend_over_time(results: pl.DataFrame, every: str = "day") -> pl.DataFrame:
     ``simulated`` split a frame).
     """
     key = {"hour": "hour", "day": "day"}[every]
-    done = results.filter(pl.col("sent_at").is_not_null())
+    done = weighed(results).filter(_sent())
     return (
         done.group_by(key, "model")
-        .agg(
-            priced_sum(),
-            pl.col("cost_nanos").is_null().sum().alias("unpriced"),
-            pl.len().alias("results"),
-        )
+        .agg(priced_sum(), _unpriced(), pl.col("n").sum().alias("results"))
         .sort(key, "model")
         .with_columns(
             cumulative_nanos=pl.when(pl.col("cost_nanos").is_not_null()).then(
@@ -593,10 +668,10 @@ def budget_use(batches: Sequence[Mapping[str, Any]], results: pl.DataFrame) -> p
         schema={"batch_id": pl.String, "batch": pl.String, "cap_nanos": pl.Int64},
     )
     spent = (
-        _of_batches(results, caps)
-        .filter(pl.col("sent_at").is_not_null())
+        weighed(_of_batches(results, caps))
+        .filter(_sent())
         .group_by("batch_id")
-        .agg(priced_sum(), pl.col("cost_nanos").is_null().sum().alias("unpriced"))
+        .agg(priced_sum(), _unpriced())
     )
     return (
         caps.join(spent, on="batch_id", how="left")
@@ -635,9 +710,9 @@ def cap_states(batches: Sequence[Mapping[str, Any]], results: pl.DataFrame) -> p
         schema={"batch_id": pl.String, "status": pl.String},
     )
     pending = (
-        _of_batches(results, status)
+        weighed(_of_batches(results, status))
         .group_by("batch_id")
-        .agg((pl.col("status") == "pending").sum().cast(pl.Int64).alias("pending"))
+        .agg(pl.col("n").filter(pl.col("status") == "pending").sum().alias("pending"))
     )
     running = pl.col("status").is_in(["running", "loading", "queued"])
     stopped = ~running & (pl.col("status") != "canceled") & (pl.col("pending") > 0)

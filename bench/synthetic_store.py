@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from batchrun.store import Store, database_url
+from batchrun.store import Store, aggregates, database_url
 from batchrun.store.tables import attempts, batches, jobs, requests, results
 
 MODELS = ("MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M3")
@@ -213,6 +213,7 @@ def _write(store: Store, rows: dict[str, Any]) -> None:
         for table, key in ((jobs, "jobs"), (requests, "requests"), (results, "results")):
             connection.execute(insert(table), rows[key])
         connection.execute(insert(attempts), rows["attempts"])
+        aggregates.add(connection, rows["results"])  # as the writer keeps them
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from batchrun import analytics
 from batchrun.dashboard import spend_chart, tables
-from batchrun.store import database_url
+from batchrun.store import Store, database_url
 from bench.synthetic_store import build
 from tests.helpers import db_rows
 from tests.test_dashboard import (  # noqa: F401 - fixture
@@ -66,7 +66,15 @@ def capped_store(directory: Path) -> Path:
                 "update batches set max_cost_nanos = ? where id = ?",
                 (round(cost / share), batch_id),
             )
+    resummed(path)
     return path
+
+
+def resummed(path: Path) -> None:
+    """The store's aggregates worked out again after its results were changed in SQL."""
+    store = Store(database_url(str(path)))
+    store.rebuild_aggregates()
+    store.close()
 
 
 def cap_of(db: Path, batch_id: str) -> int:
@@ -218,6 +226,7 @@ def test_budgets_per_day_and_month_per_model_with_a_soft_threshold(
             "update results set sent_at = ? where batch_id = 'synthetic0003'",
             (now.timestamp() - 60,),
         )
+    resummed(db)
     midnight = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp()
 
     month = datetime(now.year, now.month, 1, tzinfo=UTC).timestamp()
@@ -311,6 +320,7 @@ def test_the_command_line_reads_the_same_budgets(capped: Path, tmp_path: Path) -
         connection.execute(
             "update results set sent_at = ? where batch_id = 'synthetic0003'", (now.timestamp(),)
         )
+    resummed(db)
     midnight = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp()
     where = f"simulated = 0 and sent_at >= {midnight}"
     today = scalar(db, f"select sum(cost_nanos) from results where {where}")

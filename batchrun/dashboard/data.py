@@ -99,6 +99,23 @@ def _joined(url: str, versions: tuple[tuple[str, tuple[Any, ...]], ...]) -> pl.D
     return pl.concat(frames) if frames else analytics.requests_frame([], [], [])
 
 
+def sums(url: str, batch_ids: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """The sums frame (analytics.sums_frame) of some batches, or of all: the store's
+    aggregates and each batch's requests per status, a few hundred rows whatever the results.
+    The same object until those batches change (every ``TTL`` seconds while one runs), so
+    ``memo`` keeps what is computed from it."""
+    chosen = [b for b in batches(url) if batch_ids is None or b["id"] in batch_ids]
+    return _sums(url, tuple((b["id"], _version(b)) for b in chosen))
+
+
+@st.cache_resource(ttl=KEEP, max_entries=16, show_spinner=False)
+def _sums(url: str, versions: tuple[tuple[str, tuple[Any, ...]], ...]) -> pl.DataFrame:
+    ids = [batch_id for batch_id, _ in versions]
+    chosen = [b for b in batches(url) if b["id"] in ids]
+    counts = {batch_id: progress(url, batch_id) for batch_id in ids}
+    return analytics.sums_frame(store(url).aggregate_rows(ids), counts, chosen)
+
+
 # A weak reference to the frame: a kept figure never keeps a million-row frame alive (a running
 # batch's frame is replaced every TTL seconds).
 _MEMO: OrderedDict[tuple[Any, ...], tuple[weakref.ref[pl.DataFrame], Any]] = OrderedDict()

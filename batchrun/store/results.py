@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Text, bindparam, case, cast, func, select, update
 
+from batchrun.store import aggregates
 from batchrun.store.database import Database
 from batchrun.store.rows import BatchInfo, CostUpdate
 from batchrun.store.tables import RESULT_METRICS, batches, jobs, requests, results
@@ -27,6 +28,51 @@ def _touch(connection: Connection, request_ids: Sequence[int]) -> None:
     if touched:
         statement = update(batches).where(batches.c.id.in_(sorted(touched)))
         connection.execute(statement.values(updated_at=time.time()))
+
+
+_FIGURES = (
+    results.c.request_id,
+    results.c.batch_id,
+    results.c.model,
+    results.c.sent_at,
+    results.c.simulated,
+    results.c.input_tokens,
+    results.c.output_tokens,
+    results.c.cache_read_tokens,
+    results.c.cache_creation_tokens,
+    results.c.cost_nanos,
+    results.c.uncached_cost_nanos,
+    results.c.cache_write_cost_nanos,
+)  # what the aggregates sum
+
+
+def _locked_figures(connection: Connection, request_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The summed figures of these results as stored now, locked until the transaction ends
+    (PostgreSQL): their old part of the aggregates."""
+    found: list[dict[str, Any]] = []
+    for first in range(0, len(request_ids), _TOUCH_CHUNK):
+        chunk = list(request_ids[first : first + _TOUCH_CHUNK])
+        query = select(*_FIGURES).where(results.c.request_id.in_(chunk))
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found.extend(dict(row._mapping) for row in connection.execute(query))
+    return found
+
+
+def _with_costs(
+    before: Sequence[dict[str, Any]], updates: Sequence[CostUpdate]
+) -> list[dict[str, Any]]:
+    """The rows with their new cost figures."""
+    new = {u.request_id: u for u in updates}
+    return [
+        {
+            **row,
+            "cost_nanos": new[row["request_id"]].cost_nanos,
+            "uncached_cost_nanos": new[row["request_id"]].uncached_cost_nanos,
+            "cache_write_cost_nanos": new[row["request_id"]].cache_write_cost_nanos,
+        }
+        for row in before
+    ]
 
 
 class Results:
@@ -124,7 +170,9 @@ class Results:
             for u in updates
         ]
         with self.database.begin() as connection:
+            before = _locked_figures(connection, [u.request_id for u in updates])
             connection.execute(statement, rows)
+            aggregates.replace(connection, before, _with_costs(before, updates))
             _touch(connection, [u.request_id for u in updates])
 
     def export_rows(self, batch: BatchInfo, page: int = 2000) -> Iterator[dict[str, Any]]:

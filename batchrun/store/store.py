@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from batchrun.exceptions import StoreError
 from batchrun.jobs import JobSpec, LineError
+from batchrun.store import aggregates
 from batchrun.store.batches import Batches
 from batchrun.store.claims import Claims
 from batchrun.store.database import Database, reason, redact_url
@@ -137,6 +138,16 @@ class Store:
     def status_counts(self, batch_id: str) -> dict[str, dict[str, int]]:
         """Requests per model and status."""
         return self.work.status_counts(batch_id)
+
+    def aggregate_rows(self, batch_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The results' sums per batch, model, UTC hour and origin (store/aggregates.py)."""
+        with self.database.connect() as connection:
+            return aggregates.rows(connection, batch_ids)
+
+    def rebuild_aggregates(self) -> None:
+        """Work the aggregates out again from the results (changed outside batchrun)."""
+        with self.database.begin() as connection:
+            aggregates.rebuild(connection)
 
     def retry_counts(self, batch_id: str) -> dict[str, int]:
         """Per model: calls beyond each request's first (the attempts table)."""

@@ -8,6 +8,8 @@
     attempts     one per HTTP call: status, error, MiniMax code, duration (retries show here)
     results      at most one per request: usage, timings, content, cost, flags, cache figures
     grades       one per (result, grader): score, passed, reason; a judge's model and cost
+    batch_aggregates  one per (batch, model, UTC hour, origin): the results' counts, tokens and
+                 cost sums, kept by whatever writes results (store/aggregates.py)
     workers      one per `batchrun worker` process: its heartbeat (teams on one PostgreSQL store)
     pacers       one per model: the next free slot of its RPM / TPM pacer, shared by all workers,
                  and the model's back-off after a 429 / 529 (rate factor, pause), for every worker
@@ -211,6 +213,33 @@ results = Table(
     # Covers every figure the dashboard computes, so reading a million results' metrics scans
     # this narrow index instead of rows that carry the answers' text.
     Index("ix_results_metrics", "batch_id", "request_id", "model", *RESULT_METRICS),
+)
+
+# Sums over the results of one batch, model, UTC hour of sending and origin (simulated or
+# real), kept in the transaction that writes or reprices those results (store/aggregates.py): a
+# headline or a spend chart over a million results reads a few hundred rows. Percentiles are not
+# sums: they stay with the results. Money columns are sums over the priced results only, each
+# with its count, so an hour whose results are all unpriced is known as such (never $0).
+batch_aggregates = Table(
+    "batch_aggregates",
+    metadata,
+    Column("batch_id", String(32), primary_key=True),
+    Column("model", String(100), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),  # epoch seconds of the UTC hour of sent_at
+    Column("simulated", Boolean, primary_key=True),
+    Column("results", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_creation_tokens", BigInteger, nullable=False),
+    Column("cached_results", BigInteger, nullable=False),  # with a cache read
+    Column("priced", BigInteger, nullable=False),  # results with a cost (the rest: unpriced)
+    Column("cost_nanos", BigInteger, nullable=False),  # over the priced results
+    Column("priced_output_tokens", BigInteger, nullable=False),
+    Column("write_priced", BigInteger, nullable=False),  # with a cache-write cost
+    Column("cache_write_cost_nanos", BigInteger, nullable=False),
+    Column("saving_known", BigInteger, nullable=False),  # with both cost and uncached cost
+    Column("cache_saving_nanos", BigInteger, nullable=False),  # uncached - cost over those
 )
 
 grades = Table(

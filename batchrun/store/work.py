@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Select, bindparam, func, insert, select, upda
 
 from batchrun.redaction import redact
 from batchrun.status import RequestStatus
+from batchrun.store import aggregates
 from batchrun.store.database import Database
 from batchrun.store.rows import Outcome, WorkItem, vars_of
 from batchrun.store.tables import attempts, jobs, requests, results
@@ -78,8 +79,13 @@ class Work:
             ).scalars()
         )
         rows = [row for row in rows if row["request_id"] in open_ids]
-        if rows:
-            connection.execute(self.database.insert_ignore(results), rows)
+        if not rows:
+            return
+        # Only the rows really inserted count in the aggregates: one a worker whose lease was
+        # taken over stored first is skipped by the insert, and so by the sums.
+        statement = self.database.insert_ignore(results).returning(results.c.request_id)
+        stored = set(connection.execute(statement, rows).scalars())
+        aggregates.add(connection, [row for row in rows if row["request_id"] in stored])
 
     def reset_errored(self, batch_id: str) -> int:
         """Make errored requests pending again (``resume --retry-errored``); return how many."""

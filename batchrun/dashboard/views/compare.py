@@ -143,20 +143,20 @@ def _flagged(metrics: pl.DataFrame) -> None:
 def _distributions(frame: pl.DataFrame) -> None:
     st.subheader("Distributions")
     left, right = st.columns(2)
-    left.altair_chart(
-        charts.box(data.memo(analytics.distribution, frame, "latency_s"), "Latency", "s")
+    boxes = (
+        (left, "latency_s", "Latency", "s", "latency"),
+        (right, "ttft_s", "TTFT", "s", "TTFT"),
+        (left, "output_tps", "Output tps", "tokens/s", "output tps"),
+        (right, "ttft_text_s", "TTFT (text)", "s", "TTFT (text)"),
     )
-    left.caption(analytics.DEFINITIONS["latency"])
-    right.altair_chart(charts.box(data.memo(analytics.distribution, frame, "ttft_s"), "TTFT", "s"))
-    right.caption(analytics.DEFINITIONS["TTFT"])
-    left.altair_chart(
-        charts.box(data.memo(analytics.distribution, frame, "output_tps"), "Output tps", "tokens/s")
-    )
-    left.caption(analytics.DEFINITIONS["output tps"])
-    right.altair_chart(
-        charts.box(data.memo(analytics.distribution, frame, "ttft_text_s"), "TTFT (text)", "s")
-    )
-    right.caption(analytics.DEFINITIONS["TTFT (text)"])
+    for column, metric, title, unit, definition in boxes:
+        distribution = data.memo(analytics.distribution, frame, metric)
+        column.altair_chart(data.memo(_box_chart, distribution, title, unit))
+        column.caption(analytics.DEFINITIONS[definition])
+
+
+def _box_chart(distribution: pl.DataFrame, title: str, unit: str) -> charts.Chart:
+    return charts.box(distribution, title, unit)
 
 
 def _cost(metrics: pl.DataFrame) -> None:

@@ -17,7 +17,9 @@ from batchrun.teams.vitals import worker_cells
 def render(source: data.Source) -> None:
     """The overview page."""
     st.title("Overview")
-    whole = data.requests(source.url)
+    # Every figure here is a sum: read from the store's aggregates (a few hundred rows), never
+    # from the million-row requests frame, so a fresh server shows it at once.
+    whole = data.sums(source.url)
     simulated_notice(whole)
     # The range's frame is the same object on every rerun (data.memo), so each figure over it is
     # worked out once per version of the store and range, not on every refresh.
@@ -32,18 +34,27 @@ def render(source: data.Source) -> None:
     every = st.segmented_control("Per", ["day", "hour"], default="day", key="overview_every")
     spent = data.memo(_spend_over_time, frame, every or "day", has_real)
     left, right = st.columns(2)
-    left.altair_chart(charts.spend_over_time(spent, every or "day"))
-    right.altair_chart(charts.cumulative(spent))
+    left.altair_chart(data.memo(_spend_chart, spent, every or "day"))
+    right.altair_chart(data.memo(_cumulative_chart, spent))
     st.caption(
         analytics.DEFINITIONS["cost"]
         + (" Real spend only." if has_real else analytics.DEFINITIONS["simulated cost"])
     )
 
 
+def _spend_chart(spent: pl.DataFrame, every: str) -> charts.Chart:
+    return charts.spend_over_time(spent, every)
+
+
+def _cumulative_chart(spent: pl.DataFrame) -> charts.Chart:
+    return charts.cumulative(spent)
+
+
 def _headline_figures(frame: pl.DataFrame) -> tuple[dict[str, Any], tuple[str, str | None], int]:
-    """The headline's totals, real and simulated costs, and real unpriced results."""
-    real_sent = analytics.real(frame).filter(pl.col("sent_at").is_not_null())
-    unpriced = int(real_sent.get_column("cost_nanos").is_null().sum())
+    """The headline's totals, real and simulated costs, and real unpriced results (of a sums
+    frame, or of a requests frame)."""
+    real_sent = analytics.weighed(analytics.real(frame)).filter(pl.col("day").is_not_null())
+    unpriced = int((real_sent.get_column("n") - real_sent.get_column("priced")).sum())
     return analytics.totals(frame), _origin_costs(frame), unpriced
 
 
@@ -56,19 +67,19 @@ def _spend_over_time(frame: pl.DataFrame, every: str, has_real: bool) -> pl.Data
 
 def _has_real(frame: pl.DataFrame) -> bool:
     """Whether any result was sent to MiniMax (not the simulator)."""
-    return bool(analytics.real(frame).filter(pl.col("sent_at").is_not_null()).height)
+    return bool(analytics.real(frame).filter(pl.col("day").is_not_null()).height)
 
 
 def _origin_costs(frame: pl.DataFrame) -> tuple[str, str | None]:
     """The real spend and (None when there is none) the simulated results' cost, apart."""
     costs: list[str | None] = []
     for rows in (analytics.real(frame), analytics.simulated(frame)):
-        done = rows.filter(pl.col("sent_at").is_not_null())
-        cost = done.get_column("cost_nanos")
-        unpriced = int(cost.is_null().sum())
-        priced = cost.drop_nulls()
+        done = analytics.weighed(rows).filter(pl.col("day").is_not_null())
+        priced = int(done.get_column("priced").sum())
+        unpriced = int(done.get_column("n").sum()) - priced
+        spent = int(done.get_column("cost_nanos").fill_null(0).sum())
         costs.append(
-            (tables.money(int(priced.sum()) if len(priced) or not unpriced else None, unpriced))
+            (tables.money(spent if priced or not unpriced else None, unpriced))
             if done.height
             else None
         )
@@ -106,7 +117,7 @@ def _capped(source: data.Source) -> None:
     """Batches that stopped at their budget cap or went past it: what is left and how to go on
     (the Spend page lists every capped batch)."""
     batches = data.batches(source.url)
-    states = data.derived(source.url, None, "cap states", lambda f: caps.states(batches, f))
+    states = caps.states(batches, data.sums(source.url))  # a few hundred rows: no cache needed
     if states.filter(pl.col("state").is_in(caps.NOTICED)).is_empty():
         return
     st.subheader("Budget caps")

@@ -22,9 +22,7 @@ def render(source: data.Source) -> None:
     frame = data.requests(source.url)
     simulated_notice(frame)
     batches = data.batches(source.url)
-    unpriced = frame.filter(
-        (pl.col("status") == "succeeded") & pl.col("cost_nanos").is_null()
-    ).height
+    unpriced = data.memo(_unpriced, frame)
     if unpriced:
         st.warning(
             f"{unpriced:,} results have no price (their model has none in the catalog). They are "
@@ -62,20 +60,37 @@ def _in_range(frame: pl.DataFrame) -> pl.DataFrame:
 def _chart(frame: pl.DataFrame) -> None:
     """Spend per day or hour and each model's running total: the real spend, or, in a store
     with no real results, the simulated cost under its own title (the two are never added)."""
-    real = analytics.real(frame)
-    is_real = real.filter(pl.col("sent_at").is_not_null()).height > 0
+    is_real = data.memo(_has_real, frame)
     st.subheader("Spend over time" if is_real else "Simulated cost over time (not billed)")
     every = st.segmented_control("Per", ["day", "hour"], default="day", key="spend_every")
-    spent = analytics.spend_over_time(
-        real if is_real else analytics.simulated(frame), every or "day"
-    )
+    # Worked out once per frame and period (data.memo), the chart too: Altair's building and
+    # validating of a chart took most of a warm page's time.
+    spent = data.memo(_spent, frame, every or "day", is_real)
     if spent.is_empty():
         st.caption("Nothing was sent in these days.")
         return
-    st.altair_chart(spend_chart.spend_chart(spent, every or "day"), key="spend_chart")
+    st.altair_chart(data.memo(_spend_chart, spent, every or "day"), key="spend_chart")
     st.caption(
         spend_chart.CAPTION + ("" if is_real else " " + analytics.DEFINITIONS["simulated cost"])
     )
+
+
+def _unpriced(frame: pl.DataFrame) -> int:
+    return frame.filter((pl.col("status") == "succeeded") & pl.col("cost_nanos").is_null()).height
+
+
+def _has_real(frame: pl.DataFrame) -> bool:
+    return analytics.real(frame).filter(pl.col("sent_at").is_not_null()).height > 0
+
+
+def _spent(frame: pl.DataFrame, every: str, is_real: bool) -> pl.DataFrame:
+    return analytics.spend_over_time(
+        analytics.real(frame) if is_real else analytics.simulated(frame), every
+    )
+
+
+def _spend_chart(spent: pl.DataFrame, every: str) -> spend_chart.Chart:
+    return spend_chart.spend_chart(spent, every)
 
 
 def _totals(per_model: pl.DataFrame) -> None:
