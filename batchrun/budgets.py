@@ -14,8 +14,10 @@ file that the dashboard and the command line both read.
     model = "MiniMax-M2.7"     # one model's spend; without it, every model's
     warn_at = 0.9              # this budget's own threshold
 
-A budget is a soft limit: it is watched (the dashboard's Spend page colours it amber past its
-threshold and red past the budget), not enforced; a batch's hard cap is ``--max-cost``. Spend is
+run, resume and worker stop at what is left of a budget (run/budget.py: a budget over every
+model caps the batch; a budget of one model of several stops that model alone). Past its soft
+threshold a budget is warned of before a run, at the moment a run crosses it, and on the
+dashboard's Spend page (amber past its threshold, red past the budget). Spend is
 the real spend (results sent to MiniMax) in the period now going on; a store with no real
 results is measured on its simulated cost, marked so.
 """

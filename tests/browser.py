@@ -1,7 +1,8 @@
 """The dashboard in a real headless browser: serve it with `batchrun dashboard`, open a page in
 Debian's Chromium through Playwright, read what it shows and take a screenshot.
 
-Also the tool that makes README's screenshots, from a store seeded by real runs:
+Also the tool that makes README's screenshots, from the demo store (the commands of the
+Makefile's ``demo`` target, run into a temporary directory):
 
     python -m tests.browser docs/screenshots
 """
@@ -9,6 +10,8 @@ Also the tool that makes README's screenshots, from a store seeded by real runs:
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -33,8 +36,17 @@ PAGES = {
     "spend": "The estimate is the one shown before",
     "batch": "Invalid lines in the file",
 }
-# Extra screenshots: (file name, address query, text to wait for and scroll to).
-VIEWS = (("quality", "compare&batch=graded", "Quality against cost and speed"),)
+ROOT = Path(__file__).resolve().parent.parent
+# README's screenshots of the demo store: (file name, address query, the text to wait for, and
+# whether to scroll it to the top for a shot of the window rather than of the whole page).
+SHOTS = (
+    ("overview", "overview", "Results of a model without a price", False),
+    ("outputs", "outputs", "Every job by every model", True),
+    ("compare", "compare", "Scorecard", True),
+    ("spend", "spend", "Simulated cost over time (not billed)", True),
+    ("batch", "batch", "requests match", False),
+    ("quality", "compare&batch=graded-demo", "Quality against cost and speed", True),
+)
 
 
 def free_port() -> int:
@@ -109,26 +121,84 @@ def show(page: Page, address: str, slug: str, expect: str, timeout_ms: float = 6
     return page.inner_text("body")
 
 
-def screenshots(out: Path) -> list[Path]:
-    """A PNG of every page over a freshly seeded store."""
-    from tests.dashboardfixtures import seed_store
+# Streamlit draws the charts, tables and widgets below the fold once scrolled to (a grey
+# skeleton until then): true once every chart and table in the window has its canvas (or svg)
+# and no skeleton is left in it.
+DRAWN_IN_VIEW = """() => {
+    const inView = e => {
+        const box = e.getBoundingClientRect();
+        return box.height > 0 && box.bottom > 0 && box.top < innerHeight;
+    };
+    const drawn = [...document.querySelectorAll('.vega-embed, [data-testid="stDataFrame"]')]
+        .filter(inView).every(e => e.querySelector('canvas, svg'));
+    const waiting = [...document.querySelectorAll('[data-testid="stSkeleton"], .stSkeleton')]
+        .some(inView);
+    return drawn && !waiting;
+}"""
 
+# True while the heading is in the window (a page that ran again scrolls back up).
+IN_VIEW = """heading => {
+    const found = [...document.querySelectorAll('h1, h2, h3')]
+        .find(e => e.innerText.trim() === heading);
+    const top = found ? found.getBoundingClientRect().top : -1;
+    return top >= 0 && top < innerHeight / 2;
+}"""
+
+
+def _scroll_to(page: Page, heading: str, tries: int = 5) -> None:
+    """Scroll ``heading`` to the top of the window, and wait until what is in view is drawn and
+    stays so for four seconds (a page may run once more after it first finished, redrawing)."""
+    for _ in range(tries):
+        page.get_by_text(heading, exact=True).first.evaluate(
+            "element => element.scrollIntoView({block: 'start'})"
+        )
+        page.wait_for_function(DRAWN_IN_VIEW, timeout=60_000)
+        steady = True
+        for _ in range(2):
+            page.wait_for_timeout(2000)
+            steady = steady and page.evaluate(DRAWN_IN_VIEW) and page.evaluate(IN_VIEW, heading)
+        if steady:
+            return
+    raise TimeoutError(f"the part of the page under {heading!r} was not drawn")
+
+
+def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
+    """The batchrun commands of the Makefile's ``demo`` target, each as its arguments."""
+    text = makefile.read_text(encoding="utf-8")
+    models = re.search(r"^DEMO_MODELS = (.+)$", text, re.MULTILINE)
+    recipe = text.split("\ndemo:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    lines = [line.strip() for line in recipe if line.strip().startswith("$(BIN)/batchrun ")]
+    if models is None or not lines:
+        raise RuntimeError(f"{makefile}: no demo target with DEMO_MODELS and batchrun commands")
+    return [
+        shlex.split(line.replace("$(DEMO_MODELS)", models.group(1).strip()))[1:] for line in lines
+    ]
+
+
+def demo_store(work: Path) -> Path:
+    """The store ``make demo`` builds, built in ``work`` (its job files copied there)."""
+    from tests.dashboardfixtures import run_cli
+
+    shutil.copytree(ROOT / "jobs", work / "jobs")
+    db = work / "batchrun.db"
+    for args in demo_commands():
+        run_cli(work, *args, "--db", str(db), *(["--yes"] if args[0] == "run" else []))
+    return db
+
+
+def screenshots(out: Path, db: Path | None = None) -> list[Path]:
+    """README's screenshots (``SHOTS``) over ``db``, by default a freshly built demo store."""
     out.mkdir(parents=True, exist_ok=True)
     made = []
     with tempfile.TemporaryDirectory() as work:
-        db = seed_store(Path(work), time_scale=1.0)
+        db = db or demo_store(Path(work))
         with dashboard(db) as address, browser_page() as page:
-            for slug, expect in PAGES.items():
-                show(page, address, slug, expect)
-                path = out / f"{slug}.png"
-                page.screenshot(path=str(path), full_page=True)
-                made.append(path)
-            for name, query, expect in VIEWS:
+            for name, query, expect, scroll in SHOTS:
                 show(page, address, query, expect)
-                page.get_by_text(expect).first.scroll_into_view_if_needed()
-                page.wait_for_timeout(500)
+                if scroll:
+                    _scroll_to(page, expect)
                 path = out / f"{name}.png"
-                page.screenshot(path=str(path))
+                page.screenshot(path=str(path), full_page=not scroll)
                 made.append(path)
     return made
 

@@ -68,15 +68,21 @@ def _latest_batch(tmp_path: Path) -> str:
         store.close()
 
 
-def test_a_model_budget_is_watched_for_a_batch_of_several_models(tmp_path: Path) -> None:
+def test_a_model_budget_stops_that_model_alone_in_a_batch_of_several(tmp_path: Path) -> None:
     env = _budgets(tmp_path, f'[[budget]]\nperiod = "month"\nusd = "0.000000001"\nmodel = "{M3}"\n')
     write_jobs(tmp_path / "jobs.jsonl", prompts(3))
     done = batchrun(tmp_path, "run", "jobs.jsonl", "--models", f"{M27},{M3}", *FAST, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "is watched, not enforced, for a batch of several models" in " ".join(
-        done.stdout.split()
-    )
-    assert db_rows(tmp_path / "batchrun.db", "select stop_reason from batches") == [("finished",)]
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = " ".join(done.stdout.split())
+    assert f"left this month; {M3} stops there, the other models go on" in said
+    assert f"Stopped sending to {M3}: the month budget of $0.000000 for {M3} has no room" in said
+    assert "3 requests are still pending. Continue with: batchrun resume" in said
+    assert db_rows(tmp_path / "batchrun.db", "select stop_reason from batches") == [("budget",)]
+    assert db_rows(
+        tmp_path / "batchrun.db", "select model, status, count(*) from requests group by 1, 2"
+    ) == [(M27, "succeeded", 3), (M3, "pending", 3)]
+    status = " ".join(batchrun(tmp_path, "status", env=env).stdout.split())
+    assert f"last run: stopped at its budget: {M3} at the month budget" in status
 
 
 def test_a_model_budget_caps_a_batch_of_that_model_alone(tmp_path: Path) -> None:

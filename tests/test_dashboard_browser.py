@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.pricing import usd
-from tests.browser import CHROMIUM, PAGES, browser_page, dashboard, show
+from tests.browser import CHROMIUM, PAGES, SHOTS, browser_page, dashboard, demo_commands, show
 from tests.dashboardfixtures import MODELS, cache_figures, hostile_store, hostile_texts, seeded_copy
 from tests.helpers import db_rows
 
@@ -196,3 +196,15 @@ def test_the_spend_chart_and_a_batch_stopped_at_its_cap_are_seen(tmp_path: Path)
     assert "Unpriced results (not in Spend)" in spend
     assert f"synthetic-0: stopped at its cap: {left:,} requests pending" in overview
     assert (tmp_path / "spend.png").read_bytes().startswith(PNG)
+
+
+def test_the_screenshots_are_of_the_store_make_demo_builds() -> None:
+    commands = demo_commands()
+    assert [c[:2] for c in commands] == [
+        ["run", "jobs/demo.jsonl"],
+        ["run", "jobs/cache-demo.jsonl"],
+        ["run", "jobs/graded-sim.jsonl"],
+        ["grade", "graded-demo"],
+    ]
+    assert all("MiniMax-M2.7,MiniMax-M2.7-highspeed,MiniMax-M3" in c for c in commands[:3])
+    assert {name for name, *_ in SHOTS} >= {"outputs", "compare", "spend"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -94,6 +96,84 @@ def test_grid_pages_reach_every_job(synthetic: Path) -> None:
     assert ids[(last - 1) * 100] in markdown
     assert ids[0] not in markdown
     assert f"page {last:,} of {last:,}" in texts(app)
+
+
+@dataclass(frozen=True)
+class SentRange:
+    """The oldest batch of the synthetic store, its days, and its jobs sent on its last two."""
+
+    name: str
+    days: list[date]
+    kept: list[str]  # custom_ids with a request sent on the last two days, or not sent
+    every: int  # the batch's jobs
+
+
+def sent_range(db: Path) -> SentRange:
+    [(name, bid)] = db_rows(db, "SELECT name, id FROM batches ORDER BY created_at LIMIT 1")
+    days = sorted(
+        date.fromisoformat(str(d[0]))
+        for d in db_rows(
+            db, f"SELECT DISTINCT date(sent_at, 'unixepoch') FROM results WHERE batch_id = '{bid}'"
+        )
+    )
+    assert len(days) >= 3
+    since = days[-2]
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp()
+    kept = [str(r[0]) for r in db_rows(
+        db, "SELECT DISTINCT q.custom_id FROM requests q LEFT JOIN results r ON "
+        f"r.request_id = q.id WHERE q.batch_id = '{bid}' AND (r.sent_at IS NULL OR "
+        f"r.sent_at >= {start}) ORDER BY q.custom_id")]  # fmt: skip
+    [(every,)] = db_rows(
+        db, f"SELECT count(DISTINCT custom_id) FROM requests WHERE batch_id = '{bid}'"
+    )
+    assert 10 < len(kept) < int(str(every))
+    return SentRange(name=str(name), days=days, kept=kept, every=int(str(every)))
+
+
+def test_the_sent_between_range_keeps_the_jobs_sent_on_those_days_and_pages_reach_them(
+    synthetic: Path,
+) -> None:
+    chosen = sent_range(synthetic)
+    since, until, kept = chosen.days[-2], chosen.days[-1], chosen.kept
+    os.environ["BATCHRUN_DB"] = str(synthetic)
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.query_params.update(
+        page="outputs", batch=chosen.name, since=str(since), until=str(until), per="10"
+    )
+    rerun(app)
+    assert app.date_input(key="grid_range").value == (since, until)
+    last = -(-len(kept) // 10)
+    assert f"{len(kept):,} jobs match · page 1 of {last:,}" in texts(app)
+    assert shown_jobs(app) == kept[:10]
+    app.number_input(key="grid_page").set_value(last)
+    rerun(app)
+    assert shown_jobs(app) == kept[(last - 1) * 10 :]  # the last page: the range's last jobs
+    app.date_input(key="grid_range").set_value((chosen.days[0], until))  # every day again
+    rerun(app)
+    assert "since" not in app.query_params
+    assert f"{chosen.every:,} jobs match" in texts(app)
+
+
+@pytest.mark.slow  # a Streamlit server and a browser
+@pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+def test_a_link_with_a_date_range_opens_the_grid_on_those_days_in_a_browser(
+    synthetic: Path,
+) -> None:
+    chosen = sent_range(synthetic)
+    since, until = chosen.days[-2], chosen.days[-1]
+    query = f"outputs&batch={chosen.name}&since={since}&until={until}&per=10"
+    with dashboard(synthetic) as address, browser_page() as page:
+        shown = show(page, address, query, "jobs match")
+        dates = page.locator('[data-testid="stDateInput"]').first
+        label = dates.locator("label").inner_text()
+        picked = [box.input_value() for box in dates.locator("input").all()]
+    assert label == "Sent between (UTC days)"
+    assert picked == [str(since), str(until)]
+    assert f"{len(chosen.kept):,} jobs match" in shown
+    assert chosen.kept[0] in shown
 
 
 def shown_jobs(app: AppTest) -> list[str]:

@@ -17,7 +17,7 @@ from batchrun.cli.files import database_files, write_user_file
 from batchrun.cli.output import console, shown_url
 from batchrun.exceptions import ConfigError
 from batchrun.export import FORMATS, format_for, result_records, write_jsonl, write_records
-from batchrun.run.report import STOP_TEXT, StopReason
+from batchrun.run.report import STOP_TEXT, StopReason, budget_models_text
 from batchrun.status import BatchStatus, RequestStatus
 
 if TYPE_CHECKING:
@@ -127,7 +127,9 @@ def _stopped(batch: BatchInfo) -> str:
     """`` (last run: interrupted)``: why a batch not running stopped, when it was stored."""
     if batch.stop_reason is None or batch.status == BatchStatus.RUNNING:
         return ""
-    return f" (last run: {STOP_TEXT[StopReason(batch.stop_reason)]})"
+    reason = StopReason(batch.stop_reason)
+    models = budget_models_text(batch) if reason is StopReason.BUDGET else ""
+    return f" (last run: {STOP_TEXT[reason]}{': ' + models if models else ''})"
 
 
 def spend_by_origin(summary: pl.DataFrame) -> dict[str, dict[str, Any] | None]:

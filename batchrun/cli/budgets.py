@@ -92,14 +92,10 @@ def say_run_budgets(out: Console, cap: RunCap, path: Path, now: float) -> None:
     """Before a run: each period budget past its threshold, each only watched, and the one that
     caps the run with what is left of it."""
     for room in cap.rooms:
-        if not room.enforced:
-            out.print(
-                f"Note: {room.name()} is watched, not enforced, for a batch of several models "
-                "(only a budget for all models, or a batch of that model alone, caps a run).",
-                markup=False,
-            )
         if room.warned:
             say_warned(out, room)
+    for model, room in cap.model_rooms().items():
+        say_model_cap(out, model, room, now)
     binding = cap.binding
     if binding is None:
         return
@@ -117,22 +113,36 @@ def say_run_budgets(out: Console, cap: RunCap, path: Path, now: float) -> None:
     )
 
 
-def say_warned(out: Console, room: BudgetRoom) -> None:
-    """One budget past its soft threshold, in amber."""
-    used = room.spent_nanos / room.budget.cap_nanos
+def say_model_cap(out: Console, model: str, room: BudgetRoom, now: float) -> None:
+    """A budget of one model of several: what is left of it, and that only that model stops."""
+    if room.left_nanos == 0:
+        out.print(
+            f"[yellow]Budget reached:[/] {room.name()} is spent: nothing will be sent to "
+            f"{model}; the other models go on. It is whole again at {room.renews(now)}.",
+            highlight=False,
+        )
+        return
     out.print(
-        f"[yellow]Warning:[/] {room.name()}: {usd(room.spent_nanos)} spent this "
-        f"{room.budget.period} ({used:.0%}), past its warning threshold of "
-        f"{room.budget.warn_at:.0%}.",
+        f"Budget: {room.name()} has {usd(room.left_nanos)} left this {room.budget.period}; "
+        f"{model} stops there, the other models go on.",
         highlight=False,
     )
 
 
-def say_crossed(out: Console, before: RunCap, after: Sequence[BudgetRoom]) -> None:
-    """After a run: the budgets whose soft threshold the run crossed (warned once, not again)."""
+def say_warned(out: Console, room: BudgetRoom) -> None:
+    """One budget past its soft threshold, in amber."""
+    out.print(f"[yellow]Warning:[/] {room.warning()}.", highlight=False)
+
+
+def say_crossed(
+    out: Console, before: RunCap, after: Sequence[BudgetRoom], during: Sequence[str] = ()
+) -> None:
+    """After a run: the budgets whose soft threshold the run crossed, unless warned of already
+    (before the run, or while it ran: ``during``, the run's ``budget_warnings``)."""
     was = {room.budget for room in before.rooms if room.warned}
     for room in after:
-        if room.warned and room.budget not in was:
+        said = any(line.startswith(f"{room.name()}:") for line in during)
+        if room.warned and room.budget not in was and not said:
             say_warned(out, room)
 
 

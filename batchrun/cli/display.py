@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from batchrun.pricing import usd
 from batchrun.run.progress import ModelProgress, RunProgress, eta_text
@@ -29,6 +30,7 @@ class ProgressDisplay:
         self.console = console
         self.live: Live | None = None
         self._last_plain = 0.0
+        self._warned = 0  # budget warnings printed so far (off a terminal)
         if sys.stdout.isatty():
             self.live = Live(console=console, refresh_per_second=4, transient=False)
 
@@ -45,6 +47,9 @@ class ProgressDisplay:
         if self.live is not None:
             self.live.update(progress_table(progress))
             return
+        for warning in progress.budget_warnings[self._warned :]:  # at once, not every 5 s
+            self.console.print(f"Warning: {warning}.", markup=False, highlight=False)
+        self._warned = len(progress.budget_warnings)
         now = time.monotonic()
         if now - self._last_plain >= PLAIN_EVERY:
             self._last_plain = now
@@ -53,7 +58,12 @@ class ProgressDisplay:
 
 def progress_table(progress: RunProgress) -> Table:
     """Per model: done, failed, remaining, tokens, spend so far, current rate, ETA."""
-    table = Table(title=f"running for {eta_text(progress.elapsed())}")
+    warnings = "\n".join(f"Warning: {w}." for w in progress.budget_warnings)
+    table = Table(
+        title=f"running for {eta_text(progress.elapsed())}",
+        caption=Text(warnings, style="yellow") if warnings else None,
+        caption_justify="left",
+    )
     for column in ("model", "done", "failed", "remaining", "tokens in/out", "spent", "rate", "ETA"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for model in progress.models.values():

@@ -183,7 +183,9 @@ class ChildCounts:
             for _ in range(recent):  # the rate over the window: every process's finishes
                 model.finished(now - 1.0)
             models[name] = model
-        return RunProgress(models=models, started=progress.started)
+        return RunProgress(
+            models=models, started=progress.started, budget_warnings=progress.budget_warnings
+        )
 
 
 def _recent(model: ModelProgress, now: float) -> int:

@@ -288,7 +288,7 @@ def _execute(
     report, progress, owner, cap = sent
     code = _finish(store, batch, report, progress, out, owner, cap)
     after = _rooms(store, batch, cap, endpoint)
-    say_crossed(out, cap, after)
+    say_crossed(out, cap, after, progress.budget_warnings)
     return code
 
 

@@ -24,7 +24,7 @@ from batchrun.catalog import Catalog, ModelInfo
 from batchrun.plan.cache import CacheView
 from batchrun.plan.precheck import TokenCounter
 from batchrun.pricing import Usage, day_of, request_cost
-from batchrun.run.budget import Budget
+from batchrun.run.budget import Budget, ModelBudget, SpendWatch
 from batchrun.run.control import RunControl
 from batchrun.run.limits import ModelLimiter
 from batchrun.run.progress import eta_text, utc_minute
@@ -106,6 +106,8 @@ class RequestAttempts:
     counter: TokenCounter
     outcomes: MemoryObjectSendStream[Outcome]  # where an interrupted attempt is saved at once
     budget: Budget | None = None
+    model_budgets: Mapping[str, ModelBudget] = field(default_factory=dict)  # caps of one model
+    watch: SpendWatch | None = None  # says when the spend crosses a budget's soft threshold
     cache: CacheView = field(default_factory=CacheView)  # what MiniMax should have cached
 
     async def process(self, batch_id: str, info: ModelInfo, item: WorkItem) -> Outcome:
@@ -193,8 +195,10 @@ class RequestAttempts:
     async def _reserve_budget(
         self, info: ModelInfo, item: WorkItem, outcome: Outcome
     ) -> int | None:
-        """Reserve the attempt's worst-case cost; None when it must not be sent."""
-        if self.budget is None:
+        """Reserve the attempt's worst-case cost, from the model's cap and the batch's; None
+        when it must not be sent."""
+        own = self.model_budgets.get(info.name)
+        if self.budget is None and own is None:
             return 0
         usage = Usage(
             input_tokens=outcome.input_tokens or 0, output_tokens=item.params["max_tokens"]
@@ -205,17 +209,28 @@ class RequestAttempts:
         if worst is None:
             self.control.stop_model(info.name, _UNPRICED)
             return None
-        if await self.budget.reserve(worst.nanos):
+        if own is not None and not await own.reserve(worst.nanos):
+            self.control.report.budget_models[info.name] = own.room.name()
+            self.control.stop_model(info.name, own.why())
+            return None
+        if self.budget is None or await self.budget.reserve(worst.nanos):
             return worst.nanos
+        if own is not None:
+            own.settle(worst.nanos, 0)
         self.control.report.budget_reached = True
         self.control.stop(interrupted=False)
         return None
 
     def _settle_budget(self, worst: int, outcome: Outcome) -> None:
-        if self.budget is None:
-            return
+        """Replace the attempt's reservations by its cost, and watch the budgets' thresholds."""
         cost = (outcome.result or {}).get("cost_nanos") or 0
-        self.budget.settle(worst, cost if outcome.status == RequestStatus.SUCCEEDED else 0)
+        actual = cost if outcome.status == RequestStatus.SUCCEEDED else 0
+        if self.budget is not None:
+            self.budget.settle(worst, actual)
+        if (own := self.model_budgets.get(outcome.model)) is not None:
+            own.settle(worst, actual)
+        if self.watch is not None and actual:
+            self.control.progress.budget_warnings += self.watch.add(outcome.model, actual)
 
     async def _call(self, attempt: _Try) -> CallResult:
         try:

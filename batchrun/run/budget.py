@@ -10,10 +10,19 @@ generous local estimate rather than an exact count.)
 
 The period budgets of the budgets file (batchrun.budgets) are enforced through the same cap: a
 run's cap is the batch's own, lowered to its spend plus what is left of the tightest budget that
-applies (``run_cap``). A budget over every model applies to every batch; a budget of one model
-applies to a batch of that model alone, and is only watched for a batch of several models (one
-cap over the batch cannot hold one model's spend apart). A run is measured against spend of its
+applies (``run_cap``). A budget over every model applies to every batch, and so does a budget of
+the batch's only model. In a batch of several models, a budget of one of them caps that model
+alone: a ``ModelBudget`` beside the batch's, holding what is left of the model's tightest budget
+(``model_budgets``). When it is spent that model stops, its requests stay pending, and the other
+models go on; resume sends them once the period renews. A run is measured against spend of its
 own kind: a simulated run against simulated spend, a real one against real spend.
+
+Each process holds its own ``ModelBudget`` (the batch's cap is shared through the database, see
+teams/shared.py, but a model's is not): processes started together on one batch each start
+from what is left when they start.
+
+A ``SpendWatch`` follows the spend of a run against every budget that applies to it, and says
+once, at the moment it happens, that the spend crossed a budget's soft threshold (warn_at).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import calendar
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -56,6 +65,15 @@ class BudgetRoom:
         """Whether the spend passed the budget's soft threshold."""
         return self.spent_nanos >= self.budget.warn_at * self.budget.cap_nanos
 
+    def warning(self) -> str:
+        """``the day budget of $5.00 for all models: $4.10 spent this day (82%), past its
+        warning threshold of 80%``."""
+        used = self.spent_nanos / self.budget.cap_nanos
+        return (
+            f"{self.name()}: {usd(self.spent_nanos)} spent this {self.budget.period} "
+            f"({used:.0%}), past its warning threshold of {self.budget.warn_at:.0%}"
+        )
+
     def name(self) -> str:
         """``the day budget of $5.00 for all models``: which budget, for people."""
         whom = self.budget.model or "all models"
@@ -78,6 +96,10 @@ class RunCap:
     cap_nanos: int | None  # None: nothing caps the run
     rooms: tuple[BudgetRoom, ...]  # every period budget that applies to the batch
     binding: BudgetRoom | None  # the period budget that sets the cap; None: the batch's own
+
+    def model_rooms(self) -> dict[str, BudgetRoom]:
+        """Per model of a batch of several: the tightest budget of that model alone."""
+        return model_rooms(self.rooms)
 
 
 def _since(period: str, now: float) -> float:
@@ -129,6 +151,28 @@ def run_cap(
     if own is not None and own <= period_cap:
         return RunCap(cap_nanos=own, rooms=rooms, binding=None)
     return RunCap(cap_nanos=period_cap, rooms=rooms, binding=tightest)
+
+
+def model_rooms(rooms: Sequence[BudgetRoom]) -> dict[str, BudgetRoom]:
+    """Per model: the tightest of its own budgets that the batch's cap does not hold (a batch of
+    several models); each caps that model alone."""
+    tightest: dict[str, BudgetRoom] = {}
+    for room in rooms:
+        model = room.budget.model
+        if room.enforced or model is None:
+            continue
+        if model not in tightest or room.left_nanos < tightest[model].left_nanos:
+            tightest[model] = room
+    return tightest
+
+
+def period_rooms(store: Store, batch: BatchInfo, *, simulated: bool) -> tuple[BudgetRoom, ...]:
+    """The budgets file's period budgets that apply to the batch now."""
+    chosen = load_budgets(budgets_file())
+    if not chosen:
+        return ()
+    models = store.batch_models(batch.id)
+    return budget_rooms(store, models, chosen, simulated=simulated, now=time.time())
 
 
 def worker_cap(store: Store, batch: BatchInfo, *, simulated: bool) -> int | None:
@@ -184,3 +228,46 @@ class Budget:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+
+class ModelBudget(Budget):
+    """One model's cap inside a run of several: what is left of its tightest period budget."""
+
+    def __init__(self, room: BudgetRoom) -> None:
+        super().__init__(room.left_nanos, 0)
+        self.room = room
+
+    def why(self) -> str:
+        """Why the model stopped, for people: which budget, and when it is whole again."""
+        return (
+            f"{self.room.name()} has no room for the next request's worst case; the other "
+            f"models go on. It is whole again at {self.room.renews(time.time())}; then "
+            "resume the batch to send the rest"
+        )
+
+
+def model_budgets(rooms: Sequence[BudgetRoom]) -> dict[str, ModelBudget]:
+    """A ``ModelBudget`` per model that a budget of its own caps apart (``model_rooms``)."""
+    return {model: ModelBudget(room) for model, room in model_rooms(rooms).items()}
+
+
+class SpendWatch:
+    """A run's spend against each budget that applies to it: the soft thresholds it crosses."""
+
+    def __init__(self, rooms: Sequence[BudgetRoom]) -> None:
+        self._rooms = list(rooms)
+        self._warned = {room.budget for room in rooms if room.warned}
+
+    def add(self, model: str, nanos: int) -> list[str]:
+        """Count ``nanos`` spent on ``model``; a warning per budget whose threshold that
+        crossed (each said once, also to the log)."""
+        said = []
+        for n, before in enumerate(self._rooms):
+            if nanos <= 0 or before.budget.model not in (None, model):
+                continue
+            room = self._rooms[n] = replace(before, spent_nanos=before.spent_nanos + nanos)
+            if room.warned and room.budget not in self._warned:
+                self._warned.add(room.budget)
+                said.append(room.warning())
+                log.warning("%s", said[-1])
+        return said

@@ -4,14 +4,15 @@ while the disk has room to save what they bring back (``run.space``)."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import anyio
 
 from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines, Endpoint
 from batchrun.catalog import MAX_CONCURRENCY, Catalog
-from batchrun.run.budget import Budget
+from batchrun.run.budget import Budget, BudgetRoom, period_rooms
 from batchrun.run.limits import ModelLimiter, describe_limits
 from batchrun.run.progress import ModelProgress, RunProgress
 from batchrun.run.report import RunReport
@@ -34,6 +35,7 @@ async def run_batch(
     max_cost_nanos: int | None = None,
     source: WorkSource | None = None,
     budget: Budget | None = None,
+    rooms: Sequence[BudgetRoom] | None = None,
     limiters: Mapping[str, ModelLimiter] | None = None,
     handle_signals: bool = True,
     space: SpaceGuard | None = None,
@@ -42,6 +44,9 @@ async def run_batch(
 
     A worker of a team passes its claim-based ``source``, the shared ``budget`` and limiters
     whose pacers live in the database; a plain run leaves them to their defaults. Without
+    ``rooms``: the period budgets that apply to the batch (by default the budgets file's): a
+    budget of one model of several caps that model alone, and the spend crossing a budget's
+    soft threshold is said at once (``run.budget``). Without
     ``handle_signals`` (a run outside the main thread, where signals cannot be received) Ctrl-C
     is left to the caller. ``space``: the directories that must keep room free (by default the
     database's and the working directory, with the default margin); nothing is sent while one
@@ -55,8 +60,12 @@ async def run_batch(
     if budget is None and max_cost_nanos is not None:
         spent = await anyio.to_thread.run_sync(store.batch_spend, batch.id)
         budget = Budget(max_cost_nanos, spent)
+    if rooms is None:
+        find = partial(period_rooms, store, batch, simulated=endpoint.simulated)
+        rooms = await anyio.to_thread.run_sync(find)
     runner = BatchRunner(
         budget=budget,
+        rooms=rooms,
         store=store,
         client=client,
         catalog=catalog,

@@ -99,6 +99,7 @@ class RunProgress:
 
     models: dict[str, ModelProgress]
     started: float = field(default_factory=time.monotonic)
+    budget_warnings: list[str] = field(default_factory=list)  # thresholds crossed in this run
 
     def of(self, model: str) -> ModelProgress:
         """The counters of ``model``."""

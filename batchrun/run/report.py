@@ -50,7 +50,8 @@ class RunReport:
 
     interrupted: bool = False
     stopped_models: dict[str, str] = field(default_factory=dict)
-    budget_reached: bool = False
+    budget_reached: bool = False  # the batch's cap (or a budget over all its models) is spent
+    budget_models: dict[str, str] = field(default_factory=dict)  # stopped at their own budget
     store_error: str | None = None
     unsaved: list[Outcome] = field(default_factory=list)
     canceled: bool = False  # `batchrun cancel` ran meanwhile
@@ -62,7 +63,7 @@ class RunReport:
             (canceled, StopReason.CANCELED),
             (self.store_error is not None, StopReason.STORE_ERROR),
             (self.disk_low is not None, StopReason.DISK_LOW),
-            (self.budget_reached, StopReason.BUDGET),
+            (self.budget_reached or (bool(self.budget_models) and pending > 0), StopReason.BUDGET),
             (self.interrupted, StopReason.INTERRUPTED),
             (bool(self.stopped_models) and pending > 0, StopReason.MODEL_STOPPED),
             (pending == 0, StopReason.FINISHED),
@@ -116,8 +117,24 @@ def finish_batch(
     canceled = report.canceled or store.find_batch(batch_id).status == BatchStatus.CANCELED
     status = batch_status_after_run(pending=pending, canceled=canceled)
     reason = report.stop_reason(pending=pending, canceled=canceled)
+    _keep_budget_models(store, batch_id, report)
     if status is BatchStatus.COMPLETED:
         store.set_batch(batch_id, status=status, finished_at=time.time(), stop_reason=reason)
     elif status is BatchStatus.PAUSED and pause:
         store.set_batch(batch_id, status=status, stop_reason=reason)
     return FinishedBatch(status=status, counts=counts)
+
+
+def _keep_budget_models(store: Store, batch_id: str, report: RunReport) -> None:
+    """Keep with the batch the models its last run stopped at their own budget (and which
+    budget), as ``settings["budget_models"]``, for ``batchrun status``."""
+    kept = store.find_batch(batch_id).settings
+    if kept.get("budget_models", {}) != report.budget_models:
+        store.set_batch(batch_id, settings={**kept, "budget_models": report.budget_models})
+
+
+def budget_models_text(batch: BatchInfo) -> str:
+    """``MiniMax-M2.7 at the day budget of $1.00 for MiniMax-M2.7``: the models the batch's
+    last run stopped at their own budget; empty when none."""
+    stopped = batch.settings.get("budget_models") or {}
+    return "; ".join(f"{model} at {budget}" for model, budget in stopped.items())

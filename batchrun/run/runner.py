@@ -19,7 +19,7 @@ One request's attempts are in ``attempts``, the writer in ``writer``, the shared
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -33,7 +33,7 @@ from batchrun.catalog import Catalog
 from batchrun.exceptions import StoreError
 from batchrun.plan.precheck import TokenCounter
 from batchrun.run.attempts import RequestAttempts
-from batchrun.run.budget import Budget
+from batchrun.run.budget import Budget, BudgetRoom, SpendWatch, model_budgets
 from batchrun.run.control import RunControl
 from batchrun.run.limits import ModelLimiter, ModelLimitSettings, make_limiters
 from batchrun.run.offload import offload
@@ -93,6 +93,7 @@ class BatchRunner:
         settings: RunSettings,
         progress: RunProgress,
         budget: Budget | None = None,
+        rooms: Sequence[BudgetRoom] = (),
         source: WorkSource | None = None,
         limiters: Mapping[str, ModelLimiter] | None = None,
     ) -> None:
@@ -116,6 +117,8 @@ class BatchRunner:
             counter=TokenCounter(client, settings.precheck, settings.precheck_concurrency),
             outcomes=send,
             budget=budget,
+            model_budgets=model_budgets(rooms),
+            watch=SpendWatch(rooms) if rooms else None,
         )
 
     @property

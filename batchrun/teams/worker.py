@@ -178,7 +178,10 @@ class Worker:
             self.say(f"worker {self.id}: stopped sending: {report.disk_low}")
             self.report.store_error = report.store_error or report.disk_low
         # A model whose key or balance was refused is not this worker's to send any more.
-        self.report.refused.update(report.stopped_models)
+        # (One stopped at its own budget is not refused: it goes on once the period renews.)
+        self.report.refused.update(
+            (m, why) for m, why in report.stopped_models.items() if m not in report.budget_models
+        )
         await offload(self.store, self._finish, batch.id, report)
 
     def _start_batch(self, batch_id: str) -> BatchInfo | None:
@@ -220,8 +223,10 @@ class Worker:
     def _finish(self, batch_id: str, report: RunReport) -> None:
         # The batch stays open for the other workers, unless its budget is spent for every
         # worker (nothing reserved anywhere): submit again with a higher --max-cost to queue it.
-        finished = finish_batch(self.store, batch_id, report, pause=report.budget_reached)
-        if finished.status is BatchStatus.PAUSED and report.budget_reached:
+        # The same when models stopped at their own budget: their requests wait for a resume.
+        capped = report.budget_reached or bool(report.budget_models)
+        finished = finish_batch(self.store, batch_id, report, pause=capped)
+        if finished.status is BatchStatus.PAUSED and capped:
             self.say(f"batch {batch_id}: budget reached; paused")
 
     async def _heartbeat(self) -> None:

@@ -15,6 +15,7 @@ import streamlit as st
 
 from batchrun.dashboard import data, grid, griddata, tables
 from batchrun.dashboard.text import literal, rendered_html, shown
+from batchrun.dashboard.views.common import sent_between
 from batchrun.status import RequestStatus
 
 # The view's state in the address: widget key -> query parameter (app.py has "page",
@@ -89,11 +90,18 @@ def render(source: data.Source, batch: dict[str, Any]) -> None:
         _to_url(batch)
 
 
+RANGE_HELP = (
+    "The grid shows the jobs with a request sent on these days, and those not sent yet; each "
+    "such job with every model's answer."
+)
+
+
 def _grid(source: data.Source, batch: dict[str, Any]) -> None:
     requests = data.requests(source.url, (batch["id"],))
     graded = data.grades(source.url, (batch["id"],))
     models = sorted(requests.get_column("model").unique().to_list())
-    table = _chosen_jobs(source, batch, requests, graded)
+    sent = sent_between(requests, key="grid_range", help=RANGE_HELP)
+    table = _chosen_jobs(source, batch, sent, graded)
     if table is None:
         return
     size_column, page_column, caption_column = st.columns([1, 1, 3])
