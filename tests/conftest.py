@@ -13,6 +13,19 @@ from batchrun.sim import RunningSimulator, SimSettings, simulator_thread
 from tests.helpers import make_client
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m 'not slow' deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.slow_on("postgres")``: the test's PostgreSQL variants are slow (a second
+    run of what the SQLite variant shows, at several times its cost), the others stay default."""
+    for item in items:
+        marker = item.get_closest_marker("slow_on")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None:
+            continue
+        if set(marker.args) & {str(value) for value in callspec.params.values()}:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def sim_factory() -> Iterator[Callable[..., RunningSimulator]]:
     """Start simulators with custom settings; each stops at the end of the test."""

@@ -141,6 +141,7 @@ def _nested(depth: int) -> dict[str, object]:
     return value
 
 
+@pytest.mark.slow  # several CLI runs, ~10 s: make test-slow
 def test_deeply_nested_lines_are_invalid_lines_not_a_stuck_batch(tmp_path: Path) -> None:
     metadata: dict[str, object] | str = "x"
     for _ in range(400):
@@ -166,6 +167,7 @@ def test_deeply_nested_lines_are_invalid_lines_not_a_stuck_batch(tmp_path: Path)
     assert db_rows(tmp_path / "batchrun.db", "select custom_id from results") == [("fine",)]
 
 
+@pytest.mark.slow  # several CLI runs, ~12 s: make test-slow
 def test_a_line_invalid_for_one_model_is_named_with_file_line_and_model(tmp_path: Path) -> None:
     source = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
     image: dict[str, object] = {"type": "image", "source": source}
@@ -201,6 +203,7 @@ def _peak_rss_mb(cwd: Path, *args: str, timeout: float = 90) -> tuple[int, float
     raise AssertionError(f"batchrun {' '.join(args)} still running after {timeout} s")
 
 
+@pytest.mark.slow  # three runs measured for memory, ~20 s: make test-slow
 def test_concurrency_far_above_the_work_costs_no_memory(tmp_path: Path) -> None:
     # 100,000 workers (from a catalog file) for two requests took about 900 MB and 25 s before
     # workers were bounded by the requests pending; now a catalog stops at 4,096 too.
@@ -286,6 +289,7 @@ def test_sigterm_while_loading_cancels_the_part_loaded(
     assert sim.fetch_stats()["messages_total"] == 0
 
 
+@pytest.mark.slow  # a long estimate to interrupt, ~15 s: make test-slow
 def test_sigterm_during_the_estimate_pauses_the_batch(
     tmp_path: Path, sim: RunningSimulator
 ) -> None:
@@ -302,6 +306,7 @@ def test_sigterm_during_the_estimate_pauses_the_batch(
     assert sim.fetch_stats()["messages_total"] == 0
 
 
+@pytest.mark.slow  # 5,000 lines counted twice, ~25 s: make test-slow
 def test_sigterm_during_submits_precheck_pauses_and_a_second_submit_queues(
     tmp_path: Path, sim: RunningSimulator
 ) -> None:
@@ -391,6 +396,7 @@ def _drain(leader: int, process: subprocess.Popen[bytes]) -> str:
     return " ".join(seen.decode(errors="replace").split())
 
 
+@pytest.mark.slow  # a run on a pty, ~10 s; the SIGTERM at the question stays default
 def test_end_of_input_at_the_question_is_a_no(tmp_path: Path, sim: RunningSimulator) -> None:
     write_jobs(tmp_path / "jobs.jsonl", prompts(2, model=M27))
     process, leader = _on_a_terminal(tmp_path, sim)

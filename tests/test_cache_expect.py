@@ -348,6 +348,7 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
+@pytest.mark.slow  # two estimates, ~12 s: make test-slow
 def test_the_estimate_command_shows_the_cost_with_cache_and_its_assumption(
     tmp_path: Path,
 ) -> None:
@@ -433,6 +434,7 @@ def test_a_run_stores_the_expected_cache_tokens_next_to_the_reported_reads(
     assert compared["estimated_requests"].to_list() == [10, 10]
 
 
+@pytest.mark.slow  # ~9 s of CLI runs: make test-slow
 def test_streamed_reads_reported_as_zero_leave_the_expectation_standing(
     tmp_path: Path, sim_factory: Any
 ) -> None:

@@ -183,6 +183,7 @@ def _check_finished(places: dict[str, Path], sim: RunningSimulator) -> None:
     assert _unsaved_files(places) == []
 
 
+@pytest.mark.slow  # a disk filled mid-run, then import, ~25 s: make test-slow
 def test_a_disk_filled_mid_run_loses_no_paid_answer_and_import_brings_them_back(
     places: dict[str, Path],
 ) -> None:

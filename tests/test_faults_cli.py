@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from batchrun.sim import SimSettings, simulator_process
 from tests.helpers import batchrun, db_rows, wait_for_results
 from tests.runharness import prompts, write_jobs
@@ -17,6 +19,7 @@ KEY = "sk-cancel-test"
 CONCURRENCY = 4
 
 
+@pytest.mark.slow  # a run cancelled from a second process, ~12 s: make test-slow
 def test_cancel_during_a_run_stops_sending_and_the_batch_stays_canceled(tmp_path: Path) -> None:
     write_jobs(tmp_path / "jobs.jsonl", prompts(60))
     db = tmp_path / "batchrun.db"

@@ -278,6 +278,7 @@ def started(url: str, start: str) -> Killing:
 
 
 @pytest.mark.parametrize("start", ["base", "0005"])
+@pytest.mark.slow_on("postgres")  # the PostgreSQL run: several times the SQLite one's cost
 def test_a_sigkill_anywhere_in_a_migration_leaves_a_store_that_opens(
     store_url: str, start: str
 ) -> None:
@@ -287,6 +288,7 @@ def test_a_sigkill_anywhere_in_a_migration_leaves_a_store_that_opens(
         killing.kill(at=point)  # the last: just before COMMIT
 
 
+@pytest.mark.slow_on("postgres")  # the PostgreSQL run: several times the SQLite one's cost
 def test_a_sigkill_in_alembics_own_command_line_upgrade_is_as_harmless(store_url: str) -> None:
     killing = Killing(store_url, "base", [], mode="alembic")
     for point in random.Random(81).sample(range(1, killing.points + 1), FAST_KILLS):
@@ -321,6 +323,7 @@ def repair_and_check(tmp_path: Path, url: str, rows: list[tuple[Any, ...]]) -> s
     return done.stdout
 
 
+@pytest.mark.slow_on("postgres")  # the PostgreSQL run: several times the SQLite one's cost
 def test_a_store_an_older_batchrun_left_half_migrated_is_completed_by_db_upgrade(
     tmp_path: Path, store_url: str
 ) -> None:
@@ -409,6 +412,7 @@ def open_at_once(url: str) -> None:
 
 
 @pytest.mark.parametrize(("start", "rounds"), [("base", 2), ("0005", 1)])
+@pytest.mark.slow_on("postgres")  # the PostgreSQL run: several times the SQLite one's cost
 def test_processes_opening_a_new_or_older_store_at_once_all_succeed(
     store_url: str, start: str, rounds: int
 ) -> None:

@@ -143,6 +143,7 @@ def test_status_counts_retries_from_the_attempts_table_and_marks_simulated_rows(
         assert spent["real" if simulated else "simulated"] is None  # nothing of the other kind
 
 
+@pytest.mark.slow  # ~9 s of CLI runs: make test-slow
 def test_a_batch_resumed_against_the_other_endpoint_keeps_its_two_kinds_apart(
     tmp_path: Path, real_sim: str, faulty_sim: RunningSimulator
 ) -> None:
@@ -254,6 +255,7 @@ def expected_cells(shown: str, model: str) -> list[str]:
     return [cell.strip() for cell in line.strip("│").split("│")]
 
 
+@pytest.mark.slow  # ~13 s of CLI runs: make test-slow
 def test_a_real_estimate_never_takes_its_expected_output_from_simulated_runs(
     tmp_path: Path, real_sim: str, faulty_sim: RunningSimulator
 ) -> None:

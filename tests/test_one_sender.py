@@ -318,12 +318,14 @@ def decline_twice(tmp_path: Path, db: str, base: str, jobs: int, again: str) -> 
     return first_cost
 
 
+@pytest.mark.slow  # ~12 s of CLI runs: make test-slow
 def test_a_declined_estimate_is_asked_again_with_everything_left(
     tmp_path: Path, served: str
 ) -> None:
     decline_twice(tmp_path, str(tmp_path / "store.db"), served, 20, "n\n")
 
 
+@pytest.mark.slow  # ~15 s of CLI runs: make test-slow
 def test_a_declined_batch_without_a_terminal_waits_for_yes(tmp_path: Path, served: str) -> None:
     """After a refusal, a run with nobody to ask (no terminal) sends nothing; --yes sends."""
     db, jobs = str(tmp_path / "store.db"), 10
@@ -357,6 +359,7 @@ def test_end_of_input_is_a_no_remembered_until_resume_sends(tmp_path: Path, serv
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # the SQLite twin stays default; ~15 s: make test-slow
 def test_postgres_two_runs_together_one_batch_each_request_once(
     tmp_path: Path, served: str, postgres_url: str
 ) -> None:
