@@ -225,8 +225,9 @@ class StreamAssembler:
         blocks = self._blocks
         text = thinking = other = False  # whether this read carried text, thinking, other deltas
         quiet = 0
-        for index, kind, plain, escaped, payload in events:
+        for position, (index, kind, plain, escaped, payload) in enumerate(events):
             if self.finished:
+                quiet += len(events) - position  # nothing after message_stop counts
                 break
             if kind:  # the hot path, one per token
                 piece = orjson.loads(b'"' + escaped + b'"') if escaped else plain.decode()
@@ -318,6 +319,7 @@ class StreamAssembler:
         self._merge_usage(event.get("usage"))
         self.timings.done = elapsed
         self.finished = True
+        self._steady = False
 
     def _on_error(self, event: dict[str, Any], elapsed: float) -> None:
         error = event.get("error") or {}
