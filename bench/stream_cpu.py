@@ -14,14 +14,22 @@ assembled by stream.py). The simulator runs in its own process on core 1, the cl
 The machine is shared: the load average is recorded with each table, and CPU per answer (which
 load changes little) says what one core could sustain: 1 / CPU per answer.
 
+With --parser, only the parser: StreamAssembler.feed on a 500-delta answer held in memory, one
+event per read (a paced stream) and 16 KB reads (time scale 0), CPU per delta as the best of 40
+rounds (the least disturbed by other processes), for this checkout and for each --code DIR
+(another checkout's batchrun/api/stream.py, e.g. the commit before a change), interleaved.
+
     python bench/stream_cpu.py [--quick] [--tick 0.01] [--out bench/results/stream_cpu.md]
+    python bench/stream_cpu.py --parser [--code DIR ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import resource
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +37,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import orjson
 from procstat import cpu_seconds, load, machine, pin, two_cores
 from runcli import write_table
 
@@ -161,12 +170,84 @@ async def scaling_table(base_url: str, quick: bool, server_pid: int | None) -> l
     return [*rows, "", f"Load during these runs: {', '.join(notes)}."]
 
 
+def _sse(data: dict[str, Any]) -> bytes:
+    name = str(data["type"]).encode()
+    return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def answer_events(deltas: int) -> list[bytes]:
+    """A text answer's events as the API writes them; every 13th delta has a quote or newline."""
+    usage = {"input_tokens": 3, "output_tokens": 0}
+    message = {"id": "m", "type": "message", "role": "assistant", "model": "M", "content": []}
+    words = [" the", " answer", ",", " is", " \u00fcber", " 42", "\n", ' "so"', " a", " b", " c"]
+    words += [" d", " e"]
+    text = ({"type": "text_delta", "text": words[i % len(words)]} for i in range(deltas))
+    return [
+        _sse({"type": "message_start", "message": {**message, "usage": usage}}),
+        _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}),
+        *(_sse({"type": "content_block_delta", "index": 0, "delta": d}) for d in text),
+        _sse({"type": "content_block_stop", "index": 0}),
+        _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage}),
+        _sse({"type": "message_stop"}),
+    ]
+
+
+def _assembler(path: Path) -> Any:
+    """StreamAssembler of the stream.py at ``path``, loaded under a name of its own."""
+    name = f"stream_under_test_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.StreamAssembler
+
+
+def parser_table(codes: list[Path]) -> list[str]:
+    events = answer_events(500)
+    whole = b"".join(events)
+    reads = {
+        "one event per read": events,
+        "16 KB reads": [whole[i : i + 16384] for i in range(0, len(whole), 16384)],
+    }
+    here = Path(__file__).resolve().parent.parent
+    sources = {"this checkout": here, **{str(code): code for code in codes}}
+    made = {label: _assembler(root / "batchrun/api/stream.py") for label, root in sources.items()}
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(40):
+        for label, assembler in made.items():
+            for kind, chunks in reads.items():
+                started = time.process_time()
+                for _ in range(4):
+                    parser = assembler(0.0)
+                    for chunk in chunks:
+                        parser.feed(chunk, 1.0)
+                    parser.message()
+                used = (time.process_time() - started) / 4 / 500
+                best[label, kind] = min(best.get((label, kind), used), used)
+    rows = ["| parser | " + " | ".join(reads) + " |", "|---|---|---|"]
+    for label in made:
+        cells = [f"{1e6 * best[label, kind]:.2f} us" for kind in reads]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return [
+        f"StreamAssembler CPU per delta, 500-delta answer ({machine()}, {load()}):",
+        "",
+        *rows,
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
     parser.add_argument("--tick", type=float, default=0.01, help="simulator write interval (s)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/stream_cpu.md"))
+    parser.add_argument("--parser", action="store_true", help="only the parser, in memory")
+    parser.add_argument("--code", type=Path, action="append", default=[], help="with --parser")
     args = parser.parse_args()
+    if args.parser:
+        print("\n".join(parser_table(args.code)))
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     pin(0, 0)

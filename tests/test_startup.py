@@ -80,10 +80,28 @@ def test_a_run_on_the_simulator_leaves_the_server_to_the_child(tmp_path: Path) -
     # On a database already made: creating one runs alembic, which loads every dialect.
     assert batchrun(tmp_path, "db", "upgrade").returncode == 0
     loaded = loaded_by(tmp_path, "run", "jobs.jsonl", *RUN)
-    assert "anthropic" in loaded
-    assert not {"alembic", "uvicorn", "batchrun.sim.server", "sqlalchemy.dialects.postgresql"} & {
-        *loaded
+    assert "aiohttp" in loaded
+    assert not {
+        "alembic",
+        "anthropic",
+        "uvicorn",
+        "batchrun.sim.server",
+        "sqlalchemy.dialects.postgresql",
+    } & {*loaded}
+
+
+def test_calls_carry_the_headers_the_sdk_would_send_without_importing_it() -> None:
+    import anthropic
+
+    from batchrun.api.client import sdk_headers
+
+    sdk = anthropic.AsyncAnthropic(api_key="k", base_url="http://127.0.0.1:9")
+    theirs = {
+        name: value
+        for name, value in sdk.default_headers.items()
+        if isinstance(value, str) and name.lower() not in ("accept", "authorization", "x-api-key")
     }
+    assert sdk_headers() == theirs  # the API version too: move API_VERSION with the SDK
 
 
 def test_commands_close_their_stores_at_exit(tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
+import json
+import re
 import socket
 import threading
 import time
@@ -13,6 +17,8 @@ import anyio
 import orjson
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines, Endpoint
@@ -278,3 +284,190 @@ async def test_the_client_turns_a_malformed_reply_into_a_retryable_failure(
     assert caught.value.kind is FailureKind.SERVER
     assert "malformed" in caught.value.message
     assert orjson.dumps(caught.value.message)  # a plain message, fit for the store
+
+
+# Hypothesis: any stream, rendered as the API writes it or otherwise, cut anywhere, gives the
+# message and the timings the events call for (worked out here from the events, not by the parser).
+
+Block = tuple[str, list[str]]  # kind ("text", "thinking", "tool_use"), its pieces
+
+
+def pieces_of(whole: Any, cuts: list[int]) -> list[Any]:
+    """``whole`` (str or bytes) cut at these sorted offsets."""
+    return [whole[a:b] for a, b in itertools.pairwise([0, *cuts, len(whole)])]
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> list[Block]:
+    made: list[Block] = []
+    for kind in draw(st.lists(st.sampled_from(["text", "thinking", "tool_use"]), max_size=3)):
+        if kind == "tool_use":
+            value = draw(st.dictionaries(st.text(max_size=4), st.text(max_size=6), max_size=3))
+            raw = orjson.dumps(value).decode()
+            cuts = sorted(draw(st.sets(st.integers(1, len(raw) - 1), max_size=4)))
+            made.append((kind, pieces_of(raw, cuts)))
+        else:
+            # no "<": a text starting with <think> is leaked reasoning (tests/test_leaked_think.py)
+            piece = st.text(
+                st.characters(exclude_categories=["Cs"], exclude_characters="<"), max_size=6
+            )
+            made.append((kind, draw(st.lists(piece, min_size=1, max_size=6))))
+    return made
+
+
+DELTA_FIELD = {
+    "text": ("text_delta", "text"),
+    "thinking": ("thinking_delta", "thinking"),
+    "tool_use": ("input_json_delta", "partial_json"),
+}
+STARTED: dict[str, dict[str, Any]] = {
+    "text": {"type": "text", "text": ""},
+    "thinking": {"type": "thinking", "thinking": "", "signature": ""},
+    "tool_use": {"type": "tool_use", "id": "t", "name": "f", "input": {}},
+}
+
+
+def events_of(made: list[Block]) -> list[tuple[str, dict[str, Any]]]:
+    """The stream's events in order, as (role in the oracle, data)."""
+    start = {**MESSAGE, "usage": {"input_tokens": 3, "output_tokens": 0}}
+    out: list[tuple[str, dict[str, Any]]] = [
+        ("event", {"type": "message_start", "message": start}),
+        ("ping", {"type": "ping"}),
+    ]
+    for index, (kind, pieces) in enumerate(made):
+        block = {"type": "content_block_start", "index": index, "content_block": STARTED[kind]}
+        out.append(("event", block))
+        delta_type, name = DELTA_FIELD[kind]
+        for piece in pieces:
+            delta = {"type": delta_type, name: piece}
+            out.append((kind, {"type": "content_block_delta", "index": index, "delta": delta}))
+        if kind == "thinking":
+            delta = {"type": "signature_delta", "signature": "sig"}
+            out.append(("event", {"type": "content_block_delta", "index": index, "delta": delta}))
+        out.append(("event", {"type": "content_block_stop", "index": index}))
+    ended = {"stop_reason": "end_turn", "stop_sequence": None}
+    out.append(("event", {"type": "message_delta", "delta": ended, "usage": {"output_tokens": 9}}))
+    out.append(("stop", {"type": "message_stop"}))
+    return out
+
+
+def expected_message(made: list[Block]) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    for kind, pieces in made:
+        joined = "".join(pieces)
+        if kind == "tool_use":
+            content.append({**STARTED[kind], "input": orjson.loads(joined)})
+        else:
+            content.append({**STARTED[kind], kind: joined})
+            if kind == "thinking":
+                content[-1]["signature"] = "sig"
+    usage = {"input_tokens": 3, "output_tokens": 9}
+    extra = {"stop_reason": "end_turn", "stop_sequence": None}
+    return {**MESSAGE, **extra, "content": content, "usage": usage}
+
+
+# Continuation bytes of UTF-8 characters, line feeds (after \r too), and the middle of "data:".
+AWKWARD = re.compile(rb"[\x80-\xbf]|\n|(?<=da)ta:")
+RENDERINGS: dict[str, Callable[[Any], bytes]] = {
+    "api": orjson.dumps,  # as Anthropic and MiniMax write it
+    "spaced-ascii": lambda data: json.dumps(data).encode(),  # spaces, \\u escapes
+    "compact-python": lambda data: json.dumps(
+        data, ensure_ascii=False, separators=(",", ":")
+    ).encode(),
+}
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[list[Block], list[bytes], list[str], list[int]]:
+    """Blocks, the stream's raw events (with their separators), their roles, and cut points."""
+    made = draw(blocks())
+    as_written = draw(st.booleans())  # exactly as the API writes it: the form of the fast paths
+    render = RENDERINGS["api" if as_written else draw(st.sampled_from(sorted(RENDERINGS)))]
+    event_line = as_written or draw(st.booleans())
+    space = b" " if as_written else draw(st.sampled_from([b"", b" "]))
+    newline = b"\n" if as_written else draw(st.sampled_from([b"\n", b"\r\n"]))
+    raws, roles = [], []
+    for role, data in events_of(made):
+        if draw(st.integers(0, 9)) == 0:  # now and then a comment between events
+            raws.append(b": keep-alive" + newline + newline)
+            roles.append("comment")
+        head = b"event: " + data["type"].encode() + newline if event_line else b""
+        raws.append(head + b"data:" + space + render(data) + newline + newline)
+        roles.append(role)
+    if draw(st.booleans()):  # what comes after message_stop does not count
+        raws.append(DELTA.replace(b"\n", newline))
+        roles.append("after")
+    stream = b"".join(raws)
+    # Each event its own read (the usual read of a paced stream), with a few cuts anywhere; or
+    # cuts anywhere, many where they hurt most: inside a UTF-8 character, inside "data:",
+    # between \r and \n.
+    cuts = draw(st.sets(st.integers(1, len(stream) - 1), max_size=3))
+    if draw(st.booleans()):
+        cuts |= set(itertools.accumulate(len(raw) for raw in raws[:-1]))
+    else:
+        awkward = [m.start() for m in AWKWARD.finditer(stream, 1)] or [1]
+        cuts |= draw(st.sets(st.integers(1, len(stream) - 1), max_size=12))
+        cuts |= draw(st.sets(st.sampled_from(awkward), max_size=12))
+    return made, raws, roles, sorted(cuts)
+
+
+def oracle_timings(raws: list[bytes], roles: list[str], cuts: list[int]) -> dict[str, Any]:
+    """The timings (and event count) the reads call for: an event counts at the read with its
+    last byte (reads numbered from 1, as fed below)."""
+    ends = itertools.accumulate(len(raw) for raw in raws)
+    timed = [
+        (float(bisect.bisect_right(cuts, end - 1) + 1), role)
+        for end, role in zip(ends, roles, strict=True)
+    ]
+    tokens = [t for t, role in timed if role in DELTA_FIELD]
+    first = {kind: next((t for t, r in timed if r == kind), None) for kind in DELTA_FIELD}
+    return {
+        "first_event": next(t for t, role in timed if role != "comment"),
+        "first_token": tokens[0] if tokens else None,
+        "first_thinking": first["thinking"],
+        "first_text": first["text"],
+        "last_token": tokens[-1] if tokens else None,
+        "done": next(t for t, role in timed if role == "stop"),
+        "events": sum(role not in ("comment", "ping", "after") for role in roles),
+    }
+
+
+@settings(max_examples=100, deadline=None)
+@given(streams())
+def test_any_stream_cut_anywhere_gives_its_message_and_timings(
+    case: tuple[list[Block], list[bytes], list[str], list[int]],
+) -> None:
+    made, raws, roles, cuts = case
+    assembler = StreamAssembler(0.0)
+    for number, read in enumerate(pieces_of(b"".join(raws), cuts), start=1):
+        assembler.feed(read, float(number))
+    assert assembler.finished
+    assert assembler.message() == expected_message(made)
+    expected = oracle_timings(raws, roles, cuts)
+    got = {name: getattr(assembler.timings, name, None) for name in expected}
+    assert {**got, "events": assembler.events} == expected
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'"\\q"',  # an escape JSON does not have
+        b'"a\tb"',  # a raw control character
+        b'"\xff"',  # not UTF-8
+        b'"a","text":"b"',  # a second key: the event is not in the usual form
+    ],
+    ids=["bad-escape", "control-character", "not-utf8", "duplicate-key"],
+)
+def test_a_bad_text_in_a_delta_is_what_json_says_it_is(bad: bytes) -> None:
+    """The text of a delta read without a JSON parse is checked as JSON checks it."""
+    delta = DELTA.replace(b'"Hi"', bad)
+    try:
+        expected: object = orjson.loads(delta.split(b"data: ", 1)[1])["delta"]["text"]
+    except orjson.JSONDecodeError:
+        expected = StreamError
+    for reads in ((START + BLOCK + DELTA + delta + STOP,), (START + BLOCK, DELTA, delta, STOP)):
+        if expected is StreamError:
+            with pytest.raises(StreamError):
+                assemble(*reads)
+        else:
+            assert assemble(*reads).message()["content"][0]["text"] == "Hi" + str(expected)

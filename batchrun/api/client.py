@@ -1,28 +1,31 @@
-"""The only module that talks to the API (and imports ``anthropic``).
+"""The only module that talks to the API.
 
-The SDK gives the calls their headers (version, client identity) and the base URL. The streamed
-Messages call, the hot path, is posted with aiohttp directly and its bytes are assembled by
-``stream.py``: the SDK's response layers and per-event objects cost several times more CPU per
-read (bench/stream_cpu.py). count_tokens, one call per distinct request when the pre-check is on,
-is posted the same way and read with orjson (bench/peers.py). Error answers are classified from
-their status, MiniMax code and body as the SDK's errors are. The key always goes as
-``Authorization: Bearer``, set here and not left to the SDK: MiniMax refuses a key sent only as
-``x-api-key`` (401, code 1004). The streamed call runs under an idle deadline (no bytes for N
-seconds, one watchdog timer per call, not a timeout per read) and a total deadline. The API key
-never appears in an error, a log or a result.
+Calls go with the headers the anthropic SDK would send (its API version and client identity,
+``sdk_headers``; a test compares them with the SDK's own), but the SDK itself is not imported:
+importing it cost 0.6 s of CPU on a quiet machine and over 3 s on a busy one, more than a small
+run's calls (bench/startup.py). The streamed Messages call, the hot path, is posted with aiohttp
+directly and its bytes are assembled by ``stream.py``: the SDK's response layers and per-event
+objects cost several times more CPU per read (bench/stream_cpu.py). count_tokens, one call per
+distinct request when the pre-check is on, is posted the same way and read with orjson
+(bench/peers.py). Error answers are classified from their status, MiniMax code and body as the
+SDK's errors are. The key always goes as ``Authorization: Bearer`` and never as ``x-api-key``:
+MiniMax refuses a key sent only as ``x-api-key`` (401, code 1004). The streamed call runs under
+an idle deadline (no bytes for N seconds, one watchdog timer per call, not a timeout per read)
+and a total deadline. The API key never appears in an error, a log or a result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import platform
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import cache
+from importlib import metadata
+from typing import Any
 
 import aiohttp
-import anthropic
 import anyio
-import httpx2
 import orjson
 
 from batchrun.api.endpoint import Deadlines, Endpoint
@@ -32,9 +35,11 @@ from batchrun.api.stream import StreamAssembler, StreamError, Timings
 COUNTED_FIELDS = ("system", "tools", "tool_choice", "thinking")
 _REFUSED_COUNT_STATUSES = frozenset({404, 405, 501})  # 400/422: this request, not the model
 _REFUSED_COUNT_TEXT = "not supported for model"  # a 400 that is about the model after all
-_KEY_HEADERS = frozenset({"authorization", "x-api-key"})
 _BALANCE_CODE = 1008
 _JSON = {"Accept": "application/json"}  # count_tokens answers one JSON body, not a stream
+API_VERSION = "2026-10-21"  # the SDK's ANTHROPIC_API_VERSION (tests/test_startup.py compares)
+_OS = {"darwin": "MacOS", "windows": "Windows", "linux": "Linux", "freebsd": "FreeBSD"}
+_ARCH = {"arm64": "arm64", "aarch64": "arm64", "arm": "arm", "x86_64": "x64"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,33 +52,16 @@ class CallResult:
 
 
 class ApiClient:
-    """Streams Messages calls and counts tokens through the anthropic SDK."""
+    """Streams Messages calls and counts tokens (aiohttp, one connection pool)."""
 
     def __init__(self, endpoint: Endpoint, deadlines: Deadlines, max_connections: int) -> None:
         self.endpoint = endpoint
         self.deadlines = deadlines
-        self._sdk = anthropic.AsyncAnthropic(
-            base_url=endpoint.base_url,
-            api_key=endpoint.api_key,
-            default_headers=_auth_headers(endpoint.api_key),
-            max_retries=0,  # retry.py decides, and every attempt is recorded
-            timeout=httpx2.Timeout(deadlines.total, connect=deadlines.connect),
-            http_client=anthropic.DefaultAioHttpClient(
-                limits=httpx2.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                ),
-            ),
-        )
         self._max_connections = max_connections
-        self._url = str(self._sdk.base_url).rstrip("/") + "/v1/messages"
+        self._url = endpoint.base_url.rstrip("/") + "/v1/messages"
         self._count_url = self._url + "/count_tokens"
-        headers = {
-            name: value
-            for name, value in self._sdk.default_headers.items()
-            if isinstance(value, str) and name.lower() not in _KEY_HEADERS
-        }
         self._headers = {
-            **headers,
+            **sdk_headers(),
             "Authorization": f"Bearer {endpoint.api_key}",
             "Accept": "text/event-stream",
         }
@@ -83,7 +71,6 @@ class ApiClient:
         """Close the connection pools."""
         if self._session is not None:
             await self._session.close()
-        await self._sdk.close()
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:  # created on first use, inside the running event loop
@@ -242,10 +229,23 @@ class _Watchdog:
         self._timer.cancel()
 
 
-def _auth_headers(api_key: str) -> dict[str, str]:
-    """The SDK's key headers, made explicit: Bearer always, and never ``x-api-key``."""
-    omit = cast(str, anthropic.omit)  # the SDK types header values as str, and takes Omit too
-    return {"Authorization": f"Bearer {api_key}", "X-Api-Key": omit}
+@cache
+def sdk_headers() -> dict[str, str]:
+    """The headers the installed anthropic SDK sends with every call, the key aside."""
+    version = metadata.version("anthropic")
+    system, machine = platform.system().lower(), platform.machine().lower()
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": f"AsyncAnthropic/Python {version}",
+        "X-Stainless-Lang": "python",
+        "X-Stainless-Package-Version": version,
+        "X-Stainless-OS": _OS.get(system, f"Other:{system}" if system else "Unknown"),
+        "X-Stainless-Arch": _ARCH.get(machine, f"other:{machine}" if machine else "unknown"),
+        "X-Stainless-Runtime": platform.python_implementation(),
+        "X-Stainless-Runtime-Version": platform.python_version(),
+        "X-Stainless-Async": "async:false",
+        "anthropic-version": API_VERSION,
+    }
 
 
 def _refuses_counting(status: int, message: str) -> bool:

@@ -24,8 +24,22 @@ _DELTA_FIELDS = {
     "input_json_delta": "partial_json",
 }
 _BLOCK_FIELDS = {"text": "text", "thinking": "thinking", "tool_use": "input"}
-# An event in its usual form: an optional ``event:`` line and exactly one ``data:`` line.
-_PLAIN_EVENT = re.compile(rb"(?:^|\n\n)(?:event:[^\n]*\n)?data:([^\n]*)(?=\n\n|\Z)")
+# A text or thinking delta exactly as Anthropic and MiniMax write it, read without a JSON parse:
+# the block index, "text" or "thinking", then the inside of the text's JSON string, either plain
+# characters (its UTF-8 is the text) or with escapes (decoded by JSON). No quote is left
+# unescaped, so the event has exactly these keys; any other form is parsed whole.
+_DELTA = (
+    rb'\{"type":"content_block_delta","index":(0|[1-9][0-9]*),"delta":\{"type":"(text|thinking)'
+    rb'_delta","\2":"(?:([^"\\\x00-\x1f]*)|((?:[^"\\\x00-\x1f]|\\[^\x00-\x1f])*))"\}\}'
+)
+# Every event of a read in its usual form (an optional ``event:`` line, exactly one ``data:``
+# line): a delta as above (groups 1-4), or any other event's payload (group 5).
+_EVENTS = re.compile(
+    rb"(?:^|\n\n)(?:event:[^\n]*\n)?data:(?: ?" + _DELTA + rb"(?=\n\n|\Z)|([^\n]*)(?=\n\n|\Z))"
+)
+# A read that is exactly one delta event (the common read of a paced stream).
+_ONE_DELTA = re.compile(rb"event: content_block_delta\ndata: " + _DELTA + rb"\n\n").fullmatch
+_Event = tuple[bytes, bytes, bytes, bytes, bytes]  # _EVENTS' groups; b"" where one did not match
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 THINK_LEAKED, EMPTY_REPLY = "think_leaked", "empty_reply"  # the flags of a result
 _BLANK_LINES = re.compile(r"\A\s*\n")  # leading blank lines (not the next line's indent)
@@ -158,6 +172,7 @@ class StreamAssembler:
         # these, so a stream that only pings is stalled (MiniMax's streams that never end).
         self.events = 0
         self._watch = _TextWatch()
+        self._steady = False  # a token came and was noted: _one_delta may take the next ones
 
     def feed(self, chunk: bytes, now: float) -> None:
         """Parse every complete event in what has arrived; ``now`` is when ``chunk`` came.
@@ -167,79 +182,112 @@ class StreamAssembler:
         reply is one failed attempt, never a crash of the run.
         """
         try:
+            if self._steady and not self._buffer and self._one_delta(chunk, now):
+                return
             self._feed(chunk, now)
         except StreamError:
             raise
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise StreamError("malformed_stream", f"a malformed event: {exc!r}"[:300]) from exc
 
+    def _one_delta(self, chunk: bytes, now: float) -> bool:
+        """The hot path at one event per read: a read that is exactly one text or thinking delta,
+        after the first of its kind (whose times the full path notes). False when it is not."""
+        match = _ONE_DELTA(chunk)
+        if match is None:
+            return False
+        index, kind, plain, escaped = match.groups()
+        if not (self._watch.done if kind == b"text" else self.timings.first_thinking is not None):
+            return False
+        piece = plain.decode() if escaped is None else orjson.loads(b'"' + escaped + b'"')
+        self._blocks[int(index)].pieces.append(piece)
+        self.events += 1
+        self.timings.last_token = now - self._started
+        return True
+
     def _feed(self, chunk: bytes, now: float) -> None:
         data = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in data:
+        if data.find(b"\r") >= 0:  # not ``in``: bytes' ``in`` raises and clears a TypeError
             data = data.replace(b"\r\n", b"\n")
         cut = data.rfind(b"\n\n")
         if cut < 0 or self.finished:  # nothing after message_stop counts
             self._buffer = data
             return
-        complete, self._buffer = data[:cut], data[cut + 2 :]
-        payloads = _PLAIN_EVENT.findall(complete)
-        # One regex pass gives every payload when every event has the usual form (as many matches
+        self._buffer = data[cut + 2 :]
+        events: list[_Event] = _EVENTS.findall(data, 0, cut)
+        # One regex pass gives every event when every event has the usual form (as many matches
         # as events); otherwise (comments, data split over lines) go event by event.
-        if len(payloads) != complete.count(b"\n\n") + 1:
-            payloads = [_payload(raw) for raw in complete.split(b"\n\n")]
-        self._events(payloads, now - self._started)
+        if len(events) != data.count(b"\n\n", 0, cut) + 1:
+            events = [(b"", b"", b"", b"", _payload(raw)) for raw in data[:cut].split(b"\n\n")]
+        self._events(events, now - self._started)
 
-    def _events(self, payloads: list[bytes], elapsed: float) -> None:
+    def _events(self, events: list[_Event], elapsed: float) -> None:
         blocks = self._blocks
-        kinds: set[str] = set()
+        text = thinking = other = False  # whether this read carried text, thinking, other deltas
         quiet = 0
-        for payload in payloads:
+        for position, (index, kind, plain, escaped, payload) in enumerate(events):
             if self.finished:
+                quiet += len(events) - position  # nothing after message_stop counts
                 break
-            if not payload:
-                quiet += 1
-                continue  # a comment or an event without data
-            event = orjson.loads(payload)
-            if not isinstance(event, dict):
-                raise StreamError(
-                    "malformed_stream", f"an event that is not an object: {payload[:80]!r}"
-                )
-            kind = event.get("type")
-            if kind == "content_block_delta":  # the hot path: one per token
-                delta = event["delta"]
-                name = _DELTA_FIELDS.get(delta.get("type"))
-                if name is not None:
-                    blocks[event["index"]].pieces.append(delta[name])
-                    kinds.add(delta["type"])
-                    continue
-            if self.timings.first_event is None:
-                self.timings.first_event = elapsed
-            if kind == "ping":
-                quiet += 1
-                continue
-            handler = _HANDLERS.get(str(kind))
-            if handler is not None:
-                handler(self, event, elapsed)
-        self._end_read(len(payloads) - quiet, kinds, elapsed)
-
-    def _end_read(self, events: int, kinds: set[str], elapsed: float) -> None:
-        self.events += events
-        if kinds:
-            self._note_tokens(kinds, elapsed)
+            if kind:  # the hot path, one per token
+                piece = orjson.loads(b'"' + escaped + b'"') if escaped else plain.decode()
+                blocks[int(index)].pieces.append(piece)
+                if kind == b"text":
+                    text = True
+                else:
+                    thinking = True
+            elif not payload:
+                quiet += 1  # a comment or an event without data
+            else:
+                delta = self._event(payload, elapsed)
+                if delta is None:
+                    quiet += 1
+                elif delta:
+                    other = True
+                    text |= delta == "text_delta"
+                    thinking |= delta == "thinking_delta"
+        self.events += len(events) - quiet
+        if text or thinking or other:
+            self._note_tokens(text, thinking, elapsed)
         if self.finished:
             self._watch.finish(self.timings)
 
-    def _note_tokens(self, kinds: set[str], elapsed: float) -> None:
+    def _event(self, payload: bytes, elapsed: float) -> str | None:
+        """Handle one event parsed whole. Returns the type of the content delta it was, "" for
+        any other event, None for a ping."""
+        event = orjson.loads(payload)
+        if not isinstance(event, dict):
+            raise StreamError(
+                "malformed_stream", f"an event that is not an object: {payload[:80]!r}"
+            )
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event["delta"]
+            name = _DELTA_FIELDS.get(delta.get("type"))
+            if name is not None:
+                self._blocks[event["index"]].pieces.append(delta[name])
+                return str(delta["type"])
+        if self.timings.first_event is None:
+            self.timings.first_event = elapsed
+        if kind == "ping":
+            return None
+        handler = _HANDLERS.get(str(kind))
+        if handler is not None:
+            handler(self, event, elapsed)
+        return ""
+
+    def _note_tokens(self, text: bool, thinking: bool, elapsed: float) -> None:
         timings = self.timings
         if timings.first_event is None:
             timings.first_event = elapsed
         if timings.first_token is None:
             timings.first_token = elapsed
-        if "thinking_delta" in kinds and timings.first_thinking is None:
+        if thinking and timings.first_thinking is None:
             timings.first_thinking = elapsed
-        if "text_delta" in kinds and not self._watch.done:
+        if text and not self._watch.done:
             self._watch.scan(self._blocks, elapsed, timings)
         timings.last_token = elapsed
+        self._steady = not self.finished
 
     def _on_message_start(self, event: dict[str, Any], elapsed: float) -> None:
         self._message = dict(event["message"])
@@ -271,6 +319,7 @@ class StreamAssembler:
         self._merge_usage(event.get("usage"))
         self.timings.done = elapsed
         self.finished = True
+        self._steady = False
 
     def _on_error(self, event: dict[str, Any], elapsed: float) -> None:
         error = event.get("error") or {}

@@ -1,8 +1,9 @@
-"""What a command's process spends on the garbage collector around the SDK, and at exit.
+"""What a command's process spends on the garbage collector around its imports, and at exit.
 
-The ``anthropic`` SDK's pydantic types are some 160,000 objects. Importing them with the collector
-running cost about 0.2 s of CPU in collections that find almost nothing (under 2,000 objects), and
-the interpreter's last collection at exit walked them all again (about 0.3 s after a run).
+The sender's imports (aiohttp, the store's SQLAlchemy) are tens of thousands of objects; the
+``anthropic`` SDK's pydantic types, some 160,000, are no longer imported by the commands (see
+batchrun/api/client.py). Importing them with the collector running cost CPU in collections that
+find almost nothing, and the interpreter's last collection at exit walked them all again.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from batchrun.cli import options as opt
 
 
 def load_sender() -> None:
-    """Import the SDK (through batchrun.api.client) with the collector paused, then freeze it.
+    """Import the sender (batchrun.api.client) with the collector paused, then freeze it.
 
     Frozen objects are left out of later collections; the little cyclic garbage the import made
-    stays with them. Called by the commands that send, before their first SDK import.
+    stays with them. Called by the commands that send, before they import the client.
     """
     enabled = gc.isenabled()
     gc.disable()
