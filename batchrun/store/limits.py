@@ -55,31 +55,6 @@ class Pacers:
         with self.database.begin() as connection:
             connection.execute(self.database.insert_ignore(pacers).values(name=name, next_at=0.0))
 
-    def advance(self, name: str, step: float, now: float | None = None) -> tuple[float, float]:
-        """Take the next slot and move the clock ``step`` past it: (the new next slot, now).
-
-        ``now``: the caller's time; None for the database's clock.
-        """
-        at = self._now(now)
-        with self.database.begin() as connection:
-            next_at, then = connection.execute(
-                update(pacers)
-                .where(pacers.c.name == name)
-                .values(next_at=self.database.greatest(pacers.c.next_at, at) + step)
-                .returning(pacers.c.next_at, at)
-            ).one()
-        return float(next_at), float(then)
-
-    def move_back(self, name: str, step: float, now: float | None = None) -> None:
-        """Give ``step`` back to the clock, never to before ``now``."""
-        at = self._now(now)
-        with self.database.begin() as connection:
-            connection.execute(
-                update(pacers)
-                .where(pacers.c.name == name)
-                .values(next_at=self.database.greatest(at, pacers.c.next_at - step))
-            )
-
     def take_block(
         self, name: str, step: float, throttle: Throttle | None = None, now: float | None = None
     ) -> Block:
