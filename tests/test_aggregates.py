@@ -20,7 +20,7 @@ from batchrun.sim import FaultRates, RunningSimulator
 from batchrun.store import Outcome, Store, aggregates, alembic_config
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
 from tests.runharness import prompts, resume_run, run_jobs
-from tests.test_teams import RESULT, load
+from tests.test_teams import done, load
 
 __all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
 
@@ -92,15 +92,7 @@ def assert_sums_frame_agrees(store: Store) -> None:
 
 
 def outcome(request_id: int, batch_id: str, cost: int | None, sent_at: float) -> Outcome:
-    result = {**RESULT, "cost_nanos": cost, "sent_at": sent_at, "output_tokens": request_id}
-    return Outcome(
-        request_id=request_id,
-        batch_id=batch_id,
-        model=M3,
-        custom_id=f"c{request_id}",
-        status="succeeded",
-        result=result,
-    )
+    return done(request_id, batch_id, cost_nanos=cost, sent_at=sent_at, output_tokens=request_id)
 
 
 @pytest.mark.parametrize(

@@ -58,15 +58,15 @@ def load(store: Store, tmp_path: Path, count: int) -> Plan:
     )
 
 
-def done(request_id: int, batch_id: str) -> Outcome:
-    """A succeeded outcome with a result."""
+def done(request_id: int, batch_id: str, **result: object) -> Outcome:
+    """A succeeded outcome with a result (RESULT, with ``result``'s fields in place of its)."""
     return Outcome(
         request_id=request_id,
         batch_id=batch_id,
         model=M3,
         custom_id=f"c{request_id}",
         status="succeeded",
-        result=dict(RESULT),
+        result={**RESULT, **result},
     )
 
 
