@@ -159,7 +159,7 @@ def rebuild(connection: Connection) -> None:
 
 
 def backfill(connection: Connection) -> None:
-    """Fill the (empty) aggregates from the results already stored: the migration's step."""
+    """Fill the (empty) aggregates from the results already stored (rebuild empties them first)."""
     query = recomputed(connection.dialect.name)
     connection.execute(
         batch_aggregates.insert().from_select(list(query.selected_columns.keys()), query)

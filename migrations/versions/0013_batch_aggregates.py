@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from batchrun.store import aggregates
+from batchrun.store import aggregates, guarded
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -37,7 +37,7 @@ _SUMS = (
 
 
 def upgrade() -> None:
-    op.create_table(
+    guarded.create_table(
         "batch_aggregates",
         sa.Column("batch_id", sa.String(32), primary_key=True),
         sa.Column("model", sa.String(100), primary_key=True),
@@ -45,8 +45,10 @@ def upgrade() -> None:
         sa.Column("simulated", sa.Boolean(), primary_key=True),
         *(sa.Column(name, sa.BigInteger(), nullable=False) for name in _SUMS),
     )
-    # The results already stored, summed in one grouped scan (in the upgrade's transaction).
-    aggregates.backfill(op.get_bind())
+    # The results already stored, summed in one grouped scan (in the upgrade's transaction). A
+    # rebuild (emptied, then filled), so that an older batchrun's half-done run of this revision
+    # (each statement committed on its own) is completed without counting anything twice.
+    aggregates.rebuild(op.get_bind())
 
 
 def downgrade() -> None:
