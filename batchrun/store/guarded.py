@@ -3,8 +3,9 @@
 An older batchrun ran its migrations on SQLite with every statement committed on its own, so a
 process killed mid-migration left some of a revision's tables, indexes or columns in place with
 ``alembic_version`` still naming the revision before (or empty, or missing). Now every upgrade
-is one transaction (``migrate.py``), so a later revision cannot be left half-done; the older ones are
-completed instead, by running them again with each step skipped when its object is there. What
+is one transaction (``migrate.py``), so a later revision cannot be left half-done; the older
+ones are completed instead, by running them again with each step skipped when its object is
+there. What
 was skipped is kept in the migration's ``config.attributes["found"]``: the store then checks the
 whole schema.
 """
