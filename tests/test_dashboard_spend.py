@@ -32,6 +32,7 @@ from tests.test_dashboard import (  # noqa: F401 - fixture
 
 AT_CAP = "synthetic0000"  # 97% of its cap spent, requests pending: stopped at its cap
 OVER = "synthetic0002"  # 269% of its cap
+NEWEST = "synthetic0003"  # the batch Compare shows first
 UNPRICED = "MiniMax-M3"
 
 
@@ -401,6 +402,9 @@ def test_the_date_range_is_on_every_page_and_kept_in_the_address(capped: Path) -
     priced = scalar(capped, f"select sum(cost_nanos) from results where simulated = 0 and {within}")
     assert {m.label: m.value for m in overview.metric}["Spend"] == tables.money(priced)
 
+    # Compare shows the newest batch; a range inside its days (the store's last three days can be
+    # all of them, when the store was built just after midnight UTC).
+    since, until, _ = _last_days(capped, f" and batch_id = '{NEWEST}'")
     compare = open_page(capped, "compare")
     compare.date_input(key="compare_range").set_value((since, until))
     rerun(compare)
