@@ -25,7 +25,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None) -> None:
         app(args=argv, standalone_mode=True)
     except BatchrunError as exc:
         message = escape(redact(str(exc)))  # what a user typed or a server said is not markup
-        console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True)
+        # soft_wrap: one line, however long (a terminal wraps it; a log or grep gets it whole)
+        console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
         sys.exit(exc.exit_code)
     except BaseException as exc:
         if not is_interrupt(exc):
