@@ -1,7 +1,8 @@
 """batchrun's stream assembler gives exactly the final message the SDK's own accumulation gives.
 
-Hundreds of seeded simulator streams per case: thinking with signatures, tool_use built from
-input_json_delta, usage spread over several events, and MiniMax's reported quirks. Where a quirk
+Hundreds of seeded simulator streams per case (500 in the slow set, the first 120 by default):
+thinking with signatures, tool_use built from input_json_delta, usage spread over several events,
+and MiniMax's reported quirks. Where a quirk
 makes the SDK's accumulation wrong (usage sent on message_stop), the truth is the same request
 answered without streaming.
 """
@@ -125,16 +126,16 @@ async def compare_many(sim: RunningSimulator, count: int, seed: int, truth_strea
     ],
     ids=["plain", "start-without-signature", "usage-on-stop", "both"],
 )
+# The default run compares the first 120 streams of each seed; the slow set all 500.
+@pytest.mark.parametrize(
+    "count", [120, pytest.param(500, marks=pytest.mark.slow)], ids=["120-streams", "500-streams"]
+)
 async def test_final_message_equals_the_sdks(
-    sim_factory: SimFactory, quirks: frozenset[str], truth_streamed: bool
+    sim_factory: SimFactory, quirks: frozenset[str], truth_streamed: bool, count: int
 ) -> None:
     sim = sim_factory(quirks=quirks, limits=False, seed=11)
-    assert (
-        await compare_many(
-            sim, 500, seed=len(quirks) * 7 + truth_streamed, truth_streamed=truth_streamed
-        )
-        == 500
-    )
+    seed = len(quirks) * 7 + truth_streamed
+    assert await compare_many(sim, count, seed=seed, truth_streamed=truth_streamed) == count
 
 
 @pytest.mark.anyio
