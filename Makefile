@@ -38,8 +38,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist), each taking whole modules so module fixtures are built once.
+PYTEST_WORKERS ?= 2
+
 pytest: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The soak and scale tests (marked slow) that the default run leaves out; .ci/run runs them too.
 test-slow: setup
