@@ -39,11 +39,15 @@ import anyio
 
 from batchrun.budgets import PeriodBudget, budgets_file, load_budgets, period_start
 from batchrun.pricing import usd
+from batchrun.run.progress import BudgetWarning
 
 if TYPE_CHECKING:
     from batchrun.store import BatchInfo, Store
 
 log = logging.getLogger(__name__)
+# A soft threshold crossed during a run; apart, so that a run of several processes can say each
+# once (cli/processes.py) rather than once per process.
+crossings = logging.getLogger(f"{__name__}.crossings")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -258,16 +262,16 @@ class SpendWatch:
         self._rooms = list(rooms)
         self._warned = {room.budget for room in rooms if room.warned}
 
-    def add(self, model: str, nanos: int) -> list[str]:
+    def add(self, model: str, nanos: int) -> list[BudgetWarning]:
         """Count ``nanos`` spent on ``model``; a warning per budget whose threshold that
         crossed (each said once, also to the log)."""
-        said = []
+        said: list[BudgetWarning] = []
         for n, before in enumerate(self._rooms):
             if nanos <= 0 or before.budget.model not in (None, model):
                 continue
             room = self._rooms[n] = replace(before, spent_nanos=before.spent_nanos + nanos)
             if room.warned and room.budget not in self._warned:
                 self._warned.add(room.budget)
-                said.append(room.warning())
-                log.warning("%s", said[-1])
+                said.append(BudgetWarning(budget=room.budget, text=room.warning()))
+                crossings.warning("%s", said[-1].text)
         return said
