@@ -40,7 +40,6 @@ from batchrun.run.limits import (
     RECOVERY_QUIET,
     ModelLimiter,
     ModelLimitSettings,
-    Pacer,
     PoolLimiter,
     RateGate,
     make_limiters,
@@ -64,12 +63,12 @@ SLOT_POLL = (
 )
 
 
-class SharedPacer(Pacer):
-    """A pacer whose virtual clock is a row of the ``pacers`` table.
+class SharedPacer:
+    """A pacer (limits.GatePacer) whose virtual clock is a row of the ``pacers`` table.
 
     ``clock``: the time reservations are made at; None (the default) for the current time, on
-    the database's clock for PostgreSQL. Only what a gate calls is shared: ``take`` and
-    ``put_back`` work on a block of slots held locally, ``close`` gives back its unused end.
+    the database's clock for PostgreSQL. ``take`` and ``put_back`` work on a block of slots
+    held locally, ``close`` gives back its unused end.
     """
 
     def __init__(
@@ -80,7 +79,7 @@ class SharedPacer(Pacer):
         *,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(rate_per_s)
+        self.rate_per_s = rate_per_s
         self.store = store
         self.name = name
         self.clock = clock
