@@ -134,6 +134,7 @@ def settings_from(spec: dict[str, Any]) -> SendSettings:
         deadlines=Deadlines(**spec["deadlines"]),
         precheck=spec["precheck"],
         max_cost_nanos=spec["max_cost_nanos"],
+        grace_seconds=spec["grace_seconds"],
     )
 
 

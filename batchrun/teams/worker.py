@@ -10,6 +10,7 @@ still holds. Its database calls go through a thread (run/offload.py) while strea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -17,18 +18,17 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import BatchMoveError
 from batchrun.run.budget import worker_cap
 from batchrun.run.execute import run_batch
-from batchrun.run.launch import LimitOptions, limit_settings, with_batch_account
+from batchrun.run.launch import with_batch_account
 from batchrun.run.limits import ModelLimiter
 from batchrun.run.offload import offload
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport, finish_batch
-from batchrun.run.retry import RetryPolicy
-from batchrun.run.settings import RunSettings
+from batchrun.run.settings import RunSettings, SendSettings
 from batchrun.status import BatchStatus
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
@@ -40,17 +40,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerOptions:
-    """How a worker behaves."""
+    """How a worker behaves: how it sends (``send``, as a run's senders do; its
+    ``max_cost_nanos`` is not used, each batch holds its own cap) and what it serves."""
 
+    send: SendSettings
     once: bool = False  # drain what is there, then exit
     models: Sequence[str] = ()  # serve only these models; empty: every model
     lease_s: float = 30.0
     poll_s: float = 5.0
-    limits: LimitOptions
-    retry: RetryPolicy
-    deadlines: Deadlines
-    precheck: bool = True
-    grace_seconds: float = 5.0
     share_concurrency: bool = False  # each model's concurrency is the team's, not each worker's
 
 
@@ -158,7 +155,7 @@ class Worker:
                 batch=batch,
                 endpoint=self.endpoint,
                 settings=settings,
-                deadlines=self.options.deadlines,
+                deadlines=self.options.send.deadlines,
                 display=self.display,
                 source=claims.ClaimSource(
                     self.store, self.id, lease_s=self.options.lease_s, page=page, limiters=limiters
@@ -204,13 +201,9 @@ class Worker:
 
     def _settings(self, models: list[str], batch: BatchInfo) -> RunSettings:
         # The account's pool: this worker's options, else the one the batch was submitted with.
-        options = with_batch_account(self.options.limits, batch.settings)
-        return RunSettings(
-            limits=limit_settings(self.catalog, models, options),
-            retry=self.options.retry,
-            precheck=self.options.precheck,
-            grace_seconds=self.options.grace_seconds,
-        )
+        send = self.options.send
+        limits = with_batch_account(send.limits, batch.settings)
+        return dataclasses.replace(send, limits=limits).run_settings(self.catalog, models)
 
     def _say_done(self, name: str, progress: RunProgress) -> None:
         by_model = progress.models.values()
