@@ -17,9 +17,10 @@ alone: a ``ModelBudget`` beside the batch's, holding what is left of the model's
 models go on; resume sends them once the period renews. A run is measured against spend of its
 own kind: a simulated run against simulated spend, a real one against real spend.
 
-Each process holds its own ``ModelBudget`` (the batch's cap is shared through the database, see
-teams/shared.py, but a model's is not): processes started together on one batch each start
-from what is left when they start.
+A process alone holds its ``ModelBudget`` itself. The senders of a batch (``run --processes``,
+team workers, a second run: teams/sender.py and teams/worker.py) hold it in the database as they
+hold the batch's cap (teams/shared.py): the room's ``held_by`` makes the shared budget, so
+that all of them together stop at what is left of the model's budget.
 
 A ``SpendWatch`` follows the spend of a run against every budget that applies to it, and says
 once, at the moment it happens, that the spend crossed a budget's soft threshold (warn_at).
@@ -30,8 +31,8 @@ from __future__ import annotations
 import calendar
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,9 @@ class BudgetRoom:
     budget: PeriodBudget
     spent_nanos: int
     enforced: bool
+    # How a cap of one model of several is held: None, by this process alone; else the budget
+    # this makes of the room (shared by every sender of the batch, teams/shared.py).
+    held_by: Callable[[BudgetRoom], Budget] | None = field(default=None, compare=False)
 
     @property
     def left_nanos(self) -> int:
@@ -234,12 +238,21 @@ class Budget:
         self._changed = anyio.Event()
 
 
-class ModelBudget(Budget):
-    """One model's cap inside a run of several: what is left of its tightest period budget."""
+class ModelBudget:
+    """One model's cap inside a run of several: what is left of its tightest period budget,
+    held by this process alone or, through the room's ``held_by``, by every sender of the batch."""
 
     def __init__(self, room: BudgetRoom) -> None:
-        super().__init__(room.left_nanos, 0)
         self.room = room
+        self.held = room.held_by(room) if room.held_by else Budget(room.left_nanos, 0)
+
+    async def reserve(self, nanos: int) -> bool:
+        """Reserve ``nanos`` of the model's cap; False when it can never fit."""
+        return await self.held.reserve(nanos)
+
+    def settle(self, reserved: int, actual: int) -> None:
+        """Replace a reservation by what the attempt really cost."""
+        self.held.settle(reserved, actual)
 
     def why(self) -> str:
         """Why the model stopped, for people: which budget, and when it is whole again."""

@@ -21,7 +21,7 @@ import anyio
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import BatchMoveError
-from batchrun.run.budget import worker_cap
+from batchrun.run.budget import period_rooms, worker_cap
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import with_batch_account
 from batchrun.run.limits import ModelLimiter
@@ -32,8 +32,8 @@ from batchrun.run.settings import RunSettings, SendSettings
 from batchrun.status import BatchStatus
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
-from batchrun.teams.sender import keep_alive
-from batchrun.teams.shared import SharedBudget, close_limiters, shared_limiters
+from batchrun.teams.sender import keep_alive, settle_all
+from batchrun.teams.shared import ModelLedger, SharedBudget, close_limiters, shared_limiters
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ class Worker:
         budget = None
         if (cap := worker_cap(self.store, batch, simulated=self.endpoint.simulated)) is not None:
             budget = SharedBudget(self.store, batch.id, self.id, cap)
+        ledger = ModelLedger(self.store, batch.id, self.id)
+        rooms = period_rooms(self.store, batch, simulated=self.endpoint.simulated)
         shared_slots = self.id if self.options.share_concurrency else None
         limiters = shared_limiters(self.store, settings.limits, owner=shared_slots)
         try:
@@ -161,11 +163,12 @@ class Worker:
                     self.store, self.id, lease_s=self.options.lease_s, page=page, limiters=limiters
                 ),
                 budget=budget,
+                rooms=ledger.share(rooms),
                 limiters=limiters,
             )
         finally:
             with anyio.CancelScope(shield=True):
-                await self._let_go(limiters, budget)
+                await self._let_go(limiters, budget, ledger)
         self.report.batches_run += 1
         self._say_done(batch.name, progress)
         self.report.reports.append(report)
@@ -192,11 +195,12 @@ class Worker:
                 return None
         return batch
 
-    async def _let_go(self, limiters: dict[str, ModelLimiter], budget: SharedBudget | None) -> None:
+    async def _let_go(
+        self, limiters: dict[str, ModelLimiter], budget: SharedBudget | None, ledger: ModelLedger
+    ) -> None:
         """After a batch's run: give back unused slots, write settlements, release claims."""
         await close_limiters(limiters)
-        if budget is not None:
-            await offload(self.store, budget.flush)
+        await offload(self.store, settle_all, budget, ledger)
         await offload(self.store, claims.release, self.store, self.id)
 
     def _settings(self, models: list[str], batch: BatchInfo) -> RunSettings:
