@@ -15,10 +15,11 @@ from rich.console import Console
 
 from batchrun.budgets import PeriodBudget
 from batchrun.catalog import load_catalog
+from batchrun.cli.budgets import say_crossed
 from batchrun.cli.display import ProgressDisplay, progress_table
 from batchrun.plan.planner import Plan, PlanOptions, create_batch, file_digest
-from batchrun.run.budget import BudgetRoom, SpendWatch
-from batchrun.run.progress import ModelProgress, RunProgress
+from batchrun.run.budget import BudgetRoom, RunCap, SpendWatch
+from batchrun.run.progress import BudgetWarning, ModelProgress, RunProgress
 from batchrun.run.report import finish_batch
 from batchrun.sim.host import RunningSimulator
 from batchrun.store import Store
@@ -91,7 +92,7 @@ def test_a_model_stops_at_what_is_left_of_its_budget_and_warns_once_as_it_crosse
     assert counts[M3]["pending"] > 0
     assert _spend(run.store, M3) <= spent * 2  # never past the budget
     assert list(run.report.budget_models) == [M3]
-    crossed = [w for w in run.progress.budget_warnings if "past its warning threshold" in w]
+    crossed = [str(w) for w in run.progress.budget_warnings]
     assert len(crossed) == 1  # said once, when it happened
     assert crossed[0].startswith(f"the day budget of ${spent * 2 / 1e9:.6f} for {M3}:")
     assert "past its warning threshold of 60%" in crossed[0]
@@ -111,7 +112,8 @@ def test_the_spend_watch_warns_of_each_budget_once_and_not_of_one_warned_before(
     )
     assert watch.add(M27, 5) == []
     said = watch.add(M27, 5)
-    assert said == [
+    assert [w.budget for w in said] == [day]  # the budget itself, not only words about it
+    assert [str(w) for w in said] == [
         "the day budget of $0.000000 for all models: $0.000000 spent this day (50%), past its "
         "warning threshold of 50%"
     ]
@@ -156,9 +158,11 @@ def test_a_worker_stops_a_model_at_its_budget_pauses_the_batch_and_goes_on_later
     assert store.find_batch(plan.batch.id).stop_reason == "finished"
 
 
-WARNING = "the day budget of $5.00 for all models: $4.10 spent this day (82%), past its " + (
+DAY = PeriodBudget(period="day", cap_nanos=5_000_000_000)
+TEXT = "the day budget of $5.00 for all models: $4.10 spent this day (82%), past its " + (
     "warning threshold of 80%"
 )
+WARNING = BudgetWarning(budget=DAY, text=TEXT)
 
 
 def test_a_crossed_threshold_is_printed_at_once_off_a_terminal_and_only_once() -> None:
@@ -171,7 +175,7 @@ def test_a_crossed_threshold_is_printed_at_once_off_a_terminal_and_only_once() -
     display(progress)  # within the plain line's five seconds: the warning is printed anyway
     display(progress)
     lines = buffer.getvalue().splitlines()
-    assert lines.count(f"Warning: {WARNING}.") == 1
+    assert lines.count(f"Warning: {TEXT}.") == 1
     assert len(lines) == 2  # one progress line, one warning
 
 
@@ -180,4 +184,17 @@ def test_the_live_table_shows_the_crossed_thresholds() -> None:
     progress.budget_warnings.append(WARNING)
     buffer = io.StringIO()
     Console(file=buffer, width=300).print(progress_table(progress))
-    assert f"Warning: {WARNING}." in " ".join(buffer.getvalue().split())  # wrapped to the table
+    assert f"Warning: {TEXT}." in " ".join(buffer.getvalue().split())  # wrapped to the table
+
+
+def test_after_a_run_a_budget_warned_of_while_it_ran_is_not_said_again() -> None:
+    """say_crossed knows the budgets the run warned of by the budget, whatever the words."""
+    before = RunCap(cap_nanos=None, rooms=(BudgetRoom(budget=DAY, spent_nanos=0, enforced=True),),
+                    binding=None)  # fmt: skip
+    after = [BudgetRoom(budget=DAY, spent_nanos=4_100_000_000, enforced=True)]
+    reworded = BudgetWarning(budget=DAY, text="worded another way")
+    said = io.StringIO()
+    say_crossed(Console(file=said, width=300), before, after, [reworded])
+    assert said.getvalue() == ""
+    say_crossed(Console(file=said, width=300), before, after, [])
+    assert "past its warning threshold of 80%" in said.getvalue()  # not warned of: said now

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from batchrun.catalog import load_catalog
-from batchrun.exceptions import ConfigError
-from batchrun.run.launch import LimitOptions, split_limits
+from batchrun.run.launch import LimitOptions, limit_settings, split_limits
 
 M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
 
@@ -24,12 +21,22 @@ def test_limits_are_divided_between_the_processes() -> None:
     assert share.account_tpm is None
 
 
-def test_catalog_pools_cannot_be_divided(tmp_path: Path) -> None:
+def test_catalog_pools_are_divided_between_the_processes(tmp_path: Path) -> None:
     pooled = tmp_path / "catalog.toml"
-    pooled.write_text(f'[pools.shared]\nmodels = ["{M27}", "{M3}"]\nrpm = 500\n')
+    pooled.write_text(f'[pools.shared]\nmodels = ["{M27}", "{M3}"]\nrpm = 500\ntpm = 90\n')
+    catalog = load_catalog(pooled)
     options = LimitOptions(rpm={}, tpm={}, concurrency={})
-    with pytest.raises(ConfigError, match="account-rpm"):
-        split_limits(load_catalog(pooled), [M27, M3], options, 2)
+    share = split_limits(catalog, [M27, M3], options, 2)
+    assert share.pool_part == 2
+    again = split_limits(catalog, [M27, M3], share, 3)  # a child's own split is never asked for,
+    assert again.pool_part == 6  # but it would still divide what it was given
+    limits = limit_settings(catalog, [M27, M3], share)  # what each process paces by
+    (pool,) = limits[M27].pools
+    assert (pool.rpm, pool.tpm) == (250, 45)
+    assert limits[M3].pools == (pool,)
+    assert pool.source.endswith("1/2 of it in each process")
+    (whole,) = limit_settings(catalog, [M27, M3], options)[M27].pools
+    assert (whole.rpm, whole.tpm) == (500, 90)  # one process: the catalog's figures
 
 
 def test_every_process_keeps_at_least_one_request_a_minute() -> None:

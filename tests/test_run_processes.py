@@ -4,6 +4,7 @@ per request, the children ending with the run even when it is killed with SIGKIL
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sqlite3
 import time
@@ -13,9 +14,10 @@ import orjson
 import pytest
 
 from batchrun.api.endpoint import Deadlines
+from batchrun.budgets import PeriodBudget
 from batchrun.cli.processes import ChildCounts, report_line, settings_from, settings_spec
 from batchrun.run.launch import LimitOptions
-from batchrun.run.progress import ModelProgress, RunProgress
+from batchrun.run.progress import BudgetWarning, ModelProgress, RunProgress
 from batchrun.run.retry import RetryPolicy
 from batchrun.run.settings import SendSettings
 from tests.helpers import batchrun, db_rows
@@ -130,3 +132,25 @@ def test_the_run_shows_its_children_counters_with_its_own() -> None:
     assert (both.spent_nanos, both.total, both.remaining) == (5, 90, 60)
     assert both.rate() == pytest.approx(1.0)  # 10 finished within the 10 s window
     assert mine.succeeded == 10  # the run's own counters are left as they were
+
+
+def test_a_threshold_crossed_by_several_processes_is_shown_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    day = PeriodBudget(period="day", cap_nanos=100, warn_at=0.5)
+    month = PeriodBudget(period="month", cap_nanos=900, model=M27)
+    crossed = BudgetWarning(budget=day, text="the day budget: past its threshold")
+    child = RunProgress(models={M27: ModelProgress(model=M27, total=9)}, budget_warnings=[crossed])
+    counts = ChildCounts()
+    counts.latest[1] = orjson.loads(report_line(child))  # as each child's output line holds it
+    counts.latest[2] = orjson.loads(report_line(child))
+    mine = RunProgress(models={M27: ModelProgress(model=M27, total=9)})
+    caplog.set_level(logging.WARNING, logger="batchrun.cli.processes")
+    for _ in range(3):  # the display is refreshed again and again
+        shown = counts.combined(mine)
+    assert shown.budget_warnings == [crossed]
+    mine.budget_warnings.append(BudgetWarning(budget=day, text="the run's own words for it"))
+    mine.budget_warnings.append(BudgetWarning(budget=month, text="the month budget"))
+    assert [w.budget for w in counts.combined(mine).budget_warnings] == [day, month]
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["the day budget: past its threshold", "the month budget"]

@@ -20,6 +20,7 @@ from batchrun.pricing import Usage, day_of, request_cost
 from batchrun.run.launch import LimitOptions
 from batchrun.run.limits import ModelLimitSettings, PoolSettings
 from batchrun.run.retry import RetryPolicy
+from batchrun.run.settings import SendSettings
 from batchrun.sim.host import RunningSimulator
 from batchrun.sim.loop import run_fast
 from batchrun.store import Outcome, Store
@@ -239,15 +240,13 @@ def test_workers_take_only_submitted_open_batches(store: Store, tmp_path: Path) 
 
 def serve(store: Store, sim: RunningSimulator, key: str = API_KEY) -> WorkerReport:
     """One in-process worker with --once against ``sim``."""
-    options = WorkerOptions(
-        once=True,
-        lease_s=10,
-        poll_s=0.2,
+    send = SendSettings(
         limits=LimitOptions(rpm={"*": 100_000}, tpm={"*": 10**12}, concurrency={"*": 4}),
         retry=RetryPolicy(base_delay=0.01, max_delay=0.05),
         deadlines=Deadlines(idle=10, total=30),
         grace_seconds=1.0,
     )
+    options = WorkerOptions(send=send, once=True, lease_s=10, poll_s=0.2)
     worker = Worker(
         store=store, catalog=load_catalog(), endpoint=endpoint_for(sim, key), options=options
     )

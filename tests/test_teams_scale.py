@@ -22,6 +22,7 @@ from batchrun.catalog import load_catalog
 from batchrun.run.launch import LimitOptions
 from batchrun.run.limits import ModelLimitSettings
 from batchrun.run.retry import RetryPolicy
+from batchrun.run.settings import SendSettings
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.sim.loop import run_fast
 from batchrun.store import Store
@@ -198,14 +199,17 @@ def test_streams_keep_flowing_while_the_database_is_slow(
         submit(tmp_path, postgres_url, base_url, 30, M3)
         store = Store(slow_url)
         try:
-            options = WorkerOptions(
-                once=True,
-                lease_s=30,
-                poll_s=0.3,
+            send = SendSettings(
                 limits=LimitOptions(rpm={"*": 600}, tpm={"*": 10**9}, concurrency={"*": 8}),
                 retry=RetryPolicy(base_delay=0.01, max_delay=0.05),
                 deadlines=Deadlines(idle=30, total=60),
                 precheck=False,
+            )
+            options = WorkerOptions(
+                send=send,
+                once=True,
+                lease_s=30,
+                poll_s=0.3,
                 share_concurrency=True,  # a round trip more per call, through a thread too
             )
             endpoint = Endpoint(base_url=base_url, api_key=KEY, simulated=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from batchrun.run.budget import BudgetRoom, RunCap
+    from batchrun.run.progress import BudgetWarning
 
 STYLE = {"over": "red", "warn": "yellow", "ok": ""}
 SAID = {"over": "over the budget", "warn": "past its threshold", "ok": "ok"}
@@ -135,14 +136,17 @@ def say_warned(out: Console, room: BudgetRoom) -> None:
 
 
 def say_crossed(
-    out: Console, before: RunCap, after: Sequence[BudgetRoom], during: Sequence[str] = ()
+    out: Console,
+    before: RunCap,
+    after: Sequence[BudgetRoom],
+    during: Sequence[BudgetWarning] = (),
 ) -> None:
     """After a run: the budgets whose soft threshold the run crossed, unless warned of already
     (before the run, or while it ran: ``during``, the run's ``budget_warnings``)."""
     was = {room.budget for room in before.rooms if room.warned}
+    was.update(warning.budget for warning in during)
     for room in after:
-        said = any(line.startswith(f"{room.name()}:") for line in during)
-        if room.warned and room.budget not in was and not said:
+        if room.warned and room.budget not in was:
             say_warned(out, room)
 
 

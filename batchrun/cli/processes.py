@@ -8,7 +8,9 @@ and each paces itself at 1/N of every model's limits, so together they keep the 
 with no shared pacer. The children end with the run, even one killed with SIGKILL (they are
 started by sim/lifeline.py). They show nothing themselves: each writes its counters to the run
 twice a second (a JSON line on its standard output), and the run's one display adds them to its
-own; its summary, read from the store, covers every process's results.
+own; its summary, read from the store, covers every process's results. A soft budget threshold
+a child crosses travels in the same line: the run shows it and logs it once, however many
+children cross it (the children log none; the run's own crossings are logged with theirs).
 
 A child reads what to send from its standard input (a JSON object, with the API key: never on
 its command line, where any user of the machine could read it).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import signal
 import subprocess
 import sys
@@ -30,8 +33,10 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.budgets import PeriodBudget
+from batchrun.run.budget import crossings
 from batchrun.run.launch import LimitOptions, split_limits
-from batchrun.run.progress import ModelProgress, RunProgress
+from batchrun.run.progress import BudgetWarning, ModelProgress, RunProgress
 from batchrun.run.retry import RetryPolicy
 from batchrun.run.settings import SendSettings
 from batchrun.sim.lifeline import spawn
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
     from batchrun.run.report import RunReport
     from batchrun.run.space import SpaceGuard
     from batchrun.store import BatchInfo, Store
+
+log = logging.getLogger(__name__)
 
 CHILD_WAIT_S = 60.0  # after the run's own sender is done, how long its children may take
 RATE_WINDOW = 10.0  # seconds ModelProgress.rate counts over (its default)
@@ -80,8 +87,9 @@ def send_in_processes(
         "settings": settings_spec(share),
     }
     counts = ChildCounts()
-    shown = display if display is None or processes == 1 else counts.shown_by(display)
-    with _children(processes - 1, spec) as children:
+    shown = display if processes == 1 else counts.shown_by(display)
+    quiet = _Quiet() if processes > 1 else contextlib.nullcontext()
+    with quiet, _children(processes - 1, spec) as children:
         for child in children:
             counts.follow(child)
         sending = send_claimed(
@@ -94,9 +102,23 @@ def send_in_processes(
             space=space,
             owner=owner,
         )
-        ran = run_fast(sending)
-        _end(children, interrupted=ran[0].interrupted)
-    return ran
+        report, progress = run_fast(sending)
+        _end(children, interrupted=report.interrupted)
+    if processes > 1:  # the children's crossings too, so that the summary does not repeat them
+        progress.budget_warnings[:] = counts.warnings(progress)
+    return report, progress
+
+
+class _Quiet(contextlib.AbstractContextManager[None]):
+    """While several processes send: the run's own threshold crossings are logged with the
+    children's (ChildCounts.warnings), once, not by its spend watch as well."""
+
+    def __enter__(self) -> None:
+        self._was = crossings.disabled
+        crossings.disabled = True
+
+    def __exit__(self, *exc: object) -> None:
+        crossings.disabled = self._was
 
 
 def settings_spec(settings: SendSettings) -> dict[str, Any]:
@@ -112,6 +134,7 @@ def settings_from(spec: dict[str, Any]) -> SendSettings:
         deadlines=Deadlines(**spec["deadlines"]),
         precheck=spec["precheck"],
         max_cost_nanos=spec["max_cost_nanos"],
+        grace_seconds=spec["grace_seconds"],
     )
 
 
@@ -147,10 +170,12 @@ def _end(children: list[subprocess.Popen[bytes]], *, interrupted: bool) -> None:
 
 
 class ChildCounts:
-    """The latest counters each child sender reported, read from its output by a thread."""
+    """The latest counters each child sender reported, read from its output by a thread, and
+    the budget warnings of every process (each budget once, logged when first seen)."""
 
     def __init__(self) -> None:
-        self.latest: dict[int, dict[str, dict[str, int]]] = {}
+        self.latest: dict[int, dict[str, Any]] = {}
+        self._warned: dict[PeriodBudget, BudgetWarning] = {}
 
     def follow(self, child: subprocess.Popen[bytes]) -> None:
         """Keep the child's latest report, from a thread that reads its output to the end."""
@@ -163,13 +188,30 @@ class ChildCounts:
             with contextlib.suppress(orjson.JSONDecodeError):
                 self.latest[child.pid] = orjson.loads(line)
 
-    def shown_by(self, display: Callable[[RunProgress], object]) -> Callable[[RunProgress], object]:
-        """A display callback that shows this run's counters with the children's added."""
+    def shown_by(
+        self, display: Callable[[RunProgress], object] | None
+    ) -> Callable[[RunProgress], object]:
+        """A display callback that shows this run's counters with the children's added (and,
+        without a display, still logs every process's budget warnings)."""
+        if display is None:
+            return self.warnings
         return lambda progress: display(self.combined(progress))
+
+    def warnings(self, progress: RunProgress) -> list[BudgetWarning]:
+        """The budget warnings of this run and its children, each budget once, in the order
+        they were first seen; a new one is logged."""
+        reports = list(self.latest.values())
+        theirs = [_warning(w) for report in reports for w in report.get("warnings", [])]
+        for warning in [*progress.budget_warnings, *theirs]:
+            if warning.budget not in self._warned:
+                self._warned[warning.budget] = warning
+                log.warning("%s", warning.text)
+        return list(self._warned.values())
 
     def combined(self, progress: RunProgress) -> RunProgress:
         """A copy of ``progress`` with every child's counters added to each model's."""
-        reports = list(self.latest.values())
+        warnings = self.warnings(progress)
+        reports = [report["models"] for report in self.latest.values()]
         now = time.monotonic()
         models = {}
         for name, mine in progress.models.items():
@@ -183,9 +225,12 @@ class ChildCounts:
             for _ in range(recent):  # the rate over the window: every process's finishes
                 model.finished(now - 1.0)
             models[name] = model
-        return RunProgress(
-            models=models, started=progress.started, budget_warnings=progress.budget_warnings
-        )
+        return RunProgress(models=models, started=progress.started, budget_warnings=warnings)
+
+
+def _warning(spec: dict[str, Any]) -> BudgetWarning:
+    """A budget warning from a child's report line (``report_line``)."""
+    return BudgetWarning(budget=PeriodBudget(**spec["budget"]), text=spec["text"])
 
 
 def _recent(model: ModelProgress, now: float) -> int:
@@ -194,13 +239,15 @@ def _recent(model: ModelProgress, now: float) -> int:
 
 
 def report_line(progress: RunProgress) -> bytes:
-    """A child's counters, as the JSON line it writes to the run that started it."""
+    """A child's counters and budget warnings, as the JSON line it writes to the run that
+    started it."""
     now = time.monotonic()
     counts = {
         name: {**{k: getattr(m, k) for k in SUMMED}, "recent": _recent(m, now)}
         for name, m in progress.models.items()
     }
-    return orjson.dumps(counts) + b"\n"
+    warnings = [dataclasses.asdict(w) for w in progress.budget_warnings]
+    return orjson.dumps({"models": counts, "warnings": warnings}) + b"\n"
 
 
 def report_counts(progress: RunProgress) -> None:
@@ -219,6 +266,8 @@ def child_main() -> None:
 
     load_sender()
     from batchrun.teams.sender import send_claimed  # noqa: PLC0415
+
+    crossings.disabled = True  # the run that started this child says them, once (report_line)
 
     spec = orjson.loads(sys.stdin.buffer.read())
     store = Store(spec["db"])

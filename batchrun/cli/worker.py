@@ -15,6 +15,7 @@ from batchrun.cli.startup import load_sender
 from batchrun.cli.unsaved import check_space, import_found, save_unsaved
 from batchrun.config import read_environment
 from batchrun.run.launch import open_endpoint
+from batchrun.run.settings import SendSettings
 from batchrun.run.space import DEFAULT_MIN_FREE_TEXT
 
 
@@ -94,15 +95,18 @@ def worker_command(
     check_space(connection.db, DEFAULT_MIN_FREE_TEXT)  # nothing is sent on a full disk
     store = opt.open_store(connection.db)
     import_found(store, out)
-    options = WorkerOptions(
-        once=once,
-        models=only,
-        lease_s=lease,
-        poll_s=poll,
+    send = SendSettings(
         limits=connection.limits,
         retry=connection.retry,
         deadlines=connection.deadlines,
         precheck=connection.precheck,
+    )
+    options = WorkerOptions(
+        send=send,
+        once=once,
+        models=only,
+        lease_s=lease,
+        poll_s=poll,
         share_concurrency=share_concurrency,
     )
     vitals = Vitals()

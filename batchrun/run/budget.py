@@ -17,9 +17,10 @@ alone: a ``ModelBudget`` beside the batch's, holding what is left of the model's
 models go on; resume sends them once the period renews. A run is measured against spend of its
 own kind: a simulated run against simulated spend, a real one against real spend.
 
-Each process holds its own ``ModelBudget`` (the batch's cap is shared through the database, see
-teams/shared.py, but a model's is not): processes started together on one batch each start
-from what is left when they start.
+A process alone holds its ``ModelBudget`` itself. The senders of a batch (``run --processes``,
+team workers, a second run: teams/sender.py and teams/worker.py) hold it in the database as they
+hold the batch's cap (teams/shared.py): the room's ``held_by`` makes the shared budget, so
+that all of them together stop at what is left of the model's budget.
 
 A ``SpendWatch`` follows the spend of a run against every budget that applies to it, and says
 once, at the moment it happens, that the spend crossed a budget's soft threshold (warn_at).
@@ -30,8 +31,8 @@ from __future__ import annotations
 import calendar
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -39,11 +40,15 @@ import anyio
 
 from batchrun.budgets import PeriodBudget, budgets_file, load_budgets, period_start
 from batchrun.pricing import usd
+from batchrun.run.progress import BudgetWarning
 
 if TYPE_CHECKING:
     from batchrun.store import BatchInfo, Store
 
 log = logging.getLogger(__name__)
+# A soft threshold crossed during a run; apart, so that a run of several processes can say each
+# once (cli/processes.py) rather than once per process.
+crossings = logging.getLogger(f"{__name__}.crossings")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,6 +59,9 @@ class BudgetRoom:
     budget: PeriodBudget
     spent_nanos: int
     enforced: bool
+    # How a cap of one model of several is held: None, by this process alone; else the budget
+    # this makes of the room (shared by every sender of the batch, teams/shared.py).
+    held_by: Callable[[BudgetRoom], Budget] | None = field(default=None, compare=False)
 
     @property
     def left_nanos(self) -> int:
@@ -230,12 +238,21 @@ class Budget:
         self._changed = anyio.Event()
 
 
-class ModelBudget(Budget):
-    """One model's cap inside a run of several: what is left of its tightest period budget."""
+class ModelBudget:
+    """One model's cap inside a run of several: what is left of its tightest period budget,
+    held by this process alone or, through the room's ``held_by``, by every sender of the batch."""
 
     def __init__(self, room: BudgetRoom) -> None:
-        super().__init__(room.left_nanos, 0)
         self.room = room
+        self.held = room.held_by(room) if room.held_by else Budget(room.left_nanos, 0)
+
+    async def reserve(self, nanos: int) -> bool:
+        """Reserve ``nanos`` of the model's cap; False when it can never fit."""
+        return await self.held.reserve(nanos)
+
+    def settle(self, reserved: int, actual: int) -> None:
+        """Replace a reservation by what the attempt really cost."""
+        self.held.settle(reserved, actual)
 
     def why(self) -> str:
         """Why the model stopped, for people: which budget, and when it is whole again."""
@@ -258,16 +275,16 @@ class SpendWatch:
         self._rooms = list(rooms)
         self._warned = {room.budget for room in rooms if room.warned}
 
-    def add(self, model: str, nanos: int) -> list[str]:
+    def add(self, model: str, nanos: int) -> list[BudgetWarning]:
         """Count ``nanos`` spent on ``model``; a warning per budget whose threshold that
         crossed (each said once, also to the log)."""
-        said = []
+        said: list[BudgetWarning] = []
         for n, before in enumerate(self._rooms):
             if nanos <= 0 or before.budget.model not in (None, model):
                 continue
             room = self._rooms[n] = replace(before, spent_nanos=before.spent_nanos + nanos)
             if room.warned and room.budget not in self._warned:
                 self._warned.add(room.budget)
-                said.append(room.warning())
-                log.warning("%s", said[-1])
+                said.append(BudgetWarning(budget=room.budget, text=room.warning()))
+                crossings.warning("%s", said[-1].text)
         return said

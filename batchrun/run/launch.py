@@ -15,7 +15,6 @@ from typing import Any
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.config import MINIMAX_BASE_URL, Environment, check_base_url, check_key_for_host
-from batchrun.exceptions import ConfigError
 from batchrun.run.limits import ModelLimitSettings, PoolSettings, default_concurrency
 
 SIMULATOR_KEY = "batchrun-simulator"
@@ -47,6 +46,9 @@ class LimitOptions:
     # the catalog's pools.
     account_rpm: int | None = None
     account_tpm: int | None = None
+    # One of this many senders of one batch (run --processes): the catalog's pools are each
+    # paced at this part of their limits, as the models' and the account's are divided.
+    pool_part: int = 1
 
     @property
     def account(self) -> bool:
@@ -103,13 +105,8 @@ def limit_settings(
 def split_limits(
     catalog: Catalog, models: Sequence[str], limits: LimitOptions, processes: int
 ) -> LimitOptions:
-    """Every model's limits (and the account's pool) divided by ``processes``: what each of
-    that many senders paces itself by (``run --processes``)."""
-    if not limits.account and run_pools(catalog, models, limits):
-        raise ConfigError(
-            "--processes cannot divide the shared limits your catalog sets for these models; "
-            "give the account's limits with --account-rpm / --account-tpm, or run one process"
-        )
+    """Every model's limits and every pool's (the account's, else the catalog's) divided by
+    ``processes``: what each of that many senders paces itself by (``run --processes``)."""
     resolved = limit_settings(catalog, models, limits)
     rpm = {m: _share(s.rpm, processes) for m, s in resolved.items() if s.rpm}
     tpm = {m: _share(s.tpm, processes) for m, s in resolved.items() if s.tpm}
@@ -120,6 +117,7 @@ def split_limits(
         concurrency=concurrency,
         account_rpm=_share(limits.account_rpm, processes) if limits.account_rpm else None,
         account_tpm=_share(limits.account_tpm, processes) if limits.account_tpm else None,
+        pool_part=limits.pool_part * processes,
     )
 
 
@@ -132,7 +130,8 @@ def run_pools(
     catalog: Catalog, models: Sequence[str], options: LimitOptions
 ) -> tuple[PoolSettings, ...]:
     """The pools over the run's models: the account's from the command line over every model,
-    else the catalog's pools that hold at least one of them."""
+    else the catalog's pools that hold at least one of them (at ``pool_part`` of their
+    limits)."""
     if options.account:
         account = PoolSettings(
             name=ACCOUNT_POOL,
@@ -142,13 +141,25 @@ def run_pools(
             source="--account-rpm / --account-tpm",
         )
         return (account,)
+    part = options.pool_part
     return tuple(
         PoolSettings(
-            name=pool.name, models=pool.models, rpm=pool.rpm, tpm=pool.tpm, source=pool.source
+            name=pool.name,
+            models=pool.models,
+            rpm=_share(pool.rpm, part) if pool.rpm and part > 1 else pool.rpm,
+            tpm=_share(pool.tpm, part) if pool.tpm and part > 1 else pool.tpm,
+            source=_part_source(pool.source, part),
         )
         for pool in catalog.pools.values()
         if set(pool.models) & set(models)
     )
+
+
+def _part_source(source: str, part: int) -> str:
+    """Where a pool's figures come from, and that each process paces at its part of them."""
+    if part == 1:
+        return source
+    return ", ".join(filter(None, (source, f"1/{part} of it in each process")))
 
 
 def pool_text(rpm: float | None, tpm: float | None) -> str:

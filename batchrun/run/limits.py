@@ -25,9 +25,10 @@ simulator's ``(account requests per minute)``) slows and pauses the model's pool
 or 529 the model, as without pools. A pool paces rates only: concurrency stays per model.
 
 A team's workers (teams/shared.py) swap in pacers and concurrency slots kept in the database:
-``Pacer.take`` and ``put_back`` are what a gate calls (a plain pacer's are ``reserve`` and
-``refund``), ``Pacer.note_throttle`` hands a 429 / 529 to a shared pacer for the other workers,
-and ``RateGate.adopt`` applies one that another worker saw.
+a gate asks of its pacers only what ``GatePacer`` names (``take``, ``put_back``,
+``note_throttle``, which hands a 429 / 529 to a shared pacer for the other workers), so a plain
+``Pacer`` and a team's ``SharedPacer`` each have only what they do; ``RateGate.adopt`` applies
+a back-off that another worker saw.
 """
 
 from __future__ import annotations
@@ -79,8 +80,27 @@ class ModelLimitSettings:
         return [pool.name for pool in self.pools]
 
 
+class GatePacer(Protocol):
+    """What a RateGate asks of a pacer: slots to wait for, slots to give back, and a 429 / 529
+    to tell (a team's pacer tells the other workers)."""
+
+    rate_per_s: float
+
+    async def take(self, amount: float, factor: float = 1.0) -> float:
+        """Take ``amount`` units; the seconds to wait before using them."""
+
+    def put_back(self, amount: float, factor: float = 1.0) -> None:
+        """Give back units taken but not used."""
+
+    def note_throttle(self, factor: float, retry_after: float | None) -> None:
+        """A 429 / 529 slowed the gate to ``factor``."""
+
+
 class Pacer:
-    """Hands out slots on a virtual clock: ``amount`` units take ``amount / rate`` seconds."""
+    """Hands out slots on a virtual clock: ``amount`` units take ``amount / rate`` seconds.
+
+    A GatePacer kept in this process: ``take`` and ``put_back`` are ``reserve`` and ``refund``.
+    """
 
     def __init__(self, rate_per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate_per_s = rate_per_s
@@ -99,11 +119,11 @@ class Pacer:
         self._next = max(self._clock(), self._next - amount / (self.rate_per_s * factor))
 
     async def take(self, amount: float, factor: float = 1.0) -> float:
-        """What a gate reserves by: ``reserve`` here; a shared pacer's goes to the database."""
+        """What a gate reserves by (GatePacer): ``reserve``."""
         return self.reserve(amount, factor)
 
     def put_back(self, amount: float, factor: float = 1.0) -> None:
-        """What a gate refunds by: ``refund`` here; a shared pacer's stays local."""
+        """What a gate refunds by (GatePacer): ``refund``."""
         self.refund(amount, factor)
 
     def note_throttle(self, factor: float, retry_after: float | None) -> None:
@@ -138,8 +158,8 @@ class RateGate:
         self, rpm: float | None, tpm: float | None, headroom: float, clock: Callable[[], float]
     ) -> None:
         self._clock = clock
-        self.requests = Pacer(rpm * headroom / 60.0, clock) if rpm else None
-        self.tokens = Pacer(tpm * headroom / 60.0, clock) if tpm else None
+        self.requests: GatePacer | None = Pacer(rpm * headroom / 60.0, clock) if rpm else None
+        self.tokens: GatePacer | None = Pacer(tpm * headroom / 60.0, clock) if tpm else None
         self.dispatch = anyio.Lock(fast_acquire=True)  # held by the one request waiting its turn
         self._earliest = float("-inf")  # when the next request may go, from the last one's send
         self.factor = 1.0

@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from batchrun.budgets import PeriodBudget
+
 
 @dataclass
 class ModelProgress:
@@ -93,13 +95,25 @@ class ModelProgress:
         return self.remaining / rate if rate > 0 else None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BudgetWarning:
+    """A budget whose soft threshold this run crossed: which one (so that it is said once, by
+    what it is rather than by its words), and what to tell people."""
+
+    budget: PeriodBudget
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass
 class RunProgress:
     """Counters of every model in this run."""
 
     models: dict[str, ModelProgress]
     started: float = field(default_factory=time.monotonic)
-    budget_warnings: list[str] = field(default_factory=list)  # thresholds crossed in this run
+    budget_warnings: list[BudgetWarning] = field(default_factory=list)  # thresholds crossed
 
     def of(self, model: str) -> ModelProgress:
         """The counters of ``model``."""

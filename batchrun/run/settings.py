@@ -45,8 +45,14 @@ class SendSettings:
     deadlines: Deadlines = field(default_factory=Deadlines)
     precheck: bool = True
     max_cost_nanos: int | None = None  # the batch's hard cap; None: no cap
+    grace_seconds: float = 5.0  # after a stop, how long calls in flight may finish
 
     def run_settings(self, catalog: Catalog, models: Sequence[str]) -> RunSettings:
         """The run's settings for these models: their limits resolved against the catalog."""
         limits = limit_settings(catalog, models, self.limits)
-        return RunSettings(limits=limits, retry=self.retry, precheck=self.precheck)
+        return RunSettings(
+            limits=limits,
+            retry=self.retry,
+            precheck=self.precheck,
+            grace_seconds=self.grace_seconds,
+        )

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 
 from batchrun.store.database import Database
-from batchrun.store.limits import free_slots
-from batchrun.store.tables import budget_holds, budgets, requests, workers
+from batchrun.store.limits import free_holds, free_slots
+from batchrun.store.tables import requests, workers
 from batchrun.store.work import PENDING
 
 
@@ -97,9 +97,8 @@ class Claims:
         """Free a worker's budget reservations and calls in flight and delete its row, in one
         transaction."""
         with self.database.begin() as connection:
-            _free_holds(connection, owner)
+            free_holds(connection, owner)
             free_slots(connection, owner)
-            connection.execute(delete(budget_holds).where(budget_holds.c.worker_id == owner))
             connection.execute(delete(workers).where(workers.c.id == owner))
 
     def pending_counts(self, batch_id: str, models: Sequence[str], now: float) -> tuple[int, int]:
@@ -133,18 +132,3 @@ class Claims:
         query = select(workers, held.label("holding")).order_by(workers.c.started_at)
         with self.database.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
-
-
-def _free_holds(connection: Connection, owner: str) -> None:
-    """Give a worker's budget holds back to their batches' budgets."""
-    holds = connection.execute(
-        select(budget_holds.c.batch_id, budget_holds.c.nanos)
-        .where(budget_holds.c.worker_id == owner)
-        .with_for_update()
-    ).all()
-    for batch_id, nanos in holds:
-        connection.execute(
-            update(budgets)
-            .where(budgets.c.batch_id == batch_id)
-            .values(reserved_nanos=budgets.c.reserved_nanos - nanos)
-        )

@@ -4,6 +4,8 @@ A pacer is one row per name holding the next free slot; advancing it is one ``UP
 database's clock for PostgreSQL unless the caller gives its own time. A capped batch has one
 budgets row; a reservation is one ``UPDATE ... WHERE spent + reserved + amount <= cap``, and each
 worker's share of ``reserved`` is kept in budget_holds so that it is freed when the worker dies.
+A model that a period budget of its own caps within a batch has a model_budgets row, held the
+same way (model_budget_holds).
 
 A worker takes a pacer's slots in blocks (``take_block``: one ``UPDATE`` for several slots, which
 also reads and writes the team's back-off kept on the row), and gives back the unused end of its
@@ -14,13 +16,32 @@ one slots row of calls in flight, each worker's part in slot_holds (freed as bud
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Float, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Table,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from batchrun.store.database import Database
-from batchrun.store.tables import budget_holds, budgets, pacers, slot_holds, slots
+from batchrun.store.tables import (
+    budget_holds,
+    budgets,
+    model_budget_holds,
+    model_budgets,
+    pacers,
+    slot_holds,
+    slots,
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -155,73 +176,109 @@ def free_slots(connection: Connection, owner: str) -> None:
     connection.execute(slot_holds.delete().where(slot_holds.c.worker_id == owner))
 
 
+Key = Mapping[str, str]  # a budget's row: {"batch_id": ...}, and "model" for a model's
+
+
 class Budgets:
-    """The budgets and budget_holds tables: a batch's cap, and each worker's reservations."""
+    """A budgets table and its holds table: a cap, and each worker's reservations of it.
 
-    def __init__(self, database: Database) -> None:
+    ``store.budgets`` holds a batch's cap (key ``{"batch_id": ...}``), ``store.model_budgets`` a
+    model's within a batch (key ``{"batch_id": ..., "model": ...}``): the same SQL on two pairs
+    of tables (HOLDS).
+    """
+
+    def __init__(self, database: Database, table: Table = budgets) -> None:
         self.database = database
+        self.table = table
+        self.holds = HOLDS[table]
 
-    def open(self, batch_id: str, *, cap_nanos: int, spent_nanos: int) -> None:
-        """Make the batch's budget row if it has none, and set its cap (and its spend to at least
+    def open(self, key: Key, *, cap_nanos: int, spent_nanos: int) -> None:
+        """Make the budget's row if it has none, and set its cap (and its spend to at least
         ``spent_nanos``)."""
-        row = {"batch_id": batch_id, "spent_nanos": spent_nanos, "reserved_nanos": 0}
+        row = {**key, "spent_nanos": spent_nanos, "reserved_nanos": 0}
         with self.database.begin() as connection:
             connection.execute(
-                self.database.insert_ignore(budgets).values(cap_nanos=cap_nanos, **row)
+                self.database.insert_ignore(self.table).values(cap_nanos=cap_nanos, **row)
             )
             # Never below the spend stored with the results (a settle that could not be written,
             # a run from before the shared budget): the cap counts all of it.
+            spent = self.table.c.spent_nanos
             connection.execute(
-                update(budgets)
-                .where(budgets.c.batch_id == batch_id)
+                update(self.table)
+                .where(*_match(self.table, key))
                 .values(
                     cap_nanos=cap_nanos,
-                    spent_nanos=self.database.greatest(budgets.c.spent_nanos, literal(spent_nanos)),
+                    spent_nanos=self.database.greatest(spent, literal(spent_nanos)),
                 )
             )
 
-    def reserve(self, batch_id: str, owner: str, nanos: int) -> tuple[bool, int]:
+    def reserve(self, key: Key, owner: str, nanos: int) -> tuple[bool, int]:
         """One atomic reservation; (whether it fitted, the reservations in flight if not)."""
-        row = budgets.c
+        row = self.table.c
         with self.database.begin() as connection:
             done = connection.execute(
-                update(budgets)
+                update(self.table)
                 .where(
-                    row.batch_id == batch_id,
+                    *_match(self.table, key),
                     row.spent_nanos + row.reserved_nanos + nanos <= row.cap_nanos,
                 )
                 .values(reserved_nanos=row.reserved_nanos + nanos)
             )
             if done.rowcount == 1:
-                _hold(connection, batch_id, owner, nanos)
+                self._hold(connection, key, owner, nanos)
                 return True, 0
             reserved = connection.execute(
-                select(row.reserved_nanos).where(row.batch_id == batch_id)
+                select(row.reserved_nanos).where(*_match(self.table, key))
             ).scalar_one()
         return False, int(reserved)
 
-    def settle(self, batch_id: str, owner: str, *, reserved: int, actual: int) -> None:
+    def settle(self, key: Key, owner: str, *, reserved: int, actual: int) -> None:
         """Replace a reservation by what the attempt really cost."""
+        row = self.table.c
         with self.database.begin() as connection:
             connection.execute(
-                update(budgets)
-                .where(budgets.c.batch_id == batch_id)
+                update(self.table)
+                .where(*_match(self.table, key))
                 .values(
-                    reserved_nanos=budgets.c.reserved_nanos - reserved,
-                    spent_nanos=budgets.c.spent_nanos + actual,
+                    reserved_nanos=row.reserved_nanos - reserved,
+                    spent_nanos=row.spent_nanos + actual,
                 )
             )
-            _hold(connection, batch_id, owner, -reserved)
+            self._hold(connection, key, owner, -reserved)
 
-
-def _hold(connection: Connection, batch_id: str, owner: str, nanos: int) -> None:
-    """Add ``nanos`` to the worker's hold on the batch's budget."""
-    held = connection.execute(
-        update(budget_holds)
-        .where(budget_holds.c.worker_id == owner, budget_holds.c.batch_id == batch_id)
-        .values(nanos=budget_holds.c.nanos + nanos)
-    )
-    if held.rowcount == 0:
-        connection.execute(
-            insert(budget_holds).values(worker_id=owner, batch_id=batch_id, nanos=nanos)
+    def _hold(self, connection: Connection, key: Key, owner: str, nanos: int) -> None:
+        """Add ``nanos`` to the worker's hold on the budget."""
+        holds = self.holds
+        held = connection.execute(
+            update(holds)
+            .where(holds.c.worker_id == owner, *_match(holds, key))
+            .values(nanos=holds.c.nanos + nanos)
         )
+        if held.rowcount == 0:
+            connection.execute(insert(holds).values(worker_id=owner, nanos=nanos, **key))
+
+
+# Each budgets table, and the table of the workers' holds on its rows (the key's columns).
+HOLDS: Mapping[Table, Table] = {budgets: budget_holds, model_budgets: model_budget_holds}
+
+
+def free_holds(connection: Connection, owner: str) -> None:
+    """Give a worker's holds back to the budgets they are on (it stopped, or died)."""
+    for table, holds in HOLDS.items():
+        keys = [c.name for c in holds.primary_key.columns if c.name != "worker_id"]
+        found = connection.execute(
+            select(*(holds.c[k] for k in keys), holds.c.nanos)
+            .where(holds.c.worker_id == owner)
+            .with_for_update()
+        ).all()
+        for *values, nanos in found:
+            connection.execute(
+                update(table)
+                .where(*_match(table, dict(zip(keys, values, strict=True))))
+                .values(reserved_nanos=table.c.reserved_nanos - nanos)
+            )
+        connection.execute(holds.delete().where(holds.c.worker_id == owner))
+
+
+def _match(table: Table, key: Key) -> list[ColumnElement[bool]]:
+    return [table.c[name] == value for name, value in key.items()]

@@ -102,11 +102,13 @@ class Results:
         with self.database.connect() as connection:
             return {model: int(nanos) for model, nanos in connection.execute(query)}
 
-    def batch_spend(self, batch_id: str) -> int:
-        """Nano-dollars spent on a batch's priced results so far."""
+    def batch_spend(self, batch_id: str, model: str | None = None) -> int:
+        """Nano-dollars spent on a batch's priced results so far (of one model, or all)."""
         query = select(func.coalesce(func.sum(results.c.cost_nanos), 0)).where(
             results.c.batch_id == batch_id
         )
+        if model is not None:
+            query = query.where(results.c.model == model)
         with self.database.connect() as connection:
             return int(connection.execute(query).scalar_one())
 

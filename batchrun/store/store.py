@@ -1,10 +1,10 @@
 """The ``Store`` facade: one database and the noun objects that hold its SQL.
 
 Other packages call the Store's methods (each hands over to one noun object) or the noun objects
-themselves (``store.claims``, ``store.pacers``, ``store.budgets``). The store is synchronous; the
-runner calls it from one writer task through a worker thread and commits results in small
-batches. Opening a store applies any migration it lacks, so a store made by an older batchrun is
-upgraded in place.
+themselves (``store.claims``, ``store.pacers``, ``store.budgets``, ``store.model_budgets``). The
+store is synchronous; the runner calls it from one writer task through a worker thread and
+commits results in small batches. Opening a store applies any migration it lacks, so a store
+made by an older batchrun is upgraded in place.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from batchrun.store.migrate import Upgrade, migrate
 from batchrun.store.ratings import Ratings
 from batchrun.store.results import Results
 from batchrun.store.rows import BatchInfo, CostUpdate, Outcome, WorkItem
+from batchrun.store.tables import model_budgets
 from batchrun.store.work import Work
 
 Pages = Iterator[list[tuple[Any, ...]]]
@@ -56,6 +57,7 @@ class Store:
         self.claims = Claims(self.database)
         self.pacers = Pacers(self.database)
         self.budgets = Budgets(self.database)
+        self.model_budgets = Budgets(self.database, model_budgets)
 
     @property
     def engine(self) -> Engine:
@@ -164,9 +166,9 @@ class Store:
         """Per model: nano-dollars of the priced results (simulated or real) sent since then."""
         return self.results.spend_since(since, simulated)
 
-    def batch_spend(self, batch_id: str) -> int:
-        """Nano-dollars spent on a batch's priced results so far."""
-        return self.results.batch_spend(batch_id)
+    def batch_spend(self, batch_id: str, model: str | None = None) -> int:
+        """Nano-dollars spent on a batch's priced results so far (of one model, or all)."""
+        return self.results.batch_spend(batch_id, model)
 
     def result_rows(
         self, batch_id: str | None = None, since: float | None = None

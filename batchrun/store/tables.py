@@ -17,6 +17,9 @@
     slot_holds   one per (worker, model): that worker's calls in flight, freed if it dies
     budgets      one per capped batch: cap, spent and reserved, for atomic reservations
     budget_holds one per (worker, batch): what that worker has reserved, freed if it dies
+    model_budgets       one per (batch, model) that a period budget of that model alone caps
+                 (a batch of several models): as budgets, shared by every process on the batch
+    model_budget_holds  one per (worker, batch, model): as budget_holds
 
 Times are UTC epoch seconds (float). Money is integer nano-dollars (1e-9 USD), exact to sum;
 NULL cost means unpriced, never zero.
@@ -334,5 +337,24 @@ budget_holds = Table(
     metadata,
     Column("worker_id", String(64), primary_key=True),
     Column("batch_id", String(32), ForeignKey("batches.id"), primary_key=True),
+    Column("nanos", BigInteger, nullable=False),
+)
+
+model_budgets = Table(
+    "model_budgets",
+    metadata,
+    Column("batch_id", String(32), ForeignKey("batches.id"), primary_key=True),
+    Column("model", String(100), primary_key=True),
+    Column("cap_nanos", BigInteger, nullable=False),
+    Column("spent_nanos", BigInteger, nullable=False),  # the batch's spend on the model
+    Column("reserved_nanos", BigInteger, nullable=False),
+)
+
+model_budget_holds = Table(
+    "model_budget_holds",
+    metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("batch_id", String(32), ForeignKey("batches.id"), primary_key=True),
+    Column("model", String(100), primary_key=True),
     Column("nanos", BigInteger, nullable=False),
 )

@@ -3,13 +3,15 @@ batch the way a team's worker does.
 
 The process registers a worker id with a heartbeat row, claims its requests in pages under a
 lease (teams/claims.py) and, for a capped batch, reserves from the shared budget
-(teams/shared.py). So two processes on one batch (the same file run twice at once, a ``resume``
-while a ``run`` goes on, a worker beside them) split its requests between them, never send one
-twice, and commit no more than the cap together. One process alone works as before: every claim
-is its own. Each process keeps its own RPM / TPM pacers, as a run always did: two at once may
-together pass a model's rate and be answered 429, which they retry with back-off (the shared
-pacers of ``batchrun worker`` cost two database writes per request: a lone run of 3,000 requests
-took 29 s with them against 15 s without, so a team that wants one pace uses workers).
+(teams/shared.py), and so for a model that a period budget of its own caps (``ModelLedger``).
+So two processes on one batch (the same file run twice at once, a ``resume`` while a ``run``
+goes on, a worker beside them) split its requests between them, never send one twice, and
+commit no more than the cap (and each model's budget) together. One process alone works as
+before: every claim is its own. Each process keeps its own RPM / TPM pacers, as a run always
+did: two at once may together pass a model's rate and be answered 429, which they retry with
+back-off (the shared pacers of ``batchrun worker`` cost two database writes per request: a lone
+run of 3,000 requests took 29 s with them against 15 s without, so a team that wants one pace
+uses workers).
 
 When a run is done with what it could claim while another process still holds requests, it waits
 for them (they end, or their lease runs out and it takes them over): a run ends when its batch
@@ -27,6 +29,7 @@ import anyio
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import StoreError
+from batchrun.run.budget import period_rooms
 from batchrun.run.execute import run_batch
 from batchrun.run.offload import offload
 from batchrun.run.progress import RunProgress
@@ -35,7 +38,7 @@ from batchrun.run.settings import SendSettings
 from batchrun.run.space import SpaceGuard
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
-from batchrun.teams.shared import SharedBudget
+from batchrun.teams.shared import ModelLedger, SharedBudget
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +67,15 @@ async def send_claimed(
     claims.register(store, owner)
     claims.reap_local(store)  # a killed run's claims on this machine: free at once
     claims.reap(store, dead_after=lease_s * 2)  # a silent sender's budget holds elsewhere
+    ledger = ModelLedger(store, batch.id, owner)
+    budget = None
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(keep_alive, store, owner, lease_s, log.info)
             page = max(s.concurrency for s in limits.values()) if limits else 1
-            budget = None
             if settings.max_cost_nanos is not None:
                 budget = SharedBudget(store, batch.id, owner, settings.max_cost_nanos)
+            rooms = period_rooms(store, batch, simulated=endpoint.simulated)
             ran = await run_batch(
                 store=store,
                 catalog=catalog,
@@ -81,6 +86,7 @@ async def send_claimed(
                 display=display,
                 source=claims.ClaimSource(store, owner, lease_s=lease_s, page=page, wait_s=WAIT_S),
                 budget=budget,
+                rooms=ledger.share(rooms),
                 # Each process paces itself (see the module's docstring): shared pacers cost
                 # two database writes per request, which halved a single run's throughput.
                 limiters=None,
@@ -90,10 +96,18 @@ async def send_claimed(
             group.cancel_scope.cancel()
     finally:
         try:  # synchronous: a cancellation cannot cut it short
+            settle_all(budget, ledger)  # before the holds are freed: else the spend is lost
             claims.unregister(store, owner)
         except StoreError as exc:  # a full disk: the leases run out, its row is reaped later
             log.warning("could not release this run's claims: %s", exc)
     return ran
+
+
+def settle_all(budget: SharedBudget | None, ledger: ModelLedger) -> None:
+    """Write what the batch's budget and the model budgets have settled and not written yet."""
+    if budget is not None:
+        budget.flush()
+    ledger.flush()
 
 
 def new_sender_id() -> str:

@@ -20,10 +20,14 @@ reserved + amount <= cap``, so the workers together never commit more than the c
 worker's share of ``reserved`` is kept in budget_holds so that it is freed when the worker dies
 (see claims.reap). Settling is written with the next reservation (or ``flush``): until then the
 row holds the worst case, which only holds the budget tighter. The SQL is in store/limits.py.
+A model that a period budget of its own caps (a batch of several models, run/budget.py) is held
+the same way, in a model_budgets row per (batch, model) (``ModelLedger``): its cap is the batch's
+spend on the model plus what was left of the budget, which every sender works out alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -34,13 +38,12 @@ from types import TracebackType
 import anyio
 
 from batchrun.exceptions import StoreError
-from batchrun.run.budget import Budget
+from batchrun.run.budget import Budget, BudgetRoom
 from batchrun.run.limits import (
     RECOVERY_PER_SECOND,
     RECOVERY_QUIET,
     ModelLimiter,
     ModelLimitSettings,
-    Pacer,
     PoolLimiter,
     RateGate,
     make_limiters,
@@ -64,12 +67,12 @@ SLOT_POLL = (
 )
 
 
-class SharedPacer(Pacer):
-    """A pacer whose virtual clock is a row of the ``pacers`` table.
+class SharedPacer:
+    """A pacer (limits.GatePacer) whose virtual clock is a row of the ``pacers`` table.
 
     ``clock``: the time reservations are made at; None (the default) for the current time, on
-    the database's clock for PostgreSQL. Only what a gate calls is shared: ``take`` and
-    ``put_back`` work on a block of slots held locally, ``close`` gives back its unused end.
+    the database's clock for PostgreSQL. ``take`` and ``put_back`` work on a block of slots
+    held locally, ``close`` gives back its unused end.
     """
 
     def __init__(
@@ -80,7 +83,7 @@ class SharedPacer(Pacer):
         *,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(rate_per_s)
+        self.rate_per_s = rate_per_s
         self.store = store
         self.name = name
         self.clock = clock
@@ -265,17 +268,24 @@ def _share(store: Store, gate: RateGate, key: str) -> None:
 
 
 class SharedBudget(Budget):
-    """A batch's cap held in the database: reservations are atomic across every worker."""
+    """A batch's cap (or, with ``model``, that model's cap within the batch) held in the
+    database: reservations are atomic across every worker."""
 
-    def __init__(self, store: Store, batch_id: str, owner: str, cap_nanos: int) -> None:
-        spent = store.batch_spend(batch_id)
+    def __init__(
+        self, store: Store, batch_id: str, owner: str, cap_nanos: int, model: str | None = None
+    ) -> None:
+        spent = store.batch_spend(batch_id, model)
         super().__init__(cap_nanos, spent)
         self.store = store
         self.batch_id = batch_id
         self.owner = owner
+        self.ledger = store.budgets if model is None else store.model_budgets
+        self.key = (
+            {"batch_id": batch_id} if model is None else {"batch_id": batch_id, "model": model}
+        )
         self._settled = [0, 0]  # reserved and actual, not written yet
         self._lock = threading.Lock()  # settle runs in the loop, the writes in a thread
-        store.budgets.open(batch_id, cap_nanos=cap_nanos, spent_nanos=spent)
+        self.ledger.open(self.key, cap_nanos=cap_nanos, spent_nanos=spent)
 
     async def reserve(self, nanos: int) -> bool:
         """Reserve ``nanos`` of the batch's cap; False when it can never fit."""
@@ -311,7 +321,7 @@ class SharedBudget(Budget):
         if reserved == actual == 0:
             return
         try:
-            self.store.budgets.settle(self.batch_id, self.owner, reserved=reserved, actual=actual)
+            self.ledger.settle(self.key, self.owner, reserved=reserved, actual=actual)
         except StoreError as exc:
             log.warning("could not settle a budget reservation: %s", exc)
 
@@ -319,10 +329,49 @@ class SharedBudget(Budget):
         """Settle what is due, then one atomic reservation; (whether it fitted, the
         reservations in flight)."""
         self.flush()
-        return self.store.budgets.reserve(self.batch_id, self.owner, nanos)
+        return self.ledger.reserve(self.key, self.owner, nanos)
+
+
+class ModelLedger:
+    """The model budgets of one sender of a batch, held in the store for every sender of it:
+    a room's ``held_by`` (``share``) makes each, ``flush`` writes their settlements."""
+
+    def __init__(self, store: Store, batch_id: str, owner: str) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self.owner = owner
+        self.made: list[SharedBudget] = []
+
+    def share(self, rooms: Sequence[BudgetRoom]) -> tuple[BudgetRoom, ...]:
+        """The rooms, those of one model of several held through this ledger."""
+        return tuple(
+            dataclasses.replace(room, held_by=self._hold) if _model_alone(room) else room
+            for room in rooms
+        )
+
+    def flush(self) -> None:
+        """Write every model budget's settlements not written yet."""
+        for budget in self.made:
+            budget.flush()
+
+    def _hold(self, room: BudgetRoom) -> Budget:
+        model = room.budget.model
+        assert model is not None  # share gives only rooms of one model
+        # The same cap from every sender, whenever it starts: the batch's spend on the model so
+        # far plus what is left of the budget (which that spend has already lowered).
+        cap = self.store.batch_spend(self.batch_id, model) + room.left_nanos
+        budget = SharedBudget(self.store, self.batch_id, self.owner, cap, model=model)
+        self.made.append(budget)
+        return budget
+
+
+def _model_alone(room: BudgetRoom) -> bool:
+    """Whether the room caps one model of several apart (run.budget.model_rooms)."""
+    return room.budget.model is not None and not room.enforced
 
 
 __all__: Sequence[str] = [
+    "ModelLedger",
     "SharedBudget",
     "SharedPacer",
     "SharedSlots",

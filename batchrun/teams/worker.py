@@ -10,6 +10,7 @@ still holds. Its database calls go through a thread (run/offload.py) while strea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -17,40 +18,36 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from batchrun.api.endpoint import Deadlines, Endpoint
+from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import BatchMoveError
-from batchrun.run.budget import worker_cap
+from batchrun.run.budget import period_rooms, worker_cap
 from batchrun.run.execute import run_batch
-from batchrun.run.launch import LimitOptions, limit_settings, with_batch_account
+from batchrun.run.launch import with_batch_account
 from batchrun.run.limits import ModelLimiter
 from batchrun.run.offload import offload
 from batchrun.run.progress import RunProgress
 from batchrun.run.report import RunReport, finish_batch
-from batchrun.run.retry import RetryPolicy
-from batchrun.run.settings import RunSettings
+from batchrun.run.settings import RunSettings, SendSettings
 from batchrun.status import BatchStatus
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
-from batchrun.teams.sender import keep_alive
-from batchrun.teams.shared import SharedBudget, close_limiters, shared_limiters
+from batchrun.teams.sender import keep_alive, settle_all
+from batchrun.teams.shared import ModelLedger, SharedBudget, close_limiters, shared_limiters
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerOptions:
-    """How a worker behaves."""
+    """How a worker behaves: how it sends (``send``, as a run's senders do; its
+    ``max_cost_nanos`` is not used, each batch holds its own cap) and what it serves."""
 
+    send: SendSettings
     once: bool = False  # drain what is there, then exit
     models: Sequence[str] = ()  # serve only these models; empty: every model
     lease_s: float = 30.0
     poll_s: float = 5.0
-    limits: LimitOptions
-    retry: RetryPolicy
-    deadlines: Deadlines
-    precheck: bool = True
-    grace_seconds: float = 5.0
     share_concurrency: bool = False  # each model's concurrency is the team's, not each worker's
 
 
@@ -149,6 +146,8 @@ class Worker:
         budget = None
         if (cap := worker_cap(self.store, batch, simulated=self.endpoint.simulated)) is not None:
             budget = SharedBudget(self.store, batch.id, self.id, cap)
+        ledger = ModelLedger(self.store, batch.id, self.id)
+        rooms = period_rooms(self.store, batch, simulated=self.endpoint.simulated)
         shared_slots = self.id if self.options.share_concurrency else None
         limiters = shared_limiters(self.store, settings.limits, owner=shared_slots)
         try:
@@ -158,17 +157,18 @@ class Worker:
                 batch=batch,
                 endpoint=self.endpoint,
                 settings=settings,
-                deadlines=self.options.deadlines,
+                deadlines=self.options.send.deadlines,
                 display=self.display,
                 source=claims.ClaimSource(
                     self.store, self.id, lease_s=self.options.lease_s, page=page, limiters=limiters
                 ),
                 budget=budget,
+                rooms=ledger.share(rooms),
                 limiters=limiters,
             )
         finally:
             with anyio.CancelScope(shield=True):
-                await self._let_go(limiters, budget)
+                await self._let_go(limiters, budget, ledger)
         self.report.batches_run += 1
         self._say_done(batch.name, progress)
         self.report.reports.append(report)
@@ -195,22 +195,19 @@ class Worker:
                 return None
         return batch
 
-    async def _let_go(self, limiters: dict[str, ModelLimiter], budget: SharedBudget | None) -> None:
+    async def _let_go(
+        self, limiters: dict[str, ModelLimiter], budget: SharedBudget | None, ledger: ModelLedger
+    ) -> None:
         """After a batch's run: give back unused slots, write settlements, release claims."""
         await close_limiters(limiters)
-        if budget is not None:
-            await offload(self.store, budget.flush)
+        await offload(self.store, settle_all, budget, ledger)
         await offload(self.store, claims.release, self.store, self.id)
 
     def _settings(self, models: list[str], batch: BatchInfo) -> RunSettings:
         # The account's pool: this worker's options, else the one the batch was submitted with.
-        options = with_batch_account(self.options.limits, batch.settings)
-        return RunSettings(
-            limits=limit_settings(self.catalog, models, options),
-            retry=self.options.retry,
-            precheck=self.options.precheck,
-            grace_seconds=self.options.grace_seconds,
-        )
+        send = self.options.send
+        limits = with_batch_account(send.limits, batch.settings)
+        return dataclasses.replace(send, limits=limits).run_settings(self.catalog, models)
 
     def _say_done(self, name: str, progress: RunProgress) -> None:
         by_model = progress.models.values()

@@ -1,0 +1,208 @@
+"""A budget of one model of several holds across every sender of a batch, as the batch's cap
+does: ``run --processes N``, team workers, a second run beside the first. Each sender holds the
+model's cap in one model_budgets row (teams/shared.py ``ModelLedger``), so that together they
+stop at what is left of the budget, a dead sender's reservations are freed, and what a sender
+spent is written before it signs off. (Real SQLite files and the real PostgreSQL; real
+``batchrun`` processes against the simulator in the slow tests.)"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from batchrun.budgets import PeriodBudget
+from batchrun.run.budget import BudgetRoom, ModelBudget, model_budgets
+from batchrun.sim import SimSettings, simulator_process
+from batchrun.store import Store
+from batchrun.store.tables import model_budget_holds, workers
+from batchrun.store.tables import model_budgets as model_budget_rows
+from batchrun.teams import claims
+from batchrun.teams.sender import settle_all
+from batchrun.teams.shared import ModelLedger, SharedBudget
+from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
+from tests.helpers import KEY, batchrun
+from tests.runharness import prompts, write_jobs
+from tests.test_teams import load
+from tests.test_teams_workers import Workers, count, submit
+
+__all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
+
+M27, M3 = "MiniMax-M2.7", "MiniMax-M3"
+BOTH = pytest.mark.parametrize(
+    "store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def _room(cap: int, spent: int = 0) -> BudgetRoom:
+    """A day budget of M3 alone in a batch of several models: it caps M3 apart."""
+    budget = PeriodBudget(period="day", cap_nanos=cap, model=M3)
+    return BudgetRoom(budget=budget, spent_nanos=spent, enforced=False)
+
+
+def _held(
+    store: Store, batch_id: str, owner: str, room: BudgetRoom
+) -> tuple[ModelLedger, ModelBudget]:
+    """What one sender of the batch makes of the room: its ledger and M3's budget."""
+    ledger = ModelLedger(store, batch_id, owner)
+    return ledger, model_budgets(ledger.share([room]))[M3]
+
+
+def _row(store: Store) -> tuple[int, int, int]:
+    with store.engine.connect() as connection:
+        row = connection.execute(select(model_budget_rows)).one()
+    return row.cap_nanos, row.spent_nanos, row.reserved_nanos
+
+
+@BOTH
+def test_two_senders_share_one_model_budget_and_a_dead_ones_hold_is_freed(
+    store: Store, tmp_path: Path
+) -> None:
+    batch = load(store, tmp_path, 2).batch
+    for owner in ("w1", "w2"):
+        claims.register(store, owner)
+    _, first = _held(store, batch.id, "w1", _room(1000))
+    _, second = _held(store, batch.id, "w2", _room(1000))
+    assert isinstance(first.held, SharedBudget)
+    assert isinstance(second.held, SharedBudget)
+    assert first.held._try(600) == (True, 0)
+    assert second.held._try(600) == (False, 600)  # alone, each would have had 1,000 for itself
+    assert second.held._try(400) == (True, 0)
+    assert _row(store) == (1000, 0, 1000)
+    with store.engine.begin() as connection:  # w1 stops heartbeating
+        connection.execute(
+            update(workers).where(workers.c.id == "w1").values(heartbeat_at=time.time() - 100)
+        )
+    assert claims.reap(store, dead_after=60) == ["w1"]
+    assert _row(store) == (1000, 0, 400)  # w1's 600 are free again
+    with store.engine.connect() as connection:
+        holders = connection.execute(select(model_budget_holds.c.worker_id)).scalars().all()
+    assert holders == ["w2"]
+    assert second.held._try(600) == (True, 0)
+
+
+@BOTH
+def test_a_sender_writes_what_it_spent_before_its_holds_are_freed(
+    store: Store, tmp_path: Path
+) -> None:
+    batch = load(store, tmp_path, 2).batch
+    claims.register(store, "w1")
+    ledger, budget = _held(store, batch.id, "w1", _room(1000))
+    assert budget.held._try(600) == (True, 0)
+    budget.settle(600, 450)  # the answer cost less than its worst case: written later
+    settle_all(None, ledger)
+    claims.unregister(store, "w1")  # as a sender signs off
+    assert _row(store) == (1000, 450, 0)  # spent kept, nothing reserved
+    # A sender that starts later works out the same cap (its spend on the model plus what is
+    # left): here nothing of it is stored as results, and the row keeps the 450 spent.
+    _, later = _held(store, batch.id, "w2", _room(1000))
+    assert later.held._try(551) == (False, 0)
+    assert later.held._try(550) == (True, 0)
+
+
+def test_a_process_alone_holds_a_models_budget_itself() -> None:
+    (budget,) = model_budgets([_room(1000)]).values()
+    assert not isinstance(budget.held, SharedBudget)
+    assert budget.held.cap_nanos == 1000
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+# The second batch (the larger): the first only made today's spend.
+LAST_BATCH = (
+    "batch_id = (select batch_id from requests group by batch_id order by count(*) desc limit 1)"
+)
+
+
+def _m3_spend(db: Path) -> int:
+    with sqlite3.connect(db) as connection:
+        (spent,) = connection.execute(
+            "select coalesce(sum(cost_nanos), 0) from results where model = ?", (M3,)
+        ).fetchone()
+    return int(spent)
+
+
+def _day_budget(work: Path, nanos: int, warn_at: float) -> None:
+    """A day budget of M3 alone, in the working directory's budgets file (children read it)."""
+    (work / "batchrun-budgets.toml").write_text(
+        f'[[budget]]\nperiod = "day"\nusd = "{nanos / 1e9:.9f}"\nmodel = "{M3}"\n'
+        f"warn_at = {warn_at}\n",
+        encoding="utf-8",
+    )
+
+
+# The children's start-up (the SDK's import) takes 10-30 s on a busy machine; M3 is paced slowly
+# (6 a minute in each of two processes) so that both send it before its budget is spent.
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_run_processes_hold_a_models_budget_together_and_warn_of_it_once(
+    tmp_path: Path,
+) -> None:
+    short = {"max_tokens": 64}
+    write_jobs(tmp_path / "first.jsonl", prompts(4, **short))
+    args = ("--sim-time-scale", "0", "--yes")
+    done = batchrun(tmp_path, "run", "first.jsonl", "--models", M3, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    db = tmp_path / "batchrun.db"
+    spent = _m3_spend(db)  # today's spend on M3 so far: four answers
+    _day_budget(tmp_path, spent * 3, warn_at=0.5)  # about eight more answers are left
+    catalog = tmp_path / "catalog.toml"  # a shared limit, divided between the processes too
+    catalog.write_text(f'[pools.pair]\nmodels = ["{M27}", "{M3}"]\nrpm = 100000\n')
+    write_jobs(tmp_path / "jobs.jsonl", prompts(40, **short))
+    done = batchrun(
+        tmp_path, "run", "jobs.jsonl", "--models", f"{M27},{M3}", *args, "--processes", "2",
+        "--rpm", f"{M3}=12,*=600", "--concurrency", "2", "--catalog", str(catalog), timeout=280,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out  # M3's rest waits for its budget: pending, so exit 1
+    assert "Stopped sending to MiniMax-M3: the day budget" in done.stdout
+    with sqlite3.connect(db) as connection:
+        senders = connection.execute(
+            "select count(distinct claimed_by) from requests where model = ? and "
+            f"status = 'succeeded' and {LAST_BATCH}",
+            (M3,),
+        ).fetchone()[0]
+    assert _m3_spend(db) <= spent * 3  # never past the budget, whichever process sent
+    assert senders == 2, "one process sent every M3 request: the test proves nothing"
+    said = "past its warning threshold of 50%"
+    assert done.stdout.count(said) == 1, out  # shown once, not once per process
+    assert done.stderr.count(said) == 1, out  # and logged once
+
+
+@pytest.mark.slow  # two worker processes' start-up and a slowly paced model: ~30-60 s
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_team_workers_hold_a_models_budget_together(tmp_path: Path, postgres_url: str) -> None:
+    url = postgres_url
+    settings = SimSettings(time_scale=0.02, limits=False, seed=5, api_key=KEY)
+    options = ("--once", "--db", url, "--lease", "5", "--poll", "0.3", "--concurrency", "2")
+    with simulator_process(settings) as sim:
+        base_url = f"{sim.base_url}/anthropic"
+        (tmp_path / "first").mkdir()
+        submit(tmp_path / "first", url, base_url, 4, M3)  # today's spend on M3 so far
+        first = Workers(tmp_path, *options, "--base-url", base_url, how_many=1)
+        try:
+            assert [code for code, _ in first.wait(timeout=120)] == [0]
+        finally:
+            first.stop()
+        spent = count(url, f"select coalesce(sum(cost_nanos), 0) from results where model='{M3}'")
+        _day_budget(tmp_path, spent * 3, warn_at=0.9)  # about eight more answers are left
+        submit(tmp_path, url, base_url, 40, f"{M27},{M3}")
+        team = Workers(tmp_path, *options, "--base-url", base_url, "--rpm", f"{M3}=30,*=6000")
+        try:
+            ended = team.wait(timeout=240)
+        finally:
+            team.stop()
+    for code, out in ended:
+        assert code == 0, out
+    assert count(url, f"select sum(cost_nanos) from results where model='{M3}'") <= spent * 3
+    senders = count(
+        url,
+        "select count(distinct claimed_by) from requests where model = 'MiniMax-M3' and "
+        f"status = 'succeeded' and {LAST_BATCH}",
+    )
+    assert senders >= 2, "one worker sent every M3 request: the test proves nothing"
