@@ -1,8 +1,7 @@
 """model budgets: a model's period budget within a batch of several, shared by its processes
 
-Revision ID: 0015
-Revises: 0013 (at merge: 0014, the revision another branch adds; only this line and the
-down_revision below change)
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-02 01:40:00
 """
 
@@ -15,7 +14,7 @@ from alembic import op
 
 from batchrun.store import guarded
 
-revision: str = "0015"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
