@@ -65,10 +65,12 @@ class OutcomeWriter:
         """``first`` and what else arrives within ``commit_interval``, ``commit_batch`` at most.
 
         One sleep, then what is queued: a receive cancelled by a deadline could lose the
-        outcome handed to it, and the queue holds a whole commit's worth meanwhile.
+        outcome handed to it, and the queue holds a whole commit's worth meanwhile. No sleep
+        once every worker is done (the end of a run commits at once).
         """
         batch = [first, *_waiting(outcomes, self.commit_batch - 1)]
-        if self.commit_interval > 0 and len(batch) < self.commit_batch:
+        senders = outcomes.statistics().open_send_streams
+        if self.commit_interval > 0 and len(batch) < self.commit_batch and senders:
             await anyio.sleep(self.commit_interval)
             batch += _waiting(outcomes, self.commit_batch - len(batch))
         return batch
