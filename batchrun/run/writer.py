@@ -4,10 +4,10 @@ A request's result exists only once the writer has committed it. A store that ca
 stops the run; what could not be committed is kept in the report for the CLI to write out.
 
 After the first outcome of a commit arrives, the writer gathers more for up to
-``commit_interval`` seconds (or until ``commit_batch`` are in hand) before it commits: each
-commit costs about as much as a few dozen rows (SQLAlchemy builds and binds four statements,
-SQLite ends a transaction), and committing every outcome as it came, one or two at a time,
-was a third of the runner's CPU at time scale 0 (bench/peers.py under py-spy). A process
+``commit_interval`` seconds (or until ``commit_batch`` are in hand) before it commits: every
+commit, whatever its size, has SQLAlchemy build and bind four statements and SQLite end a
+transaction, and committing outcomes as they came, one to three at a time, was a third of the
+runner's CPU at time scale 0 (py-spy on bench/peers.py's workload; 9 % after this change). A process
 killed meanwhile loses at most that interval's results, which a resume simply runs again.
 """
 
