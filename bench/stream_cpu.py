@@ -175,12 +175,15 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def answer_events(deltas: int) -> list[bytes]:
-    """A text answer's events as the API writes them; every 13th delta has a quote or newline."""
+def answer_events(deltas: int, escapes: bool = True) -> list[bytes]:
+    """A text answer's events as the API writes them; with ``escapes`` every 13th delta has a
+    quote or newline (without, plain words, as the simulator writes)."""
     usage = {"input_tokens": 3, "output_tokens": 0}
     message = {"id": "m", "type": "message", "role": "assistant", "model": "M", "content": []}
     words = [" the", " answer", ",", " is", " \u00fcber", " 42", "\n", ' "so"', " a", " b", " c"]
     words += [" d", " e"]
+    if not escapes:
+        words = [word for word in words if word.strip() not in ("", '"so"')]
     text = ({"type": "text_delta", "text": words[i % len(words)]} for i in range(deltas))
     return [
         _sse({"type": "message_start", "message": {**message, "usage": usage}}),
@@ -210,6 +213,8 @@ def parser_table(codes: list[Path]) -> list[str]:
     reads = {
         "one event per read": events,
         "16 KB reads": [whole[i : i + 16384] for i in range(0, len(whole), 16384)],
+        "whole answer in one read": [whole],  # time scale 0: ~1.0 read per answer (bench/peers)
+        "the same, plain words": [b"".join(answer_events(500, escapes=False))],
     }
     here = Path(__file__).resolve().parent.parent
     sources = {"this checkout": here, **{str(code): code for code in codes}}
@@ -226,7 +231,7 @@ def parser_table(codes: list[Path]) -> list[str]:
                     parser.message()
                 used = (time.process_time() - started) / 4 / 500
                 best[label, kind] = min(best.get((label, kind), used), used)
-    rows = ["| parser | " + " | ".join(reads) + " |", "|---|---|---|"]
+    rows = ["| parser | " + " | ".join(reads) + " |", "|---" * (len(reads) + 1) + "|"]
     for label in made:
         cells = [f"{1e6 * best[label, kind]:.2f} us" for kind in reads]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -7,11 +7,18 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
+import pytest
+
 from batchrun.api.endpoint import Deadlines
+from batchrun.run.control import RunControl
 from batchrun.run.launch import LimitOptions
+from batchrun.run.progress import RunProgress
 from batchrun.run.retry import RetryPolicy
+from batchrun.run.writer import OutcomeWriter
 from batchrun.sim import FaultRates, RunningSimulator
 from batchrun.sim.tokens import count_text
+from batchrun.store import Outcome, Store, database_url
 from tests.runharness import prompts, resume_run, run_jobs
 
 SimFactory = Callable[..., RunningSimulator]
@@ -207,3 +214,54 @@ def test_429s_back_off_honour_retry_after_and_finish(
     assert limited
     assert all(row["retry_after_s"] >= 0.3 for row in limited)  # the server's word is a floor
     assert run.progress.of(M27).throttled == len(limited)
+
+
+def _writer(tmp_path: Path, commit_batch: int, commit_interval: float) -> OutcomeWriter:
+    """A writer whose gathering is tested alone (``_gather`` reads only the stream)."""
+    control = RunControl([M27], RunProgress(models={}))
+    store = Store(database_url(str(tmp_path / "batchrun.db")))
+    return OutcomeWriter(
+        store, control, commit_batch=commit_batch, owner=None, commit_interval=commit_interval
+    )
+
+
+def _outcome(request_id: int) -> Outcome:
+    return Outcome(
+        request_id=request_id, batch_id="b", model=M27, custom_id=f"c{request_id}", status="pending"
+    )
+
+
+@pytest.mark.anyio
+async def test_writer_gathers_what_arrives_within_its_interval(tmp_path: Path) -> None:
+    send, receive = anyio.create_memory_object_stream[Outcome](16)
+    writer = _writer(tmp_path, commit_batch=8, commit_interval=0.2)
+
+    async def later() -> None:
+        await anyio.sleep(0.05)
+        for n in (2, 3):
+            await send.send(_outcome(n))
+
+    with send, receive:
+        async with anyio.create_task_group() as group:
+            group.start_soon(later)
+            gathered = await writer._gather(_outcome(1), receive)
+    writer.store.close()
+    assert [o.request_id for o in gathered] == [1, 2, 3]  # one commit, not three
+
+
+@pytest.mark.anyio
+async def test_writer_takes_a_full_batch_and_the_last_one_without_waiting(
+    tmp_path: Path,
+) -> None:
+    send, receive = anyio.create_memory_object_stream[Outcome](16)
+    writer = _writer(tmp_path, commit_batch=2, commit_interval=60)  # a wait would hit the deadline
+    with receive, anyio.fail_after(10):
+        with send:
+            for n in (1, 2, 3):
+                send.send_nowait(_outcome(n))
+            first = await writer._gather(await receive.receive(), receive)
+            assert [o.request_id for o in first] == [1, 2]  # full: committed at once
+        # every worker is done (the stream closed): the rest goes without the interval
+        rest = await writer._gather(await receive.receive(), receive)
+    writer.store.close()
+    assert [o.request_id for o in rest] == [3]

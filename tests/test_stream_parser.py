@@ -471,3 +471,69 @@ def test_a_bad_text_in_a_delta_is_what_json_says_it_is(bad: bytes) -> None:
                 assemble(*reads)
         else:
             assert assemble(*reads).message()["content"][0]["text"] == "Hi" + str(expected)
+
+
+def _delta(index: int, kind: str, text: str) -> bytes:
+    delta = {"type": f"{kind}_delta", kind: text}
+    return sse(
+        "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+    )
+
+
+THOUGHT = sse(
+    "content_block_start",
+    {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "thinking", "thinking": ""},
+    },
+)
+TEXT_1 = sse(
+    "content_block_start",
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+)
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+STOP_1 = sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+STOP_END = [
+    sse("content_block_stop", {"type": "content_block_stop", "index": 1}),
+    sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
+    sse("message_stop", {"type": "message_stop"}),
+]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"",
+        PING,
+        _delta(1, "text", 'a "quote"\n'),
+        _delta(1, "text", "\u00fcber \u2603"),
+        b": hm\n\n",
+    ],
+    ids=["plain", "ping-inside", "escapes-inside", "unicode", "comment-inside"],
+)
+def test_a_whole_answer_in_one_read_is_what_its_events_one_by_one_give(odd: bytes) -> None:
+    """At time scale 0 a read holds a whole answer (about 1.0 read per answer, bench/peers.py):
+    it must give what feeding its events one at a time gives."""
+    thinking = [_delta(0, "thinking", f" step {n}") for n in range(5)]
+    text = [_delta(1, "text", word) for word in (" the", "", " answer", ",", " 42")]
+    events = [START, THOUGHT, *thinking, STOP_1, TEXT_1, *text[:2], odd, *text[2:], *STOP_END]
+    events = [event for event in events if event]
+    one_by_one = StreamAssembler(0.0)
+    for event in events:
+        one_by_one.feed(event, 1.0)
+    whole = assemble(b"".join(events))
+    assert whole.message() == one_by_one.message()
+    assert (whole.events, whole.timings) == (one_by_one.events, one_by_one.timings)
+    assert whole.message()["content"][0]["thinking"] == "".join(f" step {n}" for n in range(5))
+    for cut in range(1, len(b"".join(events)), 97):  # and cut anywhere, in two reads
+        joined = b"".join(events)
+        assert assemble(joined[:cut], joined[cut:]).message() == one_by_one.message()
+
+
+def test_a_run_with_a_delta_of_an_unknown_block_is_a_stream_error() -> None:
+    text = [_delta(0, "text", word) for word in (" a", " b")]
+    with pytest.raises(StreamError):
+        assemble(START + BLOCK + text[0] + _delta(3, "text", " c") + text[1] + STOP)
+    with pytest.raises(StreamError):
+        assemble(START + BLOCK + _delta(3, "text", " c") + _delta(3, "text", " d") + STOP)

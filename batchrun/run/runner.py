@@ -132,6 +132,7 @@ class BatchRunner:
             self.store,
             self.control,
             commit_batch=self.settings.commit_batch,
+            commit_interval=self.settings.commit_interval,
             owner=self.source.owner,
         )
         async with anyio.create_task_group() as outer:

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from batchrun.catalog import Catalog
 
 PAGE = 500  # pending requests a feeder takes from its source at a time
-# A short queue to the writer: finished work waits little for its commit, so a crash loses (and a
-# resume pays again for) as few finished calls as possible.
-OUTCOME_QUEUE = 64
+# The queue to the writer holds one commit's worth (``RunSettings.commit_batch``): the writer
+# gathers outcomes for ``commit_interval`` before each commit, and workers should not wait on it.
+OUTCOME_QUEUE = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +32,8 @@ class RunSettings:
     precheck_concurrency: int = 16
     grace_seconds: float = 5.0
     commit_batch: int = 256
+    # Seconds the writer gathers outcomes before it commits them (``run.writer``).
+    commit_interval: float = 0.1
     cancel_poll_seconds: float = 1.0  # how often the batch's status is read for a cancel
 
 
