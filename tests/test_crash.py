@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from batchrun.run.settings import OUTCOME_QUEUE
 from batchrun.sim import SimSettings, simulator_process
 from tests.runharness import prompts, write_jobs
 
@@ -85,6 +86,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     assert statuses == [("succeeded", total)]
     resent = sent_in_all - total
     # Only what was sent but not committed at a kill could be sent again: at most the calls in
-    # flight (16 per model) plus the few results waiting for the writer (its queue holds 64).
+    # flight (16 per model) plus the results waiting for the writer (its queue holds
+    # OUTCOME_QUEUE, and it gathers for a moment before each commit).
     assert 0 <= resent <= uncommitted_at_kills
-    assert uncommitted_at_kills <= 3 * (3 * 16 + 64)
+    assert uncommitted_at_kills <= 3 * (3 * 16 + OUTCOME_QUEUE)
