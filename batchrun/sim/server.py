@@ -21,13 +21,12 @@ from typing import Any
 import orjson
 import uvicorn
 
-from batchrun.catalog import Catalog
 from batchrun.sim import errors
 from batchrun.sim.core import SimulatorCore
 from batchrun.sim.errors import ApiFailure
 from batchrun.sim.generate import Reply, draw_reply
 from batchrun.sim.render import message_body, stream_plan
-from batchrun.sim.settings import SimSettings
+from batchrun.sim.shared import Ledger, LocalLedger
 from batchrun.sim.timing import TimingLog
 from batchrun.sim.validate import SimRequest, validate_count_request, validate_message_request
 
@@ -67,9 +66,11 @@ class SimulatorApp:
     """The ASGI application of a simulator with these settings."""
 
     def __init__(
-        self, settings: SimSettings, catalog: Catalog, timing: TimingLog | None = None
+        self, core: SimulatorCore, ledger: Ledger | None = None, timing: TimingLog | None = None
     ) -> None:
-        self.core = SimulatorCore(settings, catalog)
+        """``ledger``: where the shared decisions are kept (sim/shared.py); default ``core``."""
+        self.core = core
+        self.ledger = ledger or LocalLedger(core)
         self.timing = timing
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("GET", "/_sim/stats"): self._stats,
@@ -99,13 +100,13 @@ class SimulatorApp:
         try:
             core.authorize(_headers(scope))
             checked = validate_message_request(_sized(body), core.catalog, core.settings)
-            core.admit(model, checked.input_tokens)
+            await self.ledger.admit(model, checked.input_tokens)
             fault = core.draw_fault(model)
         except ApiFailure as failure:
             core.stats.record(model, _outcome(failure.status))
             await self._send_error(send, failure)
             return
-        reply = draw_reply(checked, core.settings, core.cached_tokens(checked))
+        reply = draw_reply(checked, core.settings, await self.ledger.cached_tokens(checked))
         core.stats.in_flight += 1
         try:
             outcome = await self._answer(receive, send, checked, reply, fault)
@@ -113,7 +114,7 @@ class SimulatorApp:
             core.stats.in_flight -= 1
         served = outcome == "ok"
         if served:
-            core.settle(model, reply.output_tokens)
+            self.ledger.settle(model, reply.output_tokens)
         core.stats.record(
             model,
             outcome,
@@ -163,10 +164,10 @@ class SimulatorApp:
         await _send_json(send, {"input_tokens": tokens})
 
     async def _stats(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_json(send, self.core.stats.as_json())
+        await _send_json(send, await self.ledger.stats())
 
     async def _reset(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.core.stats.reset()
+        await self.ledger.reset()
         await _send_json(send, {"reset": True})
 
     async def _send_error(self, send: Send, failure: ApiFailure) -> None:
