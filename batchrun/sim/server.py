@@ -27,6 +27,7 @@ from batchrun.sim.errors import ApiFailure
 from batchrun.sim.generate import Reply, draw_reply
 from batchrun.sim.render import message_body, stream_plan
 from batchrun.sim.shared import Ledger, LocalLedger
+from batchrun.sim.ticker import RESOLUTION_S, Ticker
 from batchrun.sim.timing import TimingLog
 from batchrun.sim.validate import SimRequest, validate_count_request, validate_message_request
 
@@ -72,6 +73,8 @@ class SimulatorApp:
         self.core = core
         self.ledger = ledger or LocalLedger(core)
         self.timing = timing
+        tick = core.settings.tick
+        self.ticker = Ticker(min(tick, RESOLUTION_S) if tick > 0 else RESOLUTION_S)
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("GET", "/_sim/stats"): self._stats,
             ("POST", "/_sim/reset"): self._reset,
@@ -127,7 +130,8 @@ class SimulatorApp:
         self, receive: Receive, send: Send, checked: SimRequest, reply: Reply, fault: str | None
     ) -> str:
         if checked.stream:
-            return await _Stream(self.core, receive, send, reply, fault, timing=self.timing).run()
+            stream = _Stream(self.core, receive, send, reply, fault, timing=self.timing)
+            return await stream.run(self.ticker)
         total = reply.token_offsets[-1] if reply.token_offsets else reply.start_offset
         if fault == "stall":
             total += self.core.settings.stall_seconds
@@ -210,13 +214,14 @@ class _Stream:
         self.first_token: float | None = None
         self.last_byte = 0.0  # when the last write began
 
-    async def run(self) -> str:
-        """Send the stream; return its outcome: ok, dropped or client_gone."""
+    async def run(self, ticker: Ticker) -> str:
+        """Send the stream, waking on ``ticker``; return its outcome: ok, dropped or
+        client_gone."""
         gone = asyncio.ensure_future(_client_gone(self.receive))
         try:
             headers = [*_SSE, _request_id(self.request_id)]
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-            outcome = await self._send_chunks(gone)
+            outcome = await self._send_chunks(gone, ticker)
         finally:
             gone.cancel()
         if self.timing is not None and outcome == "ok":
@@ -233,15 +238,18 @@ class _Stream:
             self.first_token = now
         self.last_byte = now
 
-    async def _send_chunks(self, gone: asyncio.Future[None]) -> str:
+    async def _send_chunks(self, gone: asyncio.Future[None], ticker: Ticker) -> str:
+        """The per-event path: one wake-up and one write per chunk that falls due (at MiniMax's
+        speeds, one event each), so what it does per chunk is kept to the least."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         chunks, offsets, tick = self.plan.chunks, self.plan.offsets, self.core.settings.tick
-        sent = 0
-        while sent < len(chunks):
-            wait = started + offsets[sent] - loop.time()
-            if wait > 0:
-                await asyncio.sleep(max(wait, tick))
+        send, count, sent = self.send, len(chunks), 0
+        while sent < count:
+            due_at = started + offsets[sent]
+            now = loop.time()
+            if due_at > now:  # not before it is due, nor within a tick of the last write
+                await ticker.wait(loop, max(due_at, now + tick))
             if gone.done():
                 return "client_gone"
             due = bisect_right(offsets, loop.time() - started, lo=sent + 1)
@@ -254,7 +262,8 @@ class _Stream:
                 continue
             if self.timing is not None:  # the clock read just before the write: see timing.py
                 self._note_times(sent, due)
-            await self._write(b"".join(chunks[sent:due]), more=due < len(chunks))
+            data = chunks[sent] if due == sent + 1 else b"".join(chunks[sent:due])
+            await send({"type": "http.response.body", "body": data, "more_body": due < count})
             sent = due
         return "ok"
 
