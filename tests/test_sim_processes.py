@@ -17,8 +17,9 @@ import pytest
 from batchrun.catalog import load_catalog
 from batchrun.exceptions import SimulatorError
 from batchrun.sim import RunningSimulator, SimSettings, simulator_process
+from batchrun.sim.cli import settings_from_args
 from batchrun.sim.core import SimulatorCore
-from batchrun.sim.host import READY_PREFIX
+from batchrun.sim.host import READY_PREFIX, settings_to_args
 from batchrun.sim.timing import read_timing_log
 from tests.helpers import make_client, user
 from tests.test_processes import descendants, kill_all, serves, wait_gone
@@ -155,3 +156,8 @@ def test_the_workers_end_with_their_parent(how: signal.Signals) -> None:
         kill_all(workers)
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+def test_processes_pass_through_the_command_line() -> None:
+    settings = SimSettings(processes=3, time_scale=0.5)
+    assert settings_from_args(settings_to_args(settings)) == settings
