@@ -161,3 +161,14 @@ def test_the_workers_end_with_their_parent(how: signal.Signals) -> None:
 def test_processes_pass_through_the_command_line() -> None:
     settings = SimSettings(processes=3, time_scale=0.5)
     assert settings_from_args(settings_to_args(settings)) == settings
+
+
+def test_a_second_simulator_cannot_join_the_port_of_one_with_workers() -> None:
+    with simulator_process(SimSettings(time_scale=0, processes=2)) as sim:
+        port = int(sim.base_url.rsplit(":", 1)[1])
+        with (
+            pytest.raises(SimulatorError, match="cannot listen"),
+            simulator_process(SimSettings(processes=2, port=port)),
+        ):
+            pass
+        assert isinstance(_ask(sim), anthropic.types.Message)

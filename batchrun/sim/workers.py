@@ -71,16 +71,24 @@ async def serve_workers(
 @contextlib.contextmanager
 def _reserved_port(host: str, port: int) -> Iterator[int]:
     """Hold ``host:port`` (0: a free one) for the workers: bound with SO_REUSEPORT but never
-    listening, so no connection comes to this socket and no other program takes the port."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    with sock:
+    listening, so no connection comes to this socket and no other program takes the port.
+
+    The port is first bound without SO_REUSEPORT, which fails if anything holds it, even another
+    simulator's workers: SO_REUSEPORT alone would let two simulators share one port unseen."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = int(probe.getsockname()[1])
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise SimulatorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        yield int(sock.getsockname()[1])
+        sock.bind((host, port))
+    except OSError as exc:
+        raise SimulatorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    with sock:
+        yield port
 
 
 @contextlib.asynccontextmanager
