@@ -7,9 +7,11 @@ streams open (answers capped at --tokens) until --requests have ended, and the t
 simulator's CPU per output token served (every stream ends, so every token counted was written).
 With --compare DIR the same rounds also run a simulator from the source tree DIR (e.g. an older
 commit's `batchrun/`, unpacked with `git archive COMMIT batchrun | tar -x -C DIR`), alternating,
-so that both are measured under the same machine load.
+so that both are measured under the same machine load; --processes N adds rounds of this tree's
+simulator on N processes (`batchrun sim --processes N`).
 
     python bench/sim_paced.py [--rounds 2] [--concurrency 400] [--requests 1200] [--compare DIR]
+        [--processes N]
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from procstat import cpu_seconds, load, machine
+from full_rate import tree_cpu
+from procstat import load, machine
 
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.sim.loop import run_fast
@@ -59,20 +62,25 @@ def served_tokens(stats: dict[str, object]) -> int:
     return sum(int(m.get("output_tokens", 0)) for m in models.values())
 
 
-def one_round(source: Path | None, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(simulator CPU µs per token, tokens written per second, simulator CPU share of a core)."""
+def one_round(
+    source: Path | None, processes: int, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """(simulator CPU µs per token, tokens written per second, simulator CPU share of a core);
+    the CPU is that of the simulator's whole process tree (its workers with --processes)."""
     if source is not None:
         os.environ["PYTHONPATH"] = str(source)
     try:
-        settings = SimSettings(time_scale=1.0, limits=False, seed=1, output_median=10_000)
+        settings = SimSettings(
+            time_scale=1.0, limits=False, seed=1, output_median=10_000, processes=processes
+        )
         with simulator_process(settings) as sim:
             assert sim.pid is not None
             url = f"{sim.base_url}/anthropic/v1/messages"
-            before, tokens_before = cpu_seconds(sim.pid), served_tokens(sim.fetch_stats())
+            before, tokens_before = tree_cpu(sim.pid), served_tokens(sim.fetch_stats())
             started = time.monotonic()
             run_fast(drive(url, args.tokens, args.requests, args.concurrency))
             wall = time.monotonic() - started
-            used = cpu_seconds(sim.pid) - before
+            used = tree_cpu(sim.pid) - before
             tokens = served_tokens(sim.fetch_stats()) - tokens_before
     finally:
         os.environ.pop("PYTHONPATH", None)
@@ -86,23 +94,29 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1200)
     parser.add_argument("--tokens", type=int, default=300, help="max_tokens of each answer")
     parser.add_argument("--compare", type=Path, default=None, help="another source tree")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="also this tree's simulator on N processes"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/sim_paced.md"))
     args = parser.parse_args()
     before = load()
-    sources: list[tuple[str, Path | None]] = [("this tree", None)]
+    sources: list[tuple[str, Path | None, int]] = [("this tree", None, 1)]
     if args.compare is not None:
-        sources.append((str(args.compare), args.compare.resolve()))
-    found: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _ in sources}
+        sources.append((str(args.compare), args.compare.resolve(), 1))
+    if args.processes > 1:
+        sources.append((f"this tree, --processes {args.processes}", None, args.processes))
+    found: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in sources}
     for _ in range(args.rounds):
-        for label, source in sources:
-            found[label].append(one_round(source, args))
+        for label, source, processes in sources:
+            found[label].append(one_round(source, processes, args))
             print(label, found[label][-1], flush=True)
     lines = [
         f"Simulator at real pace ({machine()}, {before} before, {load()} after): "
         f"{args.concurrency} streams at a time, {args.requests} answers of up to {args.tokens} "
         f"tokens, time scale 1, {args.rounds} rounds. Command: `python bench/sim_paced.py "
         f"--rounds {args.rounds} --concurrency {args.concurrency} --requests {args.requests}"
-        f"{' --compare DIR' if args.compare else ''}`.",
+        f"{' --compare DIR' if args.compare else ''}"
+        f"{f' --processes {args.processes}' if args.processes > 1 else ''}`.",
         "",
         "| simulator | CPU per token written, each round | tokens/s | simulator core busy |",
         "|---|---|---|---|",
