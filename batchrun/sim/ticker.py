@@ -1,6 +1,6 @@
 """One timer per millisecond for every stream due in it, instead of one timer per write.
 
-At MiniMax's full rate the simulator writes about 88,000 events a second, one per write (the
+At MiniMax's full rate the simulator writes about 70,000 events a second, one per write (the
 field's behaviour). With ``asyncio.sleep`` before each write, every write cost a timer of its own
 (a timer handle made, armed and fired); a profile at full rate put about a tenth of the
 simulator's CPU there. Streams here wait for the slot of ``resolution`` seconds their next chunk

@@ -1,7 +1,8 @@
 """A simulator spread over several processes on one port (``batchrun sim --processes N``).
 
-One process serves about 60,000 SSE events a second at one event per write before its core is
-full (README, "Full rate at real pace"), less than MiniMax's full published rate needs. Here the
+One process costs 9-12 µs of CPU per SSE event written (README, "Full rate at real pace"), so
+MiniMax's full published rate (~70,000 events a second, one per write) takes most of its core,
+and more than it has on a busy machine. Here the
 parent keeps the port (bound with SO_REUSEPORT, never listening), starts N workers that each
 listen on it with SO_REUSEPORT, so that the kernel spreads the connections over them, and holds
 what they share (sim/shared.py): rate limits, quota and prompt cache, decided in one place.
