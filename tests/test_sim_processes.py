@@ -135,9 +135,12 @@ def test_processes_below_one_are_refused() -> None:
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
-def test_the_workers_end_with_their_parent(how: signal.Signals) -> None:
+def test_the_workers_end_with_their_parent(how: signal.Signals, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "batchrun.sim", "--port", "0", "--processes", "2"]
-    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where the parent keeps its socket
+    parent = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
     workers: list[int] = []
     try:
         line = parent.stdout.readline() if parent.stdout else ""
@@ -150,6 +153,8 @@ def test_the_workers_end_with_their_parent(how: signal.Signals) -> None:
         parent.wait(timeout=20)
         assert wait_gone(workers) == [], f"a worker outlived its parent ({how.name})"
         assert not serves(port)
+        # a parent that could clean up leaves nothing; one killed leaves its socket's folder
+        assert len(list(tmp_path.iterdir())) == (1 if how == signal.SIGKILL else 0)
     finally:
         parent.kill()
         parent.wait(timeout=10)

@@ -55,7 +55,7 @@ async def serve_workers(
     try:
         with _reserved_port(settings.host, settings.port) as port:
             coordinator = Coordinator(SimulatorCore(settings, catalog or load_catalog()))
-            path = folder / "shared.sock"
+            path = folder / "sock"  # short: a Unix socket's path has ~100 bytes at most
             server = await asyncio.start_unix_server(coordinator.connected, path)
             try:
                 parts = [folder / f"timing-{i}.jsonl" for i in range(settings.processes)]
