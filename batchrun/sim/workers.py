@@ -12,6 +12,8 @@ Each worker is ``python -m batchrun.sim`` with the same settings, started throug
 ``i`` draws its faults from its own seeded sequence; replies depend on the request and the seed
 only, so a request gets the same reply whichever worker serves it. With a timing log each worker
 writes its own, and the parent joins them into the one file when every worker has stopped.
+These and the parent's socket live in a folder of the system's temp directory, removed at the
+stop; only a parent killed with SIGKILL leaves it behind (its workers still end).
 """
 
 from __future__ import annotations
