@@ -1,6 +1,6 @@
 """A simulator spread over several processes on one port (``batchrun sim --processes N``).
 
-One process costs 9-12 µs of CPU per SSE event written (README, "Full rate at real pace"), so
+One process costs 5-20 µs of CPU per SSE event written (README, "Full rate at real pace"), so
 MiniMax's full published rate (~70,000 events a second, one per write) takes most of its core,
 and more than it has on a busy machine. Here the
 parent keeps the port (bound with SO_REUSEPORT, never listening), starts N workers that each
