@@ -1,11 +1,10 @@
 """A simulator spread over several processes on one port (``batchrun sim --processes N``).
 
 One process costs 5-20 µs of CPU per SSE event written (README, "Full rate at real pace"), so
-MiniMax's full published rate (~70,000 events a second, one per write) takes most of its core,
-and more than it has on a busy machine. Here the
-parent keeps the port (bound with SO_REUSEPORT, never listening), starts N workers that each
-listen on it with SO_REUSEPORT, so that the kernel spreads the connections over them, and holds
-what they share (sim/shared.py): rate limits, quota and prompt cache, decided in one place.
+MiniMax's full published rate (~70,000 events a second, one per write) can take all of its core.
+Here the parent keeps the port (bound with SO_REUSEPORT, never listening), starts N workers that
+each listen on it with SO_REUSEPORT, so that the kernel spreads the connections over them, and
+holds what they share (sim/shared.py): rate limits, quota and prompt cache, decided in one place.
 
 Each worker is ``python -m batchrun.sim`` with the same settings, started through
 ``lifeline.spawn``: it ends with the parent however the parent ends, SIGKILL included. Worker
