@@ -14,7 +14,11 @@ then the run is interrupted (as Ctrl-C). Reported:
 - the event loops' lag (p50/p99/max) of the runner and of the simulator, from bench/lagprobe
   (batchrun's own LoopLag, waking every 10 ms, every lateness kept).
 
-    python bench/full_rate.py [--seconds 180] [--quick] [--processes N]
+With --sim-processes N the simulator serves from N worker processes on one port (`batchrun sim
+--processes N`; the limits still hold across them) and nothing is pinned; its CPU is that of the
+whole process tree.
+
+    python bench/full_rate.py [--seconds 180] [--quick] [--processes N] [--sim-processes N]
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class Measured:
     run: RunOutcome
     sim_cpu: float
     served_429: int | None
+    served_tokens: int | None  # output tokens of the replies served to their end
     rates: dict[str, float]  # achieved RPM per model over the steady part
     ttft_errors: list[float]
     done_errors: list[float]
@@ -129,15 +134,43 @@ def _runs_in(proc: Path, work: Path) -> bool:
         return False
 
 
-def served_limited(server: RunningSimulator) -> int | None:
-    """429s the simulator served; None if it is too busy to say (its stats time out)."""
+def served_counts(server: RunningSimulator) -> tuple[int, int] | None:
+    """(429s, output tokens of finished replies) the simulator served; None if it is too busy
+    to say (its stats time out)."""
     for _ in range(3):
         with contextlib.suppress(TimeoutError, OSError):
-            return sum(model["429"] for model in server.fetch_stats()["models"].values())
+            models = server.fetch_stats()["models"].values()
+            return sum(m["429"] for m in models), sum(m.get("output_tokens", 0) for m in models)
     return None
 
 
-def measure(seconds: float, processes: int, keep: Path | None, profile: Path | None) -> Measured:
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and every live process below it (a simulator and its workers)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            )
+    tree, grew = {pid}, True
+    while grew:
+        below = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    total = 0.0
+    for member in tree:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
+def measure(
+    seconds: float,
+    processes: int,
+    keep: Path | None,
+    profile: Path | None,
+    sim_processes: int = 1,
+) -> Measured:
     rpm = catalog_rpm()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -149,13 +182,21 @@ def measure(seconds: float, processes: int, keep: Path | None, profile: Path | N
         )
         jobs = int(max(rpm.values()) * (seconds + 60) / 60)
         write_jobs(work / "jobs.jsonl", jobs, max_tokens=MAX_TOKENS)
-        sim = SimSettings(time_scale=1.0, seed=1, output_median=TOKENS, timing_log=log)
+        sim = SimSettings(
+            time_scale=1.0,
+            seed=1,
+            output_median=TOKENS,
+            timing_log=log,
+            processes=sim_processes,
+        )
         args = ["--models", ",".join(rpm), "--no-precheck", "--concurrency", "400"]
         if processes > 1:
             args += ["--processes", str(processes)]
+        pinned = processes == 1 and sim_processes == 1
         with simulator_process(sim) as server:
-            pin(server.pid, 1)
             assert server.pid is not None
+            if pinned:
+                pin(server.pid, 1)
             if profile is not None:
                 threading.Thread(target=record_profile, args=(work, profile, seconds)).start()
             run = run_batchrun(
@@ -163,10 +204,10 @@ def measure(seconds: float, processes: int, keep: Path | None, profile: Path | N
                 f"{server.base_url}/anthropic",
                 args,
                 stop_after=seconds,
-                core=0 if processes == 1 else None,
+                core=0 if pinned else None,
             )
-            sim_cpu = cpu_seconds(server.pid)
-            served_429 = served_limited(server)
+            sim_cpu = tree_cpu(server.pid)
+            counts = served_counts(server)
         db = work / "batchrun.db"
         if keep is not None:  # the raw material, for a closer look
             shutil.copytree(work, keep, ignore=shutil.ignore_patterns("jobs.jsonl"))
@@ -174,7 +215,8 @@ def measure(seconds: float, processes: int, keep: Path | None, profile: Path | N
         return Measured(
             run=run,
             sim_cpu=sim_cpu,
-            served_429=served_429,
+            served_429=counts[0] if counts else None,
+            served_tokens=counts[1] if counts else None,
             rates=steady_rates(db, seconds),
             ttft_errors=ttft,
             done_errors=done,
@@ -191,7 +233,9 @@ def ms(values: list[float]) -> str:
     return f"{1000 * cuts[49]:.1f} / {1000 * cuts[98]:.1f} / {1000 * max(values):.1f}"
 
 
-def report(found: Measured, seconds: float, processes: int, loads: str) -> list[str]:
+def report(
+    found: Measured, seconds: float, processes: int, loads: str, sim_processes: int = 1
+) -> list[str]:
     rpm = catalog_rpm()
     rows = [
         f"| {model} | {limit} | {found.rates.get(model, 0):.0f} | "
@@ -201,13 +245,17 @@ def report(found: Measured, seconds: float, processes: int, loads: str) -> list[
     total = sum(found.rates.values())
     wall = found.run.wall
     served = "n/a" if found.served_429 is None else found.served_429
+    options = f"{f' --processes {processes}' if processes > 1 else ''}"
+    options += f"{f' --sim-processes {sim_processes}' if sim_processes > 1 else ''}"
+    sim_note = f" ({sim_processes} processes)" if sim_processes > 1 else ""
+    tokens = found.served_tokens
+    per_token = f"{1e6 * found.sim_cpu / tokens:.1f} µs" if tokens else "n/a"
     return [
         f"Full rate at real pace ({machine()}, {loads}): `batchrun run --no-precheck"
         f"{f' --processes {processes}' if processes > 1 else ''}` on every catalog model at "
-        f"its published RPM (runner and simulator), time scale 1, answers of about {TOKENS} "
-        f"tokens (max_tokens {MAX_TOKENS}), stopped after {seconds:g} s; steady part from "
-        f"{WARM:g} s. Command: `python bench/full_rate.py --seconds {seconds:g}"
-        f"{f' --processes {processes}' if processes > 1 else ''}`.",
+        f"its published RPM (runner and simulator{sim_note}), time scale 1, answers of about "
+        f"{TOKENS} tokens (max_tokens {MAX_TOKENS}), stopped after {seconds:g} s; steady part from "
+        f"{WARM:g} s. Command: `python bench/full_rate.py --seconds {seconds:g}{options}`.",
         "",
         "| model | limit RPM | achieved RPM | achieved / limit |",
         "|---|---|---|---|",
@@ -220,7 +268,8 @@ def report(found: Measured, seconds: float, processes: int, loads: str) -> list[
         f"| results stored | {found.run.results:,} ({found.matched:,} matched in the timing log) |",
         f"| runner CPU, share of one core | {found.run.cpu / wall:.2f} ({found.run.cpu:.0f} s "
         f"over {wall:.0f} s) |",
-        f"| simulator CPU, share of one core | {found.sim_cpu / wall:.2f} |",
+        f"| simulator CPU{sim_note}, share of one core | {found.sim_cpu / wall:.2f} |",
+        f"| simulator CPU per output token served (one event each) | {per_token} |",
         f"| runner peak RSS | {found.run.max_rss_mb:.0f} MB |",
         f"| TTFT error, stored - true, p50 / p99 / max ms | {ms(found.ttft_errors)} |",
         f"| done error, stored - true last byte, p50 / p99 / max ms | {ms(found.done_errors)} |",
@@ -234,17 +283,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180.0, help="how long to send")
     parser.add_argument("--quick", action="store_true", help="30 s, for development")
     parser.add_argument("--processes", type=int, default=1, help="batchrun run --processes")
+    parser.add_argument(
+        "--sim-processes", type=int, default=1, help="batchrun sim --processes (the simulator)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks here")
     parser.add_argument("--keep", type=Path, default=None, help="copy the run's files here")
     args = parser.parse_args()
     seconds = 30.0 if args.quick else args.seconds
     before = load()
-    found = measure(seconds, args.processes, args.keep, args.profile)
+    found = measure(seconds, args.processes, args.keep, args.profile, args.sim_processes)
     loads = f"{before} before, {load()} after"
     name = "full_rate_quick.md" if args.quick else "full_rate.md"
     write_table(
-        args.out or Path("bench/results") / name, report(found, seconds, args.processes, loads)
+        args.out or Path("bench/results") / name,
+        report(found, seconds, args.processes, loads, args.sim_processes),
     )
 
 

@@ -12,7 +12,8 @@ assumption: MiniMax's page does not say how they are billed). Models in ``passiv
 Entries live ``cache_ttl`` seconds of simulated time (wall time divided by ``time_scale``; at
 time scale 0 they never expire) and are refreshed whenever a request reads or writes them. Each
 model keeps at most ``cache_max_entries`` entries, the least recently used going first, so a
-run of millions of requests holds bounded memory. The cache is per model and per process.
+run of millions of requests holds bounded memory. The cache is per model; a simulator of
+several processes keeps one, in its parent (sim/shared.py).
 """
 
 from __future__ import annotations
@@ -41,16 +42,24 @@ class PromptCache:
 
         ``input_tokens``: the prompt's count (validation has it), so that a prompt too short to
         cache, the common case, is not walked a second time."""
-        settings = self._settings
-        marks = model not in settings.passive_only_models
-        passive_min = settings.cache_min_tokens if settings.passive_cache else math.inf
-        mark_min = settings.cache_mark_min_tokens if marks else math.inf
-        threshold = min(passive_min, mark_min)
+        return self.usage_of(model, self.prefixes(model, body, input_tokens))
+
+    def prefixes(self, model: str, body: dict[str, Any], input_tokens: int) -> list[PromptPrefix]:
+        """The prefixes of this prompt the cache would look at (none for a short prompt).
+
+        Apart from ``usage_of`` so that a worker process can walk its prompts itself and send
+        only the digests to the process that holds the cache (sim/shared.py)."""
+        threshold = self._threshold(model)
         if input_tokens < threshold:  # also when nothing is cached at all (an infinite threshold)
-            return 0, 0
-        prefixes = prompt_prefixes(body, math.ceil(threshold))
+            return []
+        return prompt_prefixes(body, math.ceil(threshold))
+
+    def usage_of(self, model: str, prefixes: list[PromptPrefix]) -> tuple[int, int]:
+        """(tokens written, tokens read) for a prompt with these prefixes; they are kept."""
         if not prefixes:
             return 0, 0
+        marks = model not in self._settings.passive_only_models
+        passive_min, mark_min = self._minimums(model)
         now = self._now()
         entries = self._models.setdefault(model, OrderedDict())
         hit = self._longest_hit(entries, prefixes, now)
@@ -61,6 +70,17 @@ class PromptCache:
             mark = None  # below the threshold a mark does nothing (MiniMax: about 600 tokens)
         self._keep(entries, [p for p in (*passive, mark, hit) if p is not None], now)
         return self._written(model, read, passive, mark), read
+
+    def _threshold(self, model: str) -> float:
+        """The fewest tokens a prompt of ``model`` needs for the cache to look at it."""
+        return min(self._minimums(model))
+
+    def _minimums(self, model: str) -> tuple[float, float]:
+        """(fewest tokens of a passive write, of a mark's write) for ``model``; inf: never."""
+        settings = self._settings
+        marks = model not in settings.passive_only_models
+        passive_min = settings.cache_min_tokens if settings.passive_cache else math.inf
+        return passive_min, settings.cache_mark_min_tokens if marks else math.inf
 
     def _written(
         self, model: str, read: int, passive: list[PromptPrefix], mark: PromptPrefix | None

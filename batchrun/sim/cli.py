@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
 from batchrun.exceptions import SimulatorError
+
+if TYPE_CHECKING:
+    from batchrun.sim.host import WorkerRole
 from batchrun.sim.settings import (
     MB,
     SimSettings,
@@ -305,12 +308,24 @@ def sim_command(
             min=1, help="Prompt prefixes kept per model; the least recently used go first."
         ),
     ] = 100_000,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Serve from this many processes on the one port (each a core's worth of "
+            "streams); rate limits, quota and prompt cache still hold for them all.",
+        ),
+    ] = 1,
+    worker_of: Annotated[Path | None, typer.Option(hidden=True)] = None,
+    worker_index: Annotated[int, typer.Option(hidden=True)] = 0,
 ) -> None:
     """Serve a MiniMax-compatible API on this machine, for tests and for running without a key."""
     settings = settings_from_context(ctx)
-    from batchrun.sim.loop import run_fast  # noqa: PLC0415 - only when serving
+    from batchrun.sim.host import WorkerRole  # noqa: PLC0415 - only when serving
+    from batchrun.sim.loop import run_fast  # noqa: PLC0415
 
-    run_fast(_serve_until_signal(settings))
+    worker = None if worker_of is None else WorkerRole(coordinator=worker_of, index=worker_index)
+    run_fast(_serve_until_signal(settings, worker))
 
 
 class _Parsed(Protocol):
@@ -387,6 +402,7 @@ def _settings_values(params: dict[str, Any]) -> dict[str, Any]:
         "output_median": p["output_tokens"],
         "tick": p["tick"],
         "timing_log": p["timing_log"],
+        "processes": p["processes"],
         "count_tokens_models": (
             frozenset(m.strip() for m in count_tokens_models.split(",") if m.strip())
             if count_tokens_models
@@ -426,7 +442,7 @@ def _settings_values(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _serve_until_signal(settings: SimSettings) -> None:
+async def _serve_until_signal(settings: SimSettings, worker: WorkerRole | None) -> None:
     import asyncio  # noqa: PLC0415 - only when serving
     import signal  # noqa: PLC0415
 
@@ -436,7 +452,7 @@ async def _serve_until_signal(settings: SimSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(settings) as running:
+    async with serve(settings, worker=worker) as running:
         typer.echo(f"{READY_PREFIX}{running.base_url}")
         typer.echo(
             f"  base URL for the SDK: {running.base_url}/anthropic "

@@ -16,19 +16,23 @@ from batchrun.sim.errors import ApiFailure
 from batchrun.sim.limits import ModelLimits, Quota, model_limits, per_window
 from batchrun.sim.settings import FaultRates, SimSettings
 from batchrun.sim.stats import SimStats
+from batchrun.sim.tokens import PromptPrefix
 from batchrun.sim.validate import SimRequest
 
 _FAULT_SALT = 0x5EED_FA17
+_WORKER_SALT = 0x9E37_79B9
 
 
 class SimulatorCore:
     """Everything the simulator decides about a request before and after generating it."""
 
-    def __init__(self, settings: SimSettings, catalog: Catalog) -> None:
+    def __init__(self, settings: SimSettings, catalog: Catalog, *, worker: int = 0) -> None:
+        """``worker``: which process of a simulator of several this is (sim/workers.py); each
+        draws its faults from its own seeded sequence, worker 0 from that of a lone process."""
         self.settings = settings
         self.catalog = catalog
         self.stats = SimStats()
-        self._faults = random.Random(settings.seed ^ _FAULT_SALT)
+        self._faults = random.Random(settings.seed ^ _FAULT_SALT ^ (worker * _WORKER_SALT))
         self._limits: dict[str, ModelLimits] = {}
         self._cache = PromptCache(settings)
         self._account = model_limits(
@@ -146,6 +150,14 @@ class SimulatorCore:
     def cached_tokens(self, request: SimRequest) -> tuple[int, int]:
         """(tokens written to, tokens read from) its model's prompt cache for this request."""
         return self._cache.usage(request.model.name, request.body, request.input_tokens)
+
+    def cache_prefixes(self, request: SimRequest) -> list[PromptPrefix]:
+        """The prefixes of this request's prompt the cache looks at (a worker walks them)."""
+        return self._cache.prefixes(request.model.name, request.body, request.input_tokens)
+
+    def cache_usage(self, model: str, prefixes: list[PromptPrefix]) -> tuple[int, int]:
+        """(tokens written, tokens read) for a prompt with these prefixes (the parent decides)."""
+        return self._cache.usage_of(model, prefixes)
 
     def count_tokens_allowed(self, model: str) -> bool:
         """Whether count_tokens answers for this model (MiniMax documents it for M3 only)."""

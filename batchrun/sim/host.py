@@ -16,6 +16,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,6 +28,8 @@ from batchrun.sim.settings import MB, SimSettings, format_faults, format_model_l
 
 if TYPE_CHECKING:
     from batchrun.catalog import Catalog
+    from batchrun.sim.core import SimulatorCore
+    from batchrun.sim.shared import Ledger
     from batchrun.sim.stats import SimStats
 
 READY_PREFIX = "batchrun simulator listening on "
@@ -49,34 +52,59 @@ class RunningSimulator:
         _http_json("POST", f"{self.base_url}/_sim/reset")
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: a free one)."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one); ``reuse_port``: one of the
+    listening sockets of a simulator's worker processes, among which the kernel spreads
+    connections (SO_REUSEPORT)."""
     try:
-        sock = socket.create_server((host, port), reuse_port=False, backlog=2048)
+        sock = socket.create_server((host, port), reuse_port=reuse_port, backlog=2048)
     except OSError as exc:
         raise SimulatorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     return sock
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkerRole:
+    """This process is worker ``index`` of a simulator of several; its parent listens on
+    ``coordinator`` (a Unix socket, sim/shared.py)."""
+
+    coordinator: Path
+    index: int
+
+
 @contextlib.asynccontextmanager
 async def serve(
-    settings: SimSettings, catalog: Catalog | None = None
+    settings: SimSettings, catalog: Catalog | None = None, *, worker: WorkerRole | None = None
 ) -> AsyncIterator[RunningSimulator]:
-    """Serve the simulator in the running event loop until the block exits."""
+    """Serve the simulator in the running event loop until the block exits.
+
+    With ``settings.processes`` above 1 this loop only coordinates, and worker processes serve
+    (sim/workers.py)."""
+    if settings.processes > 1:
+        from batchrun.sim.workers import serve_workers  # noqa: PLC0415
+
+        async with serve_workers(settings, catalog) as running:
+            yield running
+        return
     # The server is imported here: a process that only starts a child simulator never loads it.
     from batchrun.catalog import load_catalog  # noqa: PLC0415
+    from batchrun.sim.core import SimulatorCore  # noqa: PLC0415
     from batchrun.sim.server import QuietServer, SimulatorApp  # noqa: PLC0415
     from batchrun.sim.timing import TimingLog  # noqa: PLC0415
 
     # Everything made from here on is undone however the block ends, a failed start included:
     # settings the server refuses must not leave the listening socket or the log's thread open.
-    with contextlib.ExitStack() as undo:
-        sock = bind_socket(settings.host, settings.port)
+    async with contextlib.AsyncExitStack() as undo:
+        sock = bind_socket(settings.host, settings.port, reuse_port=worker is not None)
         undo.callback(sock.close)
         timing = None
         if settings.timing_log is not None:
             timing = undo.enter_context(TimingLog(settings.timing_log))
-        app = SimulatorApp(settings, catalog or load_catalog(), timing=timing)
+        core = SimulatorCore(
+            settings, catalog or load_catalog(), worker=worker.index if worker else 0
+        )
+        ledger = await undo.enter_async_context(_remote_ledger(core, worker)) if worker else None
+        app = SimulatorApp(core, ledger, timing=timing)
         server = QuietServer(_server_config(app))
         host, port = sock.getsockname()[:2]
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -90,6 +118,26 @@ async def serve(
         finally:
             server.should_exit = True
             await task
+
+
+@contextlib.asynccontextmanager
+async def _remote_ledger(core: SimulatorCore, worker: WorkerRole) -> AsyncIterator[Ledger]:
+    """The ledger of a worker process: a conversation with its parent while the block runs."""
+    from batchrun.sim.shared import Peer, RemoteLedger, worker_handler  # noqa: PLC0415
+
+    try:
+        reader, writer = await asyncio.open_unix_connection(worker.coordinator)
+    except OSError as exc:
+        raise SimulatorError(f"cannot reach the simulator's parent process: {exc}") from exc
+    peer = Peer(reader, writer, worker_handler(core))
+    reading = asyncio.ensure_future(peer.run())
+    try:
+        yield RemoteLedger(peer, core)
+    finally:
+        writer.close()
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await reading
 
 
 def _server_config(app: Any) -> Any:
@@ -164,10 +212,11 @@ def simulator_process(settings: SimSettings, *extra_args: str) -> Iterator[Runni
                 raise SimulatorError(f"the simulator process did not start: {said}")
             yield RunningSimulator(base_url=line[len(READY_PREFIX) :].strip(), pid=process.pid)
         finally:
-            _stop(process)
+            stop_process(process)
 
 
-def _stop(process: subprocess.Popen[Any]) -> None:
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """Ask a child simulator to stop (SIGTERM), and end it if it has not within 10 s."""
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -212,7 +261,7 @@ def settings_to_args(settings: SimSettings) -> list[str]:
         args.append(f"--quirks={','.join(sorted(settings.quirks))}")
     if settings.timing_log is not None:
         args.append(f"--timing-log={settings.timing_log}")
-    return [*args, *_field_args(settings)]
+    return [*args, f"--processes={settings.processes}", *_field_args(settings)]
 
 
 def _field_args(settings: SimSettings) -> list[str]:

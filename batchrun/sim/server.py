@@ -21,13 +21,13 @@ from typing import Any
 import orjson
 import uvicorn
 
-from batchrun.catalog import Catalog
 from batchrun.sim import errors
 from batchrun.sim.core import SimulatorCore
 from batchrun.sim.errors import ApiFailure
 from batchrun.sim.generate import Reply, draw_reply
 from batchrun.sim.render import message_body, stream_plan
-from batchrun.sim.settings import SimSettings
+from batchrun.sim.shared import Ledger, LocalLedger
+from batchrun.sim.ticker import RESOLUTION_S, Ticker
 from batchrun.sim.timing import TimingLog
 from batchrun.sim.validate import SimRequest, validate_count_request, validate_message_request
 
@@ -67,10 +67,14 @@ class SimulatorApp:
     """The ASGI application of a simulator with these settings."""
 
     def __init__(
-        self, settings: SimSettings, catalog: Catalog, timing: TimingLog | None = None
+        self, core: SimulatorCore, ledger: Ledger | None = None, timing: TimingLog | None = None
     ) -> None:
-        self.core = SimulatorCore(settings, catalog)
+        """``ledger``: where the shared decisions are kept (sim/shared.py); default ``core``."""
+        self.core = core
+        self.ledger = ledger or LocalLedger(core)
         self.timing = timing
+        tick = core.settings.tick
+        self.ticker = Ticker(min(tick, RESOLUTION_S) if tick > 0 else RESOLUTION_S)
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("GET", "/_sim/stats"): self._stats,
             ("POST", "/_sim/reset"): self._reset,
@@ -99,13 +103,13 @@ class SimulatorApp:
         try:
             core.authorize(_headers(scope))
             checked = validate_message_request(_sized(body), core.catalog, core.settings)
-            core.admit(model, checked.input_tokens)
+            await self.ledger.admit(model, checked.input_tokens)
             fault = core.draw_fault(model)
         except ApiFailure as failure:
             core.stats.record(model, _outcome(failure.status))
             await self._send_error(send, failure)
             return
-        reply = draw_reply(checked, core.settings, core.cached_tokens(checked))
+        reply = draw_reply(checked, core.settings, await self.ledger.cached_tokens(checked))
         core.stats.in_flight += 1
         try:
             outcome = await self._answer(receive, send, checked, reply, fault)
@@ -113,7 +117,7 @@ class SimulatorApp:
             core.stats.in_flight -= 1
         served = outcome == "ok"
         if served:
-            core.settle(model, reply.output_tokens)
+            self.ledger.settle(model, reply.output_tokens)
         core.stats.record(
             model,
             outcome,
@@ -126,7 +130,8 @@ class SimulatorApp:
         self, receive: Receive, send: Send, checked: SimRequest, reply: Reply, fault: str | None
     ) -> str:
         if checked.stream:
-            return await _Stream(self.core, receive, send, reply, fault, timing=self.timing).run()
+            stream = _Stream(self.core, receive, send, reply, fault, timing=self.timing)
+            return await stream.run(self.ticker)
         total = reply.token_offsets[-1] if reply.token_offsets else reply.start_offset
         if fault == "stall":
             total += self.core.settings.stall_seconds
@@ -163,10 +168,10 @@ class SimulatorApp:
         await _send_json(send, {"input_tokens": tokens})
 
     async def _stats(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_json(send, self.core.stats.as_json())
+        await _send_json(send, await self.ledger.stats())
 
     async def _reset(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.core.stats.reset()
+        await self.ledger.reset()
         await _send_json(send, {"reset": True})
 
     async def _send_error(self, send: Send, failure: ApiFailure) -> None:
@@ -209,13 +214,14 @@ class _Stream:
         self.first_token: float | None = None
         self.last_byte = 0.0  # when the last write began
 
-    async def run(self) -> str:
-        """Send the stream; return its outcome: ok, dropped or client_gone."""
+    async def run(self, ticker: Ticker) -> str:
+        """Send the stream, waking on ``ticker``; return its outcome: ok, dropped or
+        client_gone."""
         gone = asyncio.ensure_future(_client_gone(self.receive))
         try:
             headers = [*_SSE, _request_id(self.request_id)]
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-            outcome = await self._send_chunks(gone)
+            outcome = await self._send_chunks(gone, ticker)
         finally:
             gone.cancel()
         if self.timing is not None and outcome == "ok":
@@ -232,15 +238,18 @@ class _Stream:
             self.first_token = now
         self.last_byte = now
 
-    async def _send_chunks(self, gone: asyncio.Future[None]) -> str:
+    async def _send_chunks(self, gone: asyncio.Future[None], ticker: Ticker) -> str:
+        """The per-event path: one wake-up and one write per chunk that falls due (at MiniMax's
+        speeds, one event each), so what it does per chunk is kept to the least."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         chunks, offsets, tick = self.plan.chunks, self.plan.offsets, self.core.settings.tick
-        sent = 0
-        while sent < len(chunks):
-            wait = started + offsets[sent] - loop.time()
-            if wait > 0:
-                await asyncio.sleep(max(wait, tick))
+        send, count, sent = self.send, len(chunks), 0
+        while sent < count:
+            due_at = started + offsets[sent]
+            now = loop.time()
+            if due_at > now:  # not before it is due, nor within a tick of the last write
+                await ticker.wait(loop, max(due_at, now + tick))
             if gone.done():
                 return "client_gone"
             due = bisect_right(offsets, loop.time() - started, lo=sent + 1)
@@ -253,7 +262,8 @@ class _Stream:
                 continue
             if self.timing is not None:  # the clock read just before the write: see timing.py
                 self._note_times(sent, due)
-            await self._write(b"".join(chunks[sent:due]), more=due < len(chunks))
+            data = chunks[sent] if due == sent + 1 else b"".join(chunks[sent:due])
+            await send({"type": "http.response.body", "body": data, "more_body": due < count})
             sent = due
         return "ok"
 

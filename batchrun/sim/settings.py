@@ -124,6 +124,7 @@ class SimSettings:
     fallback_speed_tps: float = 60.0  # for models whose speed MiniMax does not state
     tick: float = 0.01  # events due within one tick are written together
     timing_log: Path | None = None  # a JSONL file of true stream timings (sim/timing.py)
+    processes: int = 1  # serving processes on one port (sim/workers.py); limits hold across them
     # --- Field behaviour: refusals, faults, limits, profiles (issue 15, "simfaults"). ---
     # Defaults follow the strongest field evidence (README, "MiniMax in the field"; the row
     # numbers are those of minimax-field-evidence.md).
@@ -169,6 +170,8 @@ class SimSettings:
                 f"x_api_key_status must be 401 or 500, not {self.x_api_key_status}"
             )
         self._check_ranges()
+        if self.processes < 1:
+            raise SimulatorError(f"processes must be at least 1, not {self.processes}")
 
     def _check_ranges(self) -> None:
         for name in ("quota_requests", "account_rpm", "account_tpm"):

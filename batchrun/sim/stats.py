@@ -41,3 +41,15 @@ class SimStats:
                 for model, counts in sorted(self.by_model.items())
             },
         }
+
+
+def merge_stats(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stats of several processes (each as ``as_json`` gives it), summed into one."""
+    merged = SimStats()
+    for snapshot in snapshots:
+        merged.messages_total += snapshot["messages_total"]
+        merged.count_tokens_total += snapshot["count_tokens_total"]
+        merged.in_flight += snapshot["in_flight"]
+        for model, counts in snapshot["models"].items():
+            merged.by_model[model].update(counts)
+    return merged.as_json()

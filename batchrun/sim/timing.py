@@ -36,14 +36,7 @@ class TimingLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        if path.exists():
-            raise SimulatorError(f"the timing log {path} exists already: give a new file name")
-        try:
-            handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        except OSError as exc:
-            raise SimulatorError(f"cannot write the timing log {path}: {exc.strerror}") from exc
-        self._partial = Path(partial)
-        self._file = os.fdopen(handle, "wb")
+        self._partial, self._file = _start_file(path)
         self._pending: deque[Record] = deque()  # append and popleft are thread-safe
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._write_loop, name="sim-timing", daemon=True)
@@ -61,14 +54,7 @@ class TimingLog:
         self._thread.join()
         self._flush()
         self._file.close()
-        try:
-            os.link(self._partial, self.path)  # fails, never overwrites, if the name was taken
-        except FileExistsError:
-            raise SimulatorError(
-                f"the timing log {self.path} appeared while the simulator ran; "
-                f"its timings are kept in {self._partial}"
-            ) from None
-        self._partial.unlink()
+        _publish(self._partial, self.path)
 
     def __enter__(self) -> TimingLog:
         return self
@@ -88,6 +74,46 @@ class TimingLog:
         if taken:
             self._file.write(b"".join(_line(record) for record in taken))
             self._file.flush()
+
+
+def check_new(path: Path) -> None:
+    """Refuse a timing log that would overwrite a file."""
+    if path.exists():
+        raise SimulatorError(f"the timing log {path} exists already: give a new file name")
+
+
+def join_timing_logs(parts: list[Path], path: Path) -> None:
+    """Put the logs of a simulator's worker processes (sim/workers.py) together as ``path``.
+
+    Each worker logs the streams it served; the parent joins them once every worker has stopped,
+    so the file still appears whole, and never over an existing one."""
+    partial, file = _start_file(path)
+    with file:
+        for part in parts:
+            if part.exists():  # a worker that died before it could write its log has none
+                file.write(part.read_bytes())
+    _publish(partial, path)
+
+
+def _start_file(path: Path) -> tuple[Path, Any]:
+    """A new hidden file beside ``path``, to be put in place by ``_publish``."""
+    check_new(path)
+    try:
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise SimulatorError(f"cannot write the timing log {path}: {exc.strerror}") from exc
+    return Path(partial), os.fdopen(handle, "wb")
+
+
+def _publish(partial: Path, path: Path) -> None:
+    try:
+        os.link(partial, path)  # fails, never overwrites, if the name was taken
+    except FileExistsError:
+        raise SimulatorError(
+            f"the timing log {path} appeared while the simulator ran; "
+            f"its timings are kept in {partial}"
+        ) from None
+    partial.unlink()
 
 
 def _line(record: Record) -> bytes:
