@@ -50,7 +50,9 @@ def _cumulative_chart(spent: pl.DataFrame) -> charts.Chart:
     return charts.cumulative(spent)
 
 
-def _headline_figures(frame: pl.DataFrame) -> tuple[dict[str, Any], tuple[str, str | None], int]:
+def _headline_figures(
+    frame: pl.DataFrame,
+) -> tuple[dict[str, Any], tuple[str | None, str | None], int]:
     """The headline's totals, real and simulated costs, and real unpriced results (of a sums
     frame, or of a requests frame)."""
     real_sent = analytics.weighed(analytics.real(frame)).filter(pl.col("day").is_not_null())
@@ -70,8 +72,8 @@ def _has_real(frame: pl.DataFrame) -> bool:
     return bool(analytics.real(frame).filter(pl.col("day").is_not_null()).height)
 
 
-def _origin_costs(frame: pl.DataFrame) -> tuple[str, str | None]:
-    """The real spend and (None when there is none) the simulated results' cost, apart."""
+def _origin_costs(frame: pl.DataFrame) -> tuple[str | None, str | None]:
+    """The real spend and the simulated results' cost, apart (each None when there is none)."""
     costs: list[str | None] = []
     for rows in (analytics.real(frame), analytics.simulated(frame)):
         done = analytics.weighed(rows).filter(pl.col("day").is_not_null())
@@ -83,14 +85,17 @@ def _origin_costs(frame: pl.DataFrame) -> tuple[str, str | None]:
             if done.height
             else None
         )
-    return costs[0] or "none: nothing was sent to MiniMax", costs[1]
+    return costs[0], costs[1]
 
 
-def _headline(total: dict[str, Any], costs: tuple[str, str | None], unpriced: int = 0) -> None:
+def _headline(
+    total: dict[str, Any], costs: tuple[str | None, str | None], unpriced: int = 0
+) -> None:
     spend, requests, tokens, errors = st.columns(4)
-    spend.metric(
-        "Spend",
-        costs[0] if not unpriced else costs[0].removesuffix(f" + {unpriced:,} unpriced"),
+    real = costs[0]
+    tables.spend_metric(
+        spend,
+        real.removesuffix(f" + {unpriced:,} unpriced") if real and unpriced else real,
         help=analytics.DEFINITIONS["cost"] + " Real spend only: results sent to MiniMax.",
     )
     if unpriced:  # the count in a metric of its own: a long figure is cut in a narrow column
