@@ -122,11 +122,21 @@ def test_compare_table_follows_the_batch_model_and_grouping_choices(seeded: Path
     app.segmented_control(key="compare_group").set_value("batch and model")
     grouped = rerun(app).dataframe[0].value
     assert sorted(set(grouped["batch_name"])) == ["demo", "faulty", "graded"], faulty
-    charts = [chart.proto.spec for chart in app.get("vega_lite_chart")]
-    # latency, TTFT, tps, TTFT (text), cost per 1k, cost against speed; and, since the graded
-    # batch is among those chosen, quality against cost and against speed
-    assert len(charts) == 8
-    assert "Cost against speed" in charts[5]
+    # One set of charts at a time: cost per 1k and cost against speed; latency, TTFT, tps and
+    # TTFT (text); and, since the graded batch is among those chosen, quality against cost and
+    # against speed.
+    drawn = {}
+    for chosen in ("cost", "distributions", "quality"):
+        app.segmented_control(key="compare_charts").set_value(chosen)
+        drawn[chosen] = [chart.proto.spec for chart in rerun(app).get("vega_lite_chart")]
+    assert {name: len(specs) for name, specs in drawn.items()} == {
+        "cost": 2,
+        "distributions": 4,
+        "quality": 2,
+    }
+    assert "Cost against speed" in drawn["cost"][1]
+    assert "Latency" in drawn["distributions"][0]
+    assert "Quality against speed" in drawn["quality"][1]
     errors = texts(app)
     assert "Errors by type" in errors
     assert "api_error" in errors
@@ -356,11 +366,16 @@ def test_outputs_side_by_side_search_and_filters(seeded: Path) -> None:
 
 def test_quality_pareto_and_grades_beside_answers(seeded: Path) -> None:
     app = open_page(seeded, "compare")
-    assert "No graded answers in these batches" in texts(app)  # the demo has no expectations
+    assert app.segmented_control(key="compare_charts").value == "cost"  # nothing graded
+    app.segmented_control(key="compare_charts").set_value("quality")
+    assert "No graded answers in these batches" in texts(rerun(app))  # the demo has none
+    assert app.query_params["charts"] == "quality"  # not the default here: kept in the link
     graded = next(o for o in app.multiselect(key="compare_batches").options if "graded" in o)
     app.multiselect(key="compare_batches").set_value([graded])
     rerun(app)
     specs = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+    assert len(specs) == 2  # one set of charts at a time: quality's two
+    assert "charts" not in app.query_params  # quality is where answers are graded: the default
     assert any("Quality against cost" in spec for spec in specs)
     assert any("Quality against speed" in spec for spec in specs)
     quality = app.dataframe[-1].value.set_index("model")
