@@ -161,7 +161,11 @@ def test_compare_shows_the_scorecard_and_model_names_in_full(seeded: Path) -> No
         # Vega draws Streamlit's charts as SVG: each axis label, legend entry and title a text.
         drawn: list[str] = page.eval_on_selector_all(
             ".vega-embed svg text", "texts => texts.map(t => t.textContent)"
-        )
+        )  # the cost charts: the bars
+        show(page, address, "compare&charts=distributions", "Distributions")
+        drawn += page.eval_on_selector_all(
+            ".vega-embed svg text", "texts => texts.map(t => t.textContent)"
+        )  # the boxes
     # The scorecard is a plain table, above the full one: its labels and figures are on the page.
     assert "Scorecard" in compare
     for label in ("success rate", "latency p50", "TTFT p50", "output tps p50",
