@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from html.parser import HTMLParser
@@ -98,11 +99,15 @@ def test_overview_shows_spend_requests_and_error_rate(seeded: Path) -> None:
     assert float(metrics["Error rate"].rstrip("%")) > 0  # the faulty batch's M3 requests
     assert "No batch is running" in texts(app)
     daily = [chart.proto.spec for chart in app.get("vega_lite_chart")]
-    assert len(daily) == 2
-    assert "yearmonthdatehours" not in daily[0]
+    assert len(daily) == 1  # spend per period and the running total, one view side by side
+    assert "Spend per day by model" in daily[0]
+    assert "Cumulative spend by model" in daily[0]
+    assert json.loads(daily[0])["hconcat"][0]["encoding"]["x"]["timeUnit"] == "utcyearmonthdate"
     app.segmented_control(key="overview_every").set_value("hour")
-    hourly = [chart.proto.spec for chart in rerun(app).get("vega_lite_chart")]
-    assert "yearmonthdatehours" in hourly[0]
+    [hourly] = [chart.proto.spec for chart in rerun(app).get("vega_lite_chart")]
+    assert json.loads(hourly)["hconcat"][0]["encoding"]["x"]["timeUnit"] == (
+        "utcyearmonthdatehours"
+    )
 
 
 def test_compare_table_follows_the_batch_model_and_grouping_choices(seeded: Path) -> None:

@@ -169,7 +169,13 @@ def test_charts_show_model_names_in_full_and_hours_in_utc(seeded: Path) -> None:
         assert axis["axis"]["labelLimit"] == 0
     overview = open_page(seeded, "overview")
     overview.segmented_control(key="overview_every").set_value("hour")
-    (spend, [periods]), (cumulative, _) = chart_specs(rerun(overview))[:2]
+    [chart] = rerun(overview).get("vega_lite_chart")  # both charts in one view, side by side
+    spend, cumulative = json.loads(chart.proto.spec)["hconcat"]
+    periods = next(
+        pa.ipc.open_stream(d.data.data).read_all()
+        for d in chart.proto.datasets
+        if d.name == spend["data"]["name"]
+    )
     assert spend["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehours"
     assert spend["encoding"]["x"]["axis"]["format"] == "%b %d %H:00"
     assert cumulative["encoding"]["x"]["scale"]["type"] == "utc"
