@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from batchrun.pricing import usd
-from tests.browser import CHROMIUM, PAGES, SHOTS, browser_page, dashboard, demo_commands, show
+from tests.browser import (
+    CHROMIUM,
+    PAGES,
+    SHOTS,
+    _scroll_to,
+    browser_page,
+    dashboard,
+    demo_commands,
+    show,
+)
 from tests.dashboardfixtures import MODELS, cache_figures, hostile_store, hostile_texts, seeded_copy
 from tests.helpers import db_rows
 
@@ -163,6 +172,7 @@ def test_compare_shows_the_scorecard_and_model_names_in_full(seeded: Path) -> No
             ".vega-embed svg text", "texts => texts.map(t => t.textContent)"
         )  # the cost charts: the bars
         show(page, address, "compare&charts=distributions", "Distributions")
+        _scroll_to(page, "Distributions")  # the boxes are drawn once in view
         drawn += page.eval_on_selector_all(
             ".vega-embed svg text", "texts => texts.map(t => t.textContent)"
         )  # the boxes
