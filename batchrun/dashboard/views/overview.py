@@ -44,7 +44,10 @@ def render(source: data.Source) -> None:
 
 
 def _spend_charts(spent: pl.DataFrame, every: str) -> alt.HConcatChart:
-    return alt.hconcat(charts.spend_over_time(spent, every), charts.cumulative(spent))
+    # One legend for both, below them: at the right it ran past the page's edge.
+    both = alt.hconcat(charts.spend_over_time(spent, every), charts.cumulative(spent))
+    shown: alt.HConcatChart = both.configure_legend(orient="bottom", title=None, labelLimit=0)
+    return shown
 
 
 def _headline_figures(
