@@ -75,10 +75,16 @@ def _tree(pid: int) -> Iterator[int]:
 
 def open_page(page: Page, address: str, slug: str, pid: int) -> Timing:
     """Navigate to one page; seconds until its key figures are drawn, and the server's CPU."""
+    return timed(page, f"{address}/?page={slug}", KEY_FIGURES[slug], pid)
+
+
+def timed(page: Page, url: str, selectors: tuple[str, ...], pid: int) -> Timing:
+    """Navigate to ``url``; seconds until every selector's first match is visible, and the CPU
+    of the server ``pid`` meanwhile (bench/dashboard_floor.py times a bare page with it)."""
     cpu = tree_cpu(pid)
     started = time.perf_counter()
-    page.goto(f"{address}/?page={slug}", wait_until="commit")
-    for selector in KEY_FIGURES[slug]:
+    page.goto(url, wait_until="commit")
+    for selector in selectors:
         page.locator(selector).first.wait_for(state="visible", timeout=TIMEOUT_MS)
     return time.perf_counter() - started, tree_cpu(pid) - cpu
 

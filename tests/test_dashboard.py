@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from html.parser import HTMLParser
@@ -98,11 +99,15 @@ def test_overview_shows_spend_requests_and_error_rate(seeded: Path) -> None:
     assert float(metrics["Error rate"].rstrip("%")) > 0  # the faulty batch's M3 requests
     assert "No batch is running" in texts(app)
     daily = [chart.proto.spec for chart in app.get("vega_lite_chart")]
-    assert len(daily) == 2
-    assert "yearmonthdatehours" not in daily[0]
+    assert len(daily) == 1  # spend per period and the running total, one view side by side
+    assert "Spend per day by model" in daily[0]
+    assert "Cumulative spend by model" in daily[0]
+    assert json.loads(daily[0])["hconcat"][0]["encoding"]["x"]["timeUnit"] == "utcyearmonthdate"
     app.segmented_control(key="overview_every").set_value("hour")
-    hourly = [chart.proto.spec for chart in rerun(app).get("vega_lite_chart")]
-    assert "yearmonthdatehours" in hourly[0]
+    [hourly] = [chart.proto.spec for chart in rerun(app).get("vega_lite_chart")]
+    assert json.loads(hourly)["hconcat"][0]["encoding"]["x"]["timeUnit"] == (
+        "utcyearmonthdatehours"
+    )
 
 
 def test_compare_table_follows_the_batch_model_and_grouping_choices(seeded: Path) -> None:
@@ -122,11 +127,21 @@ def test_compare_table_follows_the_batch_model_and_grouping_choices(seeded: Path
     app.segmented_control(key="compare_group").set_value("batch and model")
     grouped = rerun(app).dataframe[0].value
     assert sorted(set(grouped["batch_name"])) == ["demo", "faulty", "graded"], faulty
-    charts = [chart.proto.spec for chart in app.get("vega_lite_chart")]
-    # latency, TTFT, tps, TTFT (text), cost per 1k, cost against speed; and, since the graded
-    # batch is among those chosen, quality against cost and against speed
-    assert len(charts) == 8
-    assert "Cost against speed" in charts[5]
+    # One set of charts at a time: cost per 1k and cost against speed; latency, TTFT, tps and
+    # TTFT (text); and, since the graded batch is among those chosen, quality against cost and
+    # against speed.
+    drawn = {}
+    for chosen in ("cost", "distributions", "quality"):
+        app.segmented_control(key="compare_charts").set_value(chosen)
+        drawn[chosen] = [chart.proto.spec for chart in rerun(app).get("vega_lite_chart")]
+    assert {name: len(specs) for name, specs in drawn.items()} == {
+        "cost": 2,
+        "distributions": 4,
+        "quality": 2,
+    }
+    assert "Cost against speed" in drawn["cost"][1]
+    assert "Latency" in drawn["distributions"][0]
+    assert "Quality against speed" in drawn["quality"][1]
     errors = texts(app)
     assert "Errors by type" in errors
     assert "api_error" in errors
@@ -356,11 +371,16 @@ def test_outputs_side_by_side_search_and_filters(seeded: Path) -> None:
 
 def test_quality_pareto_and_grades_beside_answers(seeded: Path) -> None:
     app = open_page(seeded, "compare")
-    assert "No graded answers in these batches" in texts(app)  # the demo has no expectations
+    assert app.segmented_control(key="compare_charts").value == "cost"  # nothing graded
+    app.segmented_control(key="compare_charts").set_value("quality")
+    assert "No graded answers in these batches" in texts(rerun(app))  # the demo has none
+    assert app.query_params["charts"] == "quality"  # not the default here: kept in the link
     graded = next(o for o in app.multiselect(key="compare_batches").options if "graded" in o)
     app.multiselect(key="compare_batches").set_value([graded])
     rerun(app)
     specs = [chart.proto.spec for chart in app.get("vega_lite_chart")]
+    assert len(specs) == 2  # one set of charts at a time: quality's two
+    assert "charts" not in app.query_params  # quality is where answers are graded: the default
     assert any("Quality against cost" in spec for spec in specs)
     assert any("Quality against speed" in spec for spec in specs)
     quality = app.dataframe[-1].value.set_index("model")
@@ -454,7 +474,11 @@ def test_unpriced_models_are_flagged_never_zero(synthetic: Path) -> None:
     assert "have no price" in spend
     assert "$0.000000" not in spend
     headline = {m.label: m.value for m in spend_page.metric}
-    assert headline["Spend"] == "none: nothing was sent to MiniMax"  # all simulated
+    assert headline["Spend"] == "none"  # all simulated: short, so a narrow column never cuts it
+    assert tables.NO_REAL_NOTE in texts(spend_page)
+    overview = open_page(synthetic, "overview")
+    assert {m.label: m.value for m in overview.metric}["Spend"] == "none"
+    assert tables.NO_REAL_NOTE in texts(overview)
     simulated = headline["Simulated cost (not billed)"]
     assert simulated.startswith("$")
     assert simulated.endswith(" unpriced")  # M3's results, beside the priced cost

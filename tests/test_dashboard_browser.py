@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from batchrun.pricing import usd
-from tests.browser import CHROMIUM, PAGES, SHOTS, browser_page, dashboard, demo_commands, show
+from tests.browser import (
+    CHROMIUM,
+    PAGES,
+    SHOTS,
+    _scroll_to,
+    browser_page,
+    dashboard,
+    demo_commands,
+    show,
+)
 from tests.dashboardfixtures import MODELS, cache_figures, hostile_store, hostile_texts, seeded_copy
 from tests.helpers import db_rows
 
@@ -39,7 +48,7 @@ def test_the_dashboard_renders_every_page_in_a_browser(seeded: Path, tmp_path: P
     compare = shown["compare"]
     for model in MODELS:
         assert model in compare
-    assert "Latency" in compare  # a chart title (the table itself is drawn on a canvas)
+    assert "latency p50" in compare  # the scorecard (the full table is drawn on a canvas)
     assert "What these numbers mean" in compare
     # The caching table is HTML (not a canvas): its labels and each model's figures, as computed
     # from the store's rows, are on the page.
@@ -161,7 +170,12 @@ def test_compare_shows_the_scorecard_and_model_names_in_full(seeded: Path) -> No
         # Vega draws Streamlit's charts as SVG: each axis label, legend entry and title a text.
         drawn: list[str] = page.eval_on_selector_all(
             ".vega-embed svg text", "texts => texts.map(t => t.textContent)"
-        )
+        )  # the cost charts: the bars
+        show(page, address, "compare&charts=distributions", "Distributions")
+        _scroll_to(page, "Distributions")  # the boxes are drawn once in view
+        drawn += page.eval_on_selector_all(
+            ".vega-embed svg text", "texts => texts.map(t => t.textContent)"
+        )  # the boxes
     # The scorecard is a plain table, above the full one: its labels and figures are on the page.
     assert "Scorecard" in compare
     for label in ("success rate", "latency p50", "TTFT p50", "output tps p50",

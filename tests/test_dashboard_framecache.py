@@ -93,6 +93,42 @@ def test_the_dashboard_keeps_finished_batches_on_disk(synthetic: str) -> None:
     assert frame.equals(from_store(synthetic))
 
 
+def test_counts_come_back_from_disk_and_a_broken_file_is_rebuilt(tmp_path: Path) -> None:
+    counts = {"MiniMax-M3": {"succeeded": 40, "pending": 2}, "MiniMax-M2.7": {"errored": 1}}
+    framecache.cached(tmp_path, BATCH, ("completed", 1.0), lambda: pl.DataFrame({"a": [1]}))
+    assert framecache.cached_counts(tmp_path, BATCH, ("completed", 1.0), lambda: counts) == counts
+    assert framecache.cached_counts(tmp_path, BATCH, ("completed", 1.0), never) == counts
+    path = framecache.file_for(tmp_path, BATCH, ("completed", 1.0), "counts.json")
+    for broken in (b'{"MiniMax-M3": {"succeeded": 4', b"[1, 2]", b'{"MiniMax-M3": 7}'):
+        path.write_bytes(broken)
+        again = framecache.cached_counts(tmp_path, BATCH, ("completed", 1.0), lambda: counts)
+        assert again == counts
+    framecache.cached_counts(tmp_path, BATCH, ("paused", 2.0), lambda: counts)
+    kept = sorted(p.name.split(".", 2)[2] for p in tmp_path.iterdir())
+    assert kept == ["counts.json", "parquet"]  # the new counts replaced the old, not the frame
+
+
+def test_overview_counts_a_finished_batch_once_for_every_server(synthetic: str) -> None:
+    whole = data.sums(synthetic)
+    files = list(framecache.cache_dir(synthetic).glob("*.counts.json"))
+    assert len(files) == 4  # one per finished batch
+    st.cache_resource.clear()  # a fresh server: the counts come from the files
+    st.cache_data.clear()
+    store = data.store(synthetic)
+    store.work.status_counts = lambda batch_id: pytest.fail("the store was counted again")
+    try:
+        assert data.sums(synthetic).equals(whole)
+    finally:
+        del store.work.status_counts
+    fresh = Store(synthetic)
+    try:
+        for batch in fresh.list_batches():
+            path = next(p for p in files if p.name.startswith(batch.id + "."))
+            assert framecache._load_counts(path) == fresh.status_counts(batch.id)
+    finally:
+        fresh.close()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_reprice_makes_the_dashboard_read_the_new_costs(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest

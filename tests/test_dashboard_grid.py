@@ -283,15 +283,23 @@ def test_grid_diff_of_two_models_answers(seeded: Path) -> None:
         assert "The two answers are the same text." in texts(app)
 
 
+def rate_this(app: AppTest, custom_id: str, model: str) -> None:
+    """Choose one answer in the grid's rating form (one form under the grid, for the answer
+    chosen in it)."""
+    app.selectbox(key="grid_rate_job").set_value(custom_id)
+    app.selectbox(key="grid_rate_model").set_value(model)
+    rerun(app)
+
+
 def test_rating_and_comment_are_stored_and_count_as_the_human_grade(seeded: Path) -> None:
     app = choose(open_page(seeded, "outputs"), "graded")
     graded = batch_id(seeded, "graded")
-    [(rid, custom_id)] = db_rows(  # an answer to a job every model passed
+    [(rid, custom_id, model)] = db_rows(  # an answer to a job every model passed
         seeded,
-        "SELECT r.request_id, r.custom_id FROM results r JOIN grades g USING (request_id) WHERE "
-        f"r.batch_id = '{graded}' AND r.custom_id IN (SELECT custom_id FROM results JOIN grades "
-        "USING (request_id) GROUP BY custom_id HAVING MIN(passed) = 1) ORDER BY r.custom_id, "
-        "r.model LIMIT 1",
+        "SELECT r.request_id, r.custom_id, r.model FROM results r JOIN grades g USING (request_id) "
+        f"WHERE r.batch_id = '{graded}' AND r.custom_id IN (SELECT custom_id FROM results JOIN "
+        "grades USING (request_id) GROUP BY custom_id HAVING MIN(passed) = 1) "
+        "ORDER BY r.custom_id, r.model LIMIT 1",
     )
     app.multiselect(key="grid_filters").set_value([grid.PASSED])
     rerun(app)
@@ -299,6 +307,8 @@ def test_rating_and_comment_are_stored_and_count_as_the_human_grade(seeded: Path
     app.multiselect(key="grid_filters").set_value([])
     rerun(app)
     comment = "Too short ![x](http://127.0.0.1:9/leak) *really*"
+    assert not [b for b in app.button if b.proto.form_id.startswith("grid_rate_")][1:]  # one form
+    rate_this(app, custom_id, model)
     app.radio(key=f"grid_rating_{rid}").set_value("bad")
     app.text_area(key=f"grid_comment_{rid}").input(comment)
     [save] = [b for b in app.button if b.proto.form_id == f"grid_rate_{rid}"]
@@ -321,6 +331,7 @@ def test_rating_and_comment_are_stored_and_count_as_the_human_grade(seeded: Path
     app.multiselect(key="grid_filters").set_value([])
     rerun(app)
 
+    rate_this(app, custom_id, model)
     app.radio(key=f"grid_rating_{rid}").set_value("good")
     [save] = [b for b in app.button if b.proto.form_id == f"grid_rate_{rid}"]
     save.click()

@@ -155,19 +155,27 @@ def chart_specs(app: AppTest) -> list[tuple[dict[str, Any], list[pa.Table]]]:
 
 
 def test_charts_show_model_names_in_full_and_hours_in_utc(seeded: Path) -> None:
-    compare = chart_specs(open_page(seeded, "compare"))
+    app = open_page(seeded, "compare")
+    app.segmented_control(key="compare_charts").set_value("distributions")
+    compare = chart_specs(rerun(app))
     axes = [
         layer["encoding"]["y"]
         for spec, _ in compare
         for layer in spec.get("layer", [spec])
         if layer["encoding"].get("y", {}).get("field") == "model"
     ]
-    assert len(axes) >= 4  # the latency, TTFT, tps, TTFT (text) boxes and the cost bars
+    assert len(axes) >= 4  # the latency, TTFT, tps and TTFT (text) boxes
     for axis in axes:  # Streamlit's theme would cut a name at 100 px ("MiniMax-M2.7-hig...")
         assert axis["axis"]["labelLimit"] == 0
     overview = open_page(seeded, "overview")
     overview.segmented_control(key="overview_every").set_value("hour")
-    (spend, [periods]), (cumulative, _) = chart_specs(rerun(overview))[:2]
+    [chart] = rerun(overview).get("vega_lite_chart")  # both charts in one view, side by side
+    spend, cumulative = json.loads(chart.proto.spec)["hconcat"]
+    periods = next(
+        pa.ipc.open_stream(d.data.data).read_all()
+        for d in chart.proto.datasets
+        if d.name == spend["data"]["name"]
+    )
     assert spend["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehours"
     assert spend["encoding"]["x"]["axis"]["format"] == "%b %d %H:00"
     assert cumulative["encoding"]["x"]["scale"]["type"] == "utc"

@@ -18,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from batchrun import analytics
-from batchrun.dashboard import spend_chart, tables
+from batchrun.dashboard import charts, spend_chart, tables
 from batchrun.store import Store, database_url
 from bench.synthetic_store import build
 from tests.helpers import db_rows
@@ -426,3 +426,26 @@ def test_the_date_range_is_on_every_page_and_kept_in_the_address(capped: Path) -
     captions = [c.value for c in detail.caption]
     assert any(c.startswith(f"{kept:,} of {kept:,} requests match") for c in captions), captions
     assert kept < scalar(capped, f"select count(*) from requests where batch_id = '{AT_CAP}'")
+
+
+def test_a_per_day_axis_ticks_once_a_day() -> None:
+    """Left to itself, Vega ticked a one-day chart every few hours, each tick labelled with the
+    same day ("Dec 01, Dec 01, Dec 02" in Chromium); per hour, its own ticks stay."""
+    one_day = pl.DataFrame(
+        {
+            "model": ["MiniMax-M2.7", "MiniMax-M3"],
+            "period": [date(2026, 12, 1)] * 2,
+            "cost_nanos": [10**9, 2 * 10**9],
+            "results": [1, 2],
+            "cumulative_nanos": [10**9, 2 * 10**9],
+            "unpriced": [0, 0],
+            "cumulative_unpriced": [0, 0],
+        }
+    )
+    daily = {"interval": "day", "step": 1}
+    overview = charts.spend_over_time(one_day, "day").to_dict()["encoding"]["x"]["axis"]
+    assert overview["tickCount"] == daily
+    spend = spend_chart.spend_chart(one_day, "day").to_dict()["hconcat"][0]["layer"][0]
+    assert spend["encoding"]["x"]["axis"] == {"format": "%b %d", "tickCount": daily}
+    hourly = charts.spend_over_time(one_day, "hour").to_dict()["encoding"]["x"]["axis"]
+    assert "tickCount" not in hourly

@@ -15,6 +15,9 @@ Chart = alt.Chart | alt.LayerChart | alt.FacetChart
 # ("MiniMax-M2.7-hig…"); 0 is no limit.
 MODEL_AXIS = alt.Axis(labelLimit=0)
 MODEL_LEGEND = alt.Legend(labelLimit=0)
+# A per-day axis ticks once a day: left to itself, Vega ticks a one-day chart every few hours,
+# each labelled with the same day.
+DAY_TICKS = alt.TimeIntervalStep(interval="day", step=1)
 
 
 def utc(frame: pl.DataFrame, column: str = "period") -> pl.DataFrame:
@@ -91,7 +94,11 @@ def spend_over_time(spend: pl.DataFrame, every: str) -> Chart:
             x=alt.X(
                 f"{unit}(period):T",
                 title=f"{every} (UTC)",
-                axis=alt.Axis(format=shown, labelAngle=-45 if hourly else 0),
+                axis=alt.Axis(
+                    format=shown,
+                    labelAngle=-45 if hourly else 0,
+                    tickCount=alt.Undefined if hourly else DAY_TICKS,
+                ),
             ),
             y=alt.Y("sum(USD):Q", title="USD", stack="zero"),
             color=alt.Color("model:N", legend=MODEL_LEGEND),

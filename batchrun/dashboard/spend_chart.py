@@ -11,6 +11,8 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from batchrun.dashboard.charts import DAY_TICKS
+
 NANOS_PER_USD = 1e9
 UNPRICED_MARK = "#d62728"
 
@@ -39,7 +41,8 @@ def spend_chart(spend: pl.DataFrame, every: str) -> Chart:
     """Bars of priced spend per period stacked by model, beside each model's running total."""
     frame = segments(spend)
     unit = "yearmonthdatehours" if every == "hour" else "yearmonthdate"
-    x = alt.X(f"{unit}(period):T", title=f"{every} (UTC)")
+    axis = alt.Undefined if every == "hour" else alt.Axis(tickCount=DAY_TICKS, format="%b %d")
+    x = alt.X(f"{unit}(period):T", title=f"{every} (UTC)", axis=axis)
     priced = frame.filter(pl.col("cost_nanos").is_not_null())
     unpriced = frame.filter(pl.col("unpriced") > 0)
     marks = (

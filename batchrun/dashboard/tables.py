@@ -52,6 +52,19 @@ def money(nanos: float | None, unpriced: int = 0) -> str:
     return usd(round(nanos)) + (f" + {unpriced:,} unpriced" if unpriced else "")
 
 
+NO_REAL = "none"
+NO_REAL_NOTE = "Nothing was sent to MiniMax: every result here is simulated (its cost is apart)."
+
+
+def spend_metric(where: Any, value: str | None, help: str) -> None:
+    """The "Spend" headline in ``where`` (a column): the real spend, or, with none, a short
+    "none" and why beneath it. A long value is cut to "none: nothing..." in a narrow column,
+    and a headline is never cut."""
+    where.metric("Spend", value or NO_REAL, help=help)
+    if value is None:
+        where.caption(NO_REAL_NOTE)
+
+
 def share(value: float | None) -> str:
     """A rate for people: one decimal of a percent, "-" when there is nothing to divide."""
     return "-" if value is None else f"{value:.1%}"

@@ -49,9 +49,40 @@ def render(source: data.Source) -> None:
     metrics = per_model if keys == ("model",) else data.memo(analytics.model_metrics, frame, keys)
     _table(frame, metrics, per_model, keys)
     _caching(metrics, per_model, keys)
-    _distributions(frame)
-    _cost(per_model)
-    _quality(graded)
+    chosen_charts = _charts_chosen(graded)
+    if chosen_charts == "distributions":
+        _distributions(frame)
+    elif chosen_charts == "quality":
+        _quality(graded)
+    else:
+        _cost(per_model)
+
+
+# One set of charts at a time: each chart is its own Vega view, and drawing all eight made the
+# browser, not the server, most of a warm Compare page's time (bench/dashboard_profile.py).
+CHARTS = {"cost": "Cost", "distributions": "Distributions", "quality": "Quality"}
+
+
+def _charts_chosen(graded: pl.DataFrame) -> str:
+    """Which charts to draw: the address's ``?charts=``, else quality where answers are graded,
+    else cost; kept in the address when not the default, so a link shows the same charts."""
+    default = "cost" if graded.is_empty() else "quality"
+    asked = st.query_params.get("charts")
+    chosen = st.segmented_control(
+        "Charts",
+        list(CHARTS),
+        format_func=CHARTS.__getitem__,
+        default=asked if asked in CHARTS else default,
+        key="compare_charts",
+        help="Cost: cost per 1,000 requests and cost against speed. Distributions: latency, "
+        "TTFT and tps per model. Quality: pass rates against cost and speed (graded answers).",
+    )
+    chosen = chosen or default
+    if chosen == default:
+        st.query_params.pop("charts", None)
+    elif st.query_params.get("charts") != chosen:
+        st.query_params["charts"] = chosen
+    return chosen
 
 
 def _grader(graded: pl.DataFrame) -> str | None:

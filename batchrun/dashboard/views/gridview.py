@@ -133,6 +133,7 @@ def _grid(source: data.Source, batch: dict[str, Any]) -> None:
     rater = _Rater(source.url, batch["id"], [a["request_id"] for a in answers])
     _draw(page.custom_ids, models, answers, figures, graded, rendered, rater)
     _diff(page.custom_ids, models, answers)
+    rater.chooser(page.custom_ids, models, answers)
 
 
 def _chosen_jobs(
@@ -195,8 +196,7 @@ def _draw(  # noqa: PLR0917 (the page's parts, each named)
                     st.caption("not asked")
                     continue
                 _cell(answer, figures.get(answer["request_id"], {}), graded, rendered)
-                if answer["status"] == RequestStatus.SUCCEEDED:
-                    rater.form(answer["request_id"])
+                rater.comment(answer["request_id"])
 
 
 def _cell(
@@ -244,18 +244,40 @@ class _Rater:
         self.batch_id = batch_id
         self.rated = data.store(url).ratings.of(request_ids)
 
-    def form(self, request_id: int) -> None:
-        """The rating and comment of one answer, and a form to change them."""
+    def comment(self, request_id: int) -> None:
+        """An answer's comment, in its cell (its rating shows as the "human" verdict)."""
         rated = self.rated.get(request_id)
         if rated and rated["comment"]:
             st.caption("comment:")
             st.text(rated["comment"])
+
+    def chooser(
+        self, custom_ids: list[str], models: list[str], answers: list[dict[str, Any]]
+    ) -> None:
+        """One form under the grid for the answer chosen in it: a form in every cell was most
+        of the page (thirty forms of four widgets each on a page of ten jobs), and the browser
+        drew them all before anything else."""
+        rateable = {
+            (a["custom_id"], a["model"]): a["request_id"]
+            for a in answers
+            if a["status"] == RequestStatus.SUCCEEDED
+        }
+        if not rateable:
+            return
+        st.subheader("Rate or comment an answer")
+        job_column, model_column = st.columns(2)
+        jobs = [c for c in custom_ids if any((c, m) in rateable for m in models)]
+        custom_id = job_column.selectbox("Job", jobs, key="grid_rate_job") or jobs[0]
+        answered = [m for m in models if (custom_id, m) in rateable]
+        model = model_column.selectbox("Model", answered, key="grid_rate_model") or answered[0]
+        self.form(rateable[(custom_id, model)])
+
+    def form(self, request_id: int) -> None:
+        """A form to change one answer's rating and comment."""
+        rated = self.rated.get(request_id)
         names = list(RATINGS)
         now = next((n for n, v in RATINGS.items() if rated and v == rated["rating"]), names[0])
-        with (
-            st.expander("Rate or comment"),
-            st.form(key=f"grid_rate_{request_id}", border=False),
-        ):
+        with st.form(key=f"grid_rate_{request_id}", border=False):
             choice = st.radio(
                 "Rating", names, index=names.index(now), horizontal=True,
                 key=f"grid_rating_{request_id}",

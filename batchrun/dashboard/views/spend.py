@@ -105,9 +105,9 @@ def _totals(per_model: pl.DataFrame) -> None:
     total = analytics.cache_total(cached, also=("unpriced",)).row(0, named=True)
     spent, left_out = st.columns(2)
     unpriced = int(real.get_column("unpriced").sum()) if real.height else 0
-    spent.metric(
-        "Spend",
-        _priced_money(real, unpriced) if real.height else NO_REAL,
+    tables.spend_metric(
+        spent,
+        _priced_money(real, unpriced) if real.height else None,
         help=analytics.DEFINITIONS["cost"] + _REAL,
     )
     if unpriced:
@@ -151,7 +151,6 @@ def _priced_money(rows: pl.DataFrame, unpriced: int) -> str:
     )
 
 
-NO_REAL = "none: nothing was sent to MiniMax"
 _REAL = " Real spend only: results sent to MiniMax (simulated results are shown apart)."
 
 
