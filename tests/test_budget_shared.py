@@ -192,7 +192,9 @@ def test_team_workers_hold_a_models_budget_together(tmp_path: Path, postgres_url
         spent = count(url, f"select coalesce(sum(cost_nanos), 0) from results where model='{M3}'")
         _day_budget(tmp_path, spent * 3, warn_at=0.9)  # about eight more answers are left
         submit(tmp_path, url, base_url, 40, f"{M27},{M3}")
-        team = Workers(tmp_path, *options, "--base-url", base_url, "--rpm", f"{M3}=30,*=6000")
+        # M3 paced at 12 RPM: its eight affordable answers take ~40 s, time for every worker to
+        # start and claim some, however loaded the machine (at 30 RPM one worker once sent all)
+        team = Workers(tmp_path, *options, "--base-url", base_url, "--rpm", f"{M3}=12,*=6000")
         try:
             ended = team.wait(timeout=240)
         finally:

@@ -11,6 +11,7 @@ worked out from the results table (the migration's backfill, and the tests' refe
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -93,11 +94,14 @@ def apply(connection: Connection, groups: Mapping[Key, Mapping[str, int]]) -> No
         if any(sums.values())
     ]
     if changed:
-        connection.execute(_upsert(connection), changed)
+        connection.execute(_upsert(connection.dialect.name), changed)
 
 
-def _upsert(connection: Connection) -> Insert:
-    if connection.dialect.name == "postgresql":
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    """The increment, built once per dialect: building it at every commit was 3-5 % of a run's
+    CPU (py-spy at time scale 0)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]  # noqa: PLC0415
