@@ -77,6 +77,7 @@ class LocalLedger:
     async def reset(self) -> None:
         self.core.stats.reset()
 
+
 _FAILED = "failed"  # the key of a reply whose handler raised: the caller raises it
 
 
