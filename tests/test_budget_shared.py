@@ -103,7 +103,7 @@ def test_a_sender_writes_what_it_spent_before_its_holds_are_freed(
     assert later.held._try(550) == (True, 0)
 
 
-def test_a_process_alone_holds_a_models_budget_itself() -> None:
+def test_a_room_without_held_by_holds_its_models_budget_in_memory() -> None:
     (budget,) = model_budgets([_room(1000)]).values()
     assert not isinstance(budget.held, SharedBudget)
     assert budget.held.cap_nanos == 1000

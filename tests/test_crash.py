@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.run.settings import OUTCOME_QUEUE
+from batchrun.run.settings import OUTCOME_QUEUE, RunSettings
 from batchrun.sim import SimSettings, simulator_process
 from tests.runharness import prompts, write_jobs
 
@@ -86,7 +86,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     assert statuses == [("succeeded", total)]
     resent = sent_in_all - total
     # Only what was sent but not committed at a kill could be sent again: at most the calls in
-    # flight (16 per model) plus the results waiting for the writer (its queue holds
-    # OUTCOME_QUEUE, and it gathers for a moment before each commit).
+    # flight (16 per model) plus the results waiting for the writer: the batch it gathers
+    # (up to commit_batch) and its queue (OUTCOME_QUEUE).
     assert 0 <= resent <= uncommitted_at_kills
-    assert uncommitted_at_kills <= 3 * (3 * 16 + OUTCOME_QUEUE)
+    writer_holds = RunSettings(limits={}).commit_batch + OUTCOME_QUEUE
+    assert uncommitted_at_kills <= 3 * (3 * 16 + writer_holds)

@@ -250,6 +250,28 @@ async def test_writer_gathers_what_arrives_within_its_interval(tmp_path: Path) -
 
 
 @pytest.mark.anyio
+async def test_a_cancelled_writer_commits_what_is_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send, receive = anyio.create_memory_object_stream[Outcome](16)
+    writer = _writer(tmp_path, commit_batch=2, commit_interval=0)
+    committed: list[list[int]] = []
+
+    async def commit(batch: list[Outcome]) -> None:
+        committed.append([o.request_id for o in batch])
+
+    monkeypatch.setattr(writer, "_commit", commit)
+    with send:
+        for n in (1, 2, 3):
+            send.send_nowait(_outcome(n))
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # as when another task of the run fails: its group is cancelled
+            await writer.run(receive)
+    writer.store.close()
+    assert committed == [[1, 2], [3]]
+
+
+@pytest.mark.anyio
 async def test_writer_takes_a_full_batch_and_the_last_one_without_waiting(
     tmp_path: Path,
 ) -> None:

@@ -5,11 +5,14 @@ request on a new connection, so that the kernel spreads them over the workers.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -19,7 +22,8 @@ from batchrun.exceptions import SimulatorError
 from batchrun.sim import RunningSimulator, SimSettings, simulator_process
 from batchrun.sim.cli import settings_from_args
 from batchrun.sim.core import SimulatorCore
-from batchrun.sim.host import READY_PREFIX, settings_to_args
+from batchrun.sim.host import READY_PREFIX, settings_to_args, simulator_thread
+from batchrun.sim.shared import Peer
 from batchrun.sim.timing import read_timing_log
 from tests.helpers import make_client, user
 from tests.test_processes import descendants, kill_all, serves, wait_gone
@@ -177,3 +181,37 @@ def test_a_second_simulator_cannot_join_the_port_of_one_with_workers() -> None:
         ):
             pass
         assert isinstance(_ask(sim), anthropic.types.Message)
+
+
+def test_a_call_whose_handler_fails_raises_and_a_call_to_no_one_too() -> None:
+    async def scenario() -> None:
+        left, right = socket.socketpair()
+
+        async def failing(message: dict[str, Any]) -> dict[str, Any] | None:
+            raise KeyError(message["op"])
+
+        async def none(message: dict[str, Any]) -> dict[str, Any] | None:
+            return None
+
+        caller = Peer(*await asyncio.open_connection(sock=left), none)
+        answerer = Peer(*await asyncio.open_connection(sock=right), failing)
+        reading = [asyncio.ensure_future(peer.run()) for peer in (caller, answerer)]
+        with pytest.raises(SimulatorError, match="failed on admit: KeyError"):
+            await asyncio.wait_for(caller.call("admit"), 10)  # answered, not left waiting
+        answerer._writer.close()  # the other end goes
+        await asyncio.wait_for(reading[0], 10)
+        with pytest.raises(SimulatorError, match="has gone"):
+            await asyncio.wait_for(caller.call("stats"), 10)
+        for task in reading:
+            task.cancel()
+        await asyncio.gather(*reading, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_a_custom_catalog_object_is_refused_with_several_processes() -> None:
+    with (
+        pytest.raises(SimulatorError, match="runs as one process"),
+        simulator_thread(SimSettings(processes=2), load_catalog()),
+    ):
+        pass

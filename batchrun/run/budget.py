@@ -17,10 +17,11 @@ alone: a ``ModelBudget`` beside the batch's, holding what is left of the model's
 models go on; resume sends them once the period renews. A run is measured against spend of its
 own kind: a simulated run against simulated spend, a real one against real spend.
 
-A process alone holds its ``ModelBudget`` itself. The senders of a batch (``run --processes``,
-team workers, a second run: teams/sender.py and teams/worker.py) hold it in the database as they
-hold the batch's cap (teams/shared.py): the room's ``held_by`` makes the shared budget, so
-that all of them together stop at what is left of the model's budget.
+Every sender of a batch (``batchrun run`` and resume, one process or ``--processes``, team
+workers: teams/sender.py and teams/worker.py) holds a ``ModelBudget`` in the database as it holds
+the batch's cap (teams/shared.py): the room's ``held_by`` makes the shared budget, so that all of
+them together stop at what is left of the model's budget. A room without ``held_by`` (the
+judge's calls, grading/judge.py) holds it in memory.
 
 A ``SpendWatch`` follows the spend of a run against every budget that applies to it, and says
 once, at the moment it happens, that the spend crossed a budget's soft threshold (warn_at).

@@ -8,7 +8,8 @@ After the first outcome of a commit arrives, the writer gathers more for up to
 commit, whatever its size, has SQLAlchemy build and bind four statements and SQLite end a
 transaction, and committing outcomes as they came, one to three at a time, was a third of the
 runner's CPU at time scale 0 (py-spy on bench/peers.py's workload; 9 % after this change). A process
-killed meanwhile loses at most that interval's results, which a resume simply runs again.
+killed meanwhile loses what was finished and not yet committed: the batch in hand (up to
+``commit_batch``) and the queue behind it (up to ``OUTCOME_QUEUE``), which a resume runs again.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ class OutcomeWriter:
                     first = await outcomes.receive()
                 except anyio.EndOfStream:
                     return
+                except anyio.get_cancelled_exc_class():
+                    # the run is cancelled (an error elsewhere): what is queued was paid for, so
+                    # it is committed still, or kept as unsaved, never dropped
+                    with anyio.CancelScope(shield=True):
+                        while batch := _waiting(outcomes, self.commit_batch):
+                            await self._commit(batch)
+                    raise
                 with anyio.CancelScope(shield=True):  # what was received is committed
                     batch = await self._gather(first, outcomes)
                     await self._commit(batch)

@@ -78,6 +78,9 @@ class LocalLedger:
         self.core.stats.reset()
 
 
+_FAILED = "failed"  # the key of a reply whose handler raised: the caller raises it
+
+
 class Peer:
     """One end of a conversation in JSON lines: calls that wait for a reply, notes that do not,
     and the other end's calls answered by ``handler`` (a reply of None sends nothing back)."""
@@ -91,14 +94,20 @@ class Peer:
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._gone = False
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send ``op`` and wait for the other end's reply."""
+        """Send ``op`` and wait for the other end's reply; SimulatorError when the other end has
+        gone (a call sent to no one would wait forever) or its handler failed."""
+        if self._gone or self._writer.is_closing():
+            raise SimulatorError("the simulator's other process has gone")
         ident = next(self._ids)
         reply = asyncio.get_running_loop().create_future()
         self._waiting[ident] = reply
         self._send({"op": op, "id": ident, **fields})
         answer: dict[str, Any] = await reply
+        if _FAILED in answer:
+            raise SimulatorError(f"the simulator's other process failed on {op}: {answer[_FAILED]}")
         return answer
 
     def tell(self, op: str, **fields: Any) -> None:
@@ -111,6 +120,7 @@ class Peer:
             while line := await self._reader.readline():
                 self._take(orjson.loads(line))
         finally:
+            self._gone = True
             gone = SimulatorError("the simulator's other process has gone")
             for reply in self._waiting.values():
                 if not reply.done():
@@ -131,7 +141,12 @@ class Peer:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, message: dict[str, Any]) -> None:
-        answer = await self._handler(message)
+        try:
+            answer = await self._handler(message)
+        except Exception as exc:
+            if "id" in message:
+                self._send({_FAILED: f"{type(exc).__name__}: {exc}", "re": message["id"]})
+            return
         if answer is not None and "id" in message:
             self._send({**answer, "re": message["id"]})
 

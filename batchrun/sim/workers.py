@@ -50,12 +50,16 @@ async def serve_workers(
     """Serve with ``settings.processes`` workers until the block exits; this loop coordinates."""
     from batchrun.catalog import load_catalog  # noqa: PLC0415
 
+    if catalog is not None:  # the workers load theirs by name: they would judge by another
+        raise SimulatorError(
+            "a simulator given its own catalog object runs as one process: leave processes at 1"
+        )
     if settings.timing_log is not None:
         check_new(settings.timing_log)
     folder = Path(tempfile.mkdtemp(prefix="batchrun-sim-"))
     try:
         with _reserved_port(settings.host, settings.port) as port:
-            coordinator = Coordinator(SimulatorCore(settings, catalog or load_catalog()))
+            coordinator = Coordinator(SimulatorCore(settings, load_catalog()))
             path = folder / "sock"  # short: a Unix socket's path has ~100 bytes at most
             server = await asyncio.start_unix_server(coordinator.connected, path)
             try:
@@ -77,19 +81,24 @@ def _reserved_port(host: str, port: int) -> Iterator[int]:
 
     The port is first bound without SO_REUSEPORT, which fails if anything holds it, even another
     simulator's workers: SO_REUSEPORT alone would let two simulators share one port unseen."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise SimulatorError(
+            "this system cannot share a port between processes (no SO_REUSEPORT): "
+            "run the simulator as one process"
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-            port = int(probe.getsockname()[1])
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        raise SimulatorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock = socket.socket(family, socket.SOCK_STREAM)
     with sock:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+                port = int(probe.getsockname()[1])
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            raise SimulatorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         yield port
 
 
@@ -114,7 +123,14 @@ async def _started_workers(
             processes.append((process, errors))
         undo.callback(_stop_all, [process for process, _ in processes])
         for process, errors in processes:
-            await asyncio.to_thread(_wait_ready, process, errors)
+            try:  # a worker that neither listens nor ends must not hold the start-up forever
+                await asyncio.wait_for(
+                    asyncio.to_thread(_wait_ready, process, errors), START_TIMEOUT_S
+                )
+            except TimeoutError:
+                raise SimulatorError(
+                    f"a simulator worker process did not start within {START_TIMEOUT_S:.0f} s"
+                ) from None
         yield [process for process, _ in processes]
 
 

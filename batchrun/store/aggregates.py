@@ -6,7 +6,8 @@ Whatever adds results calls ``add`` with their rows; whatever changes their cost
 apply them as one UPSERT per group (``x = x + excluded.x``), so concurrent writers (teams
 workers on one PostgreSQL store) never lose each other's updates; groups are written in key
 order, so two writers never wait on each other in a cycle. ``recomputed`` is the same sums
-worked out from the results table (the migration's backfill, and the tests' reference).
+worked out from the results table (``rebuild``'s query, and the tests' reference; migration 0013
+keeps its own frozen copy).
 """
 
 from __future__ import annotations
