@@ -5,12 +5,16 @@ figures are drawn (a metric's value, a table, a chart's canvas), with the dashbo
     python bench/dashboard_speed.py [--results 1000000] [--db /tmp/batchrun-synthetic.db]
                                     [--rounds 1] [--out bench/results/dashboard_speed.md] [--force]
 
-Three ways a page is opened, each by a fresh navigation (a new browser session):
+Three ways a page is opened by a fresh navigation (a new browser session):
   cold, nothing on disk: a fresh `batchrun dashboard` server, this page first, the frame cache
       next to the store emptied;
   cold: a fresh server, this page first, the frame cache kept from an earlier server;
   warm: one server that has shown every page once; this page opened again (and, as "after
-      Overview", each page the first time after Overview was shown).
+      Overview", each page the first time after Overview was shown);
+and one within a session, as a person moves around:
+  switch: on that warm server, in the page already open, this page's name clicked in the
+      sidebar; timed until its key figures are drawn by this run (not the last page's, which
+      Streamlit keeps on screen, greyed, until they are replaced).
 The store is made by bench/synthetic_store.py when the file does not exist yet.
 """
 
@@ -34,6 +38,7 @@ from procstat import cpu_seconds, load, machine
 from synthetic_store import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/browser.py, from a checkout
+from batchrun.dashboard.app import PAGES as TITLES  # the sidebar's names are the page titles
 from batchrun.dashboard.framecache import cache_dir
 from batchrun.store import database_url
 from tests.browser import _wait_healthy, browser_page, free_port
@@ -49,6 +54,8 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
     "batch": ("text=requests match", '[data-testid="stDataFrame"] canvas'),
 }
 TIMEOUT_MS = 300_000
+# An element drawn by the script's current run: Streamlit marks the last run's "stale".
+FRESH = '[data-testid="stElementContainer"][data-stale="false"]'
 Timing = tuple[float, float]  # seconds until drawn, server CPU seconds meanwhile
 
 
@@ -89,6 +96,27 @@ def timed(page: Page, url: str, selectors: tuple[str, ...], pid: int) -> Timing:
     return time.perf_counter() - started, tree_cpu(pid) - cpu
 
 
+def fresh(selector: str) -> str:
+    """``selector`` (a CSS list or a ``text=`` selector) matched only inside elements of the
+    current run."""
+    if selector.startswith("text="):
+        return f"{FRESH} >> {selector}"
+    return ", ".join(f"{FRESH} {part.strip()}" for part in selector.split(","))
+
+
+def switch(page: Page, slug: str, pid: int) -> Timing:
+    """In the open page, click this page's name in the sidebar, as a person does; seconds until
+    its title and key figures are drawn by the new run, and the server's CPU meanwhile."""
+    title = TITLES[slug][0]
+    cpu = tree_cpu(pid)
+    started = time.perf_counter()
+    page.get_by_test_id("stSidebar").get_by_text(title, exact=True).click()
+    page.locator(f"{FRESH} h1", has_text=title).first.wait_for(timeout=TIMEOUT_MS)
+    for selector in KEY_FIGURES[slug]:
+        page.locator(fresh(selector)).first.wait_for(state="visible", timeout=TIMEOUT_MS)
+    return time.perf_counter() - started, tree_cpu(pid) - cpu
+
+
 @contextmanager
 def served(db: Path) -> Iterator[tuple[str, int]]:
     """A fresh `batchrun dashboard` on the store; its address and process id."""
@@ -115,32 +143,43 @@ def cold(db: Path, slug: str, page: Page, *, empty_cache: bool) -> Timing:
         return open_page(page, address, slug, pid)
 
 
-def warm(db: Path, page: Page) -> tuple[dict[str, Timing], dict[str, Timing]]:
-    """One server: each page once after Overview, then each page again."""
+Warm = tuple[dict[str, Timing], dict[str, Timing], dict[str, Timing]]
+
+
+def warm(db: Path, page: Page) -> Warm:
+    """One server: each page once after Overview, then each page again, then each page
+    switched to in that one open page (from the last one: the first switch leaves Batch detail
+    for Overview)."""
     with served(db) as (address, pid):
         first = {slug: open_page(page, address, slug, pid) for slug in PAGES}
         again = {slug: open_page(page, address, slug, pid) for slug in PAGES}
-    return first, again
+        switched = {slug: switch(page, slug, pid) for slug in PAGES}
+    return first, again, switched
 
 
-def measure(db: Path, rounds: int) -> dict[str, dict[str, list[Timing]]]:
-    """Every page every way, ``rounds`` times: {way: {page: [timing per round]}}."""
-    ways: dict[str, dict[str, list[Timing]]] = {
-        w: {s: [] for s in PAGES} for w in ("bare", "cold", "first", "warm")
-    }
+WAYS = ("bare", "cold", "first", "warm", "switch")  # the table's columns, in order
+
+
+def measure(db: Path, rounds: int, *, cold_too: bool = True) -> dict[str, dict[str, list[Timing]]]:
+    """Every page every way (the two cold ways unless not ``cold_too``), ``rounds`` times:
+    {way: {page: [timing per round]}}."""
+    ways: dict[str, dict[str, list[Timing]]] = {w: {s: [] for s in PAGES} for w in WAYS}
     with browser_page() as page:
         for _ in range(rounds):
-            for slug in PAGES:
+            for slug in PAGES if cold_too else ():
                 ways["bare"][slug].append(cold(db, slug, page, empty_cache=True))
                 ways["cold"][slug].append(cold(db, slug, page, empty_cache=False))
-            first, again = warm(db, page)
+            first, again, switched = warm(db, page)
             for slug in PAGES:
                 ways["first"][slug].append(first[slug])
                 ways["warm"][slug].append(again[slug])
+                ways["switch"][slug].append(switched[slug])
     return ways
 
 
 def _cell(timings: list[Timing]) -> str:
+    if not timings:
+        return "-"  # not measured (--no-cold)
     seconds = statistics.median(t[0] for t in timings)
     cpu = statistics.median(t[1] for t in timings)
     return f"{seconds:.2f} ({cpu:.1f})"
@@ -152,19 +191,20 @@ def report(results: int, rounds: int, ways: dict[str, dict[str, list[Timing]]]) 
         f"| {slug} | {' | '.join(_cell(ways[w][slug]) for w in ways)} |"
         if slug != "overview"
         else f"| overview | {_cell(ways['bare'][slug])} | {_cell(ways['cold'][slug])} | "
-        f"(first page) | {_cell(ways['warm'][slug])} |"
+        f"(first page) | {_cell(ways['warm'][slug])} | {_cell(ways['switch'][slug])} |"
         for slug in PAGES
     ]
     return (
         "\n".join(
             [
                 f"{results:,} results; {machine()}; {load()} when done; median of {rounds} "
-                "round(s). Seconds from navigation until the page's key figures are drawn in "
+                "round(s). Seconds from navigation (switch: from the click on the page's name "
+                "in the sidebar of the open page) until the page's key figures are drawn in "
                 "Chromium (server CPU seconds meanwhile). Targets: cold first page <= 3 s, warm "
                 "<= 1 s.",
                 "",
-                "| page | cold, no frame cache | cold | after Overview | warm (again) |",
-                "|---|---:|---:|---:|---:|",
+                "| page | cold, no frame cache | cold | after Overview | warm (again) | switch |",
+                "|---|---:|---:|---:|---:|---:|",
                 *rows,
             ]
         )
@@ -197,6 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1, help="times each page is timed")
     parser.add_argument("--out", default="bench/results/dashboard_speed.md", help="table file")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    parser.add_argument(
+        "--no-cold",
+        action="store_true",
+        help="skip the two cold columns (a fresh server per page, and the frame cache emptied: "
+        "slow, and it writes the cache again); time only one warm server",
+    )
     args = parser.parse_args(argv)
     out, db = Path(args.out), Path(args.db)
     if out.exists() and not args.force:
@@ -204,7 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     if not db.exists():
         print(f"building {args.results:,} requests in {db} ...", flush=True)
         build(database_url(str(db)), args.results)
-    table = report(requests_in(db), args.rounds, measure(db, args.rounds))
+    table = report(
+        requests_in(db), args.rounds, measure(db, args.rounds, cold_too=not args.no_cold)
+    )
     write_new(out, table, force=args.force)
     print(table)
 

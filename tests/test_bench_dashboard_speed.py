@@ -20,7 +20,7 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_runs_from_the_repo_root() -> None:
     done = bench("--help")
     assert done.returncode == 0, done.stderr
-    for option in ("--results", "--db", "--rounds", "--out", "--force"):
+    for option in ("--results", "--db", "--rounds", "--out", "--force", "--no-cold"):
         assert option in done.stdout
 
 
@@ -32,3 +32,62 @@ def test_an_existing_table_is_never_replaced_without_force(tmp_path: Path) -> No
     assert "--force" in done.stderr
     assert out.read_text() == "earlier figures\n"
     assert not (tmp_path / "none.db").exists()  # it stopped before building a store
+
+
+def test_the_table_has_a_switch_column_and_dashes_what_was_not_measured() -> None:
+    """--no-cold leaves the cold columns empty: "-", never a figure; switch is the last."""
+    script = (
+        "import dashboard_speed as d\n"
+        "ways = {w: {s: [] for s in d.PAGES} for w in d.WAYS}\n"
+        "for s in d.PAGES:\n"
+        "    ways['first'][s].append((2.0, 0.5))\n"
+        "    ways['warm'][s].append((1.5, 0.25))\n"
+        "    ways['switch'][s].append((0.75, 0.125))\n"
+        "print(d.report(10, 1, ways))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT / "bench",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("| page |"))
+    assert header.split("|")[-2].strip() == "switch"
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in lines[4:] if "|" in line}
+    assert [c.strip() for c in rows["spend"]] == [
+        "-",
+        "-",
+        "2.00 (0.5)",
+        "1.50 (0.2)",
+        "0.75 (0.1)",
+    ]
+    assert [c.strip() for c in rows["overview"]] == [
+        "-", "-", "(first page)", "1.50 (0.2)", "0.75 (0.1)",
+    ]  # fmt: skip
+
+
+def test_a_switch_waits_for_figures_of_the_new_run_only() -> None:
+    """The old page's figures stay on screen, greyed (stale), until replaced: every selector the
+    switch waits for is limited to elements of the current run."""
+    script = (
+        "import dashboard_speed as d\n"
+        "for s in d.PAGES:\n"
+        "    for sel in d.KEY_FIGURES[s]:\n"
+        "        print(d.fresh(sel))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT / "bench",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for line in done.stdout.splitlines():
+        for part in line.split(" >> ")[0].split(", "):
+            assert part.startswith('[data-testid="stElementContainer"][data-stale="false"]')

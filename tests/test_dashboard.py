@@ -546,3 +546,16 @@ def test_an_empty_or_missing_store_says_how_to_start(tmp_path: Path) -> None:
     Store(database_url(str(tmp_path / "empty.db"))).close()
     for page in ("overview", "compare", "batch"):
         assert "No batches" in texts(open_page(tmp_path / "empty.db", page))
+
+
+def test_every_click_in_the_sidebar_opens_its_page(seeded: Path) -> None:
+    """Page after page in one session, as a person clicks: none of the clicks is lost (a radio
+    whose default followed the address was a new widget after each move, back on its default)."""
+    app = open_page(seeded, "batch")
+    for slug, title in (("overview", "Overview"), ("compare", "Compare models"),
+                        ("spend", "Spend"), ("outputs", "Outputs side by side"),
+                        ("batch", "Batch detail"), ("spend", "Spend")):  # fmt: skip
+        app.sidebar.radio[0].set_value(slug)
+        rerun(app)
+        assert app.title[0].value == title, slug
+        assert app.query_params["page"] == slug

@@ -15,12 +15,14 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
+from polars.testing import assert_frame_equal
 from streamlit.testing.v1 import AppTest
 
 from batchrun import analytics
 from batchrun.dashboard import charts, spend_chart, tables
 from batchrun.store import Store, database_url
 from bench.synthetic_store import build
+from tests.dashboardfixtures import under_reported_store
 from tests.helpers import db_rows
 from tests.test_dashboard import (  # noqa: F401 - fixture
     APP,
@@ -449,3 +451,47 @@ def test_a_per_day_axis_ticks_once_a_day() -> None:
     assert spend["encoding"]["x"]["axis"] == {"format": "%b %d", "tickCount": daily}
     hourly = charts.spend_over_time(one_day, "hour").to_dict()["encoding"]["x"]["axis"]
     assert "tickCount" not in hourly
+
+
+def assert_spend_from_sums_agrees(db: Path) -> None:
+    """Every figure the Spend page takes from the sums equals the one the requests frame gives:
+    the tables by day, model and batch (cache flag included), the chart's rows, the caps."""
+    store = Store(database_url(str(db)))
+    batches = [b.as_dict() for b in store.list_batches()]
+    whole = analytics.requests_frame(*store.metric_rows(), batches)
+    counts = {b["id"]: store.status_counts(b["id"]) for b in batches}
+    summed = analytics.sums_frame(store.aggregate_rows(), counts, batches)
+    trust = analytics.trust_counts(whole)
+    assert summed.height < whole.height
+    for by in ("day", "model", "batch"):
+        assert_frame_equal(
+            analytics.spend_from_sums(summed, trust, by),
+            analytics.spend(whole, by),
+            check_dtypes=False,
+            check_column_order=False,
+        )
+    for origin in (analytics.real, analytics.simulated):
+        assert_frame_equal(
+            analytics.spend_over_time(origin(summed), "day"),
+            analytics.spend_over_time(origin(whole), "day"),
+            check_dtypes=False,
+        )
+    assert_frame_equal(
+        analytics.cap_states(batches, summed),
+        analytics.cap_states(batches, whole),
+        check_dtypes=False,
+    )
+    from batchrun.dashboard.views import spend
+
+    priced = whole.filter(pl.col("status") == "succeeded").get_column("cost_nanos")
+    assert spend._unpriced(summed) == priced.null_count()
+    assert spend._has_real(summed) == (
+        analytics.real(whole).filter(pl.col("sent_at").is_not_null()).height > 0
+    )
+
+
+def test_spend_figures_from_the_sums_equal_those_from_the_full_frame(
+    capped: Path, tmp_path: Path
+) -> None:
+    assert_spend_from_sums_agrees(capped)  # stopped at a cap, an overrun, an unpriced model
+    assert_spend_from_sums_agrees(under_reported_store(tmp_path))  # the cache flag raised

@@ -56,14 +56,17 @@ def source_from(argv: Sequence[str]) -> data.Source:
 
 
 def choose_page() -> str:
-    """The page picked in the sidebar; ``?page=`` in the address opens one directly."""
+    """The page picked in the sidebar; ``?page=`` in the address opens one directly.
+
+    The address is read once per session, into the radio's state: a default (``index``) that
+    followed the address made the radio a new widget after each move, back on that default, so
+    every second click in the sidebar was lost."""
     slugs = list(PAGES)
-    asked = st.query_params.get("page", "overview")
+    if "nav_page" not in st.session_state:
+        asked = st.query_params.get("page", "overview")
+        st.session_state["nav_page"] = asked if asked in slugs else slugs[0]
     chosen = st.sidebar.radio(
-        "Page",
-        slugs,
-        index=slugs.index(asked) if asked in slugs else 0,
-        format_func=lambda slug: PAGES[slug][0],
+        "Page", slugs, key="nav_page", format_func=lambda slug: PAGES[slug][0]
     )
     st.query_params["page"] = chosen
     return chosen

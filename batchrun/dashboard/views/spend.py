@@ -17,34 +17,40 @@ from batchrun.exceptions import ConfigError
 
 
 def render(source: data.Source) -> None:
-    """The spend page."""
+    """The spend page, from the per-batch sums (data.sums: a few hundred rows whatever the
+    results). Only the cache-figures flag (data.trust), a budgets file's periods and the chosen
+    batch's estimate read the requests frame: the sums do not keep what those need."""
     st.title("Spend")
-    frame = data.requests(source.url)
-    simulated_notice(frame)
+    sums = data.sums(source.url)
+    simulated_notice(sums)
     batches = data.batches(source.url)
-    unpriced = data.memo(_unpriced, frame)
+    unpriced = _unpriced(sums)
     if unpriced:
         st.warning(
             f"{unpriced:,} results have no price (their model has none in the catalog). They are "
             "counted as unpriced in every table, never as $0. `batchrun reprice` prices them "
             "once a price is added."
         )
-    frame = _in_range(frame)
-    per_model = data.memo(
-        analytics.spend, frame, "model"
-    )  # a few rows: the totals and the warnings
+    chosen = _in_range(sums)
+    trust = _in_days(data.trust(source.url), chosen)
+    per_model = analytics.spend_from_sums(chosen, trust, "model")  # the totals and warnings
     _totals(per_model)
     tables.cache_warnings(per_model)
-    _chart(frame)
+    _chart(chosen)
     by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
-    table = per_model if by == "model" else data.memo(analytics.spend, frame, by or "day")
+    table = per_model if by == "model" else analytics.spend_from_sums(chosen, trust, by or "day")
     st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
     st.caption(tables.cache_captions())
-    whole = data.requests(source.url)  # a cap, a day's or a month's budget: not the range's
-    _budgets(batches, whole)
-    _period_budgets(whole)
+    _budgets(batches, sums)  # a cap counts a batch's whole spend, not the range's
+    _period_budgets(source)
     _estimate(source, batches)
+
+
+def _in_days(trust: pl.DataFrame, chosen: pl.DataFrame) -> pl.DataFrame:
+    """The trust counts of the days the chosen sums cover (the "Sent between" range)."""
+    days = chosen.get_column("day").drop_nulls().unique()
+    return trust.filter(pl.col("day").is_in(days.to_list()))
 
 
 def _in_range(frame: pl.DataFrame) -> pl.DataFrame:
@@ -75,12 +81,14 @@ def _chart(frame: pl.DataFrame) -> None:
     )
 
 
-def _unpriced(frame: pl.DataFrame) -> int:
-    return frame.filter((pl.col("status") == "succeeded") & pl.col("cost_nanos").is_null()).height
+def _unpriced(sums: pl.DataFrame) -> int:
+    """Results without a price (a sums row stands for ``n`` results, ``priced`` of them priced)."""
+    succeeded = sums.filter(pl.col("status") == "succeeded")
+    return int((succeeded.get_column("n") - succeeded.get_column("priced")).sum())
 
 
-def _has_real(frame: pl.DataFrame) -> bool:
-    return analytics.real(frame).filter(pl.col("sent_at").is_not_null()).height > 0
+def _has_real(sums: pl.DataFrame) -> bool:
+    return analytics.real(sums).filter(pl.col("day").is_not_null()).height > 0
 
 
 def _spent(frame: pl.DataFrame, every: str, is_real: bool) -> pl.DataFrame:
@@ -225,8 +233,9 @@ def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
     )
 
 
-def _period_budgets(frame: pl.DataFrame) -> None:
-    """The budgets per UTC day and month, per model or all, from the budgets file."""
+def _period_budgets(source: data.Source) -> None:
+    """The budgets per UTC day and month, per model or all, from the budgets file (read from
+    the requests frame, and only when there is such a file: budgets.budget_use sums results)."""
     st.subheader("Budgets per day and month")
     path = budgets.budgets_file()
     try:
@@ -241,6 +250,7 @@ def _period_budgets(frame: pl.DataFrame) -> None:
             "`warn_at`; set $BATCHRUN_BUDGETS to use another file)."
         )
         return
+    frame = data.requests(source.url)  # a day's or a month's budget: not the range's
     real = analytics.real(frame)
     is_real = real.filter(pl.col("sent_at").is_not_null()).height > 0
     use = budgets.budget_use(chosen, real if is_real else analytics.simulated(frame), time.time())
