@@ -17,6 +17,19 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def in_bench(script: str) -> subprocess.CompletedProcess[str]:
+    """``python -c SCRIPT`` in bench/, where the script imports dashboard_speed as the bench
+    scripts import each other."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT / "bench",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_help_runs_from_the_repo_root() -> None:
     done = bench("--help")
     assert done.returncode == 0, done.stderr
@@ -45,14 +58,7 @@ def test_the_table_has_a_switch_column_and_dashes_what_was_not_measured() -> Non
         "    ways['switch'][s].append((0.75, 0.125))\n"
         "print(d.report(10, 1, ways))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT / "bench",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = in_bench(script)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     header = next(line for line in lines if line.startswith("| page |"))
@@ -79,14 +85,7 @@ def test_a_switch_waits_for_figures_of_the_new_run_only() -> None:
         "    for sel in d.KEY_FIGURES[s]:\n"
         "        print(d.fresh(sel))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT / "bench",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = in_bench(script)
     assert done.returncode == 0, done.stderr
     for line in done.stdout.splitlines():
         for part in line.split(" >> ")[0].split(", "):
