@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("batchrun.sim",),  # the simulator; batchrun.run.launch starts it
     ("batchrun.pricing", "batchrun.budgets"),
     ("batchrun.catalog", "batchrun.config"),
-    ("batchrun.exceptions", "batchrun.status", "batchrun.redaction"),
+    ("batchrun.exceptions", "batchrun.status", "batchrun.redaction", "batchrun.interrupts"),
 )
 # Third-party packages only one package may import.
 OWNED = {

@@ -9,6 +9,7 @@ from types import FrameType
 import typer
 from rich.markup import escape
 
+from batchrun import interrupts
 from batchrun.cli.output import console
 from batchrun.exceptions import BatchrunError
 from batchrun.redaction import redact
@@ -40,7 +41,10 @@ def is_interrupt(exc: BaseException) -> bool:
     of a task group it interrupted."""
     if isinstance(exc, BaseExceptionGroup):
         return any(is_interrupt(inner) for inner in exc.exceptions)
-    return isinstance(exc, KeyboardInterrupt)
+    if isinstance(exc, KeyboardInterrupt):
+        interrupts.taken()
+        return True
+    return False
 
 
 def interrupt_on_sigterm() -> None:
@@ -56,6 +60,7 @@ def interrupt_on_sigterm() -> None:
 def _raise_interrupt(_signum: int, frame: FrameType | None) -> None:
     # Whatever Ctrl-C does now: inside an event loop, asyncio's handler cancels the main task and
     # raises KeyboardInterrupt once it has unwound; elsewhere Python's raises it at once.
+    interrupts.requested()  # kept, should Python drop the exception (see batchrun.interrupts)
     handler = signal.getsignal(signal.SIGINT)
     if not callable(handler):
         raise KeyboardInterrupt

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from batchrun import interrupts
 from batchrun.budgets import budgets_file, load_budgets
 from batchrun.cli import options as opt
 from batchrun.cli.budgets import budget_reached_text, say_crossed, say_run_budgets
@@ -323,6 +324,7 @@ def _estimate_and_send(
         _pause(store, batch)
         out.print(f"Nothing sent. When you are ready: [bold]batchrun resume {batch.name}[/]")
         return None
+    interrupts.raise_if_dropped()  # an interrupt Python dropped on the way pauses, not sends
     owner = new_sender_id()  # whose claims are this run's own when it ends
     with Reserve(space.store_directory) as reserve, ProgressDisplay(out) as display:
         report, progress = send_in_processes(

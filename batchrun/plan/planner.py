@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchrun import interrupts
 from batchrun.catalog import Catalog
 from batchrun.exceptions import StrictModeError
 from batchrun.jobs import JobSpec, LineError, ReadOptions, read_jobs
@@ -266,8 +267,10 @@ def _store_lines(
             requests += store.add_jobs(batch_id, specs, models)
             store.add_line_errors(batch_id, errors)
             specs, errors = [], []
+            interrupts.raise_if_dropped()  # a SIGTERM Python dropped still stops the load
     requests += store.add_jobs(batch_id, specs, models)
     store.add_line_errors(batch_id, errors)
+    interrupts.raise_if_dropped()
     return requests, first_errors, error_count
 
 
