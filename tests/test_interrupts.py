@@ -7,6 +7,8 @@ from __future__ import annotations
 import gc
 import signal
 import sqlite3
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +75,29 @@ def test_a_dropped_interrupt_still_cancels_a_load(tmp_path: Path) -> None:
     with sqlite3.connect(db) as connection:
         statuses = connection.execute("select status from batches").fetchall()
     assert statuses == [("canceled",)]  # a part of the file is never continued as if whole
+
+
+def test_a_dropped_interrupt_is_not_printed_but_other_unraisables_are() -> None:
+    script = (
+        "import signal, sys, weakref\n"
+        "from batchrun import interrupts\n"
+        "from batchrun.cli.errors import _raise_interrupt, interrupt_on_sigterm\n"
+        "interrupt_on_sigterm()\n"
+        "class T: pass\n"
+        "t = T()\n"
+        "r = weakref.ref(t, lambda _r: _raise_interrupt(signal.SIGTERM, None))\n"
+        "del t\n"
+        "u = T()\n"
+        "s = weakref.ref(u, lambda _r: 1 / 0)\n"
+        "del u\n"
+        "try:\n"
+        "    interrupts.raise_if_dropped()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('raised again')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "raised again", done.stderr
+    assert "KeyboardInterrupt" not in done.stderr
+    assert "ZeroDivisionError" in done.stderr  # what is not an interrupt is still said

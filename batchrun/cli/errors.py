@@ -55,6 +55,15 @@ def interrupt_on_sigterm() -> None:
     which kills the process without a word.
     """
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    sys.unraisablehook = _quiet_dropped_interrupt
+
+
+def _quiet_dropped_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
+    """Say nothing of an interrupt Python dropped in a finalizer: batchrun.interrupts keeps it
+    and raises it again where the command can stop, so its traceback would only alarm."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _raise_interrupt(_signum: int, frame: FrameType | None) -> None:
