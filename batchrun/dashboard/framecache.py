@@ -42,7 +42,8 @@ def cache_dir(url: str) -> Path:
 def file_for(
     directory: Path, batch_id: str, version: tuple[Any, ...], kind: str = "parquet"
 ) -> Path:
-    """The file of one batch at one version: its frame (``parquet``) or its ``counts.json``."""
+    """The file of one batch at one version: its frame (``parquet``), its ``counts.json`` or its
+    ``trust.arrow``."""
     stamp = hashlib.sha256(repr((FORMAT, *version)).encode()).hexdigest()[:16]
     return directory / f"{_safe(batch_id)}.{stamp}.{kind}"
 
