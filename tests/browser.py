@@ -17,13 +17,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from playwright.sync_api import Page, sync_playwright
+import streamlit
+from playwright.sync_api import Page, Route, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -115,10 +118,56 @@ def show(page: Page, address: str, slug: str, expect: str, timeout_ms: float = 6
     page.wait_for_function(
         "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
     )
+    # Elements whose code Streamlit loads lazily (st.code, st.progress, ...) are a grey skeleton
+    # until their script has come: in a fresh browser on a busy machine, for seconds after the
+    # page ran (CI once read the Spend page before its `batchrun resume` code block was drawn).
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms
+    )
     if page.locator(".vega-embed").count():
         page.locator(".vega-embed canvas, .vega-embed svg").first.wait_for(timeout=timeout_ms)
     page.wait_for_timeout(800)  # let the last charts paint before a screenshot
     return page.inner_text("body")
+
+
+STATIC_JS = Path(streamlit.__file__).parent / "static" / "static" / "js"
+
+
+@contextmanager
+def late_scripts(page: Page, name: str, delay_s: float) -> Iterator[None]:
+    """Serve the page's lazily loaded Streamlit script ``name`` (a file name's start) ``delay_s``
+    late, as a busy machine does, from a loopback server of this process, for the block's length."""
+
+    class Late(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(delay_s)
+            body = (STATIC_JS / Path(self.path).name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Late)
+    server.daemon_threads = True
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    late = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def send_late(route: Route) -> None:
+        route.continue_(url=f"{late}/{Path(route.request.url).name}")
+
+    page.route(f"**/{name}*.js", send_late)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join(timeout=10)
 
 
 # Streamlit draws the charts, tables and widgets below the fold once scrolled to (a grey

@@ -20,6 +20,7 @@ from tests.browser import (
     browser_page,
     dashboard,
     demo_commands,
+    late_scripts,
     show,
 )
 from tests.dashboardfixtures import MODELS, cache_figures, hostile_store, hostile_texts, seeded_copy
@@ -195,7 +196,10 @@ def test_the_spend_chart_and_a_batch_stopped_at_its_cap_are_seen(tmp_path: Path)
 
     db = capped_store(tmp_path)
     left = pending(db, AT_CAP)
-    with dashboard(db) as address, browser_page() as page:
+    # The resume command is a code block, whose script Streamlit loads lazily: served 3 s late
+    # here, as on a busy CI (where `show` once read the page before it was drawn).
+    late = "StreamlitSyntaxHighlighter"
+    with dashboard(db) as address, browser_page() as page, late_scripts(page, late, delay_s=3.0):
         spend = show(page, address, "spend", "stopped at its cap")
         charts = page.locator(".vega-embed").count()
         drawn = page.locator(".vega-embed canvas, .vega-embed svg").count()
