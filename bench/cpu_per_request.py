@@ -19,8 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from procstat import load, machine, pin
-from runcli import RunOutcome, run_batchrun, write_jobs, write_table
+from runcli import RunOutcome, run_batchrun, write_jobs
 
 from batchrun.sim import SimSettings, simulator_process
 
@@ -59,8 +60,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="sample the large run (py-spy)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--code", type=Path, help="run this checkout's batchrun instead")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/cpu_per_request.md"))
+    add_out(parser, Path("bench/results/cpu_per_request.md"))
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     sim = SimSettings(time_scale=0, limits=False, output_median=10**6, seed=1)
     with simulator_process(sim) as server, tempfile.TemporaryDirectory() as tmp:
         pin(server.pid, 1)
@@ -92,7 +94,7 @@ def main() -> None:
         if args.profile:
             lines += ["", "Self time by function (py-spy, the large run):", ""]
             lines += ["| share | function |", "|---|---|", *summarize(raw, args.top)]
-    write_table(args.out, lines)
+    write_table(args.out, lines, force=args.force)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,12 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from playwright.sync_api import Page
 from procstat import cpu_seconds, load, machine
 from synthetic_store import build
@@ -212,16 +212,6 @@ def report(results: int, rounds: int, ways: dict[str, dict[str, list[Timing]]]) 
     )
 
 
-def write_new(path: Path, text: str, *, force: bool) -> None:
-    """Write ``text`` to ``path`` atomically; never over an existing file unless ``force``."""
-    if path.exists() and not force:
-        raise SystemExit(f"{path} exists: choose another --out, or add --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
-        out.write(text)
-    os.replace(out.name, path)
-
-
 def requests_in(db: Path) -> int:
     """The number of requests in the store."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
@@ -235,8 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=int, default=1_000_000, help="requests in a new store")
     parser.add_argument("--db", default="/tmp/batchrun-synthetic.db", help="SQLite store path")
     parser.add_argument("--rounds", type=int, default=1, help="times each page is timed")
-    parser.add_argument("--out", default="bench/results/dashboard_speed.md", help="table file")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    add_out(parser, Path("bench/results/dashboard_speed.md"))
     parser.add_argument(
         "--no-cold",
         action="store_true",
@@ -244,17 +233,15 @@ def main(argv: list[str] | None = None) -> None:
         "slow, and it writes the cache again); time only one warm server",
     )
     args = parser.parse_args(argv)
-    out, db = Path(args.out), Path(args.db)
-    if out.exists() and not args.force:
-        raise SystemExit(f"{out} exists: choose another --out, or add --force to replace it")
+    out, db = args.out, Path(args.db)
+    check_new(out, force=args.force)
     if not db.exists():
         print(f"building {args.results:,} requests in {db} ...", flush=True)
         build(database_url(str(db)), args.results)
     table = report(
         requests_in(db), args.rounds, measure(db, args.rounds, cold_too=not args.no_cold)
     )
-    write_new(out, table, force=args.force)
-    print(table)
+    write_table(out, table, force=args.force)
 
 
 if __name__ == "__main__":

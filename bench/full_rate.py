@@ -37,8 +37,9 @@ from pathlib import Path
 from statistics import quantiles
 
 import orjson
+from outfile import add_out, check_new, write_table
 from procstat import cpu_seconds, load, machine, pin
-from runcli import RunOutcome, run_batchrun, write_jobs, write_table
+from runcli import RunOutcome, run_batchrun, write_jobs
 
 from batchrun.catalog import load_catalog
 from batchrun.sim import RunningSimulator, SimSettings, simulator_process
@@ -286,18 +287,20 @@ def main() -> None:
     parser.add_argument(
         "--sim-processes", type=int, default=1, help="batchrun sim --processes (the simulator)"
     )
-    parser.add_argument("--out", type=Path, default=None)
+    add_out(parser, None)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks here")
     parser.add_argument("--keep", type=Path, default=None, help="copy the run's files here")
     args = parser.parse_args()
     seconds = 30.0 if args.quick else args.seconds
+    out = args.out or Path("bench/results") / (
+        "full_rate_quick.md" if args.quick else "full_rate.md"
+    )
+    check_new(out, force=args.force)
     before = load()
     found = measure(seconds, args.processes, args.keep, args.profile, args.sim_processes)
     loads = f"{before} before, {load()} after"
-    name = "full_rate_quick.md" if args.quick else "full_rate.md"
     write_table(
-        args.out or Path("bench/results") / name,
-        report(found, seconds, args.processes, loads, args.sim_processes),
+        out, report(found, seconds, args.processes, loads, args.sim_processes), force=args.force
     )
 
 

@@ -19,8 +19,9 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from procstat import load, machine, pin
-from runcli import run_batchrun, write_jobs, write_table
+from runcli import run_batchrun, write_jobs
 
 from batchrun.sim import SimSettings, simulator_process
 
@@ -79,8 +80,9 @@ def main() -> None:
     parser.add_argument("--rpm", type=int, default=500)
     parser.add_argument("--tpm", type=int, default=30_000)
     parser.add_argument("--window", type=float, default=60.0, help="measured seconds")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/limits.md"))
+    add_out(parser, Path("bench/results/limits.md"))
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     span = WARM + args.window + 5  # minutes of work: the window, its start and some to spare
     rpm_row = case(
         "requests per minute",
@@ -114,6 +116,7 @@ def main() -> None:
             rpm_row,
             tpm_row,
         ],
+        force=args.force,
     )
 
 

@@ -20,8 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from procstat import load, machine, pin
-from runcli import run_batchrun, send_span, write_jobs, write_table
+from runcli import run_batchrun, send_span, write_jobs
 
 from batchrun.sim import SimSettings, simulator_process
 
@@ -59,8 +60,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", default="16,64,256")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/overhead.md"))
+    add_out(parser, Path("bench/results/overhead.md"))
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     rows = []
     sim = SimSettings(time_scale=0, limits=False, seed=1)
     with tempfile.TemporaryDirectory() as tmp, simulator_process(sim) as server:
@@ -99,6 +101,7 @@ def main() -> None:
             "|---|---|---|---|---|---|---|",
             *rows,
         ],
+        force=args.force,
     )
 
 

@@ -33,8 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from procstat import load, machine, pin
-from runcli import Finished, run_measured, write_jobs, write_table
+from runcli import Finished, run_measured, write_jobs
 
 from batchrun.sim import SimSettings, simulator_process
 
@@ -327,13 +328,11 @@ def main() -> None:
     parser.add_argument("--peers", default=",".join(LABELS))
     parser.add_argument("--before", type=Path, help="also run this checkout's batchrun")
     parser.add_argument("--venvs", type=Path, default=Path.home() / ".cache/batchrun-bench/venvs")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "peers.md")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    add_out(parser, HERE / "results" / "peers.md")
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     if args.quick:
         args.answers, args.litellm_answers, args.rounds = 200, 50, 1
-    if args.out.exists() and not args.force:
-        raise SystemExit(f"{args.out} exists: pass --force to replace it, or another --out")
     pin(0, 0)  # this process and so its children (each client) on core 0
     command = " ".join(["python", "bench/peers.py", *sys.argv[1:]])
     started = load()
@@ -344,7 +343,7 @@ def main() -> None:
         write_jobs(work / "jobs.jsonl", args.answers, max_tokens=cap)
         write_jobs(work / "litellm.jsonl", min(args.answers, args.litellm_answers), cap)
         results = rounds(args, work)
-    write_table(args.out, report(args, results, command, started))
+    write_table(args.out, report(args, results, command, started), force=args.force)
 
 
 def report(

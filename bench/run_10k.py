@@ -13,8 +13,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from procstat import load, machine, pin
-from runcli import run_batchrun, write_jobs, write_table
+from runcli import run_batchrun, write_jobs
 
 from batchrun.sim import SimSettings, simulator_process
 
@@ -41,9 +42,10 @@ def run_case(label: str, jobs: int, sim: SimSettings, runner_args: list[str]) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/run_10k.md"))
+    add_out(parser, Path("bench/results/run_10k.md"))
     parser.add_argument("--skip-limited", action="store_true", help="only the time scale 0 case")
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     jobs = -(-args.requests // len(MODELS))
     rows = [
         run_case(
@@ -70,7 +72,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
-    write_table(args.out, lines)
+    write_table(args.out, lines, force=args.force)
 
 
 if __name__ == "__main__":

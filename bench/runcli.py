@@ -187,12 +187,3 @@ def send_times(db: Path) -> list[float]:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("select started_at from attempts order by started_at").fetchall()
     return [row[0] for row in rows]
-
-
-def write_table(out: Path, lines: list[str]) -> None:
-    """Print the table and write it to ``out`` atomically (a whole file or the old one)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".tmp")
-    partial.write_text("\n".join(lines) + "\n")
-    os.replace(partial, out)
-    print("\n".join(lines))

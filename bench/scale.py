@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from procstat import load, machine, pin
-from runcli import run_batchrun, table_bytes, write_jobs, write_table
+from runcli import run_batchrun, table_bytes, write_jobs
 
 from batchrun.sim import SimSettings, simulator_process
 
@@ -36,8 +37,9 @@ def main() -> None:
         type=float,
         help="interrupt the run (Ctrl-C) this long after sending began; default: run every line",
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/results/scale.md"))
+    add_out(parser, Path("bench/results/scale.md"))
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     sim = SimSettings(time_scale=0, limits=False, output_median=10**6, seed=1)
     with tempfile.TemporaryDirectory() as tmp, simulator_process(sim) as server:
         pin(server.pid, 1)
@@ -71,6 +73,7 @@ def main() -> None:
             f"| {args.lines:,} | {loaded} | {sending} | {run.results:,} | {run.wall:.0f} s | "
             f"{run.max_rss_mb:.0f} MB | {run.db_bytes / 1e6:.0f} MB | {per_1000} | {load()} |",
         ],
+        force=args.force,
     )
 
 

@@ -18,8 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from procstat import cpu_seconds, load, machine, pin
-from runcli import run_batchrun, write_jobs, write_table
+from runcli import run_batchrun, write_jobs
 
 from batchrun.sim import RunningSimulator, SimSettings, simulator_process
 
@@ -72,8 +73,9 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=4, help="requests = waves x concurrency")
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--tick", type=float, default=0.05, help="simulator write interval")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/scaling.md"))
+    add_out(parser, Path("bench/results/scaling.md"))
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     sim = SimSettings(
         time_scale=args.time_scale, limits=False, output_median=10**6, seed=1, tick=args.tick
     )
@@ -104,6 +106,7 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
         ],
+        force=args.force,
     )
 
 

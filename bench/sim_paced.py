@@ -17,43 +17,19 @@ simulator on N processes (`batchrun sim --processes N`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import time
 from pathlib import Path
 
-import aiohttp
-import orjson
 from full_rate import tree_cpu
+from outfile import add_out, check_new, write_table
 from procstat import load, machine
+from simload import drive
 
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.sim.loop import run_fast
 
-
-async def drive(url: str, tokens: int, count: int, concurrency: int) -> None:
-    """``count`` streamed requests, ``concurrency`` at a time, each read chunk by chunk."""
-    body = orjson.dumps(
-        {
-            "model": "MiniMax-M2.7",
-            "max_tokens": tokens,
-            "stream": True,
-            "messages": [{"role": "user", "content": "Benchmark the simulator, please."}],
-        }
-    )
-    headers = {"authorization": "Bearer bench", "content-type": "application/json"}
-    remaining = iter(range(count))
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            for _ in remaining:
-                async with session.post(url, data=body, headers=headers) as response:
-                    assert response.status == 200, response.status
-                    async for _chunk in response.content.iter_any():
-                        pass
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+MODEL = "MiniMax-M2.7"
 
 
 def served_tokens(stats: dict[str, object]) -> int:
@@ -78,7 +54,15 @@ def one_round(
             url = f"{sim.base_url}/anthropic/v1/messages"
             before, tokens_before = tree_cpu(sim.pid), served_tokens(sim.fetch_stats())
             started = time.monotonic()
-            run_fast(drive(url, args.tokens, args.requests, args.concurrency))
+            run_fast(
+                drive(
+                    url,
+                    model=MODEL,
+                    tokens=args.tokens,
+                    count=args.requests,
+                    concurrency=args.concurrency,
+                )
+            )
             wall = time.monotonic() - started
             used = tree_cpu(sim.pid) - before
             tokens = served_tokens(sim.fetch_stats()) - tokens_before
@@ -97,8 +81,9 @@ def main() -> None:
     parser.add_argument(
         "--processes", type=int, default=1, help="also this tree's simulator on N processes"
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/results/sim_paced.md"))
+    add_out(parser, Path("bench/results/sim_paced.md"))
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     before = load()
     sources: list[tuple[str, Path | None, int]] = [("this tree", None, 1)]
     if args.compare is not None:
@@ -126,9 +111,7 @@ def main() -> None:
         rate = " / ".join(f"{r[1]:,.0f}" for r in rounds)
         busy = " / ".join(f"{r[2]:.0%}" for r in rounds)
         lines.append(f"| {label} | {cpu} | {rate} | {busy} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(args.out, lines, force=args.force)
 
 
 if __name__ == "__main__":

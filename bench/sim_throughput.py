@@ -12,19 +12,19 @@ faster client.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-import orjson
+from outfile import add_out, check_new, write_table
 from procstat import cpu_seconds
+from simload import drive
 
 from batchrun.sim import SimSettings, simulator_process
 from batchrun.sim.loop import run_fast
+
+MODEL = "MiniMax-M3"
 
 CASES = [  # (label, stream, answer tokens, requests per round)
     ("non-streamed, 20 tokens", False, 20, 6000),
@@ -42,31 +42,6 @@ class Measure:
     client_busy: float
 
 
-async def load(url: str, stream: bool, tokens: int, count: int, concurrency: int) -> float:
-    body = orjson.dumps(
-        {
-            "model": "MiniMax-M3",
-            "max_tokens": tokens,
-            "stream": stream,
-            "messages": [{"role": "user", "content": "Benchmark the simulator, please."}],
-        }
-    )
-    headers = {"x-api-key": "bench", "content-type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    remaining = iter(range(count))
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            for _ in remaining:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    assert response.status == 200, response.status
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started
-
-
 def measure(case: tuple[str, bool, int, int], concurrency: int) -> Measure:
     _, stream, tokens, count = case
     settings = SimSettings(time_scale=0, limits=False, output_median=1_000_000, seed=1)
@@ -74,9 +49,22 @@ def measure(case: tuple[str, bool, int, int], concurrency: int) -> Measure:
         assert sim.pid is not None
         os.sched_setaffinity(sim.pid, {1})
         url = f"{sim.base_url}/v1/messages"
-        run_fast(load(url, stream, tokens, min(200, count), concurrency))  # warm-up
+        run_fast(
+            drive(
+                url,
+                model=MODEL,
+                tokens=tokens,
+                count=min(200, count),
+                concurrency=concurrency,
+                stream=stream,
+            )
+        )  # warm-up
         before, client_before = cpu_seconds(sim.pid), cpu_seconds(os.getpid())
-        wall = run_fast(load(url, stream, tokens, count, concurrency))
+        wall = run_fast(
+            drive(
+                url, model=MODEL, tokens=tokens, count=count, concurrency=concurrency, stream=stream
+            )
+        )
         used = cpu_seconds(sim.pid) - before
         client = cpu_seconds(os.getpid()) - client_before
     return Measure(count / wall, 1000 * used / count, used / wall, client / wall)
@@ -86,8 +74,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/sim_throughput.md"))
+    add_out(parser, Path("bench/results/sim_throughput.md"))
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs 2 cores: one for the simulator, one for the load")
     os.sched_setaffinity(0, {0})
@@ -108,9 +97,7 @@ def main() -> None:
         client = max(m.client_busy for m in rounds)
         lines.append(f"| {case[0]} | {rates} | {cpu:.2f} ms | {busy:.0%} | {client:.0%} |")
         print(lines[-1], flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(args.out, lines, force=args.force)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from outfile import add_out, check_new, write_table
 from procstat import load, machine
-from runcli import Finished, run_measured, write_jobs, write_table
+from runcli import Finished, run_measured, write_jobs
 from synthetic_store import build
 
 from batchrun.store import database_url
@@ -60,8 +61,9 @@ def spread(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS / "startup.md")
+    add_out(parser, RESULTS / "startup.md")
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     cases = [
         ("--help", ["--help"]),
         ("status", ["status", "--db", "small.db"]),
@@ -88,7 +90,7 @@ def main() -> None:
             wall = spread([f.wall for f in finished])
             lines.append(f"| `batchrun {' '.join(command)}` | {cpu} | {wall} |")
     lines += ["", f"Load after the runs: {load()}."]
-    write_table(args.out, lines)
+    write_table(args.out, lines, force=args.force)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ from typing import Any
 import anthropic
 import httpx2
 import orjson
+from outfile import add_out, check_new, write_table
 from procstat import cpu_seconds, load, machine, pin, two_cores
-from runcli import write_table
 
 from batchrun.api.client import ApiClient
 from batchrun.api.endpoint import Deadlines, Endpoint
@@ -246,10 +246,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
     parser.add_argument("--tick", type=float, default=0.01, help="simulator write interval (s)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/stream_cpu.md"))
+    add_out(parser, Path("bench/results/stream_cpu.md"))
     parser.add_argument("--parser", action="store_true", help="only the parser, in memory")
     parser.add_argument("--code", type=Path, action="append", default=[], help="with --parser")
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     if args.parser:
         print("\n".join(parser_table(args.code)))
         return
@@ -278,7 +279,7 @@ def main() -> None:
     with simulator_process(paced) as sim:
         pin(sim.pid, 1)
         lines += run_fast(scaling_table(f"{sim.base_url}/anthropic", args.quick, sim.pid))
-    write_table(args.out, lines)
+    write_table(args.out, lines, force=args.force)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from outfile import add_out, check_new, write_table
 from procstat import load, machine
-from runcli import write_jobs, write_table
+from runcli import write_jobs
 
 from batchrun.sim import SimSettings, simulator_process
 
@@ -265,12 +266,11 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=0.2)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--label", default="today's code")
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "teams_scale.md"
-    )
+    add_out(parser, Path(__file__).parent / "results" / "teams_scale.md")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--logs", type=Path, help="write the workers' output there (kept)")
     args = parser.parse_args()
+    check_new(args.out, force=args.force)
     if args.quick:
         args.jobs, args.late_after, args.kill_after, args.lease = 160, 8.0, 15.0, 10.0
     sim = SimSettings(time_scale=args.time_scale, seed=20, api_key=KEY, rpm={MODEL: args.rpm},
@@ -284,7 +284,7 @@ def main() -> None:
         submit(Path(tmp), url, base_url, args.jobs)
         team = drive(url, Path(tmp), args, base_url)
         lines = report(url, team, args, args.label)
-    write_table(args.out, lines)
+    write_table(args.out, lines, force=args.force)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def test_an_existing_table_is_kept_without_force(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode != 0
-    assert "pass --force" in done.stderr
+    assert "add --force" in done.stderr
     assert out.read_text() == "an earlier table\n"
 
 

@@ -16,6 +16,7 @@ existing file is never overwritten.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from collections import deque
@@ -28,6 +29,7 @@ import orjson
 from batchrun.exceptions import SimulatorError
 
 FLUSH_S = 0.25  # how often the writer thread empties the buffer
+CHUNK = 1 << 20  # bytes copied at a time when the workers' logs are joined
 Record = tuple[str, str, str, float | None, float]
 
 
@@ -91,7 +93,8 @@ def join_timing_logs(parts: list[Path], path: Path) -> None:
     with file:
         for part in parts:
             if part.exists():  # a worker that died before it could write its log has none
-                file.write(part.read_bytes())
+                with part.open("rb") as source:  # in pieces: a long run's part is large
+                    shutil.copyfileobj(source, file, CHUNK)
     _publish(partial, path)
 
 
