@@ -140,12 +140,12 @@ def test_the_unpriced_count_is_a_headline_of_its_own(capped: Path) -> None:
     assert headline["Spend"] == tables.money(priced)  # the count beside it, never cut
 
 
-def _chart_data(app: AppTest) -> list[dict[str, Any]]:
+def _chart_data(app: AppTest, title: str = "Spend per day by model") -> list[dict[str, Any]]:
     """Every row the page's Vega-Lite chart carries (its datasets, as sent to the browser)."""
     charts = app.get("vega_lite_chart")
     assert len(charts) == 1
     spec = json.loads(charts[0].proto.spec)
-    assert "Spend per day by model" in json.dumps(spec)
+    assert title in json.dumps(spec)
     rows: list[dict[str, Any]] = []
     for dataset in charts[0].proto.datasets:
         table = pa.ipc.open_stream(dataset.data.data).read_all()
@@ -530,3 +530,15 @@ def test_the_spend_page_reads_no_requests_frame(
     for by in ("model", "batch"):
         app.segmented_control(key="spend_by").set_value(by)
         assert "cache figures" in rerun(app).dataframe[0].value.columns
+
+
+def test_overviews_chart_carries_only_what_it_draws(capped: Path) -> None:
+    """The chart's rows go to the browser inside it: per hour, hundreds of rows, so no column it
+    does not draw (the running totals' unpriced counts, the cost in nano-dollars)."""
+    app = open_page(capped, "overview")
+    app.segmented_control(key="overview_every").set_value("hour")
+    rows = _chart_data(rerun(app), "Spend per hour by model")
+    assert {key for row in rows for key in row} == {"period", "model", "USD", "results"}
+    bars = [r for r in rows if r.get("results") is not None]  # the bars' rows (the line's lack it)
+    priced = scalar(capped, "select sum(cost_nanos) from results where simulated = 0")
+    assert round(sum(r["USD"] for r in bars) * 1e9) == priced
