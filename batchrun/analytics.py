@@ -361,10 +361,16 @@ SUMS_SCHEMA: dict[str, Any] = {
     "cache_write_cost_nanos": pl.Int64,
     "saving_known": pl.Int64,  # results with both a cost and an uncached cost
     "cache_saving_nanos": pl.Int64,  # uncached cost less cost, over those
+    # The prompt-cache reads expected when the results were sent (``cache_trust_note``).
+    "expected_cache_hits": pl.Int64,  # results expected to read from the cache
+    "unreported_cache_hits": pl.Int64,  # of those, the ones that reported no read
+    "expected_known": pl.Int64,  # results whose expected cache tokens are known
+    "expected_cache_tokens": pl.Int64,  # their sum, over those
 }
 SUMS_CACHE = (
     "cached_results", "write_priced", "cache_write_cost_nanos", "saving_known",
-    "cache_saving_nanos",
+    "cache_saving_nanos", "expected_cache_hits", "unreported_cache_hits", "expected_known",
+    "expected_cache_tokens",
 )  # fmt: skip
 
 
@@ -668,35 +674,10 @@ def spend(results: pl.DataFrame, by: str) -> pl.DataFrame:
     )
 
 
-TRUST_KEYS = ("simulated", "batch_name", "model", "day")  # what any spend row is grouped within
-
-
-def trust_counts(results: pl.DataFrame) -> pl.DataFrame:
-    """Per origin, batch, model and UTC day: the results expected to read from the prompt
-    cache and, of those, the ones that reported no read (``cache_trust_note``'s two counts).
-    The store's aggregates do not keep them (a result's expected cache tokens are not summed),
-    so they come from the requests frame: a few rows per batch and day."""
-    expected = pl.col("expected_cache_tokens") > 0
-    return (
-        results.filter(pl.col("sent_at").is_not_null())
-        .with_columns(pl.col("simulated").fill_null(False))
-        .group_by(list(TRUST_KEYS))
-        .agg(
-            expected.sum().alias("expected_cache_hits"),
-            (expected & (pl.col("cache_read_tokens") == 0)).sum().alias("unreported_cache_hits"),
-        )
-    )
-
-
-def spend_from_sums(sums: pl.DataFrame, trust: pl.DataFrame, by: str) -> pl.DataFrame:
-    """``spend(results, by)`` from a sums frame (``sums_frame``) and the results'
-    ``trust_counts``: the same rows and figures, from a few hundred rows instead of a million."""
+def spend_from_sums(sums: pl.DataFrame, by: str) -> pl.DataFrame:
+    """``spend(results, by)`` from a sums frame (``sums_frame``): the same rows and figures,
+    the cache-trust flag included, from a few hundred rows instead of a million."""
     key = SPEND_KEYS[by]
-    counts = (
-        trust.with_columns(pl.col("day").cast(pl.String))
-        .group_by("simulated", key)
-        .agg(pl.col("expected_cache_hits").sum(), pl.col("unreported_cache_hits").sum())
-    )
     frame = sums.filter(_sent()).with_columns(
         pl.col("day").cast(pl.String), pl.col("simulated").fill_null(False)
     )
@@ -714,16 +695,33 @@ def spend_from_sums(sums: pl.DataFrame, trust: pl.DataFrame, by: str) -> pl.Data
             _known_sum("cache_write_cost_nanos", "write_priced"),
             _known_sum("cache_saving_nanos", "saving_known"),
             (pl.col("priced") - pl.col("saving_known")).sum().alias("saving_unknown"),
+            pl.col("expected_cache_hits").sum(),
+            pl.col("unreported_cache_hits").sum(),
             priced_sum(),
             _unpriced(),
-        )
-        .join(counts, on=["simulated", key], how="left")
-        .with_columns(
-            pl.col("expected_cache_hits", "unreported_cache_hits").fill_null(0),
         )
         .pipe(with_cache_figures)
         .sort("simulated", key)
         .rename({key: by})
+    )
+
+
+def model_sums(sums: pl.DataFrame) -> pl.DataFrame:
+    """Per model, ``model_metrics``' results (``succeeded``), input and prompt tokens and priced
+    cost, from a sums frame: what the Spend page sets against a batch's estimate."""
+    read, creation = pl.col("cache_read_tokens"), pl.col("cache_creation_tokens")
+    return (
+        sums.group_by("model")
+        .agg(
+            pl.col("n")
+            .filter(pl.col("status") == RequestStatus.SUCCEEDED)
+            .sum()
+            .alias("succeeded"),
+            pl.col("input_tokens").sum(),
+            (pl.col("input_tokens") + read + creation).sum().alias("prompt_tokens"),
+            priced_sum(),
+        )
+        .sort("model")
     )
 
 

@@ -122,23 +122,32 @@ def period_start(period: str, now: float) -> date:
     return today if period == "day" else today.replace(day=1)
 
 
-def budget_use(budgets: Sequence[PeriodBudget], results: pl.DataFrame, now: float) -> pl.DataFrame:
-    """Each budget against the priced spend of the period now going on (``results`` with the
-    requests frame's ``day``, ``model`` and ``cost_nanos``): spend, unpriced results (never
-    counted as $0), share used, and ``state``: ``over`` (past the budget), ``warn`` (past its
-    threshold) or ``ok``."""
+def budget_use(budgets: Sequence[PeriodBudget], spend: pl.DataFrame, now: float) -> pl.DataFrame:
+    """Each budget against the priced spend of the period now going on: spend, unpriced results
+    (never counted as $0), share used, and ``state``: ``over`` (past the budget), ``warn`` (past
+    its threshold) or ``ok``.
+
+    ``spend`` is a sums frame (analytics.sums_frame: each row ``n`` results, ``priced`` of them
+    with a cost, per UTC hour) or a frame of single results (``day``, ``model``, ``cost_nanos``);
+    a row with no ``day`` was not sent and counts in no period."""
     import polars as pl  # noqa: PLC0415
 
+    weighed = "n" in spend.columns
+    n = pl.col("n") if weighed else pl.lit(1, pl.Int64)
+    priced = pl.col("priced") if weighed else pl.col("cost_nanos").is_not_null().cast(pl.Int64)
+    sent = spend.filter(pl.col("day").is_not_null()).select(
+        "day", "model", "cost_nanos", n.alias("n"), priced.alias("priced")
+    )
     rows = []
-    sent = results.filter(pl.col("sent_at").is_not_null())
     for budget in budgets:
         start = period_start(budget.period, now)
         chosen = sent.filter(pl.col("day") >= start)
         if budget.model is not None:
             chosen = chosen.filter(pl.col("model") == budget.model)
-        cost = chosen.get_column("cost_nanos")
-        priced = cost.drop_nulls()
-        spent = int(priced.sum()) if len(priced) else None
+        counts = chosen.select(
+            pl.col("cost_nanos").sum(), pl.col("priced").sum(), pl.col("n").sum()
+        ).row(0)
+        spent = int(counts[0]) if counts[1] else None
         used = (spent or 0) / budget.cap_nanos
         rows.append(
             {
@@ -147,7 +156,7 @@ def budget_use(budgets: Sequence[PeriodBudget], results: pl.DataFrame, now: floa
                 "model": budget.model,
                 "cap_nanos": budget.cap_nanos,
                 "cost_nanos": spent,
-                "unpriced": int(cost.null_count()),
+                "unpriced": int(counts[2] - counts[1]),
                 "used": used,
                 "warn_at": budget.warn_at,
                 "state": "over" if used > 1 else "warn" if used >= budget.warn_at else "ok",

@@ -12,6 +12,7 @@ import pytest
 
 from batchrun.pricing import usd
 from batchrun.sim import FaultRates, SimSettings, simulator_process
+from batchrun.store import Store, database_url
 from tests.helpers import batchrun
 from tests.runharness import prompts, write_jobs
 
@@ -114,6 +115,9 @@ def under_reported_store(work: Path) -> Path:
             f"{first} THEN ? ELSE 0 END",
             ("MiniMax-M2.7", "MiniMax-M2.7", 720),  # SYSTEM's tokens, the shared prefix
         )
+    store = Store(database_url(str(db)))  # the results changed in SQL: their sums with them
+    store.rebuild_aggregates()
+    store.close()
     return db
 
 

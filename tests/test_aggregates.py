@@ -1,19 +1,21 @@
 """The per-batch aggregates (store/aggregates.py) always equal a recomputation from the results:
-after runs with retries, a resume, repricing, the migration's backfill, and two workers writing
-one PostgreSQL store at once."""
+after runs with retries, a resume, repricing, the migrations' backfills (0013, and 0015's
+expected cache sums), and two workers writing one PostgreSQL store at once."""
 
 from __future__ import annotations
 
+import calendar
 import threading
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from alembic import command
 from polars.testing import assert_frame_equal
 from sqlalchemy import create_engine
 
-from batchrun import analytics
+from batchrun import analytics, budgets
 from batchrun.catalog import load_catalog
 from batchrun.reprice import reprice
 from batchrun.sim import FaultRates, RunningSimulator
@@ -89,6 +91,21 @@ def assert_sums_frame_agrees(store: Store) -> None:
         analytics.cap_states(batches, whole),
         check_dtypes=False,
     )
+    for by in ("day", "model", "batch"):  # the cache-trust flag included
+        assert_frame_equal(
+            analytics.spend_from_sums(summed, by),
+            analytics.spend(whole, by),
+            check_dtypes=False,
+            check_column_order=False,
+        )
+    models = sorted(set(whole.get_column("model")))
+    chosen = [budgets.PeriodBudget(period=p, cap_nanos=10**6) for p in budgets.PERIODS]
+    chosen += [budgets.PeriodBudget(period="day", cap_nanos=10**6, model=m) for m in models]
+    for day in whole.get_column("day").drop_nulls().unique():  # each day a result was sent
+        now = calendar.timegm(day.timetuple()) + 600.0
+        assert_frame_equal(
+            budgets.budget_use(chosen, summed, now), budgets.budget_use(chosen, whole, now)
+        )
 
 
 def outcome(request_id: int, batch_id: str, cost: int | None, sent_at: float) -> Outcome:
@@ -150,5 +167,69 @@ def test_the_migration_backfills_a_store_that_had_results(store: Store, tmp_path
         assert reopened.upgrade is not None
         assert reopened.upgrade.before == "0012"
         assert assert_kept(reopened) == before
+    finally:
+        reopened.close()
+
+
+def expecting(request_id: int, batch_id: str) -> Outcome:
+    """A result with an expected cache read that varies with its id: known or not (stored
+    before batchrun kept it), none expected, or expected and reported (or not)."""
+    expected = (None, 0, 300, 700)[request_id % 4]
+    read = 300 if request_id % 3 == 0 else 0
+    return done(
+        request_id,
+        batch_id,
+        cost_nanos=None if request_id % 5 == 0 else 9,
+        sent_at=1800.0 * (request_id % 4),
+        expected_cache_tokens=expected,
+        cache_read_tokens=read,
+    )
+
+
+@pytest.mark.parametrize(
+    "store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_the_expected_cache_sums_equal_what_the_frame_gives(store: Store, tmp_path: Path) -> None:
+    plan = load(store, tmp_path, 60)
+    ids = [r.request_id for r in store.pending(plan.batch.id, M3, 0, 100)]
+    store.record([expecting(i, plan.batch.id) for i in ids])
+    kept = assert_kept(store)
+    batches = [b.as_dict() for b in store.list_batches()]
+    whole = analytics.requests_frame(*store.metric_rows(), batches)
+    expected = pl.col("expected_cache_tokens")
+    frame = whole.select(
+        (expected > 0).sum().alias("expected_cache_hits"),
+        ((expected > 0) & (pl.col("cache_read_tokens") == 0)).sum().alias("unreported_cache_hits"),
+        expected.count().alias("expected_known"),
+        expected.sum().alias("expected_cache_tokens"),
+    ).row(0, named=True)
+    summed = {name: sum(r[name] for r in kept) for name in frame}
+    assert summed == frame
+    assert 0 < frame["unreported_cache_hits"] < frame["expected_cache_hits"]
+    assert frame["expected_known"] < len(ids)  # some not known: counted apart from 0
+    assert_sums_frame_agrees(store)
+
+
+@pytest.mark.parametrize(
+    "store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_migration_0015_backfills_the_expected_cache_sums(store: Store, tmp_path: Path) -> None:
+    plan = load(store, tmp_path, 40)
+    ids = [r.request_id for r in store.pending(plan.batch.id, M3, 0, 100)]
+    store.record([expecting(i, plan.batch.id) for i in ids])
+    fresh = assert_kept(store)
+    assert sum(r["expected_cache_hits"] for r in fresh) > 0
+    store.close()
+    engine = create_engine(store.url)  # back to 0014 (the sums' columns dropped), then opened
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0014")
+    engine.dispose()
+    reopened = Store(store.url)
+    try:
+        assert reopened.upgrade is not None
+        assert reopened.upgrade.before == "0014"
+        assert assert_kept(reopened) == fresh
     finally:
         reopened.close()

@@ -129,25 +129,6 @@ def test_overview_counts_a_finished_batch_once_for_every_server(synthetic: str) 
         fresh.close()
 
 
-def test_spends_cache_flag_reads_a_finished_batchs_frame_once_for_every_server(
-    synthetic: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    keys = list(analytics.TRUST_KEYS)
-    whole = data.trust(synthetic).sort(keys)
-    assert whole.equals(analytics.trust_counts(data.requests(synthetic)).sort(keys))
-    files = list(framecache.cache_dir(synthetic).glob("*.trust.arrow"))
-    assert len(files) == 4  # one per finished batch, beside (not replacing) its frame
-    assert len(list(framecache.cache_dir(synthetic).glob("*.parquet"))) == 4
-    st.cache_resource.clear()  # a fresh server: the counts come from the files
-    st.cache_data.clear()
-
-    def no_frame(*_: object) -> pl.DataFrame:
-        raise AssertionError("a requests frame was read for the cache flag")
-
-    monkeypatch.setattr(data, "_batch_requests", no_frame)
-    assert data.trust(synthetic).sort(keys).equals(whole)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_reprice_makes_the_dashboard_read_the_new_costs(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from batchrun.dashboard import grid, tables
+from batchrun.dashboard import grid, tables, text
 from batchrun.dashboard.views import batch as batch_view
 from batchrun.store import Store, database_url
 from bench.synthetic_store import build
@@ -284,11 +284,71 @@ def test_grid_diff_of_two_models_answers(seeded: Path) -> None:
 
 
 def rate_this(app: AppTest, custom_id: str, model: str) -> None:
-    """Choose one answer in the grid's rating form (one form under the grid, for the answer
-    chosen in it)."""
-    app.selectbox(key="grid_rate_job").set_value(custom_id)
-    app.selectbox(key="grid_rate_model").set_value(model)
+    """Choose one answer in the whole-answer viewer under the grid (one rating form, for the
+    answer chosen there)."""
+    app.selectbox(key="grid_cell_job").set_value(custom_id)
+    app.selectbox(key="grid_cell_model").set_value(model)
     rerun(app)
+
+
+def test_one_viewer_under_the_grid_shows_the_chosen_answer_whole(seeded: Path) -> None:
+    app = choose(open_page(seeded, "outputs"), "demo")
+    demo = batch_id(seeded, "demo")
+    rows = db_rows(seeded, "SELECT custom_id, model, text FROM results WHERE batch_id = "
+                   f"'{demo}' ORDER BY length(text) DESC")  # fmt: skip
+    custom_id, model, longest = (str(v) for v in rows[0])
+    whole = grid.pretty(longest)[0]
+    assert len(whole) > grid.PREVIEW  # its cell shows it cut
+    assert not app.get("popover")  # no cell carries its whole text
+    before = [t.value for t in app.text].count(whole)  # "One job", further down, may show it
+    rate_this(app, custom_id, model)
+    shown_text = [t.value for t in app.text]
+    assert shown_text.count(whole) == before + 1  # and now the viewer
+    assert grid.preview(whole)[0] in shown_text  # and cut, in its cell
+    [(params,)] = db_rows(seeded, f"SELECT j.params FROM jobs j JOIN requests r ON r.job_id = "
+                          f"j.id WHERE r.batch_id = '{demo}' AND r.custom_id = '{custom_id}' "
+                          "LIMIT 1")  # fmt: skip
+    assert grid.prompt_text(orjson.loads(str(params))) in shown_text  # the whole prompt
+    for key, chosen in (("job", custom_id), ("model", model)):  # a default is left out
+        first = app.selectbox(key=f"grid_cell_{key}").options[0]
+        assert app.query_params.get(key) == (None if chosen == first else chosen)
+    [form] = {b.proto.form_id for b in app.button if b.proto.form_id.startswith("grid_rate_")}
+    [(rid,)] = db_rows(seeded, f"SELECT request_id FROM results WHERE batch_id = '{demo}' "
+                       f"AND custom_id = '{custom_id}' AND model = '{model}'")  # fmt: skip
+    assert form == f"grid_rate_{rid}"  # the form rates the answer shown
+    app.toggle(key="grid_rendered").set_value(True)
+    rerun(app)
+    drawn = [h.proto.body for h in app.get("html")]
+    assert text.rendered_html(whole) in drawn  # drawn whole (images and links as text)
+
+
+def test_the_viewer_opens_at_the_cell_the_address_names(seeded: Path) -> None:
+    graded = batch_id(seeded, "graded")
+    [(custom_id,)] = db_rows(seeded, f"SELECT max(custom_id) FROM requests WHERE batch_id = "
+                             f"'{graded}'")  # fmt: skip
+    model = MODELS[-1]
+    [(answer,)] = db_rows(seeded, f"SELECT text FROM results WHERE batch_id = '{graded}' AND "
+                          f"custom_id = '{custom_id}' AND model = '{model}'")  # fmt: skip
+    os.environ["BATCHRUN_DB"] = str(seeded)
+    app = AppTest.from_file(APP, default_timeout=60)
+    for key, value in {"page": "outputs", "batch": "graded", "job": custom_id,
+                       "model": model}.items():  # fmt: skip
+        app.query_params[key] = value
+    rerun(app)
+    assert app.selectbox(key="grid_cell_job").value == custom_id
+    assert app.selectbox(key="grid_cell_model").value == model
+    assert grid.pretty(str(answer))[0] in [t.value for t in app.text]
+    first = app.selectbox(key="grid_cell_job").options[0]
+    app.selectbox(key="grid_cell_job").set_value(first)
+    app.selectbox(key="grid_cell_model").set_value(sorted(MODELS)[0])
+    rerun(app)
+    assert "job" not in app.query_params  # the defaults: left out
+    assert "model" not in app.query_params
+    app.query_params["job"] = "no-such-job"  # a job not on the page: the first instead
+    fresh = AppTest.from_file(APP, default_timeout=60)
+    for key, value in {"page": "outputs", "batch": "graded", "job": "no-such-job"}.items():
+        fresh.query_params[key] = value
+    assert rerun(fresh).selectbox(key="grid_cell_job").value == first
 
 
 def test_rating_and_comment_are_stored_and_count_as_the_human_grade(seeded: Path) -> None:

@@ -19,10 +19,10 @@ from polars.testing import assert_frame_equal
 from streamlit.testing.v1 import AppTest
 
 from batchrun import analytics
-from batchrun.dashboard import charts, spend_chart, tables
+from batchrun.dashboard import charts, data, spend_chart, tables
 from batchrun.store import Store, database_url
 from bench.synthetic_store import build
-from tests.dashboardfixtures import under_reported_store
+from tests.dashboardfixtures import seeded_copy, under_reported_store
 from tests.helpers import db_rows
 from tests.test_dashboard import (  # noqa: F401 - fixture
     APP,
@@ -140,12 +140,12 @@ def test_the_unpriced_count_is_a_headline_of_its_own(capped: Path) -> None:
     assert headline["Spend"] == tables.money(priced)  # the count beside it, never cut
 
 
-def _chart_data(app: AppTest) -> list[dict[str, Any]]:
+def _chart_data(app: AppTest, title: str = "Spend per day by model") -> list[dict[str, Any]]:
     """Every row the page's Vega-Lite chart carries (its datasets, as sent to the browser)."""
     charts = app.get("vega_lite_chart")
     assert len(charts) == 1
     spec = json.loads(charts[0].proto.spec)
-    assert "Spend per day by model" in json.dumps(spec)
+    assert title in json.dumps(spec)
     rows: list[dict[str, Any]] = []
     for dataset in charts[0].proto.datasets:
         table = pa.ipc.open_stream(dataset.data.data).read_all()
@@ -461,11 +461,10 @@ def assert_spend_from_sums_agrees(db: Path) -> None:
     whole = analytics.requests_frame(*store.metric_rows(), batches)
     counts = {b["id"]: store.status_counts(b["id"]) for b in batches}
     summed = analytics.sums_frame(store.aggregate_rows(), counts, batches)
-    trust = analytics.trust_counts(whole)
     assert summed.height < whole.height
     for by in ("day", "model", "batch"):
         assert_frame_equal(
-            analytics.spend_from_sums(summed, trust, by),
+            analytics.spend_from_sums(summed, by),
             analytics.spend(whole, by),
             check_dtypes=False,
             check_column_order=False,
@@ -479,6 +478,12 @@ def assert_spend_from_sums_agrees(db: Path) -> None:
     assert_frame_equal(
         analytics.cap_states(batches, summed),
         analytics.cap_states(batches, whole),
+        check_dtypes=False,
+    )
+    metrics = analytics.model_metrics(whole)
+    assert_frame_equal(
+        analytics.model_sums(summed),
+        metrics.select(analytics.model_sums(summed).columns),
         check_dtypes=False,
     )
     from batchrun.dashboard.views import spend
@@ -495,3 +500,45 @@ def test_spend_figures_from_the_sums_equal_those_from_the_full_frame(
 ) -> None:
     assert_spend_from_sums_agrees(capped)  # stopped at a cap, an overrun, an unpriced model
     assert_spend_from_sums_agrees(under_reported_store(tmp_path))  # the cache flag raised
+
+
+def test_the_spend_page_reads_no_requests_frame(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every figure of the page (the headline, chart, tables and their cache flag, the caps, the
+    period budgets and the estimate against actual) comes from the writer's sums: a fresh
+    server over a million results reads a few hundred rows, not the results."""
+    db = seeded_copy(tmp_path_factory, "spend-no-frame")
+    budgets_toml = tmp_path / "budgets.toml"
+    budgets_toml.write_text(
+        '[[budget]]\nperiod = "day"\nusd = 1\n[[budget]]\nperiod = "month"\nusd = 2\n'
+        'model = "MiniMax-M2.7"\n'
+    )
+    monkeypatch.setenv("BATCHRUN_BUDGETS", str(budgets_toml))
+
+    def no_frame(*_: object) -> pl.DataFrame:
+        raise AssertionError("the Spend page read a requests frame")
+
+    monkeypatch.setattr(data, "_batch_requests", no_frame)
+    app = open_page(db, "spend")
+    bars = [bar.proto.text for bar in app.get("progress")]
+    assert any(bar.startswith("all models, today: ") for bar in bars)
+    assert any(bar.startswith("MiniMax-M2.7, this month") for bar in bars)
+    estimate = app.dataframe[-1].value
+    assert "cost expected" in estimate.columns
+    assert estimate["results"].sum() > 0
+    for by in ("model", "batch"):
+        app.segmented_control(key="spend_by").set_value(by)
+        assert "cache figures" in rerun(app).dataframe[0].value.columns
+
+
+def test_overviews_chart_carries_only_what_it_draws(capped: Path) -> None:
+    """The chart's rows go to the browser inside it: per hour, hundreds of rows, so no column it
+    does not draw (the running totals' unpriced counts, the cost in nano-dollars)."""
+    app = open_page(capped, "overview")
+    app.segmented_control(key="overview_every").set_value("hour")
+    rows = _chart_data(rerun(app), "Spend per hour by model")
+    assert {key for row in rows for key in row} == {"period", "model", "USD", "results"}
+    bars = [r for r in rows if r.get("results") is not None]  # the bars' rows (the line's lack it)
+    priced = scalar(capped, "select sum(cost_nanos) from results where simulated = 0")
+    assert round(sum(r["USD"] for r in bars) * 1e9) == priced

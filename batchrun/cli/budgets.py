@@ -3,7 +3,6 @@ all) against the spend of the period going on, as the dashboard's Spend page sho
 
 from __future__ import annotations
 
-import calendar
 import sys
 import time
 from collections.abc import Sequence
@@ -44,7 +43,7 @@ def budgets_command(
     """Budgets per UTC day and month, per model or for all: the spend of the period going on
     against each, and whether it passed its soft threshold (warn_at) or the budget. run, resume
     and worker stop at what is left of them, as at --max-cost."""
-    from batchrun.analytics import real, results_frame, simulated  # noqa: PLC0415
+    from batchrun.analytics import real, simulated, sums_frame  # noqa: PLC0415
 
     path = file or budgets.budgets_file()
     chosen = budgets.load_budgets(path)
@@ -55,9 +54,9 @@ def budgets_command(
         )
         return
     now = time.time()
-    month = budgets.period_start("month", now)
-    since = calendar.timegm(month.timetuple())  # the month's first UTC midnight
-    frame = results_frame(opt.open_store(db).result_rows(since=since))
+    store = opt.open_store(db)  # the per-batch sums (a few rows an hour), not every result
+    batches = [batch.as_dict() for batch in store.list_batches()]
+    frame = sums_frame(store.aggregate_rows(), {}, batches)
     billed = real(frame)
     is_real = billed.height > 0
     use = budgets.budget_use(chosen, billed if is_real else simulated(frame), now)

@@ -116,32 +116,6 @@ def _sums(url: str, versions: tuple[tuple[str, tuple[Any, ...]], ...]) -> pl.Dat
     return analytics.sums_frame(store(url).aggregate_rows(ids), counts, chosen)
 
 
-def trust(url: str, batch_ids: tuple[str, ...] | None = None) -> pl.DataFrame:
-    """analytics.trust_counts of some batches, or of all: what the cache-figures flag needs and
-    the store's aggregates do not keep. Worked out per batch version from its requests frame
-    (the one figure of the Spend page that still reads it) once, then kept in memory and, for a
-    finished batch, on disk beside its frame (framecache): a few rows per batch."""
-    chosen = [b for b in batches(url) if batch_ids is None or b["id"] in batch_ids]
-    return _trust(url, tuple((b["id"], _version(b)) for b in chosen))
-
-
-@st.cache_resource(ttl=KEEP, max_entries=16, show_spinner=False)
-def _trust(url: str, versions: tuple[tuple[str, tuple[Any, ...]], ...]) -> pl.DataFrame:
-    frames = [_batch_trust(url, batch_id, version) for batch_id, version in versions]
-    return pl.concat(frames) if frames else analytics.trust_counts(_joined(url, ()))
-
-
-@st.cache_resource(ttl=KEEP, max_entries=256, show_spinner=False)
-def _batch_trust(url: str, batch_id: str, version: tuple[Any, ...]) -> pl.DataFrame:
-    # A finished batch's counts kept on disk too (framecache): the frame is read once for them.
-    def read() -> pl.DataFrame:
-        return analytics.trust_counts(_batch_requests(url, batch_id, version))
-
-    if version[0] in RUNNING:
-        return read()
-    return framecache.cached_trust(framecache.cache_dir(url), batch_id, version, read)
-
-
 # A weak reference to the frame: a kept figure never keeps a million-row frame alive (a running
 # batch's frame is replaced every TTL seconds).
 _MEMO: OrderedDict[tuple[Any, ...], tuple[weakref.ref[pl.DataFrame], Any]] = OrderedDict()

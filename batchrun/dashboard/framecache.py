@@ -1,8 +1,7 @@
 """Finished batches' requests frames kept on disk as Parquet, so a fresh dashboard server reads a
 million results in a fraction of a second instead of scanning the store again; and their
 requests per model and status (a small JSON file), so a fresh server's Overview does not count a
-million requests either; and their cache-trust counts (a few rows), so its Spend page reads no
-frame at all.
+million requests either.
 
 One file per batch, version (its status, last change and this module's format) and kind, in a
 directory next to a SQLite store (``<file>.frames``) or, for any other database, in the user's
@@ -42,8 +41,7 @@ def cache_dir(url: str) -> Path:
 def file_for(
     directory: Path, batch_id: str, version: tuple[Any, ...], kind: str = "parquet"
 ) -> Path:
-    """The file of one batch at one version: its frame (``parquet``), its ``counts.json`` or its
-    ``trust.arrow``."""
+    """The file of one batch at one version: its frame (``parquet``) or its ``counts.json``."""
     stamp = hashlib.sha256(repr((FORMAT, *version)).encode()).hexdigest()[:16]
     return directory / f"{_safe(batch_id)}.{stamp}.{kind}"
 
@@ -71,17 +69,6 @@ def cached_counts(
     return _kept(
         path, read, _load_counts, lambda counts, out: out.write(json.dumps(counts).encode())
     )
-
-
-def cached_trust(
-    directory: Path, batch_id: str, version: tuple[Any, ...], read: Callable[[], pl.DataFrame]
-) -> pl.DataFrame:
-    """The batch's cache-trust counts (analytics.trust_counts: a few rows) from their file when
-    there is a good one, else ``read()``, then kept: the Spend page of a fresh server then reads
-    no requests frame. Arrow IPC, not Parquet, so that the frame's ``*.parquet`` files of the
-    batch and these never replace each other."""
-    path = file_for(directory, batch_id, version, "trust.arrow")
-    return _kept(path, read, pl.read_ipc, lambda f, out: f.write_ipc(out))
 
 
 def _load_counts(path: Path) -> Counts:

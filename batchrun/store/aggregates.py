@@ -1,13 +1,14 @@
-"""Per-batch aggregates: the results' counts, tokens and cost sums per (batch, model, UTC hour,
-origin), kept in the transaction that writes or reprices the results (``batch_aggregates``).
+"""Per-batch aggregates: the results' counts, tokens, cost sums and expected prompt-cache reads
+per (batch, model, UTC hour, origin), kept in the transaction that writes or reprices the
+results (``batch_aggregates``).
 
 Whatever adds results calls ``add`` with their rows; whatever changes their costs calls
 ``replace`` with the rows before and after. Both turn the rows into per-group increments and
 apply them as one UPSERT per group (``x = x + excluded.x``), so concurrent writers (teams
 workers on one PostgreSQL store) never lose each other's updates; groups are written in key
 order, so two writers never wait on each other in a cycle. ``recomputed`` is the same sums
-worked out from the results table (``rebuild``'s query, and the tests' reference; migration 0013
-keeps its own frozen copy).
+worked out from the results table (``rebuild``'s query, and the tests' reference; migrations 0013
+and 0015 keep their own frozen copies).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def figures(row: Mapping[str, Any]) -> dict[str, int]:
     write = row.get("cache_write_cost_nanos")
     output = int(row["output_tokens"])
     both = cost is not None and uncached is not None
+    expected = row.get("expected_cache_tokens")  # None: stored before batchrun kept it
+    hit = expected is not None and expected > 0
     return {
         "results": 1,
         "input_tokens": int(row["input_tokens"]),
@@ -54,6 +57,10 @@ def figures(row: Mapping[str, Any]) -> dict[str, int]:
         "cache_write_cost_nanos": int(write or 0),
         "saving_known": int(both),
         "cache_saving_nanos": int(uncached) - int(cost) if both else 0,  # type: ignore[arg-type]
+        "expected_cache_hits": int(hit),
+        "unreported_cache_hits": int(hit and row["cache_read_tokens"] == 0),
+        "expected_known": int(expected is not None),
+        "expected_cache_tokens": int(expected or 0),
     }
 
 
@@ -127,6 +134,8 @@ def recomputed(dialect: str, batch_ids: Sequence[str] | None = None) -> Select[A
     cost = results.c.cost_nanos
     uncached = results.c.uncached_cost_nanos
     write = results.c.cache_write_cost_nanos
+    expected = results.c.expected_cache_tokens
+    hit = expected > 0  # NULL (not known) counts as not expected
     hour = hour_column(dialect).label("hour")
 
     def total(value: Any) -> ColumnElement[int]:
@@ -150,6 +159,12 @@ def recomputed(dialect: str, batch_ids: Sequence[str] | None = None) -> Select[A
         total(write).label("cache_write_cost_nanos"),
         func.count(uncached - cost).label("saving_known"),
         total(uncached - cost).label("cache_saving_nanos"),
+        total(case((hit, 1), else_=0)).label("expected_cache_hits"),
+        total(case((hit & (results.c.cache_read_tokens == 0), 1), else_=0)).label(
+            "unreported_cache_hits"
+        ),
+        func.count(expected).label("expected_known"),
+        total(expected).label("expected_cache_tokens"),
     ).group_by(results.c.batch_id, results.c.model, hour, results.c.simulated)
     if batch_ids is not None:
         query = query.where(results.c.batch_id.in_(list(batch_ids)))

@@ -24,7 +24,7 @@ from batchrun.store.database import redact_url
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD_REVISION = "0014"  # the newest file in migrations/versions: move it with every new one
+HEAD_REVISION = "0015"  # the newest file in migrations/versions: move it with every new one
 _VERSION_TABLE = "alembic_version"
 _READ_VERSION = text("SELECT version_num FROM alembic_version")
 _CREATE_LOCK = 7219034451  # the advisory lock PostgreSQL openers take while migrating

@@ -43,6 +43,7 @@ _FIGURES = (
     results.c.cost_nanos,
     results.c.uncached_cost_nanos,
     results.c.cache_write_cost_nanos,
+    results.c.expected_cache_tokens,
 )  # what the aggregates sum
 
 

@@ -243,6 +243,13 @@ batch_aggregates = Table(
     Column("cache_write_cost_nanos", BigInteger, nullable=False),
     Column("saving_known", BigInteger, nullable=False),  # with both cost and uncached cost
     Column("cache_saving_nanos", BigInteger, nullable=False),  # uncached - cost over those
+    # The prompt-cache reads batchrun expected (migration 0015): results expected to read from
+    # the cache, those of them that reported no read (analytics.cache_trust_note's two counts),
+    # and the expected cache-read tokens over the results that have the figure.
+    Column("expected_cache_hits", BigInteger, nullable=False, server_default="0"),
+    Column("unreported_cache_hits", BigInteger, nullable=False, server_default="0"),
+    Column("expected_known", BigInteger, nullable=False, server_default="0"),
+    Column("expected_cache_tokens", BigInteger, nullable=False, server_default="0"),
 )
 
 grades = Table(

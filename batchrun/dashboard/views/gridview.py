@@ -1,9 +1,11 @@
 """The Outputs grid: jobs as rows, models as columns, one page of jobs at a time.
 
-Each cell: the answer (cut, the whole of it in a "Whole answer" popover; raw, or rendered through
-``text.rendered_html``; JSON pretty-printed), its verdicts, tokens, latency, TTFT, tps and cost.
-The filters and the search pick jobs over the whole batch (polars over the cached frames, a
-grouped SQL read, a paged search); the answers' text is read only for the page shown.
+Each cell: the start of the answer (raw, or rendered through ``text.rendered_html``; JSON
+pretty-printed), its verdicts, tokens, latency, TTFT, tps and cost. Under the grid, one viewer
+shows the cell chosen in it whole (its prompt and answer, or its error) with the form to rate
+it: one popover per cell was a fifth of the page's elements. The filters and the search pick
+jobs over the whole batch (polars over the cached frames, a grouped SQL read, a paged search);
+the answers' text is read only for the page shown.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ URL = {
     "grid_size": "per",
     "grid_page": "at",
     "grid_rendered": "md",
+    "grid_cell_job": "job",
+    "grid_cell_model": "model",
 }
 SLUGS = {
     grid.FAILED: "failed",
@@ -60,6 +64,9 @@ def _from_url() -> None:
     at = asked.get("at", "")
     if at.isdigit() and int(at) >= 1:
         state["grid_page"] = int(at)
+    for key in ("grid_cell_job", "grid_cell_model"):  # kept if on the page (``_chosen_cell``)
+        if asked.get(URL[key]):
+            state[key] = asked[URL[key]]
 
 
 def _to_url(batch: dict[str, Any]) -> None:
@@ -73,6 +80,7 @@ def _to_url(batch: dict[str, Any]) -> None:
         "only": ",".join(SLUGS[f] for f in state.get("grid_filters") or []),
         "per": "" if state.get("grid_size", 25) == 25 else str(state.get("grid_size")),
         "at": "" if state.get("grid_page", 1) == 1 else str(state.get("grid_page")),
+        **_cell_in_url(),
     }
     for name, value in wanted.items():
         if value and st.query_params.get(name) != value:
@@ -132,8 +140,8 @@ def _grid(source: data.Source, batch: dict[str, Any]) -> None:
     graded = graded.filter(pl.col("request_id").is_in(ids))  # once, not per cell
     rater = _Rater(source.url, batch["id"], [a["request_id"] for a in answers])
     _draw(page.custom_ids, models, answers, figures, graded, rendered, rater)
+    _whole(page.custom_ids, models, answers, figures, rendered, rater)
     _diff(page.custom_ids, models, answers)
-    rater.chooser(page.custom_ids, models, answers)
 
 
 def _chosen_jobs(
@@ -184,11 +192,12 @@ def _draw(  # noqa: PLR0917 (the page's parts, each named)
     for column, model in zip(header[1:], models, strict=True):
         column.markdown(f"**{shown(model)}**")
     for custom_id in custom_ids:
-        st.divider()
-        row = st.columns(widths)
+        # A bordered box per job, not a divider between jobs: a box is a layout block, a
+        # divider one more element for the browser to draw (25 on a page of 25 jobs).
+        row = st.container(border=True).columns(widths)
         with row[0]:
             st.markdown(shown(custom_id))
-            _long_text(grid.prompt_text(prompts.get(custom_id) or {}), "Whole prompt")
+            st.text(grid.preview(grid.prompt_text(prompts.get(custom_id) or {}))[0])
         for column, model in zip(row[1:], models, strict=True):
             with column:
                 answer = cells.get((custom_id, model))
@@ -206,7 +215,7 @@ def _cell(
         kind = answer["error_type"] or answer["status"]
         st.markdown(f":red[**{shown(answer['status'])}**] · {shown(kind)}")
         if answer["error_message"]:
-            _long_text(answer["error_message"], "Whole error")
+            st.text(grid.preview(answer["error_message"])[0])
         return
     verdicts = graded.filter(pl.col("request_id") == answer["request_id"]).sort("grader")
     marks = [
@@ -217,19 +226,87 @@ def _cell(
     if marks:
         st.markdown(" · ".join(marks))
     st.caption(_figure_line(figures))
+    _answer_text(answer, rendered, whole=False)
+
+
+def _answer_text(answer: dict[str, Any], rendered: bool, *, whole: bool) -> None:
+    """An answer's text: pretty-printed when JSON, its Markdown drawn when ``rendered`` (never
+    loading an image or a link), cut to a preview unless ``whole``."""
     text, is_json = grid.pretty(answer["text"] or "")
     if not text:
         st.caption("(no text)")
-    elif rendered and not is_json:
-        cut, more = grid.preview(text)
-        st.html(rendered_html(cut))
-        if more:
-            with st.popover("Whole answer"):
-                st.html(rendered_html(text))
-    else:
-        if is_json:
-            st.caption("JSON, pretty-printed")
-        _long_text(text, "Whole answer")
+        return
+    shown_text = text if whole else grid.preview(text)[0]
+    if rendered and not is_json:
+        st.html(rendered_html(shown_text))
+        return
+    if is_json:
+        st.caption("JSON, pretty-printed")
+    st.text(shown_text)
+
+
+def _whole(  # noqa: PLR0917 (the page's parts, each named)
+    custom_ids: list[str],
+    models: list[str],
+    answers: list[dict[str, Any]],
+    figures: dict[int, dict[str, Any]],
+    rendered: bool,
+    rater: _Rater,
+) -> None:
+    """One cell of the page, chosen by job and model, whole: its prompt beside its answer (or
+    error), as plain text or with the grid's Markdown drawn; then the form to rate it."""
+    st.divider()
+    st.subheader("Whole answer")
+    st.caption(
+        f"The grid's cells show the first {grid.PREVIEW} characters (cut with …). Choose a job "
+        "and a model of this page to read its prompt and answer whole, and to rate or comment "
+        "the answer."
+    )
+    job_column, model_column = st.columns(2)
+    _keep_choice("grid_cell_job", custom_ids)
+    _keep_choice("grid_cell_model", models)
+    custom_id = job_column.selectbox("Job", custom_ids, key="grid_cell_job") or custom_ids[0]
+    model = model_column.selectbox("Model", models, key="grid_cell_model") or models[0]
+    st.session_state["grid_cell_first"] = (custom_ids[0], models[0])  # left out of the address
+    cells = {(a["custom_id"], a["model"]): a for a in answers}
+    answer = cells.get((custom_id, model))
+    if answer is None:
+        st.caption(f"{shown(model)} was not asked this job.")
+        return
+    prompt_column, answer_column = st.columns(2)
+    with prompt_column:
+        st.markdown("**Prompt**")
+        st.text(grid.prompt_text(answer["params"] or {}))
+    with answer_column:
+        st.markdown(f"**{shown(model)}**")
+        if answer["status"] != RequestStatus.SUCCEEDED:
+            kind = answer["error_type"] or answer["status"]
+            st.markdown(f":red[**{shown(answer['status'])}**] · {shown(kind)}")
+            st.text(answer["error_message"] or "(no error message)")
+            return
+        st.caption(_figure_line(figures.get(answer["request_id"], {})))
+        _answer_text(answer, rendered, whole=True)
+    st.markdown("**Rate or comment this answer** (a rating counts as the *human* grade)")
+    rater.form(answer["request_id"])
+
+
+def _keep_choice(key: str, options: list[str]) -> None:
+    """Forget a chosen job or model that is not on this page (another page, a filter, the
+    address): the selectbox then starts at the first."""
+    if st.session_state.get(key) not in options:
+        st.session_state.pop(key, None)
+
+
+def _cell_in_url() -> dict[str, str]:
+    """The whole-answer viewer's job and model for the address; each left out at its default
+    (the page's first)."""
+    state = st.session_state
+    first = state.get("grid_cell_first") or (None, None)
+    job, model = state.get("grid_cell_job"), state.get("grid_cell_model")
+    return {
+        "job": job if job and job != first[0] else "",
+        "model": model if model and model != first[1] else "",
+    }
 
 
 RATINGS = {"no rating": None, "good": 1, "bad": -1}
@@ -250,27 +327,6 @@ class _Rater:
         if rated and rated["comment"]:
             st.caption("comment:")
             st.text(rated["comment"])
-
-    def chooser(
-        self, custom_ids: list[str], models: list[str], answers: list[dict[str, Any]]
-    ) -> None:
-        """One form under the grid for the answer chosen in it: a form in every cell was most
-        of the page (thirty forms of four widgets each on a page of ten jobs), and the browser
-        drew them all before anything else."""
-        rateable = {
-            (a["custom_id"], a["model"]): a["request_id"]
-            for a in answers
-            if a["status"] == RequestStatus.SUCCEEDED
-        }
-        if not rateable:
-            return
-        st.subheader("Rate or comment an answer")
-        job_column, model_column = st.columns(2)
-        jobs = [c for c in custom_ids if any((c, m) in rateable for m in models)]
-        custom_id = job_column.selectbox("Job", jobs, key="grid_rate_job") or jobs[0]
-        answered = [m for m in models if (custom_id, m) in rateable]
-        model = model_column.selectbox("Model", answered, key="grid_rate_model") or answered[0]
-        self.form(rateable[(custom_id, model)])
 
     def form(self, request_id: int) -> None:
         """A form to change one answer's rating and comment."""
@@ -307,17 +363,6 @@ def _figure_line(figures: dict[str, Any]) -> str:
             tables.money(figures.get("cost_nanos")),
         )
     )
-
-
-def _long_text(text: str, label: str) -> None:
-    """Plain text, cut to a preview with the whole of it in a popover when long."""
-    cut, more = grid.preview(text)
-    st.text(cut)
-    if more:
-        # A popover, not an expander: its text is put on the page only when opened, so a long
-        # page of cells stays light (and the browser's find sees only what is shown).
-        with st.popover(label):
-            st.text(text)
 
 
 def _diff(custom_ids: list[str], models: list[str], answers: list[dict[str, Any]]) -> None:

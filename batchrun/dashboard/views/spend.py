@@ -17,9 +17,9 @@ from batchrun.exceptions import ConfigError
 
 
 def render(source: data.Source) -> None:
-    """The spend page, from the per-batch sums (data.sums: a few hundred rows whatever the
-    results). Only the cache-figures flag (data.trust), a budgets file's periods and the chosen
-    batch's estimate read the requests frame: the sums do not keep what those need."""
+    """The spend page, from the per-batch sums alone (data.sums: a few hundred rows whatever the
+    results, kept by the writer): the headline, the chart, the tables and their cache flag, the
+    caps, the period budgets and the estimate against actual read no requests frame."""
     st.title("Spend")
     sums = data.sums(source.url)
     simulated_notice(sums)
@@ -32,25 +32,20 @@ def render(source: data.Source) -> None:
             "once a price is added."
         )
     chosen = _in_range(sums)
-    trust = _in_days(data.trust(source.url), chosen)
-    per_model = analytics.spend_from_sums(chosen, trust, "model")  # the totals and warnings
+    per_model = data.memo(analytics.spend_from_sums, chosen, "model")  # totals and warnings
     _totals(per_model)
     tables.cache_warnings(per_model)
     _chart(chosen)
     by = st.segmented_control("By", ["day", "model", "batch"], default="day", key="spend_by")
-    table = per_model if by == "model" else analytics.spend_from_sums(chosen, trust, by or "day")
+    table = (
+        per_model if by == "model" else data.memo(analytics.spend_from_sums, chosen, by or "day")
+    )
     st.dataframe(_spend_table(table, by or "day"), hide_index=True, column_config=_SPEND_CONFIG)
     st.caption(analytics.DEFINITIONS["cost"] + " Days are UTC, by the time a request was sent.")
     st.caption(tables.cache_captions())
     _budgets(batches, sums)  # a cap counts a batch's whole spend, not the range's
-    _period_budgets(source)
+    _period_budgets(sums)
     _estimate(source, batches)
-
-
-def _in_days(trust: pl.DataFrame, chosen: pl.DataFrame) -> pl.DataFrame:
-    """The trust counts of the days the chosen sums cover (the "Sent between" range)."""
-    days = chosen.get_column("day").drop_nulls().unique()
-    return trust.filter(pl.col("day").is_in(days.to_list()))
 
 
 def _in_range(frame: pl.DataFrame) -> pl.DataFrame:
@@ -233,9 +228,9 @@ def _budgets(batches: list[dict[str, Any]], frame: pl.DataFrame) -> None:
     )
 
 
-def _period_budgets(source: data.Source) -> None:
-    """The budgets per UTC day and month, per model or all, from the budgets file (read from
-    the requests frame, and only when there is such a file: budgets.budget_use sums results)."""
+def _period_budgets(sums: pl.DataFrame) -> None:
+    """The budgets per UTC day and month, per model or all, from the budgets file, against the
+    sums of every batch (a day's or a month's budget: not the "Sent between" range's)."""
     st.subheader("Budgets per day and month")
     path = budgets.budgets_file()
     try:
@@ -250,10 +245,9 @@ def _period_budgets(source: data.Source) -> None:
             "`warn_at`; set $BATCHRUN_BUDGETS to use another file)."
         )
         return
-    frame = data.requests(source.url)  # a day's or a month's budget: not the range's
-    real = analytics.real(frame)
-    is_real = real.filter(pl.col("sent_at").is_not_null()).height > 0
-    use = budgets.budget_use(chosen, real if is_real else analytics.simulated(frame), time.time())
+    is_real = data.memo(_has_real, sums)
+    spend = analytics.real(sums) if is_real else analytics.simulated(sums)
+    use = budgets.budget_use(chosen, spend, time.time())
     for row in use.iter_rows(named=True):
         text = budget_line(row) + ("" if is_real else " (simulated cost, not billed)")
         if row["state"] == "over":
@@ -292,7 +286,7 @@ def _estimate(source: data.Source, batches: list[dict[str, Any]]) -> None:
             "with --yes and no pre-check)."
         )
         return
-    metrics = data.memo(analytics.model_metrics, data.requests(source.url, (batch["id"],)))
+    metrics = data.memo(analytics.model_sums, data.sums(source.url, (batch["id"],)))
     prompts = dict(metrics.select("model", "prompt_tokens").iter_rows())
     compared = analytics.estimate_vs_actual(estimates, metrics)
     rows = [
