@@ -232,13 +232,13 @@ def shared_limiters(
     made = make_limiters(limits)
     pools: dict[str, PoolLimiter] = {}
     for model, limiter in made.items():
-        _share(store, limiter, model)
+        _use_shared_pacers(store, limiter, model)
         if owner is not None:
             limiter.slots = SharedSlots(store, model, owner, limiter.settings.concurrency)
         pools.update((pool.settings.name, pool) for pool in limiter.pools)
     for name, pool in pools.items():
         # "pool:" keeps a pool's rows apart from a model's of the same name.
-        _share(store, pool, f"pool:{name}")
+        _use_shared_pacers(store, pool, f"pool:{name}")
     return made
 
 
@@ -255,7 +255,7 @@ async def close_limiters(limiters: Mapping[str, ModelLimiter]) -> None:
                 await pacer.close()
 
 
-def _share(store: Store, gate: RateGate, key: str) -> None:
+def _use_shared_pacers(store: Store, gate: RateGate, key: str) -> None:
     """Swap the gate's pacers for rows ``rpm:<key>`` and ``tpm:<key>`` of the pacers table."""
     if gate.requests is not None:
         gate.requests = SharedPacer(store, f"rpm:{key}", gate.requests.rate_per_s)
