@@ -26,7 +26,7 @@ from batchrun.teams.shared import ModelLedger, SharedBudget
 from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, store_url
 from tests.helpers import KEY, batchrun
 from tests.runharness import prompts, write_jobs
-from tests.test_teams import load
+from tests.test_teams import done, load
 from tests.test_teams_workers import Workers, count, submit
 
 __all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
@@ -47,7 +47,7 @@ def _held(
     store: Store, batch_id: str, owner: str, room: BudgetRoom
 ) -> tuple[ModelLedger, ModelBudget]:
     """What one sender of the batch makes of the room: its ledger and M3's budget."""
-    ledger = ModelLedger(store, batch_id, owner)
+    ledger = ModelLedger(store, batch_id, owner, simulated=True)
     return ledger, model_budgets(ledger.share([room]))[M3]
 
 
@@ -101,6 +101,29 @@ def test_a_sender_writes_what_it_spent_before_its_holds_are_freed(
     _, later = _held(store, batch.id, "w2", _room(1000))
     assert later.held._try(551) == (False, 0)
     assert later.held._try(550) == (True, 0)
+
+
+def _store_answer(store: Store, batch_id: str, cost_nanos: int) -> None:
+    """An answer of M3 stored as a result (as the writer does), costing ``cost_nanos``."""
+    (item, *_) = store.pending(batch_id, M3, 0, 10)
+    store.record([done(item.request_id, batch_id, cost_nanos=cost_nanos, sent_at=time.time())])
+
+
+@BOTH
+def test_a_later_sender_sets_the_cap_the_first_did_whatever_was_stored_meanwhile(
+    store: Store, tmp_path: Path
+) -> None:
+    batch = load(store, tmp_path, 2).batch
+    rooms_read = _room(1000)  # the period's spend read before the first answer was stored
+    _held(store, batch.id, "w1", rooms_read)
+    _store_answer(store, batch.id, 300)
+    # A second sender whose rooms were read just before that answer was stored, and which
+    # opens the row just after: the cap must stay 1,000 (the spend and what is left are read
+    # together), not 300 stored + 1,000 left.
+    _, later = _held(store, batch.id, "w2", rooms_read)
+    assert _row(store) == (1000, 300, 0)
+    assert later.held._try(701) == (False, 0)
+    assert later.held._try(700) == (True, 0)
 
 
 def test_a_room_without_held_by_holds_its_models_budget_in_memory() -> None:

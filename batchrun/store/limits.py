@@ -25,6 +25,8 @@ from sqlalchemy import (
     Connection,
     Float,
     Table,
+    and_,
+    case,
     func,
     insert,
     literal,
@@ -39,6 +41,7 @@ from batchrun.store.tables import (
     model_budget_holds,
     model_budgets,
     pacers,
+    results,
     slot_holds,
     slots,
 )
@@ -179,6 +182,16 @@ def free_slots(connection: Connection, owner: str) -> None:
 Key = Mapping[str, str]  # a budget's row: {"batch_id": ...}, and "model" for a model's
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeriodCap:
+    """A model's cap within a batch that a period budget of its own sets: the budget's cap,
+    the epoch second its period began, and the kind of spend it counts (simulated or real)."""
+
+    budget_nanos: int
+    since: float
+    simulated: bool
+
+
 class Budgets:
     """A budgets table and its holds table: a cap, and each worker's reservations of it.
 
@@ -195,22 +208,36 @@ class Budgets:
     def open(self, key: Key, *, cap_nanos: int, spent_nanos: int) -> None:
         """Make the budget's row if it has none, and set its cap (and its spend to at least
         ``spent_nanos``)."""
-        row = {**key, "spent_nanos": spent_nanos, "reserved_nanos": 0}
         with self.database.begin() as connection:
-            connection.execute(
-                self.database.insert_ignore(self.table).values(cap_nanos=cap_nanos, **row)
+            self._open(connection, key, cap_nanos, spent_nanos)
+
+    def open_period(self, key: Key, period: PeriodCap) -> tuple[int, int]:
+        """Open a model's row (key ``batch_id`` and ``model``) at the cap its period budget
+        leaves: the batch's spend on the model plus what is left of the budget, both read in
+        this transaction, so that every sender sets the same cap whenever it starts; (the cap,
+        the batch's spend on the model)."""
+        with self.database.begin() as connection:
+            spent, period_spent = _model_spend(connection, key, period)
+            cap = spent + max(0, period.budget_nanos - period_spent)
+            self._open(connection, key, cap, spent)
+        return cap, spent
+
+    def _open(self, connection: Connection, key: Key, cap_nanos: int, spent_nanos: int) -> None:
+        row = {**key, "spent_nanos": spent_nanos, "reserved_nanos": 0}
+        connection.execute(
+            self.database.insert_ignore(self.table).values(cap_nanos=cap_nanos, **row)
+        )
+        # Never below the spend stored with the results (a settle that could not be written,
+        # a run from before the shared budget): the cap counts all of it.
+        spent = self.table.c.spent_nanos
+        connection.execute(
+            update(self.table)
+            .where(*_match(self.table, key))
+            .values(
+                cap_nanos=cap_nanos,
+                spent_nanos=self.database.greatest(spent, literal(spent_nanos)),
             )
-            # Never below the spend stored with the results (a settle that could not be written,
-            # a run from before the shared budget): the cap counts all of it.
-            spent = self.table.c.spent_nanos
-            connection.execute(
-                update(self.table)
-                .where(*_match(self.table, key))
-                .values(
-                    cap_nanos=cap_nanos,
-                    spent_nanos=self.database.greatest(spent, literal(spent_nanos)),
-                )
-            )
+        )
 
     def reserve(self, key: Key, owner: str, nanos: int) -> tuple[bool, int]:
         """One atomic reservation; (whether it fitted, the reservations in flight if not)."""
@@ -278,6 +305,21 @@ def free_holds(connection: Connection, owner: str) -> None:
                 .values(reserved_nanos=table.c.reserved_nanos - nanos)
             )
         connection.execute(holds.delete().where(holds.c.worker_id == owner))
+
+
+def _model_spend(connection: Connection, key: Key, period: PeriodCap) -> tuple[int, int]:
+    """The batch's spend on the model, and the period's on it (every batch, of the kind the
+    budget counts), in one statement: one snapshot, so a result committed meanwhile is in
+    both or in neither."""
+    cost = results.c.cost_nanos
+    in_period = and_(results.c.sent_at >= period.since, results.c.simulated == period.simulated)
+    batch, spent = connection.execute(
+        select(
+            func.coalesce(func.sum(case((results.c.batch_id == key["batch_id"], cost))), 0),
+            func.coalesce(func.sum(case((in_period, cost))), 0),
+        ).where(results.c.model == key["model"])
+    ).one()
+    return int(batch), int(spent)
 
 
 def _match(table: Table, key: Key) -> list[ColumnElement[bool]]:
