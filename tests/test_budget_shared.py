@@ -8,11 +8,12 @@ spent is written before it signs off. (Real SQLite files and the real PostgreSQL
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from batchrun.budgets import PeriodBudget
 from batchrun.run.budget import BudgetRoom, ModelBudget, model_budgets
@@ -124,6 +125,78 @@ def test_a_later_sender_sets_the_cap_the_first_did_whatever_was_stored_meanwhile
     assert _row(store) == (1000, 300, 0)
     assert later.held._try(701) == (False, 0)
     assert later.held._try(700) == (True, 0)
+
+
+@BOTH
+def test_a_dead_senders_stored_answers_count_in_the_spend_once_its_holds_are_freed(
+    store: Store, tmp_path: Path
+) -> None:
+    batch = load(store, tmp_path, 2).batch
+    for owner in ("w1", "w2"):
+        claims.register(store, owner)
+    _, first = _held(store, batch.id, "w1", _room(1000))
+    _, second = _held(store, batch.id, "w2", _room(1000))
+    assert first.held._try(600) == (True, 0)
+    _store_answer(store, batch.id, 450)  # w1's answer is stored; w1 dies before settling it
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(workers).where(workers.c.id == "w1").values(heartbeat_at=time.time() - 100)
+        )
+    assert claims.reap(store, dead_after=60) == ["w1"]
+    assert _row(store) == (1000, 450, 0)  # its 600 freed, its 450 spent kept
+    assert second.held._try(600) == (False, 0)  # 450 + 600 would pass the cap
+    assert second.held._try(550) == (True, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_freeing_a_senders_holds_beside_its_reservation_does_not_deadlock(
+    store: Store, tmp_path: Path
+) -> None:
+    batch = load(store, tmp_path, 2).batch
+    claims.register(store, "w1")
+    _, budget = _held(store, batch.id, "w1", _room(1000))
+    assert budget.held._try(100) == (True, 0)  # w1 holds 100
+    key = {"batch_id": batch.id, "model": M3}
+    failed: list[BaseException] = []
+
+    def forget() -> None:
+        try:
+            store.claims.forget("w1", died=True)
+        except BaseException as exc:  # the thread reports what it met to the test
+            failed.append(exc)
+
+    # w1 reserves 200 more as its row is reaped: the reservation's first statement (the budget
+    # row's UPDATE, as Budgets.reserve runs it) before the reap, its second (the hold) after.
+    with store.engine.begin() as connection:
+        row = model_budget_rows.c
+        connection.execute(
+            update(model_budget_rows)
+            .where(row.batch_id == batch.id, row.model == M3)
+            .values(reserved_nanos=row.reserved_nanos + 200)
+        )
+        reaper = threading.Thread(target=forget)
+        reaper.start()
+        _wait_for_a_lock_wait(store)
+        store.model_budgets._hold(connection, key, "w1", 200)
+    reaper.join(timeout=30)
+    assert not reaper.is_alive()
+    assert failed == []  # no DeadlockDetected in the reaper
+    # The reap came after the reservation: it freed both (100 + 200), nothing held is left.
+    assert _row(store) == (1000, 0, 0)
+
+
+def _wait_for_a_lock_wait(store: Store) -> None:
+    """Until another session of this database waits for a lock (the reaper, on w1's rows)."""
+    waiting = text(
+        "select count(*) from pg_stat_activity where datname = current_database() "
+        "and wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 30
+    with store.engine.connect() as connection:
+        while connection.execute(waiting).scalar_one() == 0:
+            assert time.monotonic() < deadline, "the reaper never waited for w1's rows"
+            time.sleep(0.01)
 
 
 def test_a_room_without_held_by_holds_its_models_budget_in_memory() -> None:

@@ -166,17 +166,21 @@ def _hold_slot(connection: Connection, owner: str, name: str, change: int) -> No
 
 
 def free_slots(connection: Connection, owner: str) -> None:
-    """Give a dead or leaving worker's calls in flight back to their rows, and drop its holds."""
-    holds = connection.execute(
-        select(slot_holds.c.name, slot_holds.c.slots)
-        .where(slot_holds.c.worker_id == owner)
-        .with_for_update()
-    ).all()
-    for name, held in holds:
+    """Give a dead or leaving worker's calls in flight back to their rows, and drop its holds
+    (each slots row locked before its hold, as take_slot and give_slot lock them)."""
+    names = connection.execute(
+        select(slot_holds.c.name).where(slot_holds.c.worker_id == owner).order_by(slot_holds.c.name)
+    ).scalars()
+    for name in list(names):
+        connection.execute(select(slots.c.in_flight).where(slots.c.name == name).with_for_update())
+        mine = (slot_holds.c.worker_id == owner, slot_holds.c.name == name)
+        held = connection.execute(select(slot_holds.c.slots).where(*mine)).scalar_one_or_none()
+        if held is None:
+            continue
         connection.execute(
             update(slots).where(slots.c.name == name).values(in_flight=slots.c.in_flight - held)
         )
-    connection.execute(slot_holds.delete().where(slot_holds.c.worker_id == owner))
+        connection.execute(slot_holds.delete().where(*mine))
 
 
 Key = Mapping[str, str]  # a budget's row: {"batch_id": ...}, and "model" for a model's
@@ -289,22 +293,49 @@ class Budgets:
 HOLDS: Mapping[Table, Table] = {budgets: budget_holds, model_budgets: model_budget_holds}
 
 
-def free_holds(connection: Connection, owner: str) -> None:
-    """Give a worker's holds back to the budgets they are on (it stopped, or died)."""
+def free_holds(connection: Connection, owner: str, *, died: bool = False) -> None:
+    """Give a worker's holds back to the budgets they are on (it stopped, or ``died``).
+
+    A dead worker may have had answers stored whose cost it never settled on the row: then
+    each budget's spend is raised to at least what the results say (as ``open`` does), so
+    that the others cannot reserve it again. (That can count twice a live worker's stored but
+    unsettled answers: the budget is held tighter, never passed.) Each budget row is locked
+    before its hold, in the order ``reserve`` and ``settle`` lock them, so that freeing a
+    worker's holds beside its live reservations cannot deadlock on PostgreSQL.
+    """
     for table, holds in HOLDS.items():
-        keys = [c.name for c in holds.primary_key.columns if c.name != "worker_id"]
+        names = [c.name for c in holds.primary_key.columns if c.name != "worker_id"]
         found = connection.execute(
-            select(*(holds.c[k] for k in keys), holds.c.nanos)
+            select(*(holds.c[name] for name in names))
             .where(holds.c.worker_id == owner)
-            .with_for_update()
+            .order_by(*(holds.c[name] for name in names))
         ).all()
-        for *values, nanos in found:
-            connection.execute(
-                update(table)
-                .where(*_match(table, dict(zip(keys, values, strict=True))))
-                .values(reserved_nanos=table.c.reserved_nanos - nanos)
-            )
-        connection.execute(holds.delete().where(holds.c.worker_id == owner))
+        for values in found:
+            key = dict(zip(names, values, strict=True))
+            _free_hold(connection, table, key, owner, died=died)
+
+
+def _free_hold(connection: Connection, table: Table, key: Key, owner: str, *, died: bool) -> None:
+    """Give one hold back to its budget row, the row locked first."""
+    holds = HOLDS[table]
+    connection.execute(select(table.c.reserved_nanos).where(*_match(table, key)).with_for_update())
+    mine = (holds.c.worker_id == owner, *_match(holds, key))
+    nanos = connection.execute(select(holds.c.nanos).where(*mine)).scalar_one_or_none()
+    if nanos is None:  # freed meanwhile (the worker signing off as it is reaped)
+        return
+    values: dict[str, Any] = {"reserved_nanos": table.c.reserved_nanos - nanos}
+    if died:
+        stored = select(func.coalesce(func.sum(results.c.cost_nanos), 0)).where(
+            *_match(results, key)
+        )
+        values["spent_nanos"] = _greatest(connection, table.c.spent_nanos, stored.scalar_subquery())
+    connection.execute(update(table).where(*_match(table, key)).values(**values))
+    connection.execute(holds.delete().where(*mine))
+
+
+def _greatest(connection: Connection, a: Any, b: Any) -> Any:
+    """The larger of two SQL values on the connection's database (Database.greatest)."""
+    return (func.greatest if connection.dialect.name == "postgresql" else func.max)(a, b)
 
 
 def _model_spend(connection: Connection, key: Key, period: PeriodCap) -> tuple[int, int]:
