@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import select, text, update
 
@@ -28,7 +29,7 @@ from tests.dbfixtures import postgres_server, postgres_url, sqlite_url, store, s
 from tests.helpers import KEY, batchrun
 from tests.runharness import prompts, write_jobs
 from tests.test_teams import done, load
-from tests.test_teams_workers import Workers, count, submit
+from tests.test_teams_workers import Workers, count, dsn, submit
 
 __all__ = ["postgres_server", "postgres_url", "sqlite_url", "store", "store_url"]
 
@@ -150,7 +151,7 @@ def test_a_dead_senders_stored_answers_count_in_the_spend_once_its_holds_are_fre
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
-def test_freeing_a_senders_holds_beside_its_reservation_does_not_deadlock(
+def test_a_reap_beside_the_senders_own_reservation_does_not_deadlock(
     store: Store, tmp_path: Path
 ) -> None:
     batch = load(store, tmp_path, 2).batch
@@ -160,43 +161,50 @@ def test_freeing_a_senders_holds_beside_its_reservation_does_not_deadlock(
     key = {"batch_id": batch.id, "model": M3}
     failed: list[BaseException] = []
 
-    def forget() -> None:
+    def reserve() -> None:
+        try:
+            assert store.model_budgets.reserve(key, "w1", 200) == (True, 0)
+        except BaseException as exc:  # the thread reports what it met to the test
+            failed.append(exc)
+
+    def reap() -> None:
         try:
             store.claims.forget("w1", died=True)
         except BaseException as exc:  # the thread reports what it met to the test
             failed.append(exc)
 
-    # w1 reserves 200 more as its row is reaped: the reservation's first statement (the budget
-    # row's UPDATE, as Budgets.reserve runs it) before the reap, its second (the hold) after.
-    with store.engine.begin() as connection:
-        row = model_budget_rows.c
-        connection.execute(
-            update(model_budget_rows)
-            .where(row.batch_id == batch.id, row.model == M3)
-            .values(reserved_nanos=row.reserved_nanos + 200)
-        )
-        reaper = threading.Thread(target=forget)
-        reaper.start()
-        _wait_for_a_lock_wait(store)
-        store.model_budgets._hold(connection, key, "w1", 200)
-    reaper.join(timeout=30)
-    assert not reaper.is_alive()
-    assert failed == []  # no DeadlockDetected in the reaper
-    # The reap came after the reservation: it freed both (100 + 200), nothing held is left.
-    assert _row(store) == (1000, 0, 0)
+    # w1 reserves 200 more while it is reaped, each transaction held at its first write of the
+    # holds table until both are under way (the table locked in SHARE mode, which lets
+    # SELECT ... FOR UPDATE through): they then take their locks in one order, or deadlock.
+    threads = [threading.Thread(target=reserve), threading.Thread(target=reap)]
+    with psycopg.connect(dsn(store.url)) as locked:
+        locked.execute("lock table model_budget_holds in share mode")
+        for n, thread in enumerate(threads, start=1):
+            thread.start()
+            _wait_for_lock_waits(store, n)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failed == []  # no "deadlock detected"
+    # Whichever came first, nothing is lost: the reap freed 100 (and the 200 if before it).
+    _, _, reserved = _row(store)
+    with store.engine.connect() as connection:
+        held = connection.execute(select(model_budget_holds.c.nanos)).scalars().all()
+    assert reserved == sum(held)
 
 
-def _wait_for_a_lock_wait(store: Store) -> None:
-    """Until another session of this database waits for a lock (the reaper, on w1's rows)."""
+def _wait_for_lock_waits(store: Store, n: int) -> None:
+    """Until ``n`` sessions of this database wait for a lock."""
     waiting = text(
         "select count(*) from pg_stat_activity where datname = current_database() "
         "and wait_event_type = 'Lock'"
     )
     deadline = time.monotonic() + 30
-    with store.engine.connect() as connection:
-        while connection.execute(waiting).scalar_one() == 0:
-            assert time.monotonic() < deadline, "the reaper never waited for w1's rows"
-            time.sleep(0.01)
+    while True:
+        with store.engine.connect() as connection:
+            if connection.execute(waiting).scalar_one() >= n:
+                return
+        assert time.monotonic() < deadline, f"{n} transactions never waited together"
+        time.sleep(0.01)
 
 
 def test_a_room_without_held_by_holds_its_models_budget_in_memory() -> None:

@@ -244,29 +244,43 @@ class Budgets:
         )
 
     def reserve(self, key: Key, owner: str, nanos: int) -> tuple[bool, int]:
-        """One atomic reservation; (whether it fitted, the reservations in flight if not)."""
+        """One atomic reservation; (whether it fitted, the reservations in flight if not).
+
+        The worker's hold is written before the budget row, the order settle and free_holds
+        lock them in (no deadlock between them on PostgreSQL); a reservation that does not
+        fit rolls both back.
+        """
+        try:
+            with self.database.begin() as connection:
+                self._take(connection, key, owner, nanos)
+        except _NoRoom:
+            with self.database.connect() as connection:
+                reserved = connection.execute(
+                    select(self.table.c.reserved_nanos).where(*_match(self.table, key))
+                ).scalar_one()
+            return False, int(reserved)
+        return True, 0
+
+    def _take(self, connection: Connection, key: Key, owner: str, nanos: int) -> None:
+        """The hold, then the budget row if the reservation fits; else _NoRoom."""
+        self._hold(connection, key, owner, nanos)
         row = self.table.c
-        with self.database.begin() as connection:
-            done = connection.execute(
-                update(self.table)
-                .where(
-                    *_match(self.table, key),
-                    row.spent_nanos + row.reserved_nanos + nanos <= row.cap_nanos,
-                )
-                .values(reserved_nanos=row.reserved_nanos + nanos)
+        done = connection.execute(
+            update(self.table)
+            .where(
+                *_match(self.table, key),
+                row.spent_nanos + row.reserved_nanos + nanos <= row.cap_nanos,
             )
-            if done.rowcount == 1:
-                self._hold(connection, key, owner, nanos)
-                return True, 0
-            reserved = connection.execute(
-                select(row.reserved_nanos).where(*_match(self.table, key))
-            ).scalar_one()
-        return False, int(reserved)
+            .values(reserved_nanos=row.reserved_nanos + nanos)
+        )
+        if done.rowcount != 1:
+            raise _NoRoom
 
     def settle(self, key: Key, owner: str, *, reserved: int, actual: int) -> None:
-        """Replace a reservation by what the attempt really cost."""
+        """Replace a reservation by what the attempt really cost (the hold first, as reserve)."""
         row = self.table.c
         with self.database.begin() as connection:
+            self._hold(connection, key, owner, -reserved)
             connection.execute(
                 update(self.table)
                 .where(*_match(self.table, key))
@@ -275,18 +289,34 @@ class Budgets:
                     spent_nanos=row.spent_nanos + actual,
                 )
             )
-            self._hold(connection, key, owner, -reserved)
 
     def _hold(self, connection: Connection, key: Key, owner: str, nanos: int) -> None:
-        """Add ``nanos`` to the worker's hold on the budget."""
+        """Add ``nanos`` to the worker's hold on the budget: one upsert, since two reservations
+        of one worker may make its first hold at once (nothing serializes them before it)."""
         holds = self.holds
-        held = connection.execute(
-            update(holds)
-            .where(holds.c.worker_id == owner, *_match(holds, key))
-            .values(nanos=holds.c.nanos + nanos)
+        made = _insert(connection, holds).values(worker_id=owner, nanos=nanos, **key)
+        connection.execute(
+            made.on_conflict_do_update(
+                index_elements=list(holds.primary_key.columns),
+                set_={"nanos": holds.c.nanos + made.excluded.nanos},
+            )
         )
-        if held.rowcount == 0:
-            connection.execute(insert(holds).values(worker_id=owner, nanos=nanos, **key))
+
+
+def _insert(connection: Connection, table: Table) -> Any:
+    """The INSERT of the connection's dialect, which has ON CONFLICT (imported for it alone,
+    as Database.insert_ignore does)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite  # noqa: PLC0415
+
+    return sqlite.insert(table)
+
+
+class _NoRoom(Exception):
+    """A reservation that does not fit: its transaction is rolled back."""
 
 
 # Each budgets table, and the table of the workers' holds on its rows (the key's columns).
@@ -299,38 +329,27 @@ def free_holds(connection: Connection, owner: str, *, died: bool = False) -> Non
     A dead worker may have had answers stored whose cost it never settled on the row: then
     each budget's spend is raised to at least what the results say (as ``open`` does), so
     that the others cannot reserve it again. (That can count twice a live worker's stored but
-    unsettled answers: the budget is held tighter, never passed.) Each budget row is locked
-    before its hold, in the order ``reserve`` and ``settle`` lock them, so that freeing a
-    worker's holds beside its live reservations cannot deadlock on PostgreSQL.
+    unsettled answers: the budget is held tighter, never passed.) The holds are locked before
+    the budget rows, in key order, the order ``reserve`` and ``settle`` lock them in, so that
+    freeing a worker's holds beside its live reservations cannot deadlock on PostgreSQL.
     """
     for table, holds in HOLDS.items():
         names = [c.name for c in holds.primary_key.columns if c.name != "worker_id"]
         found = connection.execute(
-            select(*(holds.c[name] for name in names))
+            select(*(holds.c[name] for name in names), holds.c.nanos)
             .where(holds.c.worker_id == owner)
             .order_by(*(holds.c[name] for name in names))
+            .with_for_update()
         ).all()
-        for values in found:
+        for *values, nanos in found:
             key = dict(zip(names, values, strict=True))
-            _free_hold(connection, table, key, owner, died=died)
-
-
-def _free_hold(connection: Connection, table: Table, key: Key, owner: str, *, died: bool) -> None:
-    """Give one hold back to its budget row, the row locked first."""
-    holds = HOLDS[table]
-    connection.execute(select(table.c.reserved_nanos).where(*_match(table, key)).with_for_update())
-    mine = (holds.c.worker_id == owner, *_match(holds, key))
-    nanos = connection.execute(select(holds.c.nanos).where(*mine)).scalar_one_or_none()
-    if nanos is None:  # freed meanwhile (the worker signing off as it is reaped)
-        return
-    values: dict[str, Any] = {"reserved_nanos": table.c.reserved_nanos - nanos}
-    if died:
-        stored = select(func.coalesce(func.sum(results.c.cost_nanos), 0)).where(
-            *_match(results, key)
-        )
-        values["spent_nanos"] = _greatest(connection, table.c.spent_nanos, stored.scalar_subquery())
-    connection.execute(update(table).where(*_match(table, key)).values(**values))
-    connection.execute(holds.delete().where(*mine))
+            given: dict[str, Any] = {"reserved_nanos": table.c.reserved_nanos - nanos}
+            if died:
+                stored = select(func.coalesce(func.sum(results.c.cost_nanos), 0))
+                spend = stored.where(*_match(results, key)).scalar_subquery()
+                given["spent_nanos"] = _greatest(connection, table.c.spent_nanos, spend)
+            connection.execute(update(table).where(*_match(table, key)).values(**given))
+        connection.execute(holds.delete().where(holds.c.worker_id == owner))
 
 
 def _greatest(connection: Connection, a: Any, b: Any) -> Any:
