@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -277,13 +279,51 @@ def test_run_processes_hold_a_models_budget_together_and_warn_of_it_once(
     assert done.stderr.count(said) == 1, out  # and logged once
 
 
-@pytest.mark.slow  # two worker processes' start-up and a slowly paced model: ~30-60 s
+# A reservation's first statement (Budgets.reserve): the sender's hold, before the budget row.
+RESERVING = "insert into model_budget_holds%"
+
+
+def _reservations_waiting(connection: psycopg.Connection[tuple[object, ...]]) -> int:
+    """How many reservations of a model budget wait for a lock now (not a row's opening)."""
+    (waiting,) = connection.execute(
+        "select count(*) from pg_stat_activity where datname = current_database() "
+        "and wait_event_type = 'Lock' and query ilike %s",
+        (RESERVING,),
+    ).fetchone() or (0,)
+    return int(waiting)  # type: ignore[call-overload]
+
+
+@contextmanager
+def _first_reservations_together(url: str, senders: int) -> Iterator[None]:
+    """Hold every reservation of a model budget until ``senders`` of them wait, then let them
+    all go at once: the holds table is locked against writes, so each reservation waits at
+    its first statement, its hold, before it touches the budget row (opening it goes on)."""
+    with psycopg.connect(dsn(url)) as locked, psycopg.connect(dsn(url), autocommit=True) as look:
+        locked.execute("lock table model_budget_holds in exclusive mode")
+        yield
+        deadline = time.monotonic() + 120
+        # (Looked at outside a transaction: one would see a single snapshot of the sessions.)
+        while _reservations_waiting(look) < senders:
+            assert time.monotonic() < deadline, "the workers never all reserved"
+            time.sleep(0.05)
+    # Leaving the block commits: the reservations go on, each of them fits.
+
+
+# Why two workers send M3 every time: each sends it at concurrency 1, so holds at most one
+# worst case (input + max_tokens 1,024: about $0.00123 of the $0.00388 left, room for three),
+# and no reservation goes through before both workers have asked (_first_reservations_together):
+# both first reservations are made before any M3 answer, both fit, and each is then sent.
+# Without that, the worker that started first kept the room: it reserves the worst case of
+# each request its tasks hold (before their rate slot), a settlement reaches the row only with
+# that worker's own next reservation, which takes the freed room again in the same call, and
+# after its first answer less than one worst case was ever free for another worker.
+@pytest.mark.slow  # two worker processes' start-up and the budget's stop: ~20-30 s
 @pytest.mark.postgres
 @pytest.mark.timeout(300)
 def test_team_workers_hold_a_models_budget_together(tmp_path: Path, postgres_url: str) -> None:
     url = postgres_url
     settings = SimSettings(time_scale=0.02, limits=False, seed=5, api_key=KEY)
-    options = ("--once", "--db", url, "--lease", "5", "--poll", "0.3", "--concurrency", "2")
+    options = ("--once", "--db", url, "--lease", "5", "--poll", "0.3")
     with simulator_process(settings) as sim:
         base_url = f"{sim.base_url}/anthropic"
         (tmp_path / "first").mkdir()
@@ -296,20 +336,25 @@ def test_team_workers_hold_a_models_budget_together(tmp_path: Path, postgres_url
         spent = count(url, f"select coalesce(sum(cost_nanos), 0) from results where model='{M3}'")
         _day_budget(tmp_path, spent * 3, warn_at=0.9)  # about eight more answers are left
         submit(tmp_path, url, base_url, 40, f"{M27},{M3}")
-        # M3 paced at 12 RPM: its eight affordable answers take ~40 s, time for every worker to
-        # start and claim some, however loaded the machine (at 30 RPM one worker once sent all)
-        team = Workers(tmp_path, *options, "--base-url", base_url, "--rpm", f"{M3}=12,*=6000")
+        team = None
         try:
+            with _first_reservations_together(url, senders=2):
+                team = Workers(
+                    tmp_path, *options, "--base-url", base_url, "--concurrency", f"{M3}=1,*=2",
+                    how_many=2,
+                )  # fmt: skip
             ended = team.wait(timeout=240)
         finally:
-            team.stop()
+            if team is not None:
+                team.stop()
     for code, out in ended:
         assert code == 0, out
     assert count(url, f"select sum(cost_nanos) from results where model='{M3}'") <= spent * 3
+    left = count(url, f"select count(*) from requests where model='{M3}' and status='pending'")
+    assert left > 0, "M3's budget never stopped it: the test proves nothing"
     senders = count(
         url,
         "select count(distinct claimed_by) from requests where model = 'MiniMax-M3' and "
         f"status = 'succeeded' and {LAST_BATCH}",
     )
-    if senders < 2:  # the budget held, but one worker alone could hold it (seen on a quiet CI)
-        pytest.skip("one worker sent every M3 request this time: sharing was not exercised")
+    assert senders >= 2, "one worker sent every M3 request: sharing was not exercised"
