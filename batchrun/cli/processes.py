@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHILD_WAIT_S = 60.0  # after the run's own sender is done, how long its children may take
+READ_WAIT_S = 5.0  # then, how long the reading of a child's last lines may take
 RATE_WINDOW = 10.0  # seconds ModelProgress.rate counts over (its default)
 # The counters of a model that add up across processes.
 SUMMED = (
@@ -90,8 +91,7 @@ def send_in_processes(
     shown = display if processes == 1 else counts.shown_by(display)
     quiet = _Quiet() if processes > 1 else contextlib.nullcontext()
     with quiet, _children(processes - 1, spec) as children:
-        for child in children:
-            counts.follow(child)
+        readers = [counts.follow(child) for child in children]
         sending = send_claimed(
             store=store,
             catalog=catalog,
@@ -104,6 +104,8 @@ def send_in_processes(
         )
         report, progress = run_fast(sending)
         _end(children, interrupted=report.interrupted)
+        for reader in readers:  # a child's last lines (its final report) are read before the sums
+            reader.join(timeout=READ_WAIT_S)
     if processes > 1:  # the children's crossings too, so that the summary does not repeat them
         progress.budget_warnings[:] = counts.warnings(progress)
     return report, progress
@@ -177,10 +179,12 @@ class ChildCounts:
         self.latest: dict[int, dict[str, Any]] = {}
         self._warned: dict[PeriodBudget, BudgetWarning] = {}
 
-    def follow(self, child: subprocess.Popen[bytes]) -> None:
-        """Keep the child's latest report, from a thread that reads its output to the end."""
+    def follow(self, child: subprocess.Popen[bytes]) -> threading.Thread:
+        """Keep the child's latest report, from a thread that reads its output to the end; the
+        thread."""
         thread = threading.Thread(target=self._read, args=(child,), daemon=True)
         thread.start()
+        return thread
 
     def _read(self, child: subprocess.Popen[bytes]) -> None:
         assert child.stdout is not None  # started with stdout=PIPE
@@ -272,7 +276,7 @@ def child_main() -> None:
     spec = orjson.loads(sys.stdin.buffer.read())
     store = Store(spec["db"])
     catalog = load_catalog(spec["catalog"] and Path(spec["catalog"]))
-    report, _ = run_fast(
+    report, progress = run_fast(
         send_claimed(
             store=store,
             catalog=catalog,
@@ -282,6 +286,7 @@ def child_main() -> None:
             display=report_counts,
         )
     )
+    report_counts(progress)  # the last counts and crossings, which a twice-a-second one may miss
     store.close()
     if report.unsaved or report.store_error:  # the run's own process saves nothing for it
         print(f"child sender: {report.store_error or 'answers it could not save'}", file=sys.stderr)

@@ -111,7 +111,7 @@ class RunCap:
         return model_rooms(self.rooms)
 
 
-def _since(period: str, now: float) -> float:
+def period_began(period: str, now: float) -> float:
     """The epoch second the period going on began (its first UTC midnight)."""
     return float(calendar.timegm(period_start(period, now).timetuple()))
 
@@ -126,7 +126,7 @@ def budget_rooms(
 ) -> tuple[BudgetRoom, ...]:
     """The budgets that apply to a batch of ``models``, each with its period's spend so far."""
     chosen = [b for b in budgets if b.model is None or b.model in models]
-    spend = {b.period: store.spend_since(_since(b.period, now), simulated) for b in chosen}
+    spend = {b.period: store.spend_since(period_began(b.period, now), simulated) for b in chosen}
     return tuple(
         BudgetRoom(
             budget=b,

@@ -108,20 +108,20 @@ def split_limits(
     """Every model's limits and every pool's (the account's, else the catalog's) divided by
     ``processes``: what each of that many senders paces itself by (``run --processes``)."""
     resolved = limit_settings(catalog, models, limits)
-    rpm = {m: _share(s.rpm, processes) for m, s in resolved.items() if s.rpm}
-    tpm = {m: _share(s.tpm, processes) for m, s in resolved.items() if s.tpm}
+    rpm = {m: _process_part(s.rpm, processes) for m, s in resolved.items() if s.rpm}
+    tpm = {m: _process_part(s.tpm, processes) for m, s in resolved.items() if s.tpm}
     concurrency = {m: math.ceil(s.concurrency / processes) for m, s in resolved.items()}
     return LimitOptions(
         rpm=rpm,
         tpm=tpm,
         concurrency=concurrency,
-        account_rpm=_share(limits.account_rpm, processes) if limits.account_rpm else None,
-        account_tpm=_share(limits.account_tpm, processes) if limits.account_tpm else None,
+        account_rpm=_process_part(limits.account_rpm, processes) if limits.account_rpm else None,
+        account_tpm=_process_part(limits.account_tpm, processes) if limits.account_tpm else None,
         pool_part=limits.pool_part * processes,
     )
 
 
-def _share(value: float | None, processes: int) -> int:
+def _process_part(value: float | None, processes: int) -> int:
     """One process's part of a limit: at least 1, so that each of them still sends."""
     return max(1, math.floor((value or 0) / processes))
 
@@ -146,8 +146,8 @@ def run_pools(
         PoolSettings(
             name=pool.name,
             models=pool.models,
-            rpm=_share(pool.rpm, part) if pool.rpm and part > 1 else pool.rpm,
-            tpm=_share(pool.tpm, part) if pool.tpm and part > 1 else pool.tpm,
+            rpm=_process_part(pool.rpm, part) if pool.rpm and part > 1 else pool.rpm,
+            tpm=_process_part(pool.tpm, part) if pool.tpm and part > 1 else pool.tpm,
             source=_part_source(pool.source, part),
         )
         for pool in catalog.pools.values()

@@ -93,11 +93,12 @@ class Claims:
         with self.database.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
-    def forget(self, owner: str) -> None:
+    def forget(self, owner: str, *, died: bool = False) -> None:
         """Free a worker's budget reservations and calls in flight and delete its row, in one
-        transaction."""
+        transaction; for a worker that ``died``, its budgets' spend is counted from the results
+        too (limits.free_holds)."""
         with self.database.begin() as connection:
-            free_holds(connection, owner)
+            free_holds(connection, owner, died=died)
             free_slots(connection, owner)
             connection.execute(delete(workers).where(workers.c.id == owner))
 

@@ -25,6 +25,8 @@ from sqlalchemy import (
     Connection,
     Float,
     Table,
+    and_,
+    case,
     func,
     insert,
     literal,
@@ -39,6 +41,7 @@ from batchrun.store.tables import (
     model_budget_holds,
     model_budgets,
     pacers,
+    results,
     slot_holds,
     slots,
 )
@@ -163,20 +166,34 @@ def _hold_slot(connection: Connection, owner: str, name: str, change: int) -> No
 
 
 def free_slots(connection: Connection, owner: str) -> None:
-    """Give a dead or leaving worker's calls in flight back to their rows, and drop its holds."""
-    holds = connection.execute(
-        select(slot_holds.c.name, slot_holds.c.slots)
-        .where(slot_holds.c.worker_id == owner)
-        .with_for_update()
-    ).all()
-    for name, held in holds:
+    """Give a dead or leaving worker's calls in flight back to their rows, and drop its holds
+    (each slots row locked before its hold, as take_slot and give_slot lock them)."""
+    names = connection.execute(
+        select(slot_holds.c.name).where(slot_holds.c.worker_id == owner).order_by(slot_holds.c.name)
+    ).scalars()
+    for name in list(names):
+        connection.execute(select(slots.c.in_flight).where(slots.c.name == name).with_for_update())
+        mine = (slot_holds.c.worker_id == owner, slot_holds.c.name == name)
+        held = connection.execute(select(slot_holds.c.slots).where(*mine)).scalar_one_or_none()
+        if held is None:
+            continue
         connection.execute(
             update(slots).where(slots.c.name == name).values(in_flight=slots.c.in_flight - held)
         )
-    connection.execute(slot_holds.delete().where(slot_holds.c.worker_id == owner))
+        connection.execute(slot_holds.delete().where(*mine))
 
 
 Key = Mapping[str, str]  # a budget's row: {"batch_id": ...}, and "model" for a model's
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeriodCap:
+    """A model's cap within a batch that a period budget of its own sets: the budget's cap,
+    the epoch second its period began, and the kind of spend it counts (simulated or real)."""
+
+    budget_nanos: int
+    since: float
+    simulated: bool
 
 
 class Budgets:
@@ -195,47 +212,75 @@ class Budgets:
     def open(self, key: Key, *, cap_nanos: int, spent_nanos: int) -> None:
         """Make the budget's row if it has none, and set its cap (and its spend to at least
         ``spent_nanos``)."""
-        row = {**key, "spent_nanos": spent_nanos, "reserved_nanos": 0}
         with self.database.begin() as connection:
-            connection.execute(
-                self.database.insert_ignore(self.table).values(cap_nanos=cap_nanos, **row)
+            self._open(connection, key, cap_nanos, spent_nanos)
+
+    def open_period(self, key: Key, period: PeriodCap) -> tuple[int, int]:
+        """Open a model's row (key ``batch_id`` and ``model``) at the cap its period budget
+        leaves: the batch's spend on the model plus what is left of the budget, both read in
+        this transaction, so that every sender sets the same cap whenever it starts; (the cap,
+        the batch's spend on the model)."""
+        with self.database.begin() as connection:
+            spent, period_spent = _model_spend(connection, key, period)
+            cap = spent + max(0, period.budget_nanos - period_spent)
+            self._open(connection, key, cap, spent)
+        return cap, spent
+
+    def _open(self, connection: Connection, key: Key, cap_nanos: int, spent_nanos: int) -> None:
+        row = {**key, "spent_nanos": spent_nanos, "reserved_nanos": 0}
+        connection.execute(
+            self.database.insert_ignore(self.table).values(cap_nanos=cap_nanos, **row)
+        )
+        # Never below the spend stored with the results (a settle that could not be written,
+        # a run from before the shared budget): the cap counts all of it.
+        spent = self.table.c.spent_nanos
+        connection.execute(
+            update(self.table)
+            .where(*_match(self.table, key))
+            .values(
+                cap_nanos=cap_nanos,
+                spent_nanos=self.database.greatest(spent, literal(spent_nanos)),
             )
-            # Never below the spend stored with the results (a settle that could not be written,
-            # a run from before the shared budget): the cap counts all of it.
-            spent = self.table.c.spent_nanos
-            connection.execute(
-                update(self.table)
-                .where(*_match(self.table, key))
-                .values(
-                    cap_nanos=cap_nanos,
-                    spent_nanos=self.database.greatest(spent, literal(spent_nanos)),
-                )
-            )
+        )
 
     def reserve(self, key: Key, owner: str, nanos: int) -> tuple[bool, int]:
-        """One atomic reservation; (whether it fitted, the reservations in flight if not)."""
+        """One atomic reservation; (whether it fitted, the reservations in flight if not).
+
+        The worker's hold is written before the budget row, the order settle and free_holds
+        lock them in (no deadlock between them on PostgreSQL); a reservation that does not
+        fit rolls both back.
+        """
+        try:
+            with self.database.begin() as connection:
+                self._take(connection, key, owner, nanos)
+        except _NoRoom:
+            with self.database.connect() as connection:
+                reserved = connection.execute(
+                    select(self.table.c.reserved_nanos).where(*_match(self.table, key))
+                ).scalar_one()
+            return False, int(reserved)
+        return True, 0
+
+    def _take(self, connection: Connection, key: Key, owner: str, nanos: int) -> None:
+        """The hold, then the budget row if the reservation fits; else _NoRoom."""
+        self._hold(connection, key, owner, nanos)
         row = self.table.c
-        with self.database.begin() as connection:
-            done = connection.execute(
-                update(self.table)
-                .where(
-                    *_match(self.table, key),
-                    row.spent_nanos + row.reserved_nanos + nanos <= row.cap_nanos,
-                )
-                .values(reserved_nanos=row.reserved_nanos + nanos)
+        done = connection.execute(
+            update(self.table)
+            .where(
+                *_match(self.table, key),
+                row.spent_nanos + row.reserved_nanos + nanos <= row.cap_nanos,
             )
-            if done.rowcount == 1:
-                self._hold(connection, key, owner, nanos)
-                return True, 0
-            reserved = connection.execute(
-                select(row.reserved_nanos).where(*_match(self.table, key))
-            ).scalar_one()
-        return False, int(reserved)
+            .values(reserved_nanos=row.reserved_nanos + nanos)
+        )
+        if done.rowcount != 1:
+            raise _NoRoom
 
     def settle(self, key: Key, owner: str, *, reserved: int, actual: int) -> None:
-        """Replace a reservation by what the attempt really cost."""
+        """Replace a reservation by what the attempt really cost (the hold first, as reserve)."""
         row = self.table.c
         with self.database.begin() as connection:
+            self._hold(connection, key, owner, -reserved)
             connection.execute(
                 update(self.table)
                 .where(*_match(self.table, key))
@@ -244,40 +289,87 @@ class Budgets:
                     spent_nanos=row.spent_nanos + actual,
                 )
             )
-            self._hold(connection, key, owner, -reserved)
 
     def _hold(self, connection: Connection, key: Key, owner: str, nanos: int) -> None:
-        """Add ``nanos`` to the worker's hold on the budget."""
+        """Add ``nanos`` to the worker's hold on the budget: one upsert, since two reservations
+        of one worker may make its first hold at once (nothing serializes them before it)."""
         holds = self.holds
-        held = connection.execute(
-            update(holds)
-            .where(holds.c.worker_id == owner, *_match(holds, key))
-            .values(nanos=holds.c.nanos + nanos)
+        made = _insert(connection, holds).values(worker_id=owner, nanos=nanos, **key)
+        connection.execute(
+            made.on_conflict_do_update(
+                index_elements=list(holds.primary_key.columns),
+                set_={"nanos": holds.c.nanos + made.excluded.nanos},
+            )
         )
-        if held.rowcount == 0:
-            connection.execute(insert(holds).values(worker_id=owner, nanos=nanos, **key))
+
+
+def _insert(connection: Connection, table: Table) -> Any:
+    """The INSERT of the connection's dialect, which has ON CONFLICT (imported for it alone,
+    as Database.insert_ignore does)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite  # noqa: PLC0415
+
+    return sqlite.insert(table)
+
+
+class _NoRoom(Exception):
+    """A reservation that does not fit: its transaction is rolled back."""
 
 
 # Each budgets table, and the table of the workers' holds on its rows (the key's columns).
 HOLDS: Mapping[Table, Table] = {budgets: budget_holds, model_budgets: model_budget_holds}
 
 
-def free_holds(connection: Connection, owner: str) -> None:
-    """Give a worker's holds back to the budgets they are on (it stopped, or died)."""
+def free_holds(connection: Connection, owner: str, *, died: bool = False) -> None:
+    """Give a worker's holds back to the budgets they are on (it stopped, or ``died``).
+
+    A dead worker may have had answers stored whose cost it never settled on the row: then
+    each budget's spend is raised to at least what the results say (as ``open`` does), so
+    that the others cannot reserve it again. (That can count twice a live worker's stored but
+    unsettled answers: the budget is held tighter, never passed.) The holds are locked before
+    the budget rows, in key order, the order ``reserve`` and ``settle`` lock them in, so that
+    freeing a worker's holds beside its live reservations cannot deadlock on PostgreSQL.
+    """
     for table, holds in HOLDS.items():
-        keys = [c.name for c in holds.primary_key.columns if c.name != "worker_id"]
+        names = [c.name for c in holds.primary_key.columns if c.name != "worker_id"]
         found = connection.execute(
-            select(*(holds.c[k] for k in keys), holds.c.nanos)
+            select(*(holds.c[name] for name in names), holds.c.nanos)
             .where(holds.c.worker_id == owner)
+            .order_by(*(holds.c[name] for name in names))
             .with_for_update()
         ).all()
         for *values, nanos in found:
-            connection.execute(
-                update(table)
-                .where(*_match(table, dict(zip(keys, values, strict=True))))
-                .values(reserved_nanos=table.c.reserved_nanos - nanos)
-            )
+            key = dict(zip(names, values, strict=True))
+            given: dict[str, Any] = {"reserved_nanos": table.c.reserved_nanos - nanos}
+            if died:
+                stored = select(func.coalesce(func.sum(results.c.cost_nanos), 0))
+                spend = stored.where(*_match(results, key)).scalar_subquery()
+                given["spent_nanos"] = _greatest(connection, table.c.spent_nanos, spend)
+            connection.execute(update(table).where(*_match(table, key)).values(**given))
         connection.execute(holds.delete().where(holds.c.worker_id == owner))
+
+
+def _greatest(connection: Connection, a: Any, b: Any) -> Any:
+    """The larger of two SQL values on the connection's database (Database.greatest)."""
+    return (func.greatest if connection.dialect.name == "postgresql" else func.max)(a, b)
+
+
+def _model_spend(connection: Connection, key: Key, period: PeriodCap) -> tuple[int, int]:
+    """The batch's spend on the model, and the period's on it (every batch, of the kind the
+    budget counts), in one statement: one snapshot, so a result committed meanwhile is in
+    both or in neither."""
+    cost = results.c.cost_nanos
+    in_period = and_(results.c.sent_at >= period.since, results.c.simulated == period.simulated)
+    batch, spent = connection.execute(
+        select(
+            func.coalesce(func.sum(case((results.c.batch_id == key["batch_id"], cost))), 0),
+            func.coalesce(func.sum(case((in_period, cost))), 0),
+        ).where(results.c.model == key["model"])
+    ).one()
+    return int(batch), int(spent)
 
 
 def _match(table: Table, key: Key) -> list[ColumnElement[bool]]:

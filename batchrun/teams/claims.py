@@ -236,7 +236,7 @@ def reap_local(store: Store) -> list[str]:
     ]
     for owner in dead:
         release(store, owner)
-        store.claims.forget(owner)
+        store.claims.forget(owner, died=True)
     return dead
 
 
@@ -257,7 +257,7 @@ def reap(store: Store, dead_after: float) -> list[str]:
     """Forget workers whose heartbeat stopped ``dead_after`` seconds ago; their ids."""
     dead = store.claims.silent_since(time.time() - dead_after)
     for owner in dead:
-        store.claims.forget(owner)
+        store.claims.forget(owner, died=True)
     return dead
 
 

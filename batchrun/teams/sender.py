@@ -29,7 +29,7 @@ import anyio
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import StoreError
-from batchrun.run.budget import period_rooms
+from batchrun.run.budget import BudgetRoom, period_rooms
 from batchrun.run.execute import run_batch
 from batchrun.run.offload import offload
 from batchrun.run.progress import RunProgress
@@ -67,15 +67,17 @@ async def send_claimed(
     claims.register(store, owner)
     claims.reap_local(store)  # a killed run's claims on this machine: free at once
     claims.reap(store, dead_after=lease_s * 2)  # a silent sender's budget holds elsewhere
-    ledger = ModelLedger(store, batch.id, owner)
+    ledger = ModelLedger(store, batch.id, owner, simulated=endpoint.simulated)
     budget = None
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(keep_alive, store, owner, lease_s, log.info)
             page = max(s.concurrency for s in limits.values()) if limits else 1
             if settings.max_cost_nanos is not None:
-                budget = SharedBudget(store, batch.id, owner, settings.max_cost_nanos)
-            rooms = period_rooms(store, batch, simulated=endpoint.simulated)
+                budget = await anyio.to_thread.run_sync(
+                    SharedBudget, store, batch.id, owner, settings.max_cost_nanos
+                )
+            rooms = await anyio.to_thread.run_sync(open_rooms, store, batch, ledger)
             ran = await run_batch(
                 store=store,
                 catalog=catalog,
@@ -86,7 +88,7 @@ async def send_claimed(
                 display=display,
                 source=claims.ClaimSource(store, owner, lease_s=lease_s, page=page, wait_s=WAIT_S),
                 budget=budget,
-                rooms=ledger.share(rooms),
+                rooms=rooms,
                 # Each process paces itself (see the module's docstring): shared pacers cost
                 # two database writes per request, which halved a single run's throughput.
                 limiters=None,
@@ -101,6 +103,12 @@ async def send_claimed(
         except StoreError as exc:  # a full disk: the leases run out, its row is reaped later
             log.warning("could not release this run's claims: %s", exc)
     return ran
+
+
+def open_rooms(store: Store, batch: BatchInfo, ledger: ModelLedger) -> tuple[BudgetRoom, ...]:
+    """The period budgets that apply to the batch now, each model's own held through the
+    ledger (its row opened): store work, for a thread."""
+    return ledger.share(period_rooms(store, batch, simulated=ledger.simulated))
 
 
 def settle_all(budget: SharedBudget | None, ledger: ModelLedger) -> None:

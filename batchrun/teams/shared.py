@@ -22,7 +22,8 @@ worker's share of ``reserved`` is kept in budget_holds so that it is freed when 
 row holds the worst case, which only holds the budget tighter. The SQL is in store/limits.py.
 A model that a period budget of its own caps (a batch of several models, run/budget.py) is held
 the same way, in a model_budgets row per (batch, model) (``ModelLedger``): its cap is the batch's
-spend on the model plus what was left of the budget, which every sender works out alike.
+spend on the model plus what is left of the budget, both read in the transaction that opens the
+row (store/limits.py ``open_period``), so every sender sets the same cap whenever it starts.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from types import TracebackType
 import anyio
 
 from batchrun.exceptions import StoreError
-from batchrun.run.budget import Budget, BudgetRoom
+from batchrun.run.budget import Budget, BudgetRoom, model_rooms, period_began
 from batchrun.run.limits import (
     RECOVERY_PER_SECOND,
     RECOVERY_QUIET,
@@ -50,7 +51,7 @@ from batchrun.run.limits import (
 )
 from batchrun.run.offload import offload
 from batchrun.store import Store
-from batchrun.store.limits import Block, Throttle
+from batchrun.store.limits import Block, PeriodCap, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -232,13 +233,13 @@ def shared_limiters(
     made = make_limiters(limits)
     pools: dict[str, PoolLimiter] = {}
     for model, limiter in made.items():
-        _share(store, limiter, model)
+        _use_shared_pacers(store, limiter, model)
         if owner is not None:
             limiter.slots = SharedSlots(store, model, owner, limiter.settings.concurrency)
         pools.update((pool.settings.name, pool) for pool in limiter.pools)
     for name, pool in pools.items():
         # "pool:" keeps a pool's rows apart from a model's of the same name.
-        _share(store, pool, f"pool:{name}")
+        _use_shared_pacers(store, pool, f"pool:{name}")
     return made
 
 
@@ -255,7 +256,7 @@ async def close_limiters(limiters: Mapping[str, ModelLimiter]) -> None:
                 await pacer.close()
 
 
-def _share(store: Store, gate: RateGate, key: str) -> None:
+def _use_shared_pacers(store: Store, gate: RateGate, key: str) -> None:
     """Swap the gate's pacers for rows ``rpm:<key>`` and ``tpm:<key>`` of the pacers table."""
     if gate.requests is not None:
         gate.requests = SharedPacer(store, f"rpm:{key}", gate.requests.rate_per_s)
@@ -268,24 +269,35 @@ def _share(store: Store, gate: RateGate, key: str) -> None:
 
 
 class SharedBudget(Budget):
-    """A batch's cap (or, with ``model``, that model's cap within the batch) held in the
-    database: reservations are atomic across every worker."""
+    """A batch's cap (or, with ``model``, that model's cap within the batch, which its
+    ``period`` budget sets) held in the database: reservations are atomic across every worker.
+    Making one opens its row: store work, to be done off the event loop."""
 
     def __init__(
-        self, store: Store, batch_id: str, owner: str, cap_nanos: int, model: str | None = None
+        self,
+        store: Store,
+        batch_id: str,
+        owner: str,
+        cap_nanos: int | None = None,
+        *,
+        model: str | None = None,
+        period: PeriodCap | None = None,
     ) -> None:
-        spent = store.batch_spend(batch_id, model)
-        super().__init__(cap_nanos, spent)
         self.store = store
         self.batch_id = batch_id
         self.owner = owner
-        self.ledger = store.budgets if model is None else store.model_budgets
-        self.key = (
-            {"batch_id": batch_id} if model is None else {"batch_id": batch_id, "model": model}
-        )
+        if model is None:
+            assert cap_nanos is not None  # a batch's cap is given
+            self.ledger, self.key = store.budgets, {"batch_id": batch_id}
+            spent = store.batch_spend(batch_id)
+            self.ledger.open(self.key, cap_nanos=cap_nanos, spent_nanos=spent)
+        else:
+            assert period is not None  # a model's is worked out where its row is opened
+            self.ledger, self.key = store.model_budgets, {"batch_id": batch_id, "model": model}
+            cap_nanos, spent = self.ledger.open_period(self.key, period)
+        super().__init__(cap_nanos, spent)
         self._settled = [0, 0]  # reserved and actual, not written yet
         self._lock = threading.Lock()  # settle runs in the loop, the writes in a thread
-        self.ledger.open(self.key, cap_nanos=cap_nanos, spent_nanos=spent)
 
     async def reserve(self, nanos: int) -> bool:
         """Reserve ``nanos`` of the batch's cap; False when it can never fit."""
@@ -334,18 +346,23 @@ class SharedBudget(Budget):
 
 class ModelLedger:
     """The model budgets of one sender of a batch, held in the store for every sender of it:
-    a room's ``held_by`` (``share``) makes each, ``flush`` writes their settlements."""
+    ``share`` opens each (store work: call it off the event loop), ``flush`` writes their
+    settlements. ``simulated``: the kind of spend the budgets count, as for the rooms."""
 
-    def __init__(self, store: Store, batch_id: str, owner: str) -> None:
+    def __init__(self, store: Store, batch_id: str, owner: str, *, simulated: bool) -> None:
         self.store = store
         self.batch_id = batch_id
         self.owner = owner
+        self.simulated = simulated
         self.made: list[SharedBudget] = []
 
     def share(self, rooms: Sequence[BudgetRoom]) -> tuple[BudgetRoom, ...]:
-        """The rooms, those of one model of several held through this ledger."""
+        """The rooms, each model's tightest budget of its own (run.budget.model_rooms) held
+        through this ledger: its shared budget made now, handed over by the room's
+        ``held_by``."""
+        held = {id(room): self._open(room) for room in model_rooms(rooms).values()}
         return tuple(
-            dataclasses.replace(room, held_by=self._hold) if _model_alone(room) else room
+            dataclasses.replace(room, held_by=_given(held[id(room)])) if id(room) in held else room
             for room in rooms
         )
 
@@ -354,20 +371,24 @@ class ModelLedger:
         for budget in self.made:
             budget.flush()
 
-    def _hold(self, room: BudgetRoom) -> Budget:
+    def _open(self, room: BudgetRoom) -> SharedBudget:
         model = room.budget.model
-        assert model is not None  # share gives only rooms of one model
-        # The same cap from every sender, whenever it starts: the batch's spend on the model so
-        # far plus what is left of the budget (which that spend has already lowered).
-        cap = self.store.batch_spend(self.batch_id, model) + room.left_nanos
-        budget = SharedBudget(self.store, self.batch_id, self.owner, cap, model=model)
+        assert model is not None  # model_rooms gives only rooms of one model
+        # The cap is worked out in the row's transaction, the same from every sender whenever
+        # it starts: the batch's spend on the model plus what is left of the budget.
+        period = PeriodCap(
+            budget_nanos=room.budget.cap_nanos,
+            since=period_began(room.budget.period, time.time()),
+            simulated=self.simulated,
+        )
+        budget = SharedBudget(self.store, self.batch_id, self.owner, model=model, period=period)
         self.made.append(budget)
         return budget
 
 
-def _model_alone(room: BudgetRoom) -> bool:
-    """Whether the room caps one model of several apart (run.budget.model_rooms)."""
-    return room.budget.model is not None and not room.enforced
+def _given(budget: Budget) -> Callable[[BudgetRoom], Budget]:
+    """A room's ``held_by`` that hands over a budget made beforehand."""
+    return lambda _room: budget
 
 
 __all__: Sequence[str] = [

@@ -21,7 +21,7 @@ import anyio
 from batchrun.api.endpoint import Endpoint
 from batchrun.catalog import Catalog
 from batchrun.exceptions import BatchMoveError
-from batchrun.run.budget import period_rooms, worker_cap
+from batchrun.run.budget import BudgetRoom, worker_cap
 from batchrun.run.execute import run_batch
 from batchrun.run.launch import with_batch_account
 from batchrun.run.limits import ModelLimiter
@@ -32,7 +32,7 @@ from batchrun.run.settings import RunSettings, SendSettings
 from batchrun.status import BatchStatus
 from batchrun.store import BatchInfo, Store
 from batchrun.teams import claims
-from batchrun.teams.sender import keep_alive, settle_all
+from batchrun.teams.sender import keep_alive, open_rooms, settle_all
 from batchrun.teams.shared import ModelLedger, SharedBudget, close_limiters, shared_limiters
 
 log = logging.getLogger(__name__)
@@ -143,11 +143,8 @@ class Worker:
         self.say(f"worker {self.id}: running batch {batch.name} ({batch.id})")
         settings = self._settings(models, batch)
         page = max(s.concurrency for s in settings.limits.values())
-        budget = None
-        if (cap := worker_cap(self.store, batch, simulated=self.endpoint.simulated)) is not None:
-            budget = SharedBudget(self.store, batch.id, self.id, cap)
-        ledger = ModelLedger(self.store, batch.id, self.id)
-        rooms = period_rooms(self.store, batch, simulated=self.endpoint.simulated)
+        ledger = ModelLedger(self.store, batch.id, self.id, simulated=self.endpoint.simulated)
+        budget, rooms = await anyio.to_thread.run_sync(self._budgets, batch, ledger)
         shared_slots = self.id if self.options.share_concurrency else None
         limiters = shared_limiters(self.store, settings.limits, owner=shared_slots)
         try:
@@ -163,7 +160,7 @@ class Worker:
                     self.store, self.id, lease_s=self.options.lease_s, page=page, limiters=limiters
                 ),
                 budget=budget,
-                rooms=ledger.share(rooms),
+                rooms=rooms,
                 limiters=limiters,
             )
         finally:
@@ -183,6 +180,16 @@ class Worker:
             (m, why) for m, why in report.stopped_models.items() if m not in report.budget_models
         )
         await offload(self.store, self._finish, batch.id, report)
+
+    def _budgets(
+        self, batch: BatchInfo, ledger: ModelLedger
+    ) -> tuple[SharedBudget | None, tuple[BudgetRoom, ...]]:
+        """The batch's shared cap (None: nothing caps it) and its period budgets, each model's
+        own held through the ledger: store work, for a thread."""
+        budget = None
+        if (cap := worker_cap(self.store, batch, simulated=self.endpoint.simulated)) is not None:
+            budget = SharedBudget(self.store, batch.id, self.id, cap)
+        return budget, open_rooms(self.store, batch, ledger)
 
     def _start_batch(self, batch_id: str) -> BatchInfo | None:
         """The batch, marked running; None when it was canceled since it was listed."""
