@@ -32,6 +32,9 @@ def write_table(out: Path, lines: list[str] | str, *, force: bool) -> None:
     with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as file:
         file.write(text)
     partial = Path(file.name)
+    umask = os.umask(0)
+    os.umask(umask)
+    partial.chmod(0o666 & ~umask)  # as a plain open() makes it (a temporary file is 0600)
     if force:
         os.replace(partial, out)
     else:

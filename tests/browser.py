@@ -134,9 +134,10 @@ STATIC_JS = Path(streamlit.__file__).parent / "static" / "static" / "js"
 
 
 @contextmanager
-def late_scripts(page: Page, name: str, delay_s: float) -> Iterator[None]:
+def late_scripts(page: Page, name: str, delay_s: float) -> Iterator[list[str]]:
     """Serve the page's lazily loaded Streamlit script ``name`` (a file name's start) ``delay_s``
-    late, as a busy machine does, from a loopback server of this process, for the block's length."""
+    late, as a busy machine does, from a loopback server of this process, for the block's length;
+    yields the scripts it served late (so a test can see the name still matches one)."""
 
     class Late(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -158,12 +159,15 @@ def late_scripts(page: Page, name: str, delay_s: float) -> Iterator[None]:
     serving.start()
     late = f"http://127.0.0.1:{server.server_address[1]}"
 
+    served: list[str] = []
+
     def send_late(route: Route) -> None:
-        route.continue_(url=f"{late}/{Path(route.request.url).name}")
+        served.append(Path(route.request.url).name)
+        route.continue_(url=f"{late}/{served[-1]}")
 
     page.route(f"**/{name}*.js", send_late)
     try:
-        yield
+        yield served
     finally:
         server.shutdown()
         server.server_close()

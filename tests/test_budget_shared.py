@@ -186,6 +186,7 @@ def test_a_reap_beside_the_senders_own_reservation_does_not_deadlock(
             _wait_for_lock_waits(store, n)
     for thread in threads:
         thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)  # neither still waiting on a lock
     assert failed == []  # no "deadlock detected"
     # Whichever came first, nothing is lost: the reap freed 100 (and the 200 if before it).
     _, _, reserved = _row(store)

@@ -199,12 +199,17 @@ def test_the_spend_chart_and_a_batch_stopped_at_its_cap_are_seen(tmp_path: Path)
     # The resume command is a code block, whose script Streamlit loads lazily: served 3 s late
     # here, as on a busy CI (where `show` once read the page before it was drawn).
     late = "StreamlitSyntaxHighlighter"
-    with dashboard(db) as address, browser_page() as page, late_scripts(page, late, delay_s=3.0):
+    with (
+        dashboard(db) as address,
+        browser_page() as page,
+        late_scripts(page, late, delay_s=3.0) as delayed,
+    ):
         spend = show(page, address, "spend", "stopped at its cap")
         charts = page.locator(".vega-embed").count()
         drawn = page.locator(".vega-embed canvas, .vega-embed svg").count()
         page.screenshot(path=str(tmp_path / "spend.png"), full_page=True)
         overview = show(page, address, "overview", "stopped at its cap")
+    assert delayed, f"no {late} script was asked for: Streamlit renamed it? (nothing was delayed)"
     assert charts >= 1
     assert drawn >= 1
     assert f"synthetic-0: stopped at its cap: {left:,} requests pending" in spend

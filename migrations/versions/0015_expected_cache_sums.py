@@ -75,8 +75,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in reversed(_NEW):
-        op.drop_column("batch_aggregates", name)
+    # Batch mode, as 0006 and 0010-0012: SQLite before 3.35 has no DROP COLUMN.
+    with op.batch_alter_table("batch_aggregates") as batch:
+        for name in reversed(_NEW):
+            batch.drop_column(name)
 
 
 def _recomputed(dialect: str) -> sa.Select[Any]:
