@@ -155,17 +155,8 @@ def test_the_migration_backfills_a_store_that_had_results(store: Store, tmp_path
     ids = [r.request_id for r in store.pending(plan.batch.id, M3, 0, 100)]
     store.record([outcome(i, plan.batch.id, None if i % 2 else 7, 5000.0 * i) for i in ids])
     before = assert_kept(store)
-    store.close()
-    engine = create_engine(store.url)  # back to 0012, then opened: 0013 sums what is there
-    with engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0012")
-    engine.dispose()
-    reopened = Store(store.url)
+    reopened = reopened_from(store, "0012")  # then opened: 0013 sums what is there
     try:
-        assert reopened.upgrade is not None
-        assert reopened.upgrade.before == "0012"
         assert assert_kept(reopened) == before
     finally:
         reopened.close()
@@ -219,17 +210,23 @@ def test_migration_0015_backfills_the_expected_cache_sums(store: Store, tmp_path
     store.record([expecting(i, plan.batch.id) for i in ids])
     fresh = assert_kept(store)
     assert sum(r["expected_cache_hits"] for r in fresh) > 0
-    store.close()
-    engine = create_engine(store.url)  # back to 0014 (the sums' columns dropped), then opened
-    with engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0014")
-    engine.dispose()
-    reopened = Store(store.url)
+    reopened = reopened_from(store, "0014")  # the sums' columns dropped, then opened
     try:
-        assert reopened.upgrade is not None
-        assert reopened.upgrade.before == "0014"
         assert assert_kept(reopened) == fresh
     finally:
         reopened.close()
+
+
+def reopened_from(store: Store, revision: str) -> Store:
+    """The store closed, taken down to ``revision`` and opened again (so upgraded from it)."""
+    store.close()
+    engine = create_engine(store.url)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    engine.dispose()
+    reopened = Store(store.url)
+    assert reopened.upgrade is not None
+    assert reopened.upgrade.before == revision
+    return reopened
