@@ -98,7 +98,7 @@ class Claims:
         transaction; for a worker that ``died``, its budgets' spend is counted from the results
         too (limits.free_holds)."""
         with self.database.begin() as connection:
-            free_holds(connection, owner, died=died)
+            free_holds(self.database, connection, owner, died=died)
             free_slots(connection, owner)
             connection.execute(delete(workers).where(workers.c.id == owner))
 

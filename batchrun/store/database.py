@@ -69,6 +69,19 @@ def reason(exc: BaseException) -> str:
     return redact_url(lines[0]) if "://" in lines[0] else lines[0]
 
 
+def dialect_insert(dialect: str, table: Table) -> Any:
+    """The INSERT of the dialect (``postgresql``, else SQLite's), which has ON CONFLICT. Each
+    dialect is imported here, for the database in use only: PostgreSQL's (with its asyncpg
+    variant) costs tens of milliseconds at start-up that a SQLite user never needs."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite  # noqa: PLC0415
+
+    return sqlite.insert(table)
+
+
 class Database:
     """One database's engine and pool; every connection from it raises StoreError on failure."""
 
@@ -95,15 +108,8 @@ class Database:
 
     def insert_ignore(self, table: Table) -> Insert:
         """INSERT that skips rows whose key exists: a request never gets two results."""
-        # Each dialect is imported here, for the database in use only: PostgreSQL's (with its
-        # asyncpg variant) costs tens of milliseconds at start-up that a SQLite user never needs.
-        if self.is_postgresql:
-            from sqlalchemy.dialects import postgresql  # noqa: PLC0415
-
-            return postgresql.insert(table).on_conflict_do_nothing()
-        from sqlalchemy.dialects import sqlite  # noqa: PLC0415
-
-        return sqlite.insert(table).on_conflict_do_nothing()
+        ignoring: Insert = dialect_insert(self.engine.dialect.name, table).on_conflict_do_nothing()
+        return ignoring
 
     def clock(self, now: float) -> ColumnElement[float]:
         """The time as SQL: PostgreSQL's own clock (one for every machine), else ``now``."""

@@ -34,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 
-from batchrun.store.database import Database
+from batchrun.store.database import Database, dialect_insert
 from batchrun.store.tables import (
     budget_holds,
     budgets,
@@ -294,25 +294,14 @@ class Budgets:
         """Add ``nanos`` to the worker's hold on the budget: one upsert, since two reservations
         of one worker may make its first hold at once (nothing serializes them before it)."""
         holds = self.holds
-        made = _insert(connection, holds).values(worker_id=owner, nanos=nanos, **key)
+        made = dialect_insert(connection.dialect.name, holds)
+        made = made.values(worker_id=owner, nanos=nanos, **key)
         connection.execute(
             made.on_conflict_do_update(
                 index_elements=list(holds.primary_key.columns),
                 set_={"nanos": holds.c.nanos + made.excluded.nanos},
             )
         )
-
-
-def _insert(connection: Connection, table: Table) -> Any:
-    """The INSERT of the connection's dialect, which has ON CONFLICT (imported for it alone,
-    as Database.insert_ignore does)."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql  # noqa: PLC0415
-
-        return postgresql.insert(table)
-    from sqlalchemy.dialects import sqlite  # noqa: PLC0415
-
-    return sqlite.insert(table)
 
 
 class _NoRoom(Exception):
@@ -323,7 +312,9 @@ class _NoRoom(Exception):
 HOLDS: Mapping[Table, Table] = {budgets: budget_holds, model_budgets: model_budget_holds}
 
 
-def free_holds(connection: Connection, owner: str, *, died: bool = False) -> None:
+def free_holds(
+    database: Database, connection: Connection, owner: str, *, died: bool = False
+) -> None:
     """Give a worker's holds back to the budgets they are on (it stopped, or ``died``).
 
     A dead worker may have had answers stored whose cost it never settled on the row: then
@@ -347,14 +338,9 @@ def free_holds(connection: Connection, owner: str, *, died: bool = False) -> Non
             if died:
                 stored = select(func.coalesce(func.sum(results.c.cost_nanos), 0))
                 spend = stored.where(*_match(results, key)).scalar_subquery()
-                given["spent_nanos"] = _greatest(connection, table.c.spent_nanos, spend)
+                given["spent_nanos"] = database.greatest(table.c.spent_nanos, spend)
             connection.execute(update(table).where(*_match(table, key)).values(**given))
         connection.execute(holds.delete().where(holds.c.worker_id == owner))
-
-
-def _greatest(connection: Connection, a: Any, b: Any) -> Any:
-    """The larger of two SQL values on the connection's database (Database.greatest)."""
-    return (func.greatest if connection.dialect.name == "postgresql" else func.max)(a, b)
 
 
 def _model_spend(connection: Connection, key: Key, period: PeriodCap) -> tuple[int, int]:

@@ -74,10 +74,10 @@ async def send_claimed(
             group.start_soon(keep_alive, store, owner, lease_s, log.info)
             page = max(s.concurrency for s in limits.values()) if limits else 1
             if settings.max_cost_nanos is not None:
-                budget = await anyio.to_thread.run_sync(
-                    SharedBudget, store, batch.id, owner, settings.max_cost_nanos
+                budget = await offload(
+                    store, SharedBudget, store, batch.id, owner, settings.max_cost_nanos
                 )
-            rooms = await anyio.to_thread.run_sync(open_rooms, store, batch, ledger)
+            rooms = await offload(store, open_rooms, store, batch, ledger)
             ran = await run_batch(
                 store=store,
                 catalog=catalog,

@@ -144,7 +144,7 @@ class Worker:
         settings = self._settings(models, batch)
         page = max(s.concurrency for s in settings.limits.values())
         ledger = ModelLedger(self.store, batch.id, self.id, simulated=self.endpoint.simulated)
-        budget, rooms = await anyio.to_thread.run_sync(self._budgets, batch, ledger)
+        budget, rooms = await offload(self.store, self._budgets, batch, ledger)
         shared_slots = self.id if self.options.share_concurrency else None
         limiters = shared_limiters(self.store, settings.limits, owner=shared_slots)
         try:
