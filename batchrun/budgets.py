@@ -128,16 +128,11 @@ def budget_use(budgets: Sequence[PeriodBudget], spend: pl.DataFrame, now: float)
     its threshold) or ``ok``.
 
     ``spend`` is a sums frame (analytics.sums_frame: each row ``n`` results, ``priced`` of them
-    with a cost, per UTC hour) or a frame of single results (``day``, ``model``, ``cost_nanos``);
+    with a cost, per UTC hour; a requests frame through analytics.weighed has both columns too);
     a row with no ``day`` was not sent and counts in no period."""
     import polars as pl  # noqa: PLC0415
 
-    weighed = "n" in spend.columns
-    n = pl.col("n") if weighed else pl.lit(1, pl.Int64)
-    priced = pl.col("priced") if weighed else pl.col("cost_nanos").is_not_null().cast(pl.Int64)
-    sent = spend.filter(pl.col("day").is_not_null()).select(
-        "day", "model", "cost_nanos", n.alias("n"), priced.alias("priced")
-    )
+    sent = spend.filter(pl.col("day").is_not_null())
     rows = []
     for budget in budgets:
         start = period_start(budget.period, now)

@@ -104,7 +104,8 @@ def assert_sums_frame_agrees(store: Store) -> None:
     for day in whole.get_column("day").drop_nulls().unique():  # each day a result was sent
         now = calendar.timegm(day.timetuple()) + 600.0
         assert_frame_equal(
-            budgets.budget_use(chosen, summed, now), budgets.budget_use(chosen, whole, now)
+            budgets.budget_use(chosen, summed, now),
+            budgets.budget_use(chosen, analytics.weighed(whole), now),
         )
 
 
