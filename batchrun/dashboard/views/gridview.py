@@ -212,8 +212,7 @@ def _cell(
     answer: dict[str, Any], figures: dict[str, Any], graded: pl.DataFrame, rendered: bool
 ) -> None:
     if answer["status"] != RequestStatus.SUCCEEDED:
-        kind = answer["error_type"] or answer["status"]
-        st.markdown(f":red[**{shown(answer['status'])}**] · {shown(kind)}")
+        _error_head(answer)
         if answer["error_message"]:
             st.text(grid.preview(answer["error_message"])[0])
         return
@@ -227,6 +226,12 @@ def _cell(
         st.markdown(" · ".join(marks))
     st.caption(_figure_line(figures))
     _answer_text(answer, rendered, whole=False)
+
+
+def _error_head(answer: dict[str, Any]) -> None:
+    """A failed answer's status and kind of error, in red (the cell's, and the viewer's)."""
+    kind = answer["error_type"] or answer["status"]
+    st.markdown(f":red[**{shown(answer['status'])}**] · {shown(kind)}")
 
 
 def _answer_text(answer: dict[str, Any], rendered: bool, *, whole: bool) -> None:
@@ -280,8 +285,7 @@ def _whole(  # noqa: PLR0917 (the page's parts, each named)
     with answer_column:
         st.markdown(f"**{shown(model)}**")
         if answer["status"] != RequestStatus.SUCCEEDED:
-            kind = answer["error_type"] or answer["status"]
-            st.markdown(f":red[**{shown(answer['status'])}**] · {shown(kind)}")
+            _error_head(answer)
             st.text(answer["error_message"] or "(no error message)")
             return
         st.caption(_figure_line(figures.get(answer["request_id"], {})))
