@@ -178,13 +178,20 @@ def expecting(request_id: int, batch_id: str) -> Outcome:
     )
 
 
+def stored_expecting(store: Store, tmp_path: Path, lines: int) -> list[int]:
+    """A batch of ``lines`` jobs whose M3 answers are stored with their expected cache reads
+    (``expecting``); their request ids."""
+    plan = load(store, tmp_path, lines)
+    ids = [r.request_id for r in store.pending(plan.batch.id, M3, 0, 100)]
+    store.record([expecting(i, plan.batch.id) for i in ids])
+    return ids
+
+
 @pytest.mark.parametrize(
     "store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
 def test_the_expected_cache_sums_equal_what_the_frame_gives(store: Store, tmp_path: Path) -> None:
-    plan = load(store, tmp_path, 60)
-    ids = [r.request_id for r in store.pending(plan.batch.id, M3, 0, 100)]
-    store.record([expecting(i, plan.batch.id) for i in ids])
+    ids = stored_expecting(store, tmp_path, 60)
     kept = assert_kept(store)
     batches = [b.as_dict() for b in store.list_batches()]
     whole = analytics.requests_frame(*store.metric_rows(), batches)
@@ -206,9 +213,7 @@ def test_the_expected_cache_sums_equal_what_the_frame_gives(store: Store, tmp_pa
     "store_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
 def test_migration_0015_backfills_the_expected_cache_sums(store: Store, tmp_path: Path) -> None:
-    plan = load(store, tmp_path, 40)
-    ids = [r.request_id for r in store.pending(plan.batch.id, M3, 0, 100)]
-    store.record([expecting(i, plan.batch.id) for i in ids])
+    stored_expecting(store, tmp_path, 40)
     fresh = assert_kept(store)
     assert sum(r["expected_cache_hits"] for r in fresh) > 0
     reopened = reopened_from(store, "0014")  # the sums' columns dropped, then opened

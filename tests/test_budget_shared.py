@@ -21,7 +21,7 @@ from sqlalchemy import select, text, update
 from batchrun.budgets import PeriodBudget
 from batchrun.run.budget import BudgetRoom, ModelBudget, model_budgets
 from batchrun.sim import SimSettings, simulator_process
-from batchrun.store import Store
+from batchrun.store import BatchInfo, Store
 from batchrun.store.tables import model_budget_holds, workers
 from batchrun.store.tables import model_budgets as model_budget_rows
 from batchrun.teams import claims
@@ -61,15 +61,21 @@ def _row(store: Store) -> tuple[int, int, int]:
     return row.cap_nanos, row.spent_nanos, row.reserved_nanos
 
 
-@BOTH
-def test_two_senders_share_one_model_budget_and_a_dead_ones_hold_is_freed(
-    store: Store, tmp_path: Path
-) -> None:
+def _two_senders(store: Store, tmp_path: Path) -> tuple[BatchInfo, ModelBudget, ModelBudget]:
+    """A batch of two requests, and senders w1 and w2 each holding a model budget of 1,000."""
     batch = load(store, tmp_path, 2).batch
     for owner in ("w1", "w2"):
         claims.register(store, owner)
     _, first = _held(store, batch.id, "w1", _room(1000))
     _, second = _held(store, batch.id, "w2", _room(1000))
+    return batch, first, second
+
+
+@BOTH
+def test_two_senders_share_one_model_budget_and_a_dead_ones_hold_is_freed(
+    store: Store, tmp_path: Path
+) -> None:
+    _, first, second = _two_senders(store, tmp_path)
     assert isinstance(first.held, SharedBudget)
     assert isinstance(second.held, SharedBudget)
     assert first.held._try(600) == (True, 0)
@@ -134,11 +140,7 @@ def test_a_later_sender_sets_the_cap_the_first_did_whatever_was_stored_meanwhile
 def test_a_dead_senders_stored_answers_count_in_the_spend_once_its_holds_are_freed(
     store: Store, tmp_path: Path
 ) -> None:
-    batch = load(store, tmp_path, 2).batch
-    for owner in ("w1", "w2"):
-        claims.register(store, owner)
-    _, first = _held(store, batch.id, "w1", _room(1000))
-    _, second = _held(store, batch.id, "w2", _room(1000))
+    batch, first, second = _two_senders(store, tmp_path)
     assert first.held._try(600) == (True, 0)
     _store_answer(store, batch.id, 450)  # w1's answer is stored; w1 dies before settling it
     with store.engine.begin() as connection:
